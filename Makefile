@@ -1,0 +1,48 @@
+# minerd — the two commands an operator needs are `make demo` and `make test`.
+# Each bootstraps a fresh machine on its own: a .venv with minerd and its dev tools.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help venv deps lint typecheck layers test demo bench clean
+
+help:
+	@echo "make demo   run a simulated site with the daemon (status page URL and tokens printed)"
+	@echo "make test   install what is missing, then ruff, mypy --strict, import layers, pytest"
+	@echo "make bench  run the benchmarks (ratios against baselines measured in the same run)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Real servers the tests talk to (Debian packages); installs only what is missing, as root.
+deps:
+	@bash scripts/install-test-servers.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check minerd tests benchmarks
+	$(BIN)/ruff format --check minerd tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+test: $(STAMP) deps lint typecheck layers
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/minerd demo
+
+bench: $(STAMP) deps
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist

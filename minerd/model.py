@@ -1,0 +1,375 @@
+"""Frozen value types shared by every layer. Units are in the names.
+
+Times are unix seconds (UTC, float) from the injected clock unless a name says otherwise.
+This module imports nothing of minerd: it is the vocabulary the layers speak.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# ---------------------------------------------------------------- enums
+
+
+class RigState(StrEnum):
+    HASHING = "hashing"
+    SLEEPING = "sleeping"
+    OFFLINE = "offline"
+    FAULT = "fault"
+    UNKNOWN = "unknown"
+
+
+class MeterRole(StrEnum):
+    GRID = "grid"
+    FEEDER = "feeder"
+    AUX = "aux"
+
+
+class ControlMode(StrEnum):
+    SLEEP_WAKE = "sleep_wake"
+    PROFILES = "profiles"
+    POWER_TARGET = "power_target"
+
+
+class RigProtocol(StrEnum):
+    """How minerd talks to a rig (the driver flavour of a rig group)."""
+
+    LUXOS = "luxos"  # cgminer JSON API on 4028 with LuxOS curtail/profileset
+    CGMINER = "cgminer"  # cgminer JSON API, read only
+    MODBUS = "modbus"  # rig behind a container PLC, register map
+    MQTT = "mqtt"  # JSON telemetry and commands over a broker
+
+
+class RegisterType(StrEnum):
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+
+    @property
+    def register_count(self) -> int:
+        return {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}.get(self.value, 4)
+
+
+class ByteOrder(StrEnum):
+    BIG = "big"
+    LITTLE = "little"
+
+
+class WordOrder(StrEnum):
+    HIGH_FIRST = "high_first"
+    LOW_FIRST = "low_first"
+
+
+class QuotaSource(StrEnum):
+    API = "api"
+    MQTT = "mqtt"
+    SCHEDULE = "schedule"
+    CONFIG = "config"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class RigAction(StrEnum):
+    SLEEP = "sleep"
+    WAKE = "wake"
+    SET_PROFILE = "set_profile"
+    SET_POWER = "set_power"
+
+
+# ---------------------------------------------------------------- device profiles
+
+
+@dataclass(frozen=True)
+class PowerProfile:
+    """A discrete power step a rig offers (LuxOS profileset, Antminer low-power mode)."""
+
+    name: str
+    power_w: float
+    hashrate_ths: float
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    power_w: float
+    hashrate_ths: float
+
+
+@dataclass(frozen=True)
+class RigModel:
+    """A rig model as described by drivers/rigs/<vendor>-<model>.toml."""
+
+    name: str  # profile id, the file stem: "bitmain-s19jpro"
+    vendor: str
+    model: str
+    nominal_power_w: float
+    nominal_hashrate_ths: float
+    sleep_power_w: float
+    min_power_w: float
+    max_power_w: float
+    modes: frozenset[ControlMode]
+    profiles: tuple[PowerProfile, ...]  # ascending power
+    curve: tuple[CurvePoint, ...]  # ascending power, hashrate versus power
+    wake_time_s: float
+    sleep_time_s: float
+    chip_temp_derate_c: float  # above this the planner lowers the rig's power
+    chip_temp_max_c: float  # firmware protection trips here
+    boards: int
+    fans: int
+    fan_rpm_nominal: int
+
+    def hashrate_at(self, power_w: float) -> float:
+        """Hashrate the curve gives at power_w (linear between points, 0 below the first)."""
+        pts = self.curve
+        if not pts or power_w < pts[0].power_w:
+            return 0.0
+        if power_w >= pts[-1].power_w:
+            return pts[-1].hashrate_ths
+        powers = [p.power_w for p in pts]
+        i = bisect.bisect_right(powers, power_w)
+        lo, hi = pts[i - 1], pts[i]
+        frac = (power_w - lo.power_w) / (hi.power_w - lo.power_w)
+        return lo.hashrate_ths + frac * (hi.hashrate_ths - lo.hashrate_ths)
+
+    def profile(self, name: str) -> PowerProfile | None:
+        for p in self.profiles:
+            if p.name == name:
+                return p
+        return None
+
+
+@dataclass(frozen=True)
+class RegisterPoint:
+    """One quantity in a Modbus register map."""
+
+    name: str  # canonical quantity: power_w, voltage_l1_v, energy_import_kwh...
+    address: int  # wire address, 0-based
+    type: RegisterType
+    scale: float  # raw * scale gives `unit`
+    unit: str  # unit of the scaled value: W, kW, V, A, Wh, kWh, C, rpm, THs, "" ...
+    writable: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+
+    @property
+    def register_count(self) -> int:
+        return self.type.register_count
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """A Modbus device profile: drivers/meters/*.toml or a rig PLC map."""
+
+    name: str
+    vendor: str
+    model: str
+    function_code: int  # 3 holding or 4 input registers
+    byte_order: ByteOrder
+    word_order: WordOrder
+    points: tuple[RegisterPoint, ...]
+
+    def point(self, name: str) -> RegisterPoint | None:
+        for p in self.points:
+            if p.name == name:
+                return p
+        return None
+
+
+# ---------------------------------------------------------------- readings
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    """One meter read, converted to W, V, A and kWh. None means "this meter has no such point"."""
+
+    meter: str
+    taken_at_s: float
+    power_w: float
+    power_l1_w: float | None = None
+    power_l2_w: float | None = None
+    power_l3_w: float | None = None
+    voltage_l1_v: float | None = None
+    voltage_l2_v: float | None = None
+    voltage_l3_v: float | None = None
+    current_l1_a: float | None = None
+    current_l2_a: float | None = None
+    current_l3_a: float | None = None
+    energy_import_kwh: float | None = None
+    energy_export_kwh: float | None = None
+
+
+@dataclass(frozen=True)
+class RigReading:
+    rig: str
+    taken_at_s: float
+    state: RigState
+    reason: str  # why this state: "", "asleep", "offline: connection refused", "overheat 96C"...
+    hashrate_ths: float = 0.0
+    power_w: float = 0.0
+    power_estimated: bool = False  # true when the rig does not report power
+    chip_temp_max_c: float | None = None
+    fan_rpm_min: int | None = None
+    boards_ok: int = 0
+    boards_total: int = 0
+    profile: str | None = None
+    power_limit_w: float | None = None
+    uptime_s: float = 0.0
+
+
+# ---------------------------------------------------------------- fleet snapshot
+
+
+@dataclass(frozen=True)
+class RigStatus:
+    """One rig as the controller sees it in a snapshot."""
+
+    rig_id: str
+    model: str  # RigModel.name
+    container: str
+    host: str
+    port: int
+    protocol: RigProtocol
+    reading: RigReading  # its age is snapshot.taken_at_s - reading.taken_at_s
+    fresh: bool  # the reading is younger than the rig's stale age
+    maintenance: bool = False  # pinned by an operator: not dispatched
+    unresponsive: bool = False  # did not reach its last setpoint: counted at nominal
+
+
+@dataclass(frozen=True)
+class MeterStatus:
+    meter: str
+    role: MeterRole
+    container: str
+    reading: MeterReading | None  # None only before the first successful read
+    fresh: bool
+    age_s: float
+    error: str = ""  # reason of the last failure, "" when the last read worked
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """One consistent image of the site at taken_at_s; the controller's only input."""
+
+    taken_at_s: float
+    rigs: tuple[RigStatus, ...]
+    meters: tuple[MeterStatus, ...]
+
+    @property
+    def grid_meters(self) -> tuple[MeterStatus, ...]:
+        return tuple(m for m in self.meters if m.role is MeterRole.GRID)
+
+    @property
+    def grid_fresh(self) -> bool:
+        grid = self.grid_meters
+        return bool(grid) and all(m.fresh and m.reading is not None for m in grid)
+
+    @property
+    def grid_import_w(self) -> float:
+        return sum(m.reading.power_w for m in self.grid_meters if m.reading is not None)
+
+    @property
+    def rig_power_w(self) -> float:
+        return sum(r.reading.power_w for r in self.rigs)
+
+    @property
+    def hashrate_ths(self) -> float:
+        return sum(r.reading.hashrate_ths for r in self.rigs)
+
+    def counts_by_state(self) -> dict[RigState, int]:
+        counts = dict.fromkeys(RigState, 0)
+        for r in self.rigs:
+            counts[r.reading.state] += 1
+        return counts
+
+
+# ---------------------------------------------------------------- control
+
+
+@dataclass(frozen=True)
+class RigSetpoint:
+    """What one rig should do, and why."""
+
+    rig_id: str
+    awake: bool
+    power_w: float  # planned draw: sleep power when asleep
+    profile: str | None = None  # for PROFILES rigs
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RigCommand:
+    """One command the executor sends to one rig."""
+
+    rig_id: str
+    action: RigAction
+    profile: str | None = None
+    power_w: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Quota:
+    quota_id: str
+    limit_kw: float
+    start_s: float
+    end_s: float | None
+    source: QuotaSource
+    issued_at_s: float
+    issued_by: str
+    reference: str | None = None
+    withdrawn_at_s: float | None = None
+
+    def covers(self, t_s: float) -> bool:
+        if self.withdrawn_at_s is not None and self.withdrawn_at_s <= t_s:
+            return False
+        return self.start_s <= t_s and (self.end_s is None or t_s < self.end_s)
+
+
+@dataclass(frozen=True)
+class EffectiveLimit:
+    limit_kw: float
+    origin: str  # "quota", "operator-cap", "contracted", "failsafe"
+    quota_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ComplianceRecord:
+    interval_start_s: float
+    interval_s: float
+    avg_import_kw: float
+    limit_kw: float  # the lowest limit in force during the interval
+    max_excess_kw: float
+    seconds_over: float
+    energy_over_kwh: float
+    samples: int
+
+
+# ---------------------------------------------------------------- alerts
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert_id: str
+    rule: str
+    severity: Severity
+    labels: tuple[tuple[str, str], ...]
+    summary: str
+    description: str
+    starts_at_s: float
+    ends_at_s: float | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at_s: float | None = None
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def active(self) -> bool:
+        return self.ends_at_s is None

@@ -1,0 +1,208 @@
+"""The poller: reads every meter and rig on its own interval and feeds FleetState.
+
+Rigs are scheduled on one heap of due times and read by a fixed pool of workers, so 50,000
+rigs cost 50,000 heap entries, not 50,000 tasks, and concurrency (sockets) stays bounded.
+Every read runs under its own timeout; a hung rig holds one worker for at most that long and
+then backs off, so it never delays the others. Meters (few, 1 s) each get their own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from minerd.clock import Clock
+from minerd.errors import DeviceError, DeviceTimeout
+from minerd.runtime.backoff import backoff_s
+from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
+from minerd.runtime.fleet import FleetState
+
+log = logging.getLogger("minerd.poller")
+
+
+@dataclass
+class PollStats:
+    """Poller health, read by the metrics sink and the benchmarks."""
+
+    rig_polls: int = 0
+    rig_failures: int = 0
+    meter_polls: int = 0
+    meter_failures: int = 0
+    # Seconds a rig poll started after it was due: the "polled on time" measure.
+    max_lateness_s: float = 0.0
+    lateness_sum_s: float = 0.0
+    lateness_by_rig_s: dict[str, float] = field(default_factory=dict)
+    track_per_rig: bool = False
+
+
+class Poller:
+    def __init__(
+        self,
+        fleet: FleetState,
+        rigs: Sequence[PollableRig],
+        meters: Sequence[PollableMeter],
+        clock: Clock,
+        concurrency: int = 256,
+        backoff_cap_s: float = 300.0,
+        seed: int | None = None,
+    ) -> None:
+        if len(rigs) != len(fleet.rig_infos) or len(meters) != len(fleet.meter_infos):
+            raise ValueError("poller devices must match the fleet's inventory, in order")
+        self.fleet = fleet
+        self.rigs = list(rigs)
+        self.meters = list(meters)
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+        self.backoff_cap_s = backoff_cap_s
+        self.stats = PollStats()
+        self._rng = random.Random(seed)
+        self._failures = [0] * len(self.rigs)
+        self._heap: list[tuple[float, int]] = []
+        self._ready: asyncio.Queue[tuple[float, int]] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._warned: set[str] = set()
+        self._queued: set[int] = set()  # rigs waiting for a worker
+
+    async def run(self) -> None:
+        start = self.clock.monotonic_s()
+        for i, info in enumerate(self.fleet.rig_infos):
+            # Spread first polls over one interval so start-up is not a thundering herd.
+            self._heap.append((start + self._rng.random() * min(info.interval_s, 5.0), i))
+        heapq.heapify(self._heap)
+        async with asyncio.TaskGroup() as tg:
+            for meter, m_info in zip(self.meters, self.fleet.meter_infos, strict=True):
+                tg.create_task(self._meter_loop(meter, m_info), name=f"poll-meter-{m_info.name}")
+            if self.rigs:
+                tg.create_task(self._schedule(), name="poll-rig-scheduler")
+                for n in range(min(self.concurrency, len(self.rigs))):
+                    tg.create_task(self._rig_worker(), name=f"poll-rig-worker-{n}")
+
+    def poll_now(self, rig_id: str) -> None:
+        """Read a rig as soon as a worker is free (after a command, to verify it)."""
+        i = self.fleet.rig_index(rig_id)
+        heapq.heappush(self._heap, (self.clock.monotonic_s(), i))
+        self._wake.set()
+
+    # ------------------------------------------------------------ rigs
+
+    async def _schedule(self) -> None:
+        heap = self._heap
+        queued = self._queued
+        while True:
+            now = self.clock.monotonic_s()
+            while heap and heap[0][0] <= now:
+                due, i = heapq.heappop(heap)
+                if i in queued:
+                    continue  # a poll_now duplicate of a rig already waiting
+                queued.add(i)
+                self._ready.put_nowait((due, i))
+            delay = heap[0][0] - now if heap else 1.0
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(max(0.002, min(delay, 1.0)) / self._speed()):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _speed(self) -> float:
+        return self.clock.speed
+
+    async def _rig_worker(self) -> None:
+        infos = self.fleet.rig_infos
+        stats = self.stats
+        while True:
+            due, i = await self._ready.get()
+            self._queued.discard(i)
+            info = infos[i]
+            started = self.clock.monotonic_s()
+            late = max(0.0, started - due)
+            stats.lateness_sum_s += late
+            if late > stats.max_lateness_s:
+                stats.max_lateness_s = late
+            if stats.track_per_rig:
+                prev = stats.lateness_by_rig_s.get(info.rig_id, 0.0)
+                stats.lateness_by_rig_s[info.rig_id] = max(prev, late)
+            ok = await self._poll_rig(i, info)
+            if ok:
+                self._failures[i] = 0
+                next_in = info.interval_s
+            else:
+                self._failures[i] += 1
+                next_in = max(
+                    info.interval_s,
+                    backoff_s(self._failures[i], info.interval_s, self.backoff_cap_s, self._rng),
+                )
+            # Schedule from the due time, not the finish, so slow reads do not drift the grid.
+            base = due if ok and started - due < info.interval_s else started
+            heapq.heappush(self._heap, (base + next_in, i))
+
+    async def _poll_rig(self, i: int, info: RigInfo) -> bool:
+        self.stats.rig_polls += 1
+        rig = self.rigs[i]
+        try:
+            async with asyncio.timeout(info.timeout_s / self._speed()):
+                reading = await rig.read(self.clock.now_s())
+        except TimeoutError:
+            err: DeviceError = DeviceTimeout(
+                info.rig_id, f"{info.host}:{info.port}", f"no reply within {info.timeout_s}s"
+            )
+            self._rig_failed(i, info, err)
+            return False
+        except DeviceError as e:
+            self._rig_failed(i, info, e)
+            return False
+        self.fleet.update_rig(i, reading)
+        if info.rig_id in self._warned:
+            self._warned.discard(info.rig_id)
+            log.info("rig readable again", extra={"rig": info.rig_id})
+        return True
+
+    def _rig_failed(self, i: int, info: RigInfo, err: DeviceError) -> None:
+        self.stats.rig_failures += 1
+        self.fleet.rig_failed(i, err, self.clock.now_s())
+        if info.rig_id in self._warned:
+            log.debug("rig still failing: %s", err)
+        else:
+            self._warned.add(info.rig_id)
+            log.warning("rig read failed: %s", err)
+
+    # ------------------------------------------------------------ meters
+
+    async def _meter_loop(self, meter: PollableMeter, info: MeterInfo) -> None:
+        failures = 0
+        warned = False
+        while True:
+            started = self.clock.monotonic_s()
+            self.stats.meter_polls += 1
+            try:
+                async with asyncio.timeout(info.timeout_s / self._speed()):
+                    reading = await meter.read(self.clock.now_s())
+            except (TimeoutError, DeviceError) as e:
+                err = (
+                    e
+                    if isinstance(e, DeviceError)
+                    else DeviceTimeout(
+                        info.name, info.endpoint, f"no reply within {info.timeout_s}s"
+                    )
+                )
+                failures += 1
+                self.stats.meter_failures += 1
+                self.fleet.meter_failed(info.name, err)
+                if warned:
+                    log.debug("meter still failing: %s", err)
+                else:
+                    warned = True
+                    log.warning("meter read failed: %s", err)
+            else:
+                self.fleet.update_meter(reading)
+                if warned:
+                    log.info("meter readable again: %s", info.name)
+                failures, warned = 0, False
+            # Meters keep a short capped backoff: the grid meter is the safety input.
+            wait_s = info.interval_s if failures == 0 else min(5.0, info.interval_s * failures)
+            elapsed = self.clock.monotonic_s() - started
+            await self.clock.sleep(max(0.0, wait_s - elapsed))
