@@ -1,0 +1,77 @@
+"""What the HTTP API (and the MQTT quota input) may ask of the running site.
+
+The API layer sees only this interface and the storage stores, never the poller, executor
+or controller internals. The daemon's Site implements it; tests may build it from real
+stores and a FleetState.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from minerd.clock import Clock
+from minerd.model import EffectiveLimit, FleetSnapshot, RigState
+from minerd.runtime.devices import MeterInfo, RigInfo
+from minerd.storage import Stores
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """The site at a glance, as of the last control cycle."""
+
+    site: str
+    taken_at_s: float
+    grid_import_kw: float
+    grid_fresh: bool
+    limit: EffectiveLimit
+    contracted_limit_kw: float
+    failsafe_limit_kw: float
+    operator_cap_kw: float | None
+    rig_budget_kw: float
+    planned_power_kw: float
+    rig_power_kw: float
+    hashrate_ths: float
+    rigs_by_state: tuple[tuple[RigState, int], ...]
+    failsafe: bool
+    failsafe_reason: str  # "" when not in fail-safe
+    cycle: int  # control cycles run since start
+
+
+class SiteService(Protocol):
+    @property
+    def site_name(self) -> str: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def stores(self) -> Stores: ...
+
+    @property
+    def rig_infos(self) -> tuple[RigInfo, ...]: ...
+
+    @property
+    def meter_infos(self) -> tuple[MeterInfo, ...]: ...
+
+    def status(self) -> SiteStatus: ...
+
+    def snapshot(self) -> FleetSnapshot:
+        """The latest fleet snapshot (the one the controller last used)."""
+        ...
+
+    def quotas_changed(self) -> None:
+        """Quotas were written to the store: reload them and run a cycle now."""
+        ...
+
+    def set_operator_cap(self, cap_kw: float | None, by: str) -> None:
+        """Set (or clear with None) the operator cap; persisted and audited by the caller."""
+        ...
+
+    def set_maintenance(self, rig_id: str, on: bool) -> None:
+        """Pin or release a rig (persisted by the caller in MaintenanceStore)."""
+        ...
+
+    def readiness(self) -> tuple[bool, tuple[str, ...]]:
+        """(ready, reasons not ready): meters fresh, storage writable, first cycle run."""
+        ...

@@ -1,0 +1,72 @@
+"""The one SQLite database: quotas, audit log, command journal, compliance, controller state,
+alert state and outbox (and the telemetry spool, in spool.py). Imports only model and errors.
+
+Typical composition (app.py):
+
+    db = Database(settings.storage.path)
+    stores = Stores.open(db)      # every repository, every migration applied
+    ...
+    db.close()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minerd.storage.alert_state import AlertStore, OutboxItem
+from minerd.storage.audit import AuditEntry, AuditLog
+from minerd.storage.compliance import ComplianceKind, ComplianceStore
+from minerd.storage.db import Database, Migration, NotFoundError
+from minerd.storage.journal import CommandJournal, JournalEntry
+from minerd.storage.quotas import QuotaAdded, QuotaStore, ScheduleReplaced
+from minerd.storage.state import JsonValue, MaintenanceEntry, MaintenanceStore, StateStore
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Every repository on one Database; building it runs every migration."""
+
+    db: Database
+    quotas: QuotaStore
+    audit: AuditLog
+    journal: CommandJournal
+    compliance: ComplianceStore
+    state: StateStore
+    maintenance: MaintenanceStore
+    alerts: AlertStore
+
+    @classmethod
+    def open(cls, db: Database) -> Stores:
+        return cls(
+            db=db,
+            quotas=QuotaStore(db),
+            audit=AuditLog(db),
+            journal=CommandJournal(db),
+            compliance=ComplianceStore(db),
+            state=StateStore(db),
+            maintenance=MaintenanceStore(db),
+            alerts=AlertStore(db),
+        )
+
+
+__all__ = [
+    "AlertStore",
+    "AuditEntry",
+    "AuditLog",
+    "CommandJournal",
+    "ComplianceKind",
+    "ComplianceStore",
+    "Database",
+    "JournalEntry",
+    "JsonValue",
+    "MaintenanceEntry",
+    "MaintenanceStore",
+    "Migration",
+    "NotFoundError",
+    "OutboxItem",
+    "QuotaAdded",
+    "QuotaStore",
+    "ScheduleReplaced",
+    "StateStore",
+    "Stores",
+]

@@ -1,0 +1,301 @@
+"""The one SQLite database of minerd: one file, WAL, one guarded connection, versioned schema.
+
+Durability: the connection runs `synchronous=FULL`. In WAL mode NORMAL never corrupts the
+file but a power cut can drop the last commits; FULL fsyncs the WAL at every commit, so a
+quota the grid authority was told is accepted, a command intent written before the command
+went out, an audit line or an alert acknowledgement survive a power cut. That is the point
+of these tables, so FULL is the default. Bulk data whose loss costs nothing (the telemetry
+spool) may commit with `transaction(durable=False)`, which runs that one transaction at
+NORMAL; the next FULL commit syncs its frames as well.
+
+Threads and asyncio: the methods are synchronous and one short statement or a small
+transaction costs well under a millisecond of CPU (plus one fsync per commit), so the
+daemon may call single-row writes from the event loop. Anything that scans (history
+queries, pruning, reading thousands of rows) should go through `asyncio.to_thread`; the
+connection is shared by all threads behind one lock.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+from minerd.errors import StorageError
+
+# PRAGMA application_id marks a file as ours: "mnrd".
+MINERD_APPLICATION_ID = 0x6D6E7264
+
+SqlParams: TypeAlias = Sequence[object] | dict[str, object]
+
+
+class NotFoundError(StorageError):
+    """A row the caller named (quota, journal entry, alert, outbox item) does not exist."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"no {kind} {key!r}")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step of one component: its statements run in one transaction."""
+
+    version: int  # 1, 2, 3... per component
+    statements: tuple[str, ...]
+
+
+class Database:
+    """One SQLite file (never ":memory:": WAL needs a file), migrated as stores attach."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 5.0) -> None:
+        self._path = _check_path(path)
+        self._lock = threading.RLock()
+        self._depth = 0  # transaction nesting; only the lock holder reads or writes it
+        self._conn: sqlite3.Connection | None = None
+        self._conn = self._open(busy_timeout_s)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close. Safe to call twice."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # a busy reader elsewhere: the WAL is replayed at the next open
+            finally:
+                conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ transactions and queries
+
+    @contextmanager
+    def transaction(
+        self, what: str = "transaction", *, durable: bool = True
+    ) -> Iterator[sqlite3.Connection]:
+        """Run the block in one write transaction (BEGIN IMMEDIATE); nested blocks are
+        savepoints. Any exception rolls the block back; sqlite3 errors become StorageError
+        naming the file and `what`."""
+        with self._lock:
+            conn = self._connection(what)
+            if self._depth > 0:
+                yield from self._savepoint(conn, what)
+                return
+            if not durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise self.error(what, exc) from exc
+                self._depth = 1
+                try:
+                    yield conn
+                except sqlite3.Error as exc:
+                    conn.rollback()
+                    raise self.error(what, exc) from exc
+                except BaseException:
+                    conn.rollback()
+                    raise
+                try:
+                    conn.commit()
+                except sqlite3.Error as exc:
+                    conn.rollback()
+                    raise self.error(what, exc) from exc
+            finally:
+                self._depth = 0
+                if not durable:
+                    conn.execute("PRAGMA synchronous=FULL")
+
+    def _savepoint(self, conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
+        name = f"sp{self._depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield conn
+        except BaseException as exc:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            if isinstance(exc, sqlite3.Error):
+                raise self.error(what, exc) from exc
+            raise
+        else:
+            conn.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
+
+    def query(self, sql: str, params: SqlParams = (), *, what: str = "query") -> list[sqlite3.Row]:
+        """Run one read statement and return every row (columns by name)."""
+        with self._lock:
+            conn = self._connection(what)
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self.error(what, exc) from exc
+
+    def query_one(
+        self, sql: str, params: SqlParams = (), *, what: str = "query"
+    ) -> sqlite3.Row | None:
+        rows = self.query(sql, params, what=what)
+        return rows[0] if rows else None
+
+    def error(self, what: str, exc: BaseException) -> StorageError:
+        """The StorageError for a failed operation: names the file and what failed."""
+        return StorageError(f"storage {self._path}: {what} failed: {exc}")
+
+    # ------------------------------------------------------------ schema
+
+    def apply_migrations(self, component: str, migrations: Sequence[Migration]) -> int:
+        """Bring `component`'s tables to its latest version; idempotent, run at every open.
+
+        Returns the component's schema version. A database written by a newer minerd (a
+        version above the latest known here) is refused rather than guessed at."""
+        versions = [m.version for m in migrations]
+        if versions != list(range(1, len(versions) + 1)):
+            raise StorageError(f"storage: migrations of {component} must be numbered 1..n")
+        with self.transaction(f"migrate {component}") as conn:
+            row = conn.execute(
+                "SELECT version FROM schema_version WHERE component = ?", (component,)
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if current > len(migrations):
+                raise StorageError(
+                    f"storage {self._path}: {component} schema is version {current}, newer "
+                    f"than this minerd knows ({len(migrations)}); refusing to touch it"
+                )
+            for m in migrations[current:]:
+                for stmt in m.statements:
+                    conn.execute(stmt)
+            if current < len(migrations):
+                conn.execute(
+                    "INSERT INTO schema_version(component, version) VALUES (?, ?) "
+                    "ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                    (component, len(migrations)),
+                )
+        return len(migrations)
+
+    def schema_versions(self) -> dict[str, int]:
+        rows = self.query("SELECT component, version FROM schema_version", what="read schema")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def integrity_check(self) -> list[str]:
+        """PRAGMA integrity_check plus foreign_key_check; ["ok"] when the file is sound."""
+        rows = self.query("PRAGMA integrity_check", what="integrity check")
+        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        fk = self.query("PRAGMA foreign_key_check", what="foreign key check")
+        problems += [f"foreign key: {tuple(r)}" for r in fk]
+        return problems or ["ok"]
+
+    # ------------------------------------------------------------ internals
+
+    def _connection(self, what: str) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StorageError(f"storage {self._path}: {what}: database is closed")
+        return self._conn
+
+    def _open(self, busy_timeout_s: float) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self.error("open", exc) from exc
+        conn.row_factory = sqlite3.Row
+        try:
+            self._claim(conn)
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(
+                    f"storage {self._path}: cannot switch to WAL (journal_mode is {mode})"
+                )
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            # The core table, and a write at every open so a read-only file fails here.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version("
+                "component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO schema_version(component, version) VALUES ('db', 1) "
+                "ON CONFLICT(component) DO UPDATE SET version = excluded.version"
+            )
+            conn.execute("COMMIT")
+        except StorageError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            msg = str(exc)
+            if "readonly" in msg or "read-only" in msg or "unable to open" in msg:
+                raise StorageError(
+                    f"storage {self._path}: the database is not writable ({msg}); minerd "
+                    "needs write access to the file and its directory (-wal, -shm files)"
+                ) from exc
+            if "not a database" in msg:
+                raise StorageError(
+                    f"storage {self._path}: the file is not an SQLite database ({msg})"
+                ) from exc
+            raise self.error("open", exc) from exc
+        return conn
+
+    def _claim(self, conn: sqlite3.Connection) -> None:
+        """Refuse a file that belongs to someone else; mark a new empty file as ours."""
+        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        if app_id == MINERD_APPLICATION_ID:
+            return
+        tables = int(conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
+        if app_id != 0 or tables > 0:
+            raise StorageError(
+                f"storage {self._path}: not a minerd database (application_id {app_id:#x}, "
+                f"{tables} schema objects); refusing to use it"
+            )
+        conn.execute(f"PRAGMA application_id={MINERD_APPLICATION_ID}")
+
+
+def _check_path(path: str | os.PathLike[str]) -> Path:
+    """Catch the usual mistakes before SQLite reports them as 'unable to open'."""
+    raw = os.fspath(path)
+    if raw in ("", ":memory:") or raw.startswith("file:"):
+        raise StorageError(
+            f"storage {raw!r}: a file path is required (WAL mode does not work in memory)"
+        )
+    p = Path(raw).expanduser().absolute()
+    parent = p.parent
+    if not parent.is_dir():
+        raise StorageError(f"storage {p}: directory {parent} does not exist or is not a directory")
+    if p.exists():
+        if not p.is_file():
+            raise StorageError(f"storage {p}: exists and is not a regular file")
+        if not os.access(p, os.R_OK | os.W_OK):
+            raise StorageError(f"storage {p}: the database file is not writable")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"storage {p}: directory {parent} is not writable (SQLite creates the database "
+            "and its -wal and -shm files there)"
+        )
+    return p
