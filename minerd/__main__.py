@@ -1,0 +1,7 @@
+"""python -m minerd"""
+
+import sys
+
+from minerd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,329 @@
+"""The site config as pydantic models: structure, types and ranges only.
+
+Checks that need several fields, the file system or the device profiles live in
+minerd.settings.checks, so that every problem is reported at once with its key path.
+Secrets given as *_file / *_env are resolved by the loader into private attributes,
+read through the *_value properties.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
+
+# ---------------------------------------------------------------- field types
+
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Kilowatts = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+UnitId = Annotated[int, Field(ge=0, le=247)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+def parse_endpoint(value: str, schemes: tuple[str, ...]) -> tuple[str, str, int]:
+    """Split 'scheme://host:port' and say precisely what is wrong; returns (scheme, host, port)."""
+    want = " or ".join(f"{s}://host:port" for s in schemes)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"'{value}' is not a valid endpoint ({e}); expected {want}") from None
+    if parts.scheme not in schemes or not parts.hostname or port is None:
+        raise ValueError(f"'{value}' is not a valid endpoint; expected {want}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"'{value}' is not a valid endpoint; expected {want}")
+    if port == 0:
+        raise ValueError(f"'{value}': port 0 is out of range 1..65535")
+    return parts.scheme, parts.hostname, port
+
+
+def _tcp_endpoint(value: str) -> str:
+    parse_endpoint(value, ("tcp",))
+    return value
+
+
+def _mqtt_url(value: str) -> str:
+    parse_endpoint(value, ("mqtt", "mqtts"))
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"'{value}' is not a valid URL; expected http(s)://host[:port][/path]")
+    try:
+        _ = parts.port
+    except ValueError as e:
+        raise ValueError(f"'{value}' is not a valid URL ({e})") from None
+    return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port)."""
+    host, sep, port_text = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"'{value}' is not a valid listen address; expected host:port")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"'{value}': port {port} is out of range 1..65535")
+    return host, port
+
+
+def _listen(value: str) -> str:
+    split_listen(value)
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{value}'") from None
+    return value
+
+
+def normalize_sha256(value: str) -> str:
+    text = value.strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError("must be 64 hexadecimal characters (a SHA-256 digest)")
+    return text
+
+
+def _name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+TcpEndpoint = Annotated[str, AfterValidator(_tcp_endpoint)]
+MqttUrl = Annotated[str, AfterValidator(_mqtt_url)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ListenAddress = Annotated[str, AfterValidator(_listen)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+Sha256Hex = Annotated[str, AfterValidator(normalize_sha256)]
+Name = Annotated[str, AfterValidator(_name)]
+
+
+class Section(BaseModel):
+    """Every config model: unknown keys are errors, values are frozen after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+# ---------------------------------------------------------------- sections
+
+
+class SiteSettings(Section):
+    name: Name
+    timezone: TimeZoneName = "UTC"
+
+
+class GridSettings(Section):
+    contracted_limit_kw: Kilowatts
+    failsafe_limit_kw: Kilowatts  # what the site falls to when the grid meter goes stale
+    margin_kw: Kilowatts = 0.0
+    settlement_interval_s: PositiveSeconds = 900.0
+
+
+class MeterSettings(Section):
+    name: Name
+    profile: Name
+    endpoint: TcpEndpoint
+    unit_id: UnitId = 1
+    role: Literal["grid", "feeder", "aux"]
+    container: str = ""
+    interval_s: PositiveSeconds = 1.0
+    timeout_s: PositiveSeconds = 0.5
+    stale_after_s: PositiveSeconds = 5.0
+
+    @property
+    def host(self) -> str:
+        return parse_endpoint(self.endpoint, ("tcp",))[1]
+
+    @property
+    def port(self) -> int:
+        return parse_endpoint(self.endpoint, ("tcp",))[2]
+
+
+class RigGroupSettings(Section):
+    """A group of rigs of one model behind one driver, listed by hosts or by a CSV file."""
+
+    name: Name
+    driver: Literal["luxos", "cgminer", "modbus", "mqtt"]
+    profile: Name
+    # IPs, CIDRs, ranges ("10.0.0.10-20") and host names, as minerd.devices.inventory expands
+    hosts: tuple[str, ...] = ()
+    csv: Path | None = None  # columns id,host,port,container; absolute after load
+    port: Port = 4028
+    container: str = ""
+    unit_id: UnitId = 1
+    register_map: Name = "container-plc-rig"  # driver modbus: drivers/rigs/registers/<name>.toml
+    interval_s: PositiveSeconds = 15.0
+    timeout_s: PositiveSeconds = 3.0
+    password: str = ""  # LuxOS session password; empty means none
+    topic_prefix: str = "rigs"
+
+
+class ControlSettings(Section):
+    interval_s: PositiveSeconds = 1.0
+    ramp_up_kw_per_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 500.0
+    max_wakes_per_cycle: Annotated[int, Field(ge=1)] = 50
+    min_on_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 300.0
+    min_off_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 120.0
+    aux_base_kw: Kilowatts = 0.0
+    aux_fraction: Fraction = 0.0  # cooling and losses as a fraction of IT load
+    kp: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.5
+    ki: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.05
+    command_concurrency: Annotated[int, Field(ge=1, le=10000)] = 200
+    command_rate_per_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 500.0
+    poll_concurrency: Annotated[int, Field(ge=1, le=10000)] = 1000
+
+
+class ApiToken(Section):
+    """A bearer token, stored as the SHA-256 of the secret (hex)."""
+
+    name: Name
+    role: Literal["grid", "operator", "viewer"]
+    sha256: Sha256Hex | None = None
+    sha256_file: Path | None = None
+    sha256_env: str | None = None
+    _sha256: str = PrivateAttr(default="")
+
+    @property
+    def sha256_value(self) -> str:
+        """The resolved digest (lowercase hex), whichever way it was given."""
+        return self._sha256 or (self.sha256 or "")
+
+
+class ApiSettings(Section):
+    listen: ListenAddress = "127.0.0.1:8080"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    client_ca_file: Path | None = None
+    metrics_auth: bool = False
+    tokens: tuple[ApiToken, ...] = ()
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+
+class InfluxSettings(Section):
+    enabled: bool = False
+    api: Literal["v2", "v1"] = "v2"
+    url: HttpUrl = "http://127.0.0.1:8086"
+    org: str = ""
+    bucket: str = "minerd"
+    token: str | None = None
+    token_file: Path | None = None
+    token_env: str | None = None
+    database: str = "minerd"  # v1
+    retention_policy: str = ""  # v1
+    username: str = ""  # v1
+    password_file: Path | None = None
+    password_env: str | None = None
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    flush_interval_s: PositiveSeconds = 1.0
+    _token: str | None = PrivateAttr(default=None)
+    _password: str | None = PrivateAttr(default=None)
+
+    @property
+    def token_value(self) -> str | None:
+        return self._token if self._token is not None else self.token
+
+    @property
+    def password_value(self) -> str | None:
+        return self._password
+
+
+class MqttSettings(Section):
+    enabled: bool = False
+    url: MqttUrl = "mqtt://127.0.0.1:1883"
+    username: str = ""
+    password_file: Path | None = None
+    password_env: str | None = None
+    topic_prefix: str = "minerd"
+    per_rig_state: bool = False
+    quota_input: bool = False
+    _password: str | None = PrivateAttr(default=None)
+
+    @property
+    def password_value(self) -> str | None:
+        return self._password
+
+    @property
+    def host(self) -> str:
+        return parse_endpoint(self.url, ("mqtt", "mqtts"))[1]
+
+    @property
+    def port(self) -> int:
+        return parse_endpoint(self.url, ("mqtt", "mqtts"))[2]
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts:")
+
+
+class PrometheusSettings(Section):
+    enabled: bool = True  # served by the api at /metrics
+    per_rig_series: Literal["auto", "on", "off"] = "auto"
+
+
+class AlertSettings(Section):
+    alertmanager_urls: tuple[HttpUrl, ...] = ()
+    webhook_url: HttpUrl | None = None
+    webhook_secret_file: Path | None = None
+    webhook_secret_env: str | None = None
+    mqtt: bool = False  # also publish alerts on <mqtt.topic_prefix>/alerts
+    # thresholds
+    meter_stale_after_s: PositiveSeconds = 10.0
+    over_limit_for_s: PositiveSeconds = 30.0
+    headroom_warn_kw: Kilowatts = 0.0
+    rigs_offline_fraction: Fraction = 0.1
+    rig_unresponsive_after_s: PositiveSeconds = 120.0
+    chip_temp_warn_c: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 85.0
+    repeat_interval_s: PositiveSeconds = 3600.0
+    _webhook_secret: str | None = PrivateAttr(default=None)
+
+    @property
+    def webhook_secret_value(self) -> str | None:
+        return self._webhook_secret
+
+
+class StorageSettings(Section):
+    path: Path = Path("minerd.sqlite")  # relative to the config file's directory
+    spool_max_points: Annotated[int, Field(ge=0)] = 1_000_000
+
+
+class Settings(Section):
+    """The whole site config. Build it with minerd.settings.load_settings."""
+
+    site: SiteSettings
+    grid: GridSettings
+    meters: tuple[MeterSettings, ...]
+    rigs: tuple[RigGroupSettings, ...] = ()
+    control: ControlSettings = ControlSettings()
+    api: ApiSettings = ApiSettings()
+    influx: InfluxSettings = InfluxSettings()
+    mqtt: MqttSettings = MqttSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    alerts: AlertSettings = AlertSettings()
+    storage: StorageSettings = StorageSettings()
+    source: Path | None = None  # the file this was loaded from (set by the loader)
+
+    @property
+    def grid_meters(self) -> tuple[MeterSettings, ...]:
+        return tuple(m for m in self.meters if m.role == "grid")
