@@ -75,3 +75,18 @@ class SiteService(Protocol):
     def readiness(self) -> tuple[bool, tuple[str, ...]]:
         """(ready, reasons not ready): meters fresh, storage writable, first cycle run."""
         ...
+
+    def limit_timeline(
+        self, from_s: float, to_s: float
+    ) -> list[tuple[float, float, EffectiveLimit]]:
+        """Steps (start_s, end_s, limit) of the effective limit over [from_s, to_s): grid
+        quotas in the store, the operator cap and the contract, as control.quota's
+        limit_timeline computes them (a fail-safe is a live condition, not forecast)."""
+        ...
+
+    def note_grid_contact(self) -> None:
+        """The grid authority was heard from (any authenticated grid-role request).
+
+        With [grid] quota_heartbeat_s set, silence longer than that moves the site to its
+        fail-safe limit, as an EEBus-style heartbeat would."""
+        ...

@@ -41,6 +41,8 @@ class HostSpan:
     port: int
     first: int
     last: int
+    # Rigs behind one Modbus PLC share its address and differ by unit id.
+    unit: int = 0
 
 
 def _name_key(name: str) -> int:
@@ -125,11 +127,14 @@ def check_csv(key: str, path: Path, default_port: int) -> tuple[list[HostSpan], 
 def group_spans(
     index: int, group: RigGroupSettings, entries: list[HostEntry], csv_spans: list[HostSpan]
 ) -> list[HostSpan]:
+    unit = group.unit_id if group.driver == "modbus" else 0
     spans = [
-        HostSpan(index, "hosts", e.label, e.version, group.port, e.first, e.last) for e in entries
+        HostSpan(index, "hosts", e.label, e.version, group.port, e.first, e.last, unit)
+        for e in entries
     ]
     spans.extend(
-        HostSpan(index, s.field, s.label, s.version, s.port, s.first, s.last) for s in csv_spans
+        HostSpan(index, s.field, s.label, s.version, s.port, s.first, s.last, unit)
+        for s in csv_spans
     )
     return spans
 
@@ -142,12 +147,12 @@ def overlap_problems(spans: list[HostSpan]) -> list[str]:
     """
     problems: list[str] = []
     reported: set[tuple[int, str, int, str]] = set()
-    ordered = sorted(spans, key=lambda s: (s.version, s.port, s.first, -s.last))
+    ordered = sorted(spans, key=lambda s: (s.version, s.port, s.unit, s.first, -s.last))
     open_spans: dict[int, HostSpan] = {}
-    wire: tuple[int, int] | None = None
+    wire: tuple[int, int, int] | None = None
     for span in ordered:
-        if (span.version, span.port) != wire:
-            wire, open_spans = (span.version, span.port), {}
+        if (span.version, span.port, span.unit) != wire:
+            wire, open_spans = (span.version, span.port, span.unit), {}
         for group, other in list(open_spans.items()):
             if other.last < span.first:
                 del open_spans[group]

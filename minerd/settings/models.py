@@ -128,6 +128,8 @@ class GridSettings(Section):
     failsafe_limit_kw: Kilowatts  # what the site falls to when the grid meter goes stale
     margin_kw: Kilowatts = 0.0
     settlement_interval_s: PositiveSeconds = 900.0
+    # Fail-safe when the grid authority has not been heard from for this long; unset: off.
+    quota_heartbeat_s: PositiveSeconds | None = None
 
 
 class MeterSettings(Section):

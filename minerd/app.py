@@ -1,0 +1,188 @@
+"""Composition root: builds the daemon from settings and owns its top TaskGroup.
+
+Nothing imports this module. It wires storage, devices, the runtime, the API, sinks and
+alerts together, handles SIGTERM/SIGINT (orderly stop within 5 s) and talks to systemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from minerd.assembly import SiteDevices, build_devices
+from minerd.clock import Clock, SystemClock
+from minerd.components import Components, build_components
+from minerd.control.loop import LoopConfig
+from minerd.control.planner import PlanConstraints
+from minerd.runtime.cycle import CycleConfig
+from minerd.runtime.site import Site
+from minerd.settings import Settings
+from minerd.storage import Database, Stores
+from minerd.systemd_notify import Notifier, feed_watchdog, watchdog_interval_s
+
+log = logging.getLogger("minerd.app")
+
+STOP_TIMEOUT_S = 5.0
+
+
+def cycle_config(settings: Settings) -> CycleConfig:
+    c, g = settings.control, settings.grid
+    longest_rig_poll_s = max((r.interval_s + r.timeout_s for r in settings.rigs), default=0.0)
+    return CycleConfig(
+        site=settings.site.name,
+        contracted_limit_kw=g.contracted_limit_kw,
+        failsafe_limit_kw=g.failsafe_limit_kw,
+        settlement_interval_s=g.settlement_interval_s,
+        loop=LoopConfig(
+            margin_kw=g.margin_kw,
+            aux_base_kw=c.aux_base_kw,
+            aux_fraction=c.aux_fraction,
+            ramp_up_kw_per_s=c.ramp_up_kw_per_s,
+            failsafe_limit_kw=g.failsafe_limit_kw,
+            interval_s=c.interval_s,
+            kp=c.kp,
+            ki=c.ki,
+        ),
+        constraints=PlanConstraints(
+            min_on_s=c.min_on_s,
+            min_off_s=c.min_off_s,
+            max_wakes_per_cycle=c.max_wakes_per_cycle,
+        ),
+        quota_heartbeat_s=g.quota_heartbeat_s,
+        warmup_s=max(5.0, longest_rig_poll_s + 2.0),
+    )
+
+
+def check_open_files(rigs: int, poll_concurrency: int, command_concurrency: int) -> None:
+    """Say at start what scale the open-files limit allows, before sockets run out."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = poll_concurrency + command_concurrency + 256  # meters, API, sinks, SQLite
+    if soft != resource.RLIM_INFINITY and needed > soft:
+        log.warning(
+            "open-files limit %d is below what %d poll + %d command workers need (%d): "
+            "lower [control] poll_concurrency or raise LimitNOFILE",
+            soft,
+            poll_concurrency,
+            command_concurrency,
+            needed,
+        )
+    else:
+        log.info("open-files limit %s allows %d concurrent rig connections", soft, needed)
+    log.info("site has %d rigs", rigs)
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    notifier: Notifier = field(default_factory=Notifier)
+
+    def __post_init__(self) -> None:
+        self.db: Database | None = None
+        self.devices: SiteDevices | None = None
+        self.site: Site | None = None
+        self.components: Components | None = None
+        self.ready = asyncio.Event()
+
+    def build(self) -> Site:
+        s = self.settings
+        self.db = Database(s.storage.path)
+        stores = Stores.open(self.db)
+        self.devices = build_devices(s)
+        d = self.devices
+        check_open_files(len(d.rigs), s.control.poll_concurrency, s.control.command_concurrency)
+        self.site = Site(
+            rig_infos=d.rig_infos,
+            rigs=d.rigs,
+            models=d.models,
+            meter_infos=d.meter_infos,
+            meters=d.meters,
+            stores=stores,
+            clock=self.clock,
+            config=cycle_config(s),
+            poll_concurrency=s.control.poll_concurrency,
+            command_concurrency=s.control.command_concurrency,
+            command_rate_per_s=s.control.command_rate_per_s,
+        )
+        self.components = build_components(s, self.site, stores, self.clock)
+        return self.site
+
+    async def run(self) -> None:
+        site = self.site or self.build()
+        assert self.devices is not None and self.components is not None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                if self.devices.mqtt_rigs is not None:
+                    tg.create_task(self.devices.mqtt_rigs.run(), name="mqtt-rigs")
+                    for hub in self.devices.mqtt_rig_hubs:
+                        tg.create_task(hub.start(), name=f"mqtt-rigs-{hub.prefix}")
+                tg.create_task(site.run(), name="site")
+                for name, task in self.components.tasks():
+                    tg.create_task(task, name=name)
+                tg.create_task(self._systemd(site), name="systemd")
+        finally:
+            await self._close()
+
+    async def _systemd(self, site: Site) -> None:
+        await site.cycle.first_cycle.wait()
+        self.ready.set()
+        self.notifier.notify("READY=1\nSTATUS=controlling")
+        log.info("ready: first control cycle done")
+        interval_s = watchdog_interval_s()
+        if interval_s is None:
+            return
+        stall_s = max(3 * self.settings.control.interval_s, interval_s)
+        await feed_watchdog(
+            self.notifier, lambda: site.cycle.last_cycle_mono_s, interval_s, stall_s
+        )
+
+    async def _close(self) -> None:
+        self.notifier.notify("STOPPING=1")
+        if self.components is not None:
+            with contextlib.suppress(Exception):
+                await self.components.aclose()
+        if self.devices is not None:
+            with contextlib.suppress(Exception):
+                await self.devices.aclose()
+        if self.db is not None:
+            self.db.close()
+
+
+async def run_until_signalled(main: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run main until SIGTERM/SIGINT, then cancel it and give it STOP_TIMEOUT_S to finish."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(main(), name="daemon")
+    stopper = asyncio.create_task(stop.wait(), name="signals")
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        stopper.cancel()
+        exc = task.exception()
+        if exc is not None:
+            log.error("daemon stopped on error: %s", exc, exc_info=exc)
+            return 1
+        return 0
+    log.info("stopping on signal")
+    task.cancel()
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    except TimeoutError:
+        log.error("did not stop within %.0fs", STOP_TIMEOUT_S)
+        return 1
+    return 0
+
+
+def run(settings: Settings, log_format: str = "logfmt") -> int:
+    """Entry of `minerd run` (logging is already configured by the CLI)."""
+    daemon = Daemon(settings)
+    return asyncio.run(run_until_signalled(daemon.run))

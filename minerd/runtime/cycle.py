@@ -1,0 +1,365 @@
+"""The control cycle: one snapshot in, setpoints and commands out, every interval.
+
+1. take one consistent FleetSnapshot;
+2. find the limit in force (quotas, operator cap, contract; fail-safe when the grid meter is
+   stale or the grid authority has gone silent);
+3. the closed loop (control.loop) turns it into a rig budget, correcting from the meter;
+4. the planner (control.planner) splits the budget over the rigs;
+5. the IntentBook keeps only what changed; the executor sends shedding first.
+Everything slow (sinks, alerts) hangs off listeners that must not block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from minerd.clock import Clock
+from minerd.control.compliance import Compliance, Sample
+from minerd.control.loop import LoopConfig, LoopDecision, LoopInputs, LoopState, step
+from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
+from minerd.control.quota import effective_limit
+from minerd.model import (
+    ComplianceRecord,
+    EffectiveLimit,
+    FleetSnapshot,
+    Quota,
+    RigCommand,
+    RigModel,
+    RigState,
+    RigStatus,
+)
+from minerd.runtime.executor import Executor
+from minerd.runtime.fleet import FleetState
+from minerd.runtime.intents import Dispatch, IntentBook
+from minerd.storage import Stores
+from minerd.storage.compliance import ComplianceKind
+
+log = logging.getLogger("minerd.control")
+
+STATE_OPERATOR_CAP = "control.operator_cap_kw"
+STATE_INTEGRAL = "control.loop_integral_kw"
+STATE_GRID_CONTACT = "control.grid_last_contact_s"
+
+
+@dataclass(frozen=True)
+class CycleConfig:
+    site: str
+    contracted_limit_kw: float
+    failsafe_limit_kw: float
+    settlement_interval_s: float
+    loop: LoopConfig
+    constraints: PlanConstraints
+    quota_heartbeat_s: float | None = None  # None: the grid authority need not check in
+    warmup_s: float = 30.0  # longest wait for first readings before dispatching anyway
+    retry_unresponsive_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one cycle saw and decided; handed to listeners (sinks, alerts, API)."""
+
+    cycle: int
+    snapshot: FleetSnapshot
+    decision: LoopDecision
+    plan: Plan | None  # None while warming up
+    dispatch: Dispatch
+    failsafe_reason: str
+    operator_cap_kw: float | None
+    duration_s: float
+
+
+CycleListener = Callable[[CycleResult], None]
+
+
+@dataclass
+class _Warmup:
+    started_mono_s: float | None = None
+    done: bool = False
+
+
+@dataclass
+class ControlCycle:
+    fleet: FleetState
+    models: Mapping[str, RigModel]
+    book: IntentBook
+    executor: Executor
+    stores: Stores
+    clock: Clock
+    config: CycleConfig
+    listeners: list[CycleListener] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.quotas: list[Quota] = []
+        self.operator_cap_kw: float | None = None
+        self.loop_state = LoopState()
+        self.compliance = Compliance.with_settlement(self.config.settlement_interval_s)
+        self.last: CycleResult | None = None
+        self.cycles = 0
+        self.last_cycle_mono_s = 0.0
+        self.grid_last_contact_s: float | None = None
+        self.overruns = 0
+        self._wake = asyncio.Event()
+        self.first_cycle = asyncio.Event()  # set once a cycle has run (systemd READY=1)
+        self._warmup = _Warmup()
+        self._unresponsive_since: dict[str, float] = {}
+
+    # ------------------------------------------------------------ restart
+
+    def restore(self) -> None:
+        """Quotas, operator cap, loop integral, maintenance pins and intents from SQLite."""
+        self.reload_quotas()
+        cap = self.stores.state.get_float(STATE_OPERATOR_CAP)
+        self.operator_cap_kw = cap
+        integral = self.stores.state.get_float(STATE_INTEGRAL, 0.0) or 0.0
+        self.loop_state = LoopState(integral_kw=integral)
+        self.grid_last_contact_s = self.stores.state.get_float(STATE_GRID_CONTACT)
+        for rig_id in self.stores.maintenance.rig_ids():
+            if self.fleet.has_rig(rig_id):
+                self.fleet.set_maintenance(rig_id, True)
+        latest = self.stores.journal.latest_intent_per_rig()
+        self.book.restore((e.command, e.intent_at_s) for e in latest.values())
+        log.info(
+            "state restored: %d quotas, operator cap %s, %d rig intents, %d in maintenance",
+            len(self.quotas),
+            cap,
+            len(self.book),
+            len(self.fleet.maintenance_rigs()),
+        )
+
+    def reload_quotas(self) -> None:
+        now_s = self.clock.now_s()
+        # Keep what can still matter: in force now or later (history stays in the store).
+        self.quotas = [
+            q for q in self.stores.quotas.all() if q.end_s is None or q.end_s > now_s - 3600
+        ]
+
+    # ------------------------------------------------------------ inputs from the API
+
+    def quotas_changed(self) -> None:
+        self.reload_quotas()
+        self.note_grid_contact()
+        self._wake.set()  # act within this cycle, not the next
+
+    def note_grid_contact(self) -> None:
+        now_s = self.clock.now_s()
+        self.grid_last_contact_s = now_s
+        self.stores.state.set(STATE_GRID_CONTACT, now_s)
+
+    def set_operator_cap(self, cap_kw: float | None) -> None:
+        self.operator_cap_kw = cap_kw
+        if cap_kw is None:
+            self.stores.state.delete(STATE_OPERATOR_CAP)
+        else:
+            self.stores.state.set(STATE_OPERATOR_CAP, cap_kw)
+        self._wake.set()
+
+    def on_command_failed(self, cmd: RigCommand, error: str) -> None:
+        """The executor gave up on a command: count the rig at nominal until it obeys."""
+        self.fleet.set_unresponsive(cmd.rig_id, True)
+        self._unresponsive_since.setdefault(cmd.rig_id, self.clock.now_s())
+
+    # ------------------------------------------------------------ run
+
+    async def run(self) -> None:
+        interval_s = self.config.loop.interval_s
+        while True:
+            started = self.clock.monotonic_s()
+            self.run_once()
+            elapsed = self.clock.monotonic_s() - started
+            if elapsed > interval_s:
+                self.overruns += 1
+                log.warning(
+                    "control cycle took %.3fs, over its %.1fs interval", elapsed, interval_s
+                )
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(max(0.0, interval_s - elapsed) / self.clock.speed):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def failsafe_reason(self, snap: FleetSnapshot, now_s: float) -> str:
+        if not snap.grid_meters:
+            return "no grid meter configured"
+        if not snap.grid_fresh:
+            stale = [m.meter for m in snap.grid_meters if not m.fresh or m.reading is None]
+            return "grid meter stale: " + ", ".join(stale)
+        hb = self.config.quota_heartbeat_s
+        if hb is not None:
+            last = self.grid_last_contact_s
+            if last is None or now_s - last > hb:
+                return f"grid authority silent for more than {hb:.0f}s"
+        return ""
+
+    def run_once(self) -> CycleResult:
+        t0 = self.clock.monotonic_s()
+        now_s = self.clock.now_s()
+        snap = self.fleet.snapshot(now_s)
+        reason = self.failsafe_reason(snap, now_s)
+        limit = effective_limit(
+            self.quotas,
+            now_s,
+            contracted_limit_kw=self.config.contracted_limit_kw,
+            operator_cap_kw=self.operator_cap_kw,
+            failsafe=bool(reason),
+            failsafe_limit_kw=self.config.failsafe_limit_kw,
+        )
+        plan_rigs, counted_w, worst_w, max_w = self._plan_rigs(snap, now_s, failsafe=bool(reason))
+        self.loop_state, decision = step(
+            self.loop_state,
+            LoopInputs(
+                t_s=now_s,
+                limit=limit,
+                grid_fresh=snap.grid_fresh,
+                grid_import_kw=snap.grid_import_w / 1000.0,
+                rig_power_w=counted_w,
+                worst_case_rig_power_w=worst_w,
+                max_rig_power_w=max_w,
+            ),
+            self.config.loop,
+        )
+        the_plan: Plan | None = None
+        dispatch = Dispatch((), ())
+        if self._warm(snap, t0) or decision.shedding:
+            the_plan = plan(decision.rig_budget_w, plan_rigs, self.config.constraints)
+            statuses = {st.rig_id: st for st in snap.rigs}
+            dispatch = self.book.diff(the_plan.setpoints, statuses, now_s)
+            self.executor.submit(dispatch.shed, dispatch.raise_)
+        self._verify(snap, now_s)
+        self._account(now_s, snap, decision.limit)
+        self.cycles += 1
+        if self.cycles % 10 == 0:
+            self.stores.state.set(STATE_INTEGRAL, self.loop_state.integral_kw)
+        result = CycleResult(
+            cycle=self.cycles,
+            snapshot=snap,
+            decision=decision,
+            plan=the_plan,
+            dispatch=dispatch,
+            failsafe_reason=reason,
+            operator_cap_kw=self.operator_cap_kw,
+            duration_s=(self.clock.monotonic_s() - t0) / max(self.clock.speed, 1e-9),
+        )
+        self.last = result
+        self.first_cycle.set()
+        self.last_cycle_mono_s = asyncio.get_running_loop().time()
+        for listener in self.listeners:
+            try:
+                listener(result)
+            except Exception:  # a broken listener must never stop control
+                log.exception("cycle listener %r failed", listener)
+        return result
+
+    # ------------------------------------------------------------ helpers
+
+    def _warm(self, snap: FleetSnapshot, t0_mono_s: float) -> bool:
+        """Dispatch only once the site has been seen: grid meter read and rigs polled once.
+
+        Until then rigs keep what they were last told (restored from the journal).
+        """
+        w = self._warmup
+        if w.done:
+            return True
+        if w.started_mono_s is None:
+            w.started_mono_s = t0_mono_s
+        seen = sum(1 for r in snap.rigs if r.reading.taken_at_s > 0)
+        rigs_seen = not snap.rigs or seen >= 0.95 * len(snap.rigs)
+        meter_seen = all(m.reading is not None for m in snap.grid_meters)
+        if (rigs_seen and meter_seen) or t0_mono_s - w.started_mono_s >= self.config.warmup_s:
+            w.done = True
+            log.info(
+                "warm-up done: %d/%d rigs read, grid meter read: %s",
+                seen,
+                len(snap.rigs),
+                meter_seen,
+            )
+        return w.done
+
+    def _plan_rigs(
+        self, snap: FleetSnapshot, now_s: float, failsafe: bool
+    ) -> tuple[list[PlanRig], float, float, float]:
+        """PlanRigs, power counted now, worst-case power, most the fleet could draw (W)."""
+        rigs: list[PlanRig] = []
+        counted_w = worst_w = max_w = 0.0
+        book = self.book
+        hold_s = max(self.config.constraints.min_on_s, self.config.constraints.min_off_s)
+        for st in snap.rigs:
+            model = self.models[st.rig_id]
+            r = st.reading
+            it = book.get(st.rig_id)
+            known_asleep = st.fresh and r.state is RigState.SLEEPING
+            awake = it.awake if it is not None else not known_asleep
+            power_w = self._counted_power_w(st, model)
+            worst = model.sleep_power_w if known_asleep else model.nominal_power_w
+            if failsafe:
+                power_w = max(power_w, worst)
+            dispatchable = st.fresh and r.state in (
+                RigState.HASHING,
+                RigState.SLEEPING,
+                RigState.FAULT,
+            )
+            since = book.since_switch_s(st.rig_id, now_s)
+            rigs.append(
+                PlanRig(
+                    rig_id=st.rig_id,
+                    model=model,
+                    awake=awake,
+                    power_w=power_w,
+                    state=r.state,
+                    chip_temp_c=r.chip_temp_max_c,
+                    since_switch_s=since if since < hold_s else math.inf,
+                    maintenance=st.maintenance,
+                    unresponsive=st.unresponsive,
+                    dispatchable=dispatchable,
+                    setpoint_power_w=it.power_w if it is not None else None,
+                    setpoint_profile=it.profile if it is not None else r.profile,
+                )
+            )
+            counted_w += power_w
+            worst_w += worst
+            max_w += model.max_power_w if dispatchable and not st.maintenance else power_w
+        return rigs, counted_w, worst_w, max_w
+
+    @staticmethod
+    def _counted_power_w(st: RigStatus, model: RigModel) -> float:
+        r = st.reading
+        if st.unresponsive:
+            return model.nominal_power_w  # ignores commands: assume the worst
+        if r.state is RigState.UNKNOWN:
+            # Hung or garbled: it may well be hashing at full power.
+            return max(r.power_w, model.nominal_power_w)
+        if r.state is RigState.OFFLINE:
+            return r.power_w  # last known; the grid meter's error term covers the rest
+        return r.power_w
+
+    def _verify(self, snap: FleetSnapshot, now_s: float) -> None:
+        bad, good = self.book.verify(snap.rigs, now_s)
+        for rig_id in bad:
+            if rig_id not in self._unresponsive_since:
+                log.warning("rig %s does not follow its setpoint: counted at nominal", rig_id)
+            self._unresponsive_since.setdefault(rig_id, now_s)
+            self.fleet.set_unresponsive(rig_id, True)
+        for rig_id in good:
+            self._unresponsive_since.pop(rig_id, None)
+            self.fleet.set_unresponsive(rig_id, False)
+        for rig_id, since in list(self._unresponsive_since.items()):
+            if now_s - since >= self.config.retry_unresponsive_s:
+                self._unresponsive_since[rig_id] = now_s
+                self.book.forget(rig_id)  # the next diff sends the command again
+
+    def _account(self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit) -> None:
+        if not snap.grid_fresh:
+            return
+        self.compliance, minutes, intervals = self.compliance.add(
+            Sample(now_s, snap.grid_import_w / 1000.0, limit.limit_kw)
+        )
+        self._store(minutes, "minute")
+        self._store(intervals, "interval")
+
+    def _store(self, records: list[ComplianceRecord], kind: ComplianceKind) -> None:
+        if records:
+            self.stores.compliance.upsert_many(records, kind)

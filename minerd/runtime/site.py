@@ -1,0 +1,172 @@
+"""Site: the running runtime (poller, control cycle, executor) behind the SiteService face."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+from minerd.clock import Clock
+from minerd.control.quota import limit_timeline
+from minerd.errors import StorageError
+from minerd.model import EffectiveLimit, FleetSnapshot, RigModel, RigState
+from minerd.runtime.cycle import ControlCycle, CycleConfig
+from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
+from minerd.runtime.executor import Executor
+from minerd.runtime.fleet import FleetState
+from minerd.runtime.intents import IntentBook
+from minerd.runtime.poller import Poller
+from minerd.runtime.service import SiteStatus
+from minerd.storage import Stores
+
+log = logging.getLogger("minerd.site")
+
+
+class Site:
+    def __init__(
+        self,
+        *,
+        rig_infos: Sequence[RigInfo],
+        rigs: Sequence[PollableRig],
+        models: Mapping[str, RigModel],
+        meter_infos: Sequence[MeterInfo],
+        meters: Sequence[PollableMeter],
+        stores: Stores,
+        clock: Clock,
+        config: CycleConfig,
+        poll_concurrency: int = 256,
+        command_concurrency: int = 64,
+        command_rate_per_s: float = 100.0,
+    ) -> None:
+        self._clock = clock
+        self._stores = stores
+        self.config = config
+        self.fleet = FleetState(rig_infos, meter_infos)
+        self.poller = Poller(self.fleet, rigs, meters, clock, concurrency=poll_concurrency)
+        by_id = {r.rig_id: r for r in rigs}
+        self.cycle: ControlCycle
+        self.executor = Executor(
+            by_id,
+            stores.journal,
+            clock,
+            concurrency=command_concurrency,
+            raise_rate_per_s=command_rate_per_s,
+            on_sent=lambda cmd: self.poller.poll_now(cmd.rig_id),
+            on_failed=lambda cmd, err: self.cycle.on_command_failed(cmd, err),
+        )
+        self.cycle = ControlCycle(
+            fleet=self.fleet,
+            models=models,
+            book=IntentBook(models),
+            executor=self.executor,
+            stores=stores,
+            clock=clock,
+            config=config,
+        )
+        self.storage_ok = True
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Restore state, then poll, control and execute until cancelled."""
+        self.cycle.restore()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.poller.run(), name="poller")
+            tg.create_task(self.executor.run(), name="executor")
+            tg.create_task(self.cycle.run(), name="control-cycle")
+
+    # ------------------------------------------------------------ SiteService
+
+    @property
+    def site_name(self) -> str:
+        return self.config.site
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def stores(self) -> Stores:
+        return self._stores
+
+    @property
+    def rig_infos(self) -> tuple[RigInfo, ...]:
+        return self.fleet.rig_infos
+
+    @property
+    def meter_infos(self) -> tuple[MeterInfo, ...]:
+        return self.fleet.meter_infos
+
+    def snapshot(self) -> FleetSnapshot:
+        last = self.cycle.last
+        return last.snapshot if last is not None else self.fleet.snapshot(self._clock.now_s())
+
+    def status(self) -> SiteStatus:
+        last = self.cycle.last
+        snap = self.snapshot()
+        counts = snap.counts_by_state()
+        if last is None:
+            limit = EffectiveLimit(self.config.contracted_limit_kw, "contracted")
+            budget_kw = planned_kw = 0.0
+            reason, cycles = "", 0
+        else:
+            limit = last.decision.limit
+            budget_kw = last.decision.rig_budget_w / 1000.0
+            planned_kw = last.plan.planned_power_w / 1000.0 if last.plan else 0.0
+            reason, cycles = last.failsafe_reason, last.cycle
+        return SiteStatus(
+            site=self.config.site,
+            taken_at_s=snap.taken_at_s,
+            grid_import_kw=snap.grid_import_w / 1000.0,
+            grid_fresh=snap.grid_fresh,
+            limit=limit,
+            contracted_limit_kw=self.config.contracted_limit_kw,
+            failsafe_limit_kw=self.config.failsafe_limit_kw,
+            operator_cap_kw=self.cycle.operator_cap_kw,
+            rig_budget_kw=budget_kw,
+            planned_power_kw=planned_kw,
+            rig_power_kw=snap.rig_power_w / 1000.0,
+            hashrate_ths=snap.hashrate_ths,
+            rigs_by_state=tuple((s, counts[s]) for s in RigState),
+            failsafe=bool(reason),
+            failsafe_reason=reason,
+            cycle=cycles,
+        )
+
+    def quotas_changed(self) -> None:
+        self.cycle.quotas_changed()
+
+    def note_grid_contact(self) -> None:
+        self.cycle.note_grid_contact()
+
+    def set_operator_cap(self, cap_kw: float | None, by: str) -> None:
+        log.info("operator cap set to %s kW by %s", cap_kw, by)
+        self.cycle.set_operator_cap(cap_kw)
+
+    def set_maintenance(self, rig_id: str, on: bool) -> None:
+        self.fleet.set_maintenance(rig_id, on)
+
+    def limit_timeline(
+        self, from_s: float, to_s: float
+    ) -> list[tuple[float, float, EffectiveLimit]]:
+        return limit_timeline(
+            self._stores.quotas.covering(from_s, to_s),
+            from_s,
+            to_s,
+            contracted_limit_kw=self.config.contracted_limit_kw,
+            operator_cap_kw=self.cycle.operator_cap_kw,
+        )
+
+    def readiness(self) -> tuple[bool, tuple[str, ...]]:
+        reasons: list[str] = []
+        snap = self.snapshot()
+        for m in snap.meters:
+            if not m.fresh:
+                reasons.append(f"meter {m.meter} not fresh ({m.error or 'no reading'})")
+        if self.cycle.last is None:
+            reasons.append("no control cycle run yet")
+        try:
+            self._stores.state.set("readyz.probe", self._clock.now_s())
+        except StorageError as e:
+            reasons.append(f"storage not writable: {e}")
+        return (not reasons, tuple(reasons))
