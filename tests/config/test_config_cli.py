@@ -30,7 +30,7 @@ def test_config_cli_check_example_exits_0_with_summary() -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
     assert out[0] == "config/example-site.toml: ok"
-    assert "site: example-site (Europe/Berlin)" in out
+    assert "site: example-site (Asia/Almaty)" in out
     assert "meters: 3" in out
     assert "rigs: 421 in 3 groups" in out
     # by model: a /24 is 254 hosts; a /25 plus one address is 127; the CSV has 40 rows
