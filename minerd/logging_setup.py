@@ -86,6 +86,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(fields, default=str, ensure_ascii=False)
 
 
+NOISY_LIBRARIES = ("pymodbus", "aiomqtt", "uvicorn.access", "httpx")
+
+
 def configure_logging(
     log_format: LogFormat = "logfmt",
     level: int | str = logging.INFO,
@@ -101,6 +104,9 @@ def configure_logging(
     handler._minerd = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # Libraries that narrate every connection at INFO; their problems still show as WARNING.
+    for name in NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class RepeatedLog:

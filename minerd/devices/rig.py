@@ -1,0 +1,136 @@
+"""The Rig interface every rig driver implements, and helpers shared by the drivers.
+
+A driver reads a rig into a RigReading and applies one RigCommand. Both raise a
+minerd.errors.DeviceError naming the rig and its endpoint on failure; the poller turns a
+failed read into a reading with `reading_from_error` and backs off. `apply` only sends: the
+next read verifies that the rig got there.
+"""
+
+from __future__ import annotations
+
+import abc
+import bisect
+
+from minerd.errors import (
+    CommandRejected,
+    DeviceError,
+    DeviceTimeout,
+    DeviceUnreachable,
+    ModbusException,
+    ProtocolError,
+)
+from minerd.model import RigCommand, RigModel, RigProtocol, RigReading, RigState
+
+# Modbus exception codes 10 (gateway path unavailable) and 11 (target failed to respond).
+GATEWAY_CODES = frozenset({10, 11})
+
+__all__ = [
+    "Rig",
+    "estimate_power_w",
+    "pick_profile",
+    "reading_from_error",
+]
+
+
+class Rig(abc.ABC):
+    """One rig as minerd sees it: identity, a read, a command."""
+
+    def __init__(
+        self, rig_id: str, host: str, port: int, model: RigModel, container: str = ""
+    ) -> None:
+        self._rig_id = rig_id
+        self._host = host
+        self._port = port
+        self._model = model
+        self._container = container
+
+    @property
+    def rig_id(self) -> str:
+        return self._rig_id
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self._host}:{self._port}"
+
+    @property
+    def model(self) -> RigModel:
+        return self._model
+
+    @property
+    def container(self) -> str:
+        return self._container
+
+    @property
+    @abc.abstractmethod
+    def protocol(self) -> RigProtocol: ...
+
+    @abc.abstractmethod
+    async def read(self, now_s: float) -> RigReading:
+        """Read the rig now; raise DeviceError (never return a fake reading) on failure."""
+
+    @abc.abstractmethod
+    async def apply(self, cmd: RigCommand) -> None:
+        """Send one command; raise DeviceError if the rig refused it or could not be told."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the driver holds (sessions); the rig object is unusable afterwards."""
+
+    def rejected(self, message: str, code: int = 0) -> CommandRejected:
+        return CommandRejected(self._rig_id, self.endpoint, message, code=code)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._rig_id} {self.endpoint} {self._model.name}>"
+
+
+def reading_from_error(rig_id: str, now_s: float, exc: DeviceError) -> RigReading:
+    """The reading a failed read stands for: offline when unreachable or hung, else unknown."""
+    if isinstance(exc, DeviceUnreachable | DeviceTimeout) or (
+        # a gateway or PLC says the device behind it does not answer
+        isinstance(exc, ModbusException) and exc.exception_code in GATEWAY_CODES
+    ):
+        state = RigState.OFFLINE
+    else:
+        state = RigState.UNKNOWN
+    kind = exc.reason if not isinstance(exc, ProtocolError) else "protocol error"
+    return RigReading(rig=rig_id, taken_at_s=now_s, state=state, reason=f"{kind}: {exc.message}")
+
+
+def estimate_power_w(model: RigModel, hashrate_ths: float) -> float:
+    """Power the model's curve needs for hashrate_ths (sleep power when not hashing)."""
+    if hashrate_ths <= 0.0:
+        return model.sleep_power_w
+    pts = model.curve
+    if not pts:
+        frac = hashrate_ths / model.nominal_hashrate_ths if model.nominal_hashrate_ths else 1.0
+        return model.sleep_power_w + frac * (model.nominal_power_w - model.sleep_power_w)
+    rates = [p.hashrate_ths for p in pts]
+    if hashrate_ths >= rates[-1]:
+        return pts[-1].power_w
+    if hashrate_ths <= rates[0]:
+        # below the curve: linear from sleep power at zero hashrate to the first point
+        frac = hashrate_ths / rates[0] if rates[0] > 0 else 1.0
+        return model.sleep_power_w + frac * (pts[0].power_w - model.sleep_power_w)
+    i = bisect.bisect_right(rates, hashrate_ths)
+    lo, hi = pts[i - 1], pts[i]
+    span = hi.hashrate_ths - lo.hashrate_ths
+    frac = (hashrate_ths - lo.hashrate_ths) / span if span > 0 else 0.0
+    return lo.power_w + frac * (hi.power_w - lo.power_w)
+
+
+def pick_profile(model: RigModel, power_w: float) -> str:
+    """The highest profile at or below power_w, else the lowest one (LuxOS profiles)."""
+    if not model.profiles:
+        raise ValueError(f"model {model.name} has no power profiles")
+    best = model.profiles[0]
+    for prof in model.profiles:
+        if prof.power_w <= power_w + 1e-6:
+            best = prof
+    return best.name
