@@ -1,0 +1,42 @@
+"""`make bench`: run every benchmarks/bench_*.py in its own process and print what each measured.
+
+Each benchmark prints its figures and their ratios against a baseline measured in the same
+run, because these machines are noisy and absolute numbers alone mislead.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TIMEOUT_S = 600
+
+
+def main() -> int:
+    here = Path(__file__).parent
+    only = set(sys.argv[1:])
+    failed: list[str] = []
+    for bench in sorted(here.glob("bench_*.py")):
+        if only and bench.stem not in only:
+            continue
+        print(f"\n=== {bench.stem}", flush=True)
+        started = time.monotonic()
+        try:
+            proc = subprocess.run([sys.executable, str(bench)], timeout=TIMEOUT_S, check=False)
+            ok = proc.returncode == 0
+        except subprocess.TimeoutExpired:
+            ok = False
+            print(f"{bench.stem}: timed out after {TIMEOUT_S}s")
+        print(f"=== {bench.stem}: {'ok' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
+        if not ok:
+            failed.append(bench.stem)
+    if failed:
+        print("\nfailed: " + ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
