@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from minerd.clock import Clock
 from minerd.control.compliance import Compliance, Sample
+from minerd.control.fleet import max_rig_power_w, plan_rig, worst_case_rig_power_w
 from minerd.control.loop import LoopConfig, LoopDecision, LoopInputs, LoopState, step
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
@@ -29,8 +30,7 @@ from minerd.model import (
     Quota,
     RigCommand,
     RigModel,
-    RigState,
-    RigStatus,
+    RigSetpoint,
 )
 from minerd.runtime.executor import Executor
 from minerd.runtime.fleet import FleetState
@@ -106,6 +106,8 @@ class ControlCycle:
         self.first_cycle = asyncio.Event()  # set once a cycle has run (systemd READY=1)
         self._warmup = _Warmup()
         self._unresponsive_since: dict[str, float] = {}
+        self._setpoints: dict[str, RigSetpoint] = {}  # last planned, per rig
+        self._by_name = {m.name: m for m in self.models.values()}
 
     # ------------------------------------------------------------ restart
 
@@ -208,7 +210,9 @@ class ControlCycle:
             failsafe=bool(reason),
             failsafe_limit_kw=self.config.failsafe_limit_kw,
         )
-        plan_rigs, counted_w, worst_w, max_w = self._plan_rigs(snap, now_s, failsafe=bool(reason))
+        plan_rigs = self._plan_rigs(snap, now_s)
+        counted_w = sum(r.power_w for r in plan_rigs)
+        planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
         self.loop_state, decision = step(
             self.loop_state,
             LoopInputs(
@@ -217,8 +221,9 @@ class ControlCycle:
                 grid_fresh=snap.grid_fresh,
                 grid_import_kw=snap.grid_import_w / 1000.0,
                 rig_power_w=counted_w,
-                worst_case_rig_power_w=worst_w,
-                max_rig_power_w=max_w,
+                worst_case_rig_power_w=worst_case_rig_power_w(snap.rigs, self._by_name),
+                max_rig_power_w=max_rig_power_w(snap.rigs, self._by_name),
+                planned_rig_power_w=planned_w,
             ),
             self.config.loop,
         )
@@ -226,8 +231,12 @@ class ControlCycle:
         dispatch = Dispatch((), ())
         if self._warm(snap, t0) or decision.shedding:
             the_plan = plan(decision.rig_budget_w, plan_rigs, self.config.constraints)
+            # The planner hands back the very same object for an unchanged setpoint.
+            last = self._setpoints
+            changed = [sp for sp in the_plan.setpoints if last.get(sp.rig_id) is not sp]
+            last.update((sp.rig_id, sp) for sp in changed)
             statuses = {st.rig_id: st for st in snap.rigs}
-            dispatch = self.book.diff(the_plan.setpoints, statuses, now_s)
+            dispatch = self.book.diff(changed, statuses, now_s)
             self.executor.submit(dispatch.shed, dispatch.raise_)
         self._verify(snap, now_s)
         self._account(now_s, snap, decision.limit)
@@ -279,62 +288,24 @@ class ControlCycle:
             )
         return w.done
 
-    def _plan_rigs(
-        self, snap: FleetSnapshot, now_s: float, failsafe: bool
-    ) -> tuple[list[PlanRig], float, float, float]:
-        """PlanRigs, power counted now, worst-case power, most the fleet could draw (W)."""
-        rigs: list[PlanRig] = []
-        counted_w = worst_w = max_w = 0.0
+    def _plan_rigs(self, snap: FleetSnapshot, now_s: float) -> list[PlanRig]:
+        """PlanRigs with control.fleet's safety rules, each with the setpoint it last got."""
         book = self.book
         hold_s = max(self.config.constraints.min_on_s, self.config.constraints.min_off_s)
+        last = self._setpoints
+        rigs: list[PlanRig] = []
         for st in snap.rigs:
-            model = self.models[st.rig_id]
-            r = st.reading
-            it = book.get(st.rig_id)
-            known_asleep = st.fresh and r.state is RigState.SLEEPING
-            awake = it.awake if it is not None else not known_asleep
-            power_w = self._counted_power_w(st, model)
-            worst = model.sleep_power_w if known_asleep else model.nominal_power_w
-            if failsafe:
-                power_w = max(power_w, worst)
-            dispatchable = st.fresh and r.state in (
-                RigState.HASHING,
-                RigState.SLEEPING,
-                RigState.FAULT,
-            )
             since = book.since_switch_s(st.rig_id, now_s)
             rigs.append(
-                PlanRig(
-                    rig_id=st.rig_id,
-                    model=model,
-                    awake=awake,
-                    power_w=power_w,
-                    state=r.state,
-                    chip_temp_c=r.chip_temp_max_c,
+                plan_rig(
+                    st,
+                    self.models[st.rig_id],
+                    # Past the longest hold the exact age no longer matters to the planner.
                     since_switch_s=since if since < hold_s else math.inf,
-                    maintenance=st.maintenance,
-                    unresponsive=st.unresponsive,
-                    dispatchable=dispatchable,
-                    setpoint_power_w=it.power_w if it is not None else None,
-                    setpoint_profile=it.profile if it is not None else r.profile,
+                    setpoint=last.get(st.rig_id),
                 )
             )
-            counted_w += power_w
-            worst_w += worst
-            max_w += model.max_power_w if dispatchable and not st.maintenance else power_w
-        return rigs, counted_w, worst_w, max_w
-
-    @staticmethod
-    def _counted_power_w(st: RigStatus, model: RigModel) -> float:
-        r = st.reading
-        if st.unresponsive:
-            return model.nominal_power_w  # ignores commands: assume the worst
-        if r.state is RigState.UNKNOWN:
-            # Hung or garbled: it may well be hashing at full power.
-            return max(r.power_w, model.nominal_power_w)
-        if r.state is RigState.OFFLINE:
-            return r.power_w  # last known; the grid meter's error term covers the rest
-        return r.power_w
+        return rigs
 
     def _verify(self, snap: FleetSnapshot, now_s: float) -> None:
         bad, good = self.book.verify(snap.rigs, now_s)
@@ -350,6 +321,7 @@ class ControlCycle:
             if now_s - since >= self.config.retry_unresponsive_s:
                 self._unresponsive_since[rig_id] = now_s
                 self.book.forget(rig_id)  # the next diff sends the command again
+                self._setpoints.pop(rig_id, None)
 
     def _account(self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit) -> None:
         if not snap.grid_fresh:

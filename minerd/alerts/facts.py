@@ -1,0 +1,25 @@
+"""Site facts the alert rules need beside the fleet snapshot; the composition root fills them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SiteFacts:
+    """What the control loop and the sinks know at the time of a snapshot.
+
+    effective_limit_kw: the import limit in force (quota, operator cap, contracted or fail-safe).
+    failsafe_engaged: the controller shed to the fail-safe limit (grid meter stale, ...).
+    failsafe_reason: why, for the alert text ("grid meter stale").
+    spool_fill_ratio: telemetry spool points / spool_max_points, 0..1.
+    tsdb_reachable: the last write to the time-series database worked.
+    commanded_not_reached: rigs that did not reach their last setpoint in time.
+    """
+
+    effective_limit_kw: float
+    failsafe_engaged: bool = False
+    failsafe_reason: str = ""
+    spool_fill_ratio: float = 0.0
+    tsdb_reachable: bool = True
+    commanded_not_reached: frozenset[str] = frozenset()

@@ -1,0 +1,73 @@
+"""Short summaries (one line for a pager) per rule; the measured values go in descriptions."""
+
+from __future__ import annotations
+
+from minerd.alerts.facts import SiteFacts
+from minerd.model import FleetSnapshot
+
+PHRASES: dict[str, str] = {
+    "RigOffline": "offline",
+    "RigHashrateLow": "hashrate low",
+    "RigChipTempHigh": "chip temperature high",
+    "RigFanFailure": "fan failure",
+    "RigBoardDead": "hashboard dead",
+    "RigIgnoresCommands": "ignores commands",
+    "MeterOffline": "offline",
+    "MeterStale": "readings stale",
+    "MeterFrozen": "values frozen",
+    "MeterVoltageOutOfRange": "voltage out of range",
+    "MeterPhaseImbalance": "phase imbalance",
+}
+
+GROUP_PHRASES: dict[str, str] = {
+    "ContainerRigsOffline": "offline",
+    "ContainerHashrateLow": "with low hashrate",
+    "ContainerChipTempHigh": "over chip temperature limit",
+    "ContainerFanFailure": "with failed fans",
+    "ContainerBoardsDead": "with dead hashboards",
+    "ContainerRigsIgnoreCommands": "ignoring commands",
+}
+
+
+def rig_summary(rule: str, rig_id: str) -> str:
+    return f"Rig {rig_id} {PHRASES.get(rule, rule)}"
+
+
+def container_summary(rule: str, container: str, count: int, total: int) -> str:
+    return f"{count} of {total} rigs {GROUP_PHRASES.get(rule, rule)} in container {container}"
+
+
+def meter_summary(rule: str, meter: str, role: str) -> str:
+    return f"{role.capitalize()} meter {meter} {PHRASES.get(rule, rule)}"
+
+
+def site_texts(
+    rule: str, site: str, snap: FleetSnapshot, facts: SiteFacts, held_s: float
+) -> tuple[str, str]:
+    """(summary, measured values) of a site rule."""
+    if rule == "QuotaBreach":
+        imp_kw = snap.grid_import_w / 1000.0
+        over = imp_kw - facts.effective_limit_kw
+        return (
+            f"Site {site} imports {imp_kw:.0f} kW over its {facts.effective_limit_kw:.0f} kW limit",
+            f"Grid import {imp_kw:.1f} kW, limit {facts.effective_limit_kw:.1f} kW, "
+            f"excess {over:.1f} kW, for {held_s:.0f} s. Rigs drawing "
+            f"{snap.rig_power_w / 1000.0:.1f} kW.",
+        )
+    if rule == "FailsafeEngaged":
+        why = facts.failsafe_reason or "no reason given"
+        return (
+            f"Site {site} held at the fail-safe limit",
+            f"Fail-safe engaged ({why}); limit {facts.effective_limit_kw:.1f} kW.",
+        )
+    if rule == "SpoolFilling":
+        return (
+            f"Site {site} telemetry spool {100 * facts.spool_fill_ratio:.0f} % full",
+            f"Spool fill {100 * facts.spool_fill_ratio:.1f} % of its capacity.",
+        )
+    if rule == "TsdbUnreachable":
+        return (
+            f"Site {site} time-series database unreachable",
+            f"Writes have failed for at least {held_s:.0f} s; telemetry goes to the spool.",
+        )
+    return (f"Site {site}: {rule}", "")

@@ -1,0 +1,189 @@
+"""Closed-loop rig budget: feed-forward from the aux model, corrected by the grid meter.
+
+Per cycle:  target import = limit - margin
+            predicted import = rig power * (1 + aux_fraction) + aux_base     (the model)
+            error = measured import - predicted import                        (unmodelled load)
+A PI loop tracks that error (the correction, kW): innovation = error - integral,
+integral += ki * dt * innovation (clamped; held while stale, while shedding, and against the
+ramp), correction = integral + kp * innovation. The rig budget is what the model allows once
+the correction is taken off:  budget = (target - aux_base - correction) / (1 + aux_fraction).
+Shedding is immediate: the budget may fall at once, and measured import over the limit cuts
+it at once to the rig power that brings the import back to target. Raising is limited to
+ramp_up_kw_per_s * dt, less any rig power that arrived late (woken rigs reach their power
+after the wake time, so a raise must not stack on top of them). A stale grid meter means the
+fail-safe limit and the worst-case rig power (nominal for every rig not known to be asleep).
+Pure: `step(state, inputs, config) -> (state, decision)`; the state is a frozen value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from minerd.model import EffectiveLimit
+
+_MAX_DT_FACTOR = 5.0  # a long pause counts as this many cycles, not as one huge step
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    margin_kw: float
+    aux_base_kw: float
+    aux_fraction: float  # cooling etc. as a fraction of rig power
+    ramp_up_kw_per_s: float  # site import may rise at most this fast (rig budget: / (1+f))
+    failsafe_limit_kw: float
+    interval_s: float = 1.0
+    kp: float = 0.3  # share of a new surprise corrected in the same cycle (0..1)
+    ki: float = 0.3  # 1/s: how fast the correction follows a lasting error
+    correction_max_kw: float = math.inf  # integral clamp (anti-windup), both signs
+    # Budget changes smaller than this are ignored unless the import is over the limit, so
+    # meter noise does not move rigs between profiles every cycle. Keep it below margin_kw.
+    deadband_kw: float = 0.0
+    settle_tolerance_kw: float = 2.0  # rigs "at their plan" within this (or 2 %), see inputs
+
+
+@dataclass(frozen=True)
+class LoopState:
+    t_s: float | None = None  # time of the last step
+    budget_w: float | None = None  # rig budget decided last step
+    integral_kw: float = 0.0  # estimated unmodelled import (kW)
+    rig_power_w: float | None = None  # rig power seen last step
+    raised_w: float = 0.0  # how much the budget rose last step
+
+
+@dataclass(frozen=True)
+class LoopInputs:
+    t_s: float
+    limit: EffectiveLimit  # from control.quota (already "failsafe" if the quota source is silent)
+    grid_fresh: bool
+    grid_import_kw: float  # measured; ignored when not fresh
+    rig_power_w: float  # rig power now (freshest readings), all rigs
+    worst_case_rig_power_w: float  # nominal for every rig not known to be asleep
+    max_rig_power_w: float = math.inf  # most the fleet can draw: the budget never exceeds it
+    # Power the last plan gave the same rigs that rig_power_w sums. Rig readings lag (rigs
+    # are polled slowly): while they disagree with the plan the error is a transient, not
+    # unmodelled load, and is not integrated. None: always integrate.
+    planned_rig_power_w: float | None = None
+
+
+@dataclass(frozen=True)
+class LoopDecision:
+    rig_budget_w: float
+    limit: EffectiveLimit  # the limit actually used (fail-safe applied)
+    target_import_kw: float
+    predicted_import_kw: float
+    error_kw: float  # measured - predicted (0 when stale)
+    correction_kw: float
+    failsafe: bool  # plan with every rig not known asleep at nominal power
+    shedding: bool  # measured import over the limit: budget cut at once
+    ramp_limited: bool
+
+
+def predicted_import_kw(rig_power_w: float, config: LoopConfig) -> float:
+    return rig_power_w / 1000.0 * (1.0 + config.aux_fraction) + config.aux_base_kw
+
+
+def budget_for_import_kw(import_kw: float, correction_kw: float, config: LoopConfig) -> float:
+    """Rig power (W) at which the model predicts import_kw, given the correction."""
+    rig_kw = (import_kw - config.aux_base_kw - correction_kw) / (1.0 + config.aux_fraction)
+    return max(0.0, rig_kw * 1000.0)
+
+
+def _clamp(x: float, bound: float) -> float:
+    return max(-bound, min(bound, x))
+
+
+def step(
+    state: LoopState, inputs: LoopInputs, config: LoopConfig
+) -> tuple[LoopState, LoopDecision]:
+    if state.t_s is None:
+        dt_s = config.interval_s
+    else:
+        dt_s = min(max(inputs.t_s - state.t_s, 0.0), _MAX_DT_FACTOR * config.interval_s)
+    limit = inputs.limit
+    failsafe = not inputs.grid_fresh or limit.origin == "failsafe"
+    if failsafe and limit.limit_kw > config.failsafe_limit_kw:
+        limit = EffectiveLimit(config.failsafe_limit_kw, "failsafe", limit.quota_id)
+    elif failsafe:
+        limit = EffectiveLimit(limit.limit_kw, "failsafe", limit.quota_id)
+    target_kw = limit.limit_kw - config.margin_kw
+    integral = state.integral_kw
+    shedding = False
+    planned = inputs.planned_rig_power_w
+    settled = planned is None or abs(inputs.rig_power_w - planned) / 1000.0 <= max(
+        config.settle_tolerance_kw, 0.02 * planned / 1000.0
+    )
+
+    if inputs.grid_fresh:
+        predicted = predicted_import_kw(inputs.rig_power_w, config)
+        error = inputs.grid_import_kw - predicted
+        innovation = error - integral
+        # Rigs still moving to their plan: their readings lag, the error is not load.
+        correction = integral + (config.kp * innovation if settled else 0.0)
+        if inputs.grid_import_kw > limit.limit_kw:
+            # Over the limit: no waiting for the integral, take the whole surprise now.
+            shedding = True
+            integral = _clamp(max(integral, error), config.correction_max_kw)
+            correction = max(correction, error)
+    else:
+        # Worst case: every rig not known asleep at nominal; keep only a pessimistic correction.
+        predicted = predicted_import_kw(inputs.worst_case_rig_power_w, config)
+        error = 0.0
+        innovation = 0.0
+        correction = max(integral, 0.0)
+
+    wanted_w = min(budget_for_import_kw(target_kw, correction, config), inputs.max_rig_power_w)
+    if shedding:
+        excess_kw = inputs.grid_import_kw - target_kw
+        cut_w = inputs.rig_power_w - excess_kw * 1000.0 / (1.0 + config.aux_fraction)
+        wanted_w = min(wanted_w, max(0.0, cut_w))
+    if not inputs.grid_fresh:
+        wanted_w = min(wanted_w, budget_for_import_kw(target_kw, correction, config))
+
+    prev_w = state.budget_w
+    if prev_w is None:
+        prev_w = min(inputs.rig_power_w, wanted_w)  # start from what runs, ramp from there
+    prev_w = min(prev_w, inputs.max_rig_power_w)
+    ramp_w = config.ramp_up_kw_per_s * dt_s * 1000.0 / (1.0 + config.aux_fraction)
+    if state.rig_power_w is not None:
+        # Rigs woken earlier arrive late (wake time) while profile steps arrive at once: power
+        # that rose more than the budget did last step is taken off this step's ramp.
+        late_w = (inputs.rig_power_w - state.rig_power_w) - state.raised_w
+        ramp_w = max(0.0, ramp_w - max(0.0, late_w))
+    ramp_limited = wanted_w > prev_w + ramp_w
+    budget_w = prev_w + ramp_w if ramp_limited else wanted_w
+    deadband_w = config.deadband_kw * 1000.0 / (1.0 + config.aux_fraction)
+    if (
+        state.budget_w is not None
+        and not shedding
+        and inputs.grid_fresh
+        and abs(budget_w - prev_w) < deadband_w
+        and prev_w <= inputs.max_rig_power_w
+    ):
+        budget_w = prev_w
+
+    # Conditional integration: only on a fresh meter with rigs at their plan, not while
+    # shedding (we jumped instead), and not upward while the ramp holds the budget (that
+    # would store a surge for later).
+    if inputs.grid_fresh and settled and not shedding and not (ramp_limited and innovation < 0.0):
+        integral = _clamp(integral + config.ki * dt_s * innovation, config.correction_max_kw)
+
+    decision = LoopDecision(
+        rig_budget_w=budget_w,
+        limit=limit,
+        target_import_kw=target_kw,
+        predicted_import_kw=predicted,
+        error_kw=error,
+        correction_kw=correction,
+        failsafe=failsafe,
+        shedding=shedding,
+        ramp_limited=ramp_limited,
+    )
+    new_state = LoopState(
+        t_s=inputs.t_s,
+        budget_w=budget_w,
+        integral_kw=integral,
+        rig_power_w=inputs.rig_power_w,
+        raised_w=max(0.0, budget_w - prev_w),
+    )
+    return new_state, decision
