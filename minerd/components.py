@@ -1,17 +1,21 @@
 """The daemon's outward-facing parts, built from settings: HTTP API, telemetry sinks, alerts.
 
-They hang off the control cycle as listeners that never block it, and run as tasks in the
-daemon's TaskGroup. Kept apart from app.py so the composition root stays readable.
+Each hangs off the control cycle as a listener that only drops the latest result into a
+slot and returns; the part's own task picks it up. So a slow database, a dead Alertmanager
+or a stuck HTTP client never delays a control cycle.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from minerd.alerts import AlertEngine, AlertThresholds, DeliverySettings, RuleTiming, SiteFacts
 from minerd.clock import Clock
+from minerd.runtime.cycle import CycleResult
 from minerd.runtime.site import Site
 from minerd.settings import Settings
 from minerd.storage import Stores
@@ -19,8 +23,34 @@ from minerd.storage import Stores
 log = logging.getLogger("minerd.components")
 
 
+class LatestSlot:
+    """Holds only the newest cycle result: a consumer that falls behind skips, never queues."""
+
+    def __init__(self) -> None:
+        self._value: CycleResult | None = None
+        self._event = asyncio.Event()
+        self.skipped = 0
+
+    def put(self, result: CycleResult) -> None:
+        if self._value is not None:
+            self.skipped += 1
+        self._value = result
+        self._event.set()
+
+    async def get(self) -> CycleResult:
+        await self._event.wait()
+        self._event.clear()
+        value, self._value = self._value, None
+        assert value is not None
+        return value
+
+
 @dataclass
 class Components:
+    alerts: AlertEngine | None = None
+    # Facts the sinks contribute to alert rules (spool fill, TSDB reachability).
+    spool_fill_ratio: float = 0.0
+    tsdb_reachable: bool = True
     _tasks: list[tuple[str, Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     def tasks(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
@@ -28,8 +58,79 @@ class Components:
         return tasks
 
     async def aclose(self) -> None:
-        return None
+        for _name, coro in self._tasks:
+            coro.close()  # built but never started: release it quietly
+        self._tasks = []
+
+
+def alert_thresholds(settings: Settings) -> AlertThresholds:
+    a = settings.alerts
+    meter = RuleTiming(a.meter_stale_after_s, a.meter_stale_after_s)
+    return AlertThresholds(
+        chip_temp_limit_c=a.chip_temp_warn_c,
+        group_min_ratio=a.rigs_offline_fraction,
+        timings={
+            "MeterStale": meter,
+            "MeterOffline": meter,
+            "QuotaBreach": RuleTiming(a.over_limit_for_s, 10.0),
+            "RigIgnoresCommands": RuleTiming(a.rig_unresponsive_after_s, 60.0),
+        },
+    )
+
+
+def alert_delivery(settings: Settings) -> DeliverySettings:
+    a, m = settings.alerts, settings.mqtt
+    secret = a.webhook_secret_value
+    return DeliverySettings(
+        alertmanager_urls=tuple(a.alertmanager_urls),
+        webhook_url=a.webhook_url,
+        webhook_secret=secret.encode() if secret else b"",
+        mqtt_url=m.url if a.mqtt else None,
+        mqtt_username=m.username,
+        mqtt_password=m.password_value,
+        mqtt_topic_prefix=m.topic_prefix,
+    )
+
+
+async def _evaluate_alerts(
+    engine: AlertEngine, slot: LatestSlot, parts: Components, clock: Clock
+) -> None:
+    while True:
+        result = await slot.get()
+        if result.plan is None:
+            continue  # warming up: meters and rigs not read yet is not a fault
+        facts = SiteFacts(
+            effective_limit_kw=result.decision.limit.limit_kw,
+            failsafe_engaged=bool(result.failsafe_reason),
+            failsafe_reason=result.failsafe_reason,
+            spool_fill_ratio=parts.spool_fill_ratio,
+            tsdb_reachable=parts.tsdb_reachable,
+            commanded_not_reached=frozenset(
+                r.rig_id for r in result.snapshot.rigs if r.unresponsive
+            ),
+        )
+        try:
+            engine.evaluate(result.snapshot, facts, clock.now_s())
+        except Exception:  # alerting must not take the daemon down; the log says why
+            log.exception("alert evaluation failed")
+        await asyncio.sleep(0)
 
 
 def build_components(settings: Settings, site: Site, stores: Stores, clock: Clock) -> Components:
-    return Components()
+    parts = Components()
+    models = {m.name: m for m in site.cycle.models.values()}
+    engine = AlertEngine(
+        settings.site.name,
+        stores.alerts,
+        models,
+        alert_thresholds(settings),
+        alert_delivery(settings),
+        clock=clock,
+        db=stores.db,
+    )
+    parts.alerts = engine
+    alert_slot = LatestSlot()
+    site.cycle.listeners.append(alert_slot.put)
+    parts._tasks.append(("alerts-evaluate", _evaluate_alerts(engine, alert_slot, parts, clock)))
+    parts._tasks.append(("alerts-deliver", engine.run()))
+    return parts
