@@ -15,9 +15,19 @@ from typing import Any
 
 from minerd.alerts import AlertEngine, AlertThresholds, DeliverySettings, RuleTiming, SiteFacts
 from minerd.clock import Clock
+from minerd.model import ComplianceRecord, RigCommand
 from minerd.runtime.cycle import CycleResult
 from minerd.runtime.site import Site
 from minerd.settings import Settings
+from minerd.sinks import (
+    InfluxOptions,
+    MqttSink,
+    MqttSinkConfig,
+    PrometheusSink,
+    Sink,
+    SinkHub,
+    build_influx_sink,
+)
 from minerd.storage import Stores
 
 log = logging.getLogger("minerd.components")
@@ -45,9 +55,27 @@ class LatestSlot:
         return value
 
 
+class SinkFeed:
+    """Per cycle: keeps the newest snapshot, and every command and compliance record."""
+
+    def __init__(self) -> None:
+        self.latest = LatestSlot()
+        self.commands: list[tuple[float, tuple[RigCommand, ...]]] = []
+        self.compliance: list[ComplianceRecord] = []
+
+    def put(self, result: CycleResult) -> None:
+        d = result.dispatch
+        if d.shed or d.raise_:
+            self.commands.append((result.snapshot.taken_at_s, d.shed + d.raise_))
+        self.compliance.extend(result.compliance)
+        self.latest.put(result)
+
+
 @dataclass
 class Components:
     alerts: AlertEngine | None = None
+    sinks: SinkHub | None = None
+    prometheus: PrometheusSink | None = None
     # Facts the sinks contribute to alert rules (spool fill, TSDB reachability).
     spool_fill_ratio: float = 0.0
     tsdb_reachable: bool = True
@@ -110,10 +138,42 @@ async def _evaluate_alerts(
             ),
         )
         try:
-            engine.evaluate(result.snapshot, facts, clock.now_s())
+            changes = engine.evaluate(result.snapshot, facts, clock.now_s())
         except Exception:  # alerting must not take the daemon down; the log says why
             log.exception("alert evaluation failed")
+            changes = []
+        if parts.sinks is not None:
+            for change in changes:
+                parts.sinks.publish_alert(change.alert)
         await asyncio.sleep(0)
+
+
+async def _feed_sinks(hub: SinkHub, feed: SinkFeed, site: Site, parts: Components) -> None:
+    errors_seen: dict[str, int] = {}
+    polls_seen = overruns_seen = 0
+    while True:
+        result = await feed.latest.get()
+        commands, feed.commands = feed.commands, []
+        records, feed.compliance = feed.compliance, []
+        d = result.decision
+        hub.publish_snapshot(result.snapshot, d.limit, d.rig_budget_w)
+        for at_s, cmds in commands:
+            hub.publish_commands(cmds, at_s)
+        for rec in records:
+            hub.publish_compliance(rec)
+        parts.spool_fill_ratio = hub.spool_fill_ratio
+        parts.tsdb_reachable = hub.tsdb_reachable
+        prom = parts.prometheus
+        if prom is not None:
+            prom.observe_cycle("control", result.duration_s)
+            polls, overruns = site.fleet.polls_total, site.cycle.overruns
+            prom.count_polls(polls - polls_seen)
+            prom.count_overruns(overruns - overruns_seen)
+            polls_seen, overruns_seen = polls, overruns
+            for reason, n in site.fleet.poll_errors_by_reason.items():
+                for _ in range(n - errors_seen.get(reason, 0)):
+                    prom.count_poll_error("device", reason)
+                errors_seen[reason] = n
 
 
 def build_components(settings: Settings, site: Site, stores: Stores, clock: Clock) -> Components:
@@ -129,8 +189,32 @@ def build_components(settings: Settings, site: Site, stores: Stores, clock: Cloc
         db=stores.db,
     )
     parts.alerts = engine
+    _build_sinks(settings, site, stores, parts)
     alert_slot = LatestSlot()
     site.cycle.listeners.append(alert_slot.put)
     parts._tasks.append(("alerts-evaluate", _evaluate_alerts(engine, alert_slot, parts, clock)))
     parts._tasks.append(("alerts-deliver", engine.run()))
     return parts
+
+
+def _build_sinks(settings: Settings, site: Site, stores: Stores, parts: Components) -> None:
+    name = settings.site.name
+    sinks: list[Sink] = []
+    if settings.prometheus.enabled:
+        parts.prometheus = PrometheusSink(name, per_rig_series=settings.prometheus.per_rig_series)
+        sinks.append(parts.prometheus)
+    if settings.influx.enabled:
+        options = InfluxOptions.from_section(settings.influx)
+        sinks.append(build_influx_sink(name, options, stores.db, settings.storage.spool_max_points))
+    if settings.mqtt.enabled:
+        sinks.append(MqttSink(name, MqttSinkConfig.from_section(settings.mqtt)))
+    if not sinks:
+        return
+    hub = SinkHub(sinks)
+    if parts.prometheus is not None:
+        parts.prometheus.add_stats_source(hub.stats)
+    parts.sinks = hub
+    feed = SinkFeed()
+    site.cycle.listeners.append(feed.put)
+    parts._tasks.append(("sinks", hub.run()))
+    parts._tasks.append(("sinks-feed", _feed_sinks(hub, feed, site, parts)))

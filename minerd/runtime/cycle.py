@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from minerd.clock import Clock
 from minerd.control.compliance import Compliance, Sample
@@ -31,6 +31,7 @@ from minerd.model import (
     RigCommand,
     RigModel,
     RigSetpoint,
+    RigState,
 )
 from minerd.runtime.executor import Executor
 from minerd.runtime.fleet import FleetState
@@ -70,6 +71,7 @@ class CycleResult:
     failsafe_reason: str
     operator_cap_kw: float | None
     duration_s: float
+    compliance: tuple[ComplianceRecord, ...] = ()  # settlement intervals closed this cycle
 
 
 CycleListener = Callable[[CycleResult], None]
@@ -108,6 +110,10 @@ class ControlCycle:
         self._unresponsive_since: dict[str, float] = {}
         self._setpoints: dict[str, RigSetpoint] = {}  # last planned, per rig
         self._by_name = {m.name: m for m in self.models.values()}
+        # A scheduled cut must be met when it starts, not a sleep time later: look ahead by
+        # the slowest shed (sleep time) plus two cycles and apply a coming cut that early.
+        slowest_sleep_s = max((m.sleep_time_s for m in self.models.values()), default=0.0)
+        self.lookahead_s = slowest_sleep_s + 2 * self.config.loop.interval_s
 
     # ------------------------------------------------------------ restart
 
@@ -123,7 +129,16 @@ class ControlCycle:
             if self.fleet.has_rig(rig_id):
                 self.fleet.set_maintenance(rig_id, True)
         latest = self.stores.journal.latest_intent_per_rig()
-        self.book.restore((e.command, e.intent_at_s) for e in latest.values())
+        # Only commands the rig acknowledged: one journaled but never answered (the process
+        # died mid-dispatch) may never have left, so the rig's reading decides and the
+        # planner's order is sent again if it still differs.
+        confirmed = [e for e in latest.values() if e.ok]
+        self.book.restore((e.command, e.intent_at_s) for e in confirmed)
+        if len(confirmed) < len(latest):
+            log.info(
+                "%d rig commands had no acknowledged outcome: re-derived from readings",
+                len(latest) - len(confirmed),
+            )
         log.info(
             "state restored: %d quotas, operator cap %s, %d rig intents, %d in maintenance",
             len(self.quotas),
@@ -202,16 +217,21 @@ class ControlCycle:
         now_s = self.clock.now_s()
         snap = self.fleet.snapshot(now_s)
         reason = self.failsafe_reason(snap, now_s)
-        limit = effective_limit(
-            self.quotas,
-            now_s,
-            contracted_limit_kw=self.config.contracted_limit_kw,
-            operator_cap_kw=self.operator_cap_kw,
-            failsafe=bool(reason),
-            failsafe_limit_kw=self.config.failsafe_limit_kw,
+        limit_now, limit = (
+            effective_limit(
+                self.quotas,
+                t_s,
+                contracted_limit_kw=self.config.contracted_limit_kw,
+                operator_cap_kw=self.operator_cap_kw,
+                failsafe=bool(reason),
+                failsafe_limit_kw=self.config.failsafe_limit_kw,
+            )
+            for t_s in (now_s, now_s + self.lookahead_s)
         )
+        if limit.limit_kw >= limit_now.limit_kw:
+            limit = limit_now  # nothing lower is coming within the look-ahead
         plan_rigs = self._plan_rigs(snap, now_s)
-        counted_w = sum(r.power_w for r in plan_rigs)
+        counted_w = sum(_counted_w(r) for r in plan_rigs)
         planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
         self.loop_state, decision = step(
             self.loop_state,
@@ -229,17 +249,28 @@ class ControlCycle:
         )
         the_plan: Plan | None = None
         dispatch = Dispatch((), ())
-        if self._warm(snap, t0) or decision.shedding:
+        warm = self._warm(snap, t0)
+        if not warm and not decision.shedding:
+            # Nothing dispatched: this cycle's budget (in warm-up usually the fail-safe one,
+            # the meter not read yet) must not become the first plan's starting point, or a
+            # site restarted at full load is shed to it and ramped back up.
+            self.loop_state = replace(self.loop_state, budget_w=None, rig_power_w=None)
+        if warm or decision.shedding:
             the_plan = plan(decision.rig_budget_w, plan_rigs, self.config.constraints)
             # The planner hands back the very same object for an unchanged setpoint.
             last = self._setpoints
             changed = [sp for sp in the_plan.setpoints if last.get(sp.rig_id) is not sp]
             last.update((sp.rig_id, sp) for sp in changed)
             statuses = {st.rig_id: st for st in snap.rigs}
-            dispatch = self.book.diff(changed, statuses, now_s)
+            # Setpoints of rigs the planner did not dispatch only say how they are counted;
+            # they are no orders (a rig winding down after a sleep command reads "awake").
+            dispatched = {r.rig_id for r in plan_rigs if _dispatched(r)}
+            orders = [sp for sp in changed if sp.rig_id in dispatched]
+            dispatch = self.book.diff(orders, statuses, now_s)
             self.executor.submit(dispatch.shed, dispatch.raise_)
         self._verify(snap, now_s)
-        self._account(now_s, snap, decision.limit)
+        # Compliance is judged against the limit in force now, not the one looked ahead to.
+        closed = self._account(now_s, snap, decision.limit if limit is limit_now else limit_now)
         self.cycles += 1
         if self.cycles % 10 == 0:
             self.stores.state.set(STATE_INTEGRAL, self.loop_state.integral_kw)
@@ -252,6 +283,7 @@ class ControlCycle:
             failsafe_reason=reason,
             operator_cap_kw=self.operator_cap_kw,
             duration_s=(self.clock.monotonic_s() - t0) / max(self.clock.speed, 1e-9),
+            compliance=tuple(closed),
         )
         self.last = result
         self.first_cycle.set()
@@ -296,15 +328,20 @@ class ControlCycle:
         rigs: list[PlanRig] = []
         for st in snap.rigs:
             since = book.since_switch_s(st.rig_id, now_s)
-            rigs.append(
-                plan_rig(
-                    st,
-                    self.models[st.rig_id],
-                    # Past the longest hold the exact age no longer matters to the planner.
-                    since_switch_s=since if since < hold_s else math.inf,
-                    setpoint=last.get(st.rig_id),
-                )
+            pr = plan_rig(
+                st,
+                self.models[st.rig_id],
+                # Past the longest hold the exact age no longer matters to the planner.
+                since_switch_s=since if since < hold_s else math.inf,
+                setpoint=last.get(st.rig_id),
             )
+            it = book.get(st.rig_id)
+            if it is not None and pr.awake != it.awake and _dispatched(pr):
+                # What it was told wins over a reading taken before the command landed, or
+                # a rig just told to sleep looks awake, falls in its min-on window and is
+                # woken again. Verification catches a rig that does not obey.
+                pr = replace(pr, awake=it.awake)
+            rigs.append(pr)
         return rigs
 
     def _verify(self, snap: FleetSnapshot, now_s: float) -> None:
@@ -323,15 +360,37 @@ class ControlCycle:
                 self.book.forget(rig_id)  # the next diff sends the command again
                 self._setpoints.pop(rig_id, None)
 
-    def _account(self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit) -> None:
+    def _account(
+        self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit
+    ) -> list[ComplianceRecord]:
+        """Feed compliance; returns the settlement intervals this sample closed."""
         if not snap.grid_fresh:
-            return
+            return []
         self.compliance, minutes, intervals = self.compliance.add(
             Sample(now_s, snap.grid_import_w / 1000.0, limit.limit_kw)
         )
         self._store(minutes, "minute")
         self._store(intervals, "interval")
+        return intervals
 
     def _store(self, records: list[ComplianceRecord], kind: ComplianceKind) -> None:
         if records:
             self.stores.compliance.upsert_many(records, kind)
+
+
+def _dispatched(r: PlanRig) -> bool:
+    """The planner's own test for a rig it may move (see control.planner.plan)."""
+    return not (
+        r.maintenance or r.unresponsive or not r.dispatchable or r.state is RigState.OFFLINE
+    )
+
+
+def _counted_w(r: PlanRig) -> float:
+    """Rig power as the planner counts it, so the loop's model matches the plan's."""
+    if r.maintenance:
+        return r.power_w
+    if r.unresponsive:
+        return r.model.nominal_power_w
+    if r.state is RigState.OFFLINE:
+        return 0.0
+    return r.power_w

@@ -33,7 +33,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             " class INTEGER NOT NULL,"
             " points INTEGER NOT NULL,"
             " body BLOB NOT NULL)",
-            "CREATE INDEX telemetry_spool_sink ON telemetry_spool(sink, id)",
+            "CREATE INDEX telemetry_spool_sink ON telemetry_spool(sink, id, points)",
             "CREATE INDEX telemetry_spool_class ON telemetry_spool(sink, class, id)",
         ),
     ),
@@ -71,8 +71,8 @@ class TelemetrySpool:
     """One sink's share of the spool table in the minerd database."""
 
     def __init__(self, db: Database, sink: str, max_points: int) -> None:
-        if max_points <= 0:
-            raise StorageError(f"spool {sink}: max_points must be > 0, got {max_points}")
+        if max_points < 0:
+            raise StorageError(f"spool {sink}: max_points must be >= 0, got {max_points}")
         self._db = db
         self.sink = sink
         self.max_points = max_points
@@ -97,7 +97,10 @@ class TelemetrySpool:
 
     @property
     def fill_ratio(self) -> float:
-        """Spooled points over max_points, 0..1: raise an alert above 0.8."""
+        """Spooled points over max_points, 0..1: raise an alert above 0.8. A disabled spool
+        (max_points 0) always reads 0; what it drops shows in dropped_points."""
+        if self.max_points == 0:
+            return 0.0
         return min(1.0, self._points / self.max_points)
 
     def points_of(self, point_class: PointClass) -> int:
@@ -170,23 +173,30 @@ class TelemetrySpool:
         """The oldest rows up to about max_points (at least one row), None when empty."""
         if self._points == 0:
             return None
-        rows = self._db.query(
-            "SELECT id, points, body FROM telemetry_spool WHERE sink = ? ORDER BY id LIMIT ?",
+        what = f"spool {self.sink}: read"
+        # Sizes first (the index covers them), bodies only for the rows taken.
+        heads = self._db.query(
+            "SELECT id, points FROM telemetry_spool WHERE sink = ? ORDER BY id LIMIT ?",
             (self.sink, _PEEK_ROWS),
-            what=f"spool {self.sink}: read",
+            what=what,
         )
-        if not rows:
+        if not heads:
             return None
-        bodies: list[bytes] = []
+        first_id = last_id = int(heads[0][0])
         total = 0
-        last_id = int(rows[0][0])
-        for row_id, pts, body in rows:
-            if bodies and total + int(pts) > max_points:
+        for row_id, pts in heads:
+            if total and total + int(pts) > max_points:
                 break
-            bodies.append(bytes(body))
             total += int(pts)
             last_id = int(row_id)
-        return SpooledBatch(int(rows[0][0]), last_id, total, b"\n".join(bodies))
+        rows = self._db.query(
+            "SELECT points, body FROM telemetry_spool WHERE sink = ? AND id BETWEEN ? AND ? "
+            "ORDER BY id",
+            (self.sink, first_id, last_id),
+            what=what,
+        )
+        body = b"\n".join(bytes(r[1]) for r in rows)
+        return SpooledBatch(first_id, last_id, sum(int(r[0]) for r in rows), body)
 
     def ack(self, batch: SpooledBatch) -> None:
         """Forget a batch that was written (rows dropped meanwhile are simply gone)."""

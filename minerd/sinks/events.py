@@ -1,0 +1,81 @@
+"""What the hub hands to sinks: small frozen events holding model values, not points.
+
+Publishing an event is O(1) for the caller (the control cycle); each sink turns it into
+its own representation in its own task.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from operator import attrgetter
+
+from minerd.model import (
+    Alert,
+    ComplianceRecord,
+    EffectiveLimit,
+    FleetSnapshot,
+    RigCommand,
+    RigState,
+    RigStatus,
+)
+
+_reading = attrgetter("reading")
+_power = attrgetter("power_w")
+_hashrate = attrgetter("hashrate_ths")
+_state = attrgetter("state")
+
+
+@dataclass(frozen=True)
+class FleetTotals:
+    rigs: int
+    power_w: float
+    hashrate_ths: float
+    by_state: dict[RigState, int]
+
+
+def fleet_totals(rigs: Sequence[RigStatus]) -> FleetTotals:
+    """Sums over a fleet with C-level loops (map/sum/Counter): ~0.2 us a rig."""
+    readings = list(map(_reading, rigs))
+    counts = dict.fromkeys(RigState, 0)
+    counts.update(Counter(map(_state, readings)))
+    return FleetTotals(
+        len(readings), sum(map(_power, readings)), sum(map(_hashrate, readings)), counts
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotEvent:
+    """One control cycle's image of the site plus the numbers the controller worked with."""
+
+    snapshot: FleetSnapshot
+    limit: EffectiveLimit
+    budget_w: float
+    failsafe: bool
+
+    @cached_property
+    def totals(self) -> FleetTotals:
+        """Computed once per snapshot, shared by every sink that needs it."""
+        return fleet_totals(self.snapshot.rigs)
+
+
+@dataclass(frozen=True)
+class CommandsEvent:
+    commands: tuple[RigCommand, ...]
+    at_s: float
+
+
+@dataclass(frozen=True)
+class ComplianceEvent:
+    record: ComplianceRecord
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    alert: Alert
+    at_s: float  # when this state of the alert happened (fired, resolved, acknowledged)
+
+
+TelemetryEvent = SnapshotEvent | CommandsEvent | ComplianceEvent | AlertEvent

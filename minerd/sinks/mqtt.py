@@ -1,0 +1,273 @@
+"""MQTT: retained site state, optional retained per-rig state, online/offline status.
+
+Topics (prefix defaults to "minerd"):
+- `<prefix>/<site>/status`  "online" (retained) once connected; "offline" as the last will
+  and on a clean stop;
+- `<prefix>/<site>/state`   JSON, retained, published when it changes (at most once per
+  snapshot, i.e. per control cycle);
+- `<prefix>/<site>/rigs/<rig>`  JSON, retained, when that rig's state changes (opt-in).
+
+A broker restart loses retained messages unless it persists them, so after every
+(re)connect the status, the latest state and every rig state are published again.
+Sinks may not import transports, so this uses aiomqtt directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from minerd.errors import SinkError
+from minerd.sinks.base import ErrorLog, SinkStats
+from minerd.sinks.events import SnapshotEvent, TelemetryEvent
+
+log = logging.getLogger(__name__)
+
+
+class MqttSection(Protocol):
+    """What from_section reads from minerd.settings' `[mqtt]` model."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password_value(self) -> str | None: ...
+    @property
+    def topic_prefix(self) -> str: ...
+    @property
+    def per_rig_state(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class MqttSinkConfig:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    topic_prefix: str = "minerd"
+    per_rig_state: bool = False
+    client_id: str | None = None
+    keepalive_s: int = 30
+    timeout_s: float = 5.0
+    min_backoff_s: float = 0.5
+    max_backoff_s: float = 10.0
+    queue_size: int = 8
+    tls: bool = False  # verify the broker against the system CAs
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: object) -> MqttSinkConfig:
+        """`mqtt://host:port` (1883) or `mqtts://host:port` (8883); other fields by keyword."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise SinkError("mqtt", f"url must look like mqtt://host:port, got {url!r}")
+        tls = parts.scheme == "mqtts"
+        port = parts.port or (8883 if tls else 1883)
+        return cls(host=parts.hostname, port=port, tls=tls, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_section(cls, section: MqttSection) -> MqttSinkConfig:
+        return cls.from_url(
+            str(section.url),
+            username=section.username or None,
+            password=section.password_value,
+            topic_prefix=section.topic_prefix,
+            per_rig_state=section.per_rig_state,
+        )
+
+
+def _r(value: float, digits: int) -> float | None:
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def site_state(site: str, event: SnapshotEvent) -> dict[str, object]:
+    """The retained site state document (docs/telemetry.md)."""
+    snap = event.snapshot
+    t = event.totals
+    return {
+        "site": site,
+        "taken_at_s": round(snap.taken_at_s, 3),
+        "power_w": _r(snap.grid_import_w, 0),
+        "limit_w": _r(event.limit.limit_kw * 1000.0, 0),
+        "limit_origin": event.limit.origin,
+        "quota_id": event.limit.quota_id,
+        "budget_w": _r(event.budget_w, 0),
+        "rig_power_w": _r(t.power_w, 0),
+        "hashrate_ths": _r(t.hashrate_ths, 2),
+        "failsafe": event.failsafe,
+        "grid_fresh": snap.grid_fresh,
+        "rigs_total": len(snap.rigs),
+        "rigs": {s.value: n for s, n in t.by_state.items()},
+    }
+
+
+class MqttSink:
+    def __init__(self, site: str, config: MqttSinkConfig, *, name: str = "mqtt") -> None:
+        self.name = name
+        self.site = site
+        self.config = config
+        base = f"{config.topic_prefix}/{site}"
+        self.status_topic = f"{base}/status"
+        self.state_topic = f"{base}/state"
+        self.rig_topic_prefix = f"{base}/rigs/"
+        self._queue: asyncio.Queue[SnapshotEvent] = asyncio.Queue(config.queue_size)
+        self._state_payload: bytes | None = None  # latest state, republished on reconnect
+        self._state_key: str | None = None  # state without its timestamp: "did it change"
+        self._published_key: str | None = None
+        self._rig_payloads: dict[str, bytes] = {}
+        self._rig_keys: dict[str, tuple[object, ...]] = {}
+        self._dirty_rigs: set[str] = set()
+        self._errors = ErrorLog(log, f"sink {name} (mqtt://{config.host}:{config.port})")
+        self.connected = False
+        self.connects = 0
+        self.published = 0
+        self.dropped_events = 0
+
+    # ------------------------------------------------------------ caller side
+
+    def offer(self, event: TelemetryEvent) -> None:
+        if not isinstance(event, SnapshotEvent):
+            return
+        if self._queue.full():
+            self._queue.get_nowait()  # retained state: only the newest matters
+            self.dropped_events += 1
+        self._queue.put_nowait(event)
+
+    def stats(self) -> SinkStats:
+        return SinkStats(
+            name=self.name,
+            healthy=self.connected,
+            queued=self._queue.qsize(),
+            dropped_events=self.dropped_events,
+            points_written=self.published,
+            last_error=self._errors.last_error,
+            kind="mqtt",
+        )
+
+    # ------------------------------------------------------------ connection
+
+    async def run(self) -> None:
+        cfg = self.config
+        backoff = cfg.min_backoff_s
+        while True:
+            try:
+                await self._session()
+            except* aiomqtt.MqttError as group:
+                self._errors.failed("; ".join(str(e) for e in group.exceptions))
+            except* OSError as group:
+                self._errors.failed("; ".join(str(e) for e in group.exceptions))
+            except* Exception as group:  # a bug here must not end retained-state publishing
+                log.error("sink %s: unexpected error", self.name, exc_info=group)
+                self._errors.failed("; ".join(repr(e) for e in group.exceptions))
+            if self.connected:
+                backoff = cfg.min_backoff_s  # it worked for a while: retry quickly
+            self.connected = False
+            await asyncio.sleep(backoff)
+            backoff = min(cfg.max_backoff_s, backoff * 2)
+
+    async def _session(self) -> None:
+        cfg = self.config
+        will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
+        async with aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            identifier=cfg.client_id,
+            will=will,
+            keepalive=cfg.keepalive_s,
+            timeout=cfg.timeout_s,
+            tls_context=ssl.create_default_context() if cfg.tls else None,
+        ) as client:
+            try:
+                await self._publish(client, self.status_topic, b"online")
+                self.connected = True
+                self.connects += 1
+                self._errors.ok()
+                # The broker may have lost every retained message: publish them again.
+                if self._state_payload is not None:
+                    await self._publish(client, self.state_topic, self._state_payload)
+                    self._published_key = self._state_key
+                self._dirty_rigs = set(self._rig_payloads)
+                await self._flush_rigs(client)
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._watch(client), name=f"{self.name}-watch")
+                    tg.create_task(self._publish_loop(client), name=f"{self.name}-publish")
+            except asyncio.CancelledError:
+                await self._say_offline(client)
+                raise
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Ends with MqttError when the connection drops, even while nothing is published."""
+        async for _ in client.messages:
+            pass
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            event = await self._queue.get()
+            self._update(event)
+            if self._state_key != self._published_key and self._state_payload is not None:
+                await self._publish(client, self.state_topic, self._state_payload)
+                self._published_key = self._state_key
+            await self._flush_rigs(client)
+
+    async def _flush_rigs(self, client: aiomqtt.Client) -> None:
+        while self._dirty_rigs:
+            rig = next(iter(self._dirty_rigs))
+            await self._publish(client, self.rig_topic_prefix + rig, self._rig_payloads[rig])
+            self._dirty_rigs.discard(rig)
+
+    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        await client.publish(topic, payload, qos=1, retain=True, timeout=self.config.timeout_s)
+        self.published += 1
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """A clean stop sends no last will: say offline ourselves (best effort)."""
+        try:
+            async with asyncio.timeout(1.0):
+                await client.publish(self.status_topic, b"offline", qos=1, retain=True)
+        except (aiomqtt.MqttError, TimeoutError):
+            pass
+
+    # ------------------------------------------------------------ payloads
+
+    def _update(self, event: SnapshotEvent) -> None:
+        doc = site_state(self.site, event)
+        key = json.dumps({k: v for k, v in doc.items() if k != "taken_at_s"}, sort_keys=True)
+        if key != self._state_key:
+            self._state_key = key
+            self._state_payload = json.dumps(doc, separators=(",", ":")).encode()
+        if self.config.per_rig_state:
+            self._update_rigs(event)
+
+    def _update_rigs(self, event: SnapshotEvent) -> None:
+        keys = self._rig_keys
+        for r in event.snapshot.rigs:
+            rd = r.reading
+            # Power and hashrate move every poll; only a state change is worth a message.
+            key = (rd.state, rd.reason, rd.profile, r.fresh, r.maintenance, r.model, r.container)
+            if keys.get(r.rig_id) == key:
+                continue
+            keys[r.rig_id] = key
+            self._rig_payloads[r.rig_id] = json.dumps(
+                {
+                    "rig": r.rig_id,
+                    "model": r.model,
+                    "container": r.container,
+                    "state": rd.state.value,
+                    "reason": rd.reason,
+                    "profile": rd.profile,
+                    "fresh": r.fresh,
+                    "maintenance": r.maintenance,
+                },
+                separators=(",", ":"),
+            ).encode()
+            self._dirty_rigs.add(r.rig_id)

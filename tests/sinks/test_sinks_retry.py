@@ -1,0 +1,160 @@
+"""Retries, Retry-After, order and the never-block rule, against a real local HTTP server
+that records what it accepts and answers what the test tells it to."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from sinks_data import LIMIT, T0_S, make_snapshot, open_spool, running, wait_until
+
+from minerd.sinks import InfluxSink, InfluxSinkConfig, PointEncoder, SinkHub, V1Target, V1Writer
+
+
+@dataclass
+class Recorder:
+    """Answers `script` statuses in turn (then 204) and keeps the lines of accepted writes."""
+
+    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    attempts: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, status)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        assert request.headers.get("Content-Encoding") == "gzip"
+        body = await request.read()  # aiohttp decompresses it
+        status, headers = self.script.pop(0) if self.script else (204, {})
+        self.attempts.append((time.monotonic(), status))
+        if status == 204:
+            assert request.query["db"] == "d" and request.query["precision"] == "ms"
+            assert request.query["rp"] == "week"
+            # basic auth "minerd:s3cret"
+            assert request.headers["Authorization"] == "Basic bWluZXJkOnMzY3JldA=="
+            self.lines.extend(body.decode().split("\n"))
+        return web.Response(status=status, headers=headers)
+
+
+@pytest_asyncio.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    rec = Recorder()
+    app = web.Application()
+    app.router.add_post("/write", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    rec.url = f"http://127.0.0.1:{port}"
+    yield rec
+    await runner.cleanup()
+
+
+def sink_for(rec: Recorder, tmp_path: Path, **cfg: float) -> InfluxSink:
+    config = InfluxSinkConfig(
+        batch_size=int(cfg.get("batch_size", 100)),
+        flush_interval_s=0.02,
+        rig_interval_s=0.0,
+        min_backoff_s=0.01,
+        max_backoff_s=0.05,
+        queue_size=int(cfg.get("queue_size", 1000)),
+    )
+    target = V1Target(rec.url, "d", retention_policy="week", username="minerd", password="s3cret")
+    writer = V1Writer(target, gzip_body=True, timeout_s=2.0)
+    return InfluxSink(writer, open_spool(tmp_path / "m.db"), PointEncoder("s"), config)
+
+
+def site_times(lines: list[str]) -> list[int]:
+    return [int(x.rsplit(" ", 1)[1]) for x in lines if x.startswith("site,")]
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_honoured_and_order_kept(recorder: Recorder, tmp_path: Path) -> None:
+    recorder.script = [(503, {"Retry-After": "1"}), (429, {"Retry-After": "0"})]
+    sink = sink_for(recorder, tmp_path)
+    hub = SinkHub([sink])
+    async with running(hub):
+        for i in range(40):
+            hub.publish_snapshot(make_snapshot(T0_S + i, 3), LIMIT, 1.0)
+            await asyncio.sleep(0.01)
+        await wait_until(sink.idle, 10, "delivery after the refusals")
+    (t503, s1), (t429, s2), (t_ok, s3) = recorder.attempts[:3]
+    assert (s1, s2, s3) == (503, 429, 204)
+    assert t429 - t503 >= 0.95  # waited the server's Retry-After, not the 10 ms backoff
+    assert t_ok - t429 < 0.5
+    # Everything arrived once, in publish order, although it went through the spool.
+    assert site_times(recorder.lines) == [round((T0_S + i) * 1000) for i in range(40)]
+    assert len(recorder.lines) == 40 * 5 and sink.spool.points == 0
+
+
+@pytest.mark.asyncio
+async def test_rejected_batch_is_dropped_not_retried(recorder: Recorder, tmp_path: Path) -> None:
+    recorder.script = [(400, {})]
+    sink = sink_for(recorder, tmp_path)
+    hub = SinkHub([sink])
+    async with running(hub):
+        hub.publish_snapshot(make_snapshot(T0_S, 3), LIMIT, 1.0)
+        await wait_until(lambda: sink.points_rejected == 5, 5, "the rejection")
+        hub.publish_snapshot(make_snapshot(T0_S + 1, 3), LIMIT, 1.0)
+        await wait_until(sink.idle, 5, "the next write")
+    assert site_times(recorder.lines) == [round((T0_S + 1) * 1000)]
+
+
+@pytest.mark.asyncio
+async def test_offer_never_blocks_full_queue_spools(recorder: Recorder, tmp_path: Path) -> None:
+    sink = sink_for(recorder, tmp_path, queue_size=2)
+    hub = SinkHub([sink])
+    snaps = [make_snapshot(T0_S + i, 200) for i in range(20)]
+    started = time.perf_counter()
+    for s in snaps:  # the sink is not running: its queue fills after two events
+        hub.publish_snapshot(s, LIMIT, 1.0)
+    elapsed_s = time.perf_counter() - started
+    assert elapsed_s < 1.0
+    assert sink.stats().queued == 2 and sink.spool.points == 18 * 201 + 18
+    async with running(hub):
+        await wait_until(sink.idle, 10, "replay of the overflow")
+    assert len(recorder.lines) == 20 * 202
+    assert sorted(site_times(recorder.lines)) == [round((T0_S + i) * 1000) for i in range(20)]
+
+
+@pytest.mark.asyncio
+async def test_stop_spools_what_is_in_memory(recorder: Recorder, tmp_path: Path) -> None:
+    config = InfluxSinkConfig(batch_size=1000, flush_interval_s=30.0, rig_interval_s=0.0)
+    writer = V1Writer(V1Target(recorder.url, "d", "week", "minerd", "s3cret"))
+    spool = open_spool(tmp_path / "m.db")
+    sink = InfluxSink(writer, spool, PointEncoder("s"), config)
+    hub = SinkHub([sink])
+    async with running(hub):
+        hub.publish_snapshot(make_snapshot(T0_S, 3), LIMIT, 1.0)
+        await asyncio.sleep(0.2)  # taken by the sender, waiting 30 s for a fuller batch
+        assert spool.points == 0 and not sink.idle()
+    assert spool.points == 5 and recorder.lines == []  # stopped: on disk, not lost
+    sink = InfluxSink(
+        V1Writer(V1Target(recorder.url, "d", "week", "minerd", "s3cret")),
+        open_spool(tmp_path / "m.db"),
+        PointEncoder("s"),
+        config,
+    )
+    async with running(SinkHub([sink])):
+        await wait_until(sink.idle, 5, "the replay")
+    assert site_times(recorder.lines) == [round(T0_S * 1000)]
+
+
+@pytest.mark.asyncio
+async def test_rig_points_at_most_every_rig_interval(recorder: Recorder, tmp_path: Path) -> None:
+    config = InfluxSinkConfig(flush_interval_s=0.02, rig_interval_s=15.0)
+    writer = V1Writer(V1Target(recorder.url, "d", "week", "minerd", "s3cret"))
+    sink = InfluxSink(writer, open_spool(tmp_path / "m.db"), PointEncoder("s"), config)
+    hub = SinkHub([sink])
+    async with running(hub):
+        for i in range(31):
+            hub.publish_snapshot(make_snapshot(T0_S + i, 3), LIMIT, 1.0)
+        await wait_until(sink.idle, 5, "delivery")
+    assert len(site_times(recorder.lines)) == 31  # site and meter points every cycle
+    rig_times = sorted({int(x.rsplit(" ", 1)[1]) for x in recorder.lines if x.startswith("rig,")})
+    assert rig_times == [round((T0_S + i) * 1000) for i in (0, 15, 30)]
