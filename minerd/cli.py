@@ -19,7 +19,9 @@ from minerd.logging_setup import LOG_FORMATS, configure_logging
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("minerd.demo", "run a simulated site and the daemon against it"),
     "sim": ("minerd.sim.cli", "run the site simulator (rigs and meters on 127.0.0.0/8)"),
-    "discover": ("minerd.discover", "scan hosts for rigs and meters"),
+    "discover": ("minerd.discover", "scan hosts for rigs and write an inventory CSV"),
+    "quota": ("minerd.quota_cli", "set, show or schedule quotas through the daemon's API"),
+    "status": ("minerd.quota_cli", "show the site's status through the daemon's API"),
 }
 
 

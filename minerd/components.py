@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minerd.alerts import AlertEngine, AlertThresholds, DeliverySettings, RuleTiming, SiteFacts
+from minerd.api import EngineAlertsView, create_app, serve
+from minerd.api.mqtt_quota import run_mqtt_quota_input
 from minerd.clock import Clock
 from minerd.model import ComplianceRecord, RigCommand
 from minerd.runtime.cycle import CycleResult
@@ -76,6 +78,7 @@ class Components:
     alerts: AlertEngine | None = None
     sinks: SinkHub | None = None
     prometheus: PrometheusSink | None = None
+    api_started: asyncio.Event = field(default_factory=asyncio.Event)
     # Facts the sinks contribute to alert rules (spool fill, TSDB reachability).
     spool_fill_ratio: float = 0.0
     tsdb_reachable: bool = True
@@ -194,6 +197,7 @@ def build_components(settings: Settings, site: Site, stores: Stores, clock: Cloc
     site.cycle.listeners.append(alert_slot.put)
     parts._tasks.append(("alerts-evaluate", _evaluate_alerts(engine, alert_slot, parts, clock)))
     parts._tasks.append(("alerts-deliver", engine.run()))
+    _build_api(settings, site, stores, parts)
     return parts
 
 
@@ -218,3 +222,29 @@ def _build_sinks(settings: Settings, site: Site, stores: Stores, parts: Componen
     site.cycle.listeners.append(feed.put)
     parts._tasks.append(("sinks", hub.run()))
     parts._tasks.append(("sinks-feed", _feed_sinks(hub, feed, site, parts)))
+
+
+def _build_api(settings: Settings, site: Site, stores: Stores, parts: Components) -> None:
+    prom, engine = parts.prometheus, parts.alerts
+    app = create_app(
+        site,
+        settings.api,
+        metrics=prom.render_metrics if prom is not None else None,
+        alerts=EngineAlertsView(engine, stores.alerts) if engine is not None else None,
+        observe_request=prom.observe_api_request if prom is not None else None,
+    )
+    parts._tasks.append(("api", serve(app, settings.api, parts.api_started)))
+    m = settings.mqtt
+    if m.enabled and m.quota_input:
+        parts._tasks.append(
+            (
+                "mqtt-quota-input",
+                run_mqtt_quota_input(
+                    site,
+                    m.url,
+                    m.topic_prefix,
+                    username=m.username or None,
+                    password=m.password_value,
+                ),
+            )
+        )

@@ -25,11 +25,14 @@ from minerd.runtime.devices import PollableRig
 
 log = logging.getLogger("minerd.executor")
 
+OUTCOME_BATCH = 500
+OUTCOME_FLUSH_S = 0.2
+
 
 class Journal(Protocol):
     def intents(self, cmds: Sequence[RigCommand], at_s: float) -> list[int]: ...
 
-    def outcome(self, entry_id: int, ok: bool, error: str, at_s: float) -> None: ...
+    def outcomes(self, results: Sequence[tuple[int, bool, str]], at_s: float) -> None: ...
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Executor:
         self._tokens = 0.0
         self._tokens_at_s = 0.0
         self._in_flight = 0
+        # Outcomes are journaled in batches: intent (the safety record) is already durable.
+        self._outcomes: list[tuple[int, bool, str]] = []
 
     # ------------------------------------------------------------ submit (control cycle)
 
@@ -90,15 +95,19 @@ class Executor:
             return
         now_s = self.clock.now_s()
         ids = self.journal.intents(cmds, now_s)
+        superseded: list[tuple[int, bool, str]] = []
         for i, (cmd, journal_id) in enumerate(zip(cmds, ids, strict=True)):
             is_shed = i < len(shed)
             old = self._pending.get(cmd.rig_id)
             if old is not None:
                 old.superseded = True
-                self.stats.superseded += 1
-                self.journal.outcome(old.journal_id, False, "superseded", now_s)
+                superseded.append((old.journal_id, False, "superseded"))
             self._pending[cmd.rig_id] = _Pending(cmd, journal_id, is_shed)
             (self._shed if is_shed else self._raise).append(cmd.rig_id)
+        if superseded:
+            # One transaction for all: a 50,000-rig cut must not wait on 50,000 fsyncs.
+            self.stats.superseded += len(superseded)
+            self.journal.outcomes(superseded, now_s)
         self._wake.set()
 
     @property
@@ -111,9 +120,28 @@ class Executor:
     # ------------------------------------------------------------ run
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for n in range(self.concurrency):
-                tg.create_task(self._worker(), name=f"executor-{n}")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._flusher(), name="executor-journal")
+                for n in range(self.concurrency):
+                    tg.create_task(self._worker(), name=f"executor-{n}")
+        finally:
+            self.flush_outcomes()
+
+    def flush_outcomes(self) -> None:
+        if self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            self.journal.outcomes(batch, self.clock.now_s())
+
+    def _outcome(self, journal_id: int, ok: bool, error: str) -> None:
+        self._outcomes.append((journal_id, ok, error))
+        if len(self._outcomes) >= OUTCOME_BATCH:
+            self.flush_outcomes()
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(OUTCOME_FLUSH_S)
+            self.flush_outcomes()
 
     def _take(self) -> _Pending | None:
         while self._shed:
@@ -174,16 +202,15 @@ class Executor:
             error = f"no answer to {cmd.action} within {self.timeout_s}s"
         except DeviceError as e:
             error = str(e)
-        now_s = self.clock.now_s()
         if not error:
             self.stats.ok += 1
-            self.journal.outcome(p.journal_id, True, "", now_s)
+            self._outcome(p.journal_id, True, "")
             if self.on_sent is not None:
                 self.on_sent(cmd)
             return
         if cmd.rig_id in self._pending:  # a newer command waits: this one is moot
             self.stats.superseded += 1
-            self.journal.outcome(p.journal_id, False, f"superseded after: {error}", now_s)
+            self._outcome(p.journal_id, False, f"superseded after: {error}")
             return
         if p.attempt < self.max_attempts:
             self.stats.retried += 1
@@ -192,7 +219,7 @@ class Executor:
             asyncio.get_running_loop().call_later(delay_s / self.clock.speed, self._requeue, p)
             return
         self.stats.failed += 1
-        self.journal.outcome(p.journal_id, False, error, now_s)
+        self._outcome(p.journal_id, False, error)
         log.warning("command %s to %s failed: %s", cmd.action, cmd.rig_id, error)
         if self.on_failed is not None:
             self.on_failed(cmd, error)

@@ -1,0 +1,172 @@
+"""Site, rigs and meters: read from the latest snapshot the controller used."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from minerd.api.context import AUTH_RESPONSES, NOT_FOUND, Ctx, Reader, SiteReader
+from minerd.api.problems import ApiError
+from minerd.api.schemas import (
+    FailsafeOut,
+    LimitOut,
+    MeterList,
+    MeterOut,
+    RigDetail,
+    RigOut,
+    RigPage,
+    SiteOut,
+    finite,
+)
+from minerd.api.times import opt_dt, to_dt
+from minerd.model import MeterStatus, RigState, RigStatus
+
+router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
+
+
+@router.get("/site", response_model=SiteOut, summary="The site at a glance")
+async def get_site(ctx: Ctx, _: SiteReader) -> SiteOut:
+    st = ctx.service.status()
+    by_state = {state: count for state, count in st.rigs_by_state}
+    return SiteOut(
+        site=st.site,
+        taken_at=to_dt(st.taken_at_s),
+        grid_import_kw=st.grid_import_kw,
+        grid_fresh=st.grid_fresh,
+        limit=LimitOut.of(st.limit),
+        contracted_limit_kw=st.contracted_limit_kw,
+        failsafe_limit_kw=st.failsafe_limit_kw,
+        operator_cap_kw=st.operator_cap_kw,
+        rig_budget_kw=st.rig_budget_kw,
+        planned_power_kw=st.planned_power_kw,
+        rig_power_kw=st.rig_power_kw,
+        hashrate_ths=st.hashrate_ths,
+        rigs_by_state=by_state,
+        rigs_total=sum(by_state.values()),
+        failsafe=FailsafeOut(active=st.failsafe, reason=st.failsafe_reason),
+        cycle=st.cycle,
+    )
+
+
+def rig_out(r: RigStatus, now_s: float) -> RigOut:
+    rd = r.reading
+    read = rd.taken_at_s > 0
+    return RigOut(
+        id=r.rig_id,
+        model=r.model,
+        container=r.container,
+        host=r.host,
+        port=r.port,
+        protocol=r.protocol.value,
+        state=rd.state,
+        reason=rd.reason,
+        fresh=r.fresh,
+        maintenance=r.maintenance,
+        unresponsive=r.unresponsive,
+        power_w=finite(rd.power_w),
+        power_estimated=rd.power_estimated,
+        hashrate_ths=finite(rd.hashrate_ths),
+        chip_temp_max_c=finite(rd.chip_temp_max_c),
+        fan_rpm_min=rd.fan_rpm_min,
+        boards_ok=rd.boards_ok,
+        boards_total=rd.boards_total,
+        profile=rd.profile,
+        power_limit_w=finite(rd.power_limit_w),
+        read_at=to_dt(rd.taken_at_s) if read else None,
+        age_s=finite(now_s - rd.taken_at_s) if read else None,
+    )
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("o") or not text[1:].isdigit():
+            raise ValueError(text)
+        return int(text[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(422, "cursor: not a cursor this API issued", "cursor") from None
+
+
+@router.get("/rigs", response_model=RigPage, summary="Rigs, paged and filtered")
+async def list_rigs(
+    ctx: Ctx,
+    _: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    state: RigState | None = None,
+    container: Annotated[str | None, Query(max_length=200)] = None,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+) -> RigPage:
+    start = _decode_cursor(cursor) if cursor else offset
+    snap = ctx.service.snapshot()
+    rigs = [
+        r
+        for r in snap.rigs
+        if (state is None or r.reading.state is state)
+        and (container is None or r.container == container)
+        and (model is None or r.model == model)
+    ]
+    page = rigs[start : start + limit]
+    end = start + len(page)
+    return RigPage(
+        total=len(rigs),
+        offset=start,
+        limit=limit,
+        next_cursor=_encode_cursor(end) if end < len(rigs) else None,
+        rigs=[rig_out(r, snap.taken_at_s) for r in page],
+    )
+
+
+@router.get("/rigs/{rig_id}", response_model=RigDetail, responses=NOT_FOUND, summary="One rig")
+async def get_rig(ctx: Ctx, _: Reader, rig_id: str) -> RigDetail:
+    snap = ctx.service.snapshot()
+    for r in snap.rigs:
+        if r.rig_id == rig_id:
+            pinned = {e.rig_id: e for e in ctx.service.stores.maintenance.all()}.get(rig_id)
+            return RigDetail(
+                **rig_out(r, snap.taken_at_s).model_dump(),
+                maintenance_by=pinned.by if pinned else None,
+                maintenance_since=opt_dt(pinned.since_s if pinned else None),
+            )
+    raise ApiError(404, f"no rig {rig_id!r}")
+
+
+def meter_out(m: MeterStatus, endpoint: str) -> MeterOut:
+    rd = m.reading
+
+    def kw(w: float | None) -> float | None:
+        return finite(None if w is None else w / 1000.0)
+
+    return MeterOut(
+        name=m.meter,
+        role=m.role.value,
+        container=m.container,
+        endpoint=endpoint,
+        fresh=m.fresh,
+        age_s=finite(m.age_s),
+        error=m.error,
+        power_kw=kw(rd.power_w if rd else None),
+        power_l1_kw=kw(rd.power_l1_w if rd else None),
+        power_l2_kw=kw(rd.power_l2_w if rd else None),
+        power_l3_kw=kw(rd.power_l3_w if rd else None),
+        voltage_l1_v=finite(rd.voltage_l1_v if rd else None),
+        voltage_l2_v=finite(rd.voltage_l2_v if rd else None),
+        voltage_l3_v=finite(rd.voltage_l3_v if rd else None),
+        energy_import_kwh=finite(rd.energy_import_kwh if rd else None),
+        read_at=to_dt(rd.taken_at_s) if rd else None,
+    )
+
+
+@router.get("/meters", response_model=MeterList, summary="Every meter and its last reading")
+async def list_meters(ctx: Ctx, _: Reader) -> MeterList:
+    endpoints = {m.name: m.endpoint for m in ctx.service.meter_infos}
+    snap = ctx.service.snapshot()
+    return MeterList(meters=[meter_out(m, endpoints.get(m.meter, "")) for m in snap.meters])

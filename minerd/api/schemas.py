@@ -1,0 +1,339 @@
+"""Request and response bodies of the HTTP API (and the MQTT quota input)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+
+from minerd.api.times import IsoTime, opt_dt, to_dt
+from minerd.model import Alert, EffectiveLimit, Quota, QuotaSource, RigState
+
+# 10 GW: far above any site, low enough to catch a unit mistake (W sent as kW).
+MAX_LIMIT_KW = 10_000_000.0
+
+# Strict: a JSON number, not "450" or true; integers are fine.
+LimitKw = Annotated[float, Field(ge=0, le=MAX_LIMIT_KW, allow_inf_nan=False, strict=True)]
+Reference = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def finite(x: float | None) -> float | None:
+    """JSON has no infinity: an unknown or unbounded quantity is null."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _after_start(end: datetime | None, info: ValidationInfo) -> datetime | None:
+    # A field validator (not a model one) so that the error names "end".
+    start = info.data.get("start")
+    if end is not None and isinstance(start, datetime) and end <= start:
+        raise ValueError("end must be after start")
+    return end
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- quotas in
+
+
+class QuotaRequest(Request):
+    """A limit from the grid authority. Without start it applies at once; without end it
+    holds until withdrawn or replaced."""
+
+    limit_kw: LimitKw
+    start: IsoTime | None = None
+    end: IsoTime | None = None
+    reference: Reference | None = None
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: datetime | None, info: ValidationInfo) -> datetime | None:
+        return _after_start(end, info)
+
+
+class ScheduleBlock(Request):
+    limit_kw: LimitKw
+    start: IsoTime
+    end: IsoTime
+    reference: Reference | None = None
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: datetime | None, info: ValidationInfo) -> datetime | None:
+        return _after_start(end, info)
+
+
+class ScheduleRequest(Request):
+    """A day-ahead schedule: blocks that replace the scheduled blocks they overlap."""
+
+    blocks: Annotated[list[ScheduleBlock], Field(min_length=1, max_length=5000)]
+
+
+class OperatorCapRequest(Request):
+    cap_kw: LimitKw | None
+
+
+class MaintenanceRequest(Request):
+    note: Annotated[str, Field(max_length=500)] = ""
+
+
+# ---------------------------------------------------------------- quotas out
+
+
+class QuotaOut(BaseModel):
+    id: str
+    limit_kw: float
+    start: datetime
+    end: datetime | None
+    source: QuotaSource
+    issued_at: datetime
+    issued_by: str
+    reference: str | None
+    withdrawn_at: datetime | None
+    effective_at: datetime  # when it takes (or took) effect: max(start, issued_at)
+
+    @classmethod
+    def of(cls, q: Quota) -> QuotaOut:
+        return cls(
+            id=q.quota_id,
+            limit_kw=q.limit_kw,
+            start=to_dt(q.start_s),
+            end=opt_dt(q.end_s),
+            source=q.source,
+            issued_at=to_dt(q.issued_at_s),
+            issued_by=q.issued_by,
+            reference=q.reference,
+            withdrawn_at=opt_dt(q.withdrawn_at_s),
+            effective_at=to_dt(max(q.start_s, q.issued_at_s)),
+        )
+
+
+class LimitOut(BaseModel):
+    limit_kw: float
+    origin: str  # "quota", "operator-cap", "contracted", "failsafe"
+    quota_id: str | None
+
+    @classmethod
+    def of(cls, lim: EffectiveLimit) -> LimitOut:
+        return cls(limit_kw=lim.limit_kw, origin=lim.origin, quota_id=lim.quota_id)
+
+
+class TimelineStep(BaseModel):
+    start: datetime
+    end: datetime
+    limit_kw: float
+    origin: str
+    quota_id: str | None
+
+
+class QuotaList(BaseModel):
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    quotas: list[QuotaOut]
+    timeline: list[TimelineStep]
+
+
+class ScheduleOut(BaseModel):
+    added: list[QuotaOut]
+    withdrawn: list[str]
+
+
+# ---------------------------------------------------------------- site, rigs, meters
+
+
+class FailsafeOut(BaseModel):
+    active: bool
+    reason: str
+
+
+class SiteOut(BaseModel):
+    site: str
+    taken_at: datetime
+    grid_import_kw: float
+    grid_fresh: bool
+    limit: LimitOut
+    contracted_limit_kw: float
+    failsafe_limit_kw: float
+    operator_cap_kw: float | None
+    rig_budget_kw: float
+    planned_power_kw: float
+    rig_power_kw: float
+    hashrate_ths: float
+    rigs_by_state: dict[RigState, int]
+    rigs_total: int
+    failsafe: FailsafeOut
+    cycle: int
+
+
+class RigOut(BaseModel):
+    id: str
+    model: str
+    container: str
+    host: str
+    port: int
+    protocol: str
+    state: RigState
+    reason: str
+    fresh: bool
+    maintenance: bool
+    unresponsive: bool
+    power_w: float | None
+    power_estimated: bool
+    hashrate_ths: float | None
+    chip_temp_max_c: float | None
+    fan_rpm_min: int | None
+    boards_ok: int
+    boards_total: int
+    profile: str | None
+    power_limit_w: float | None
+    read_at: datetime | None  # null before the first read
+    age_s: float | None
+
+
+class RigPage(BaseModel):
+    total: int  # rigs matching the filter
+    offset: int
+    limit: int
+    next_cursor: str | None  # pass as ?cursor= for the next page; null on the last page
+    rigs: list[RigOut]
+
+
+class MaintenanceOut(BaseModel):
+    rig_id: str
+    maintenance: bool
+    by: str | None
+    since: datetime | None
+    note: str
+
+
+class RigDetail(RigOut):
+    maintenance_by: str | None
+    maintenance_since: datetime | None
+
+
+class MeterOut(BaseModel):
+    name: str
+    role: str
+    container: str
+    endpoint: str
+    fresh: bool
+    age_s: float | None
+    error: str
+    power_kw: float | None
+    power_l1_kw: float | None
+    power_l2_kw: float | None
+    power_l3_kw: float | None
+    voltage_l1_v: float | None
+    voltage_l2_v: float | None
+    voltage_l3_v: float | None
+    energy_import_kwh: float | None
+    read_at: datetime | None
+
+
+class MeterList(BaseModel):
+    meters: list[MeterOut]
+
+
+# ---------------------------------------------------------------- compliance, audit, cap
+
+
+class ComplianceOut(BaseModel):
+    interval_start: datetime
+    interval_end: datetime
+    interval_s: float
+    avg_import_kw: float
+    limit_kw: float
+    max_excess_kw: float
+    seconds_over: float
+    energy_over_kwh: float
+    samples: int
+    compliant: bool
+
+
+class ComplianceSummary(BaseModel):
+    intervals: int
+    intervals_over: int
+    energy_over_kwh: float
+    max_excess_kw: float
+
+
+class ComplianceReport(BaseModel):
+    site: str
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    interval_s: float
+    summary: ComplianceSummary
+    records: list[ComplianceOut]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    detail: JsonValue
+
+
+class AuditList(BaseModel):
+    entries: list[AuditOut]
+
+
+class OperatorCapOut(BaseModel):
+    cap_kw: float | None
+    set_by: str
+    set_at: datetime
+
+
+# ---------------------------------------------------------------- alerts
+
+
+class AlertOut(BaseModel):
+    id: str
+    rule: str
+    severity: str
+    labels: dict[str, str]
+    summary: str
+    description: str
+    starts_at: datetime
+    ends_at: datetime | None
+    active: bool
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+
+    @classmethod
+    def of(cls, a: Alert) -> AlertOut:
+        return cls(
+            id=a.alert_id,
+            rule=a.rule,
+            severity=a.severity.value,
+            labels=dict(a.labels),
+            summary=a.summary,
+            description=a.description,
+            starts_at=to_dt(a.starts_at_s),
+            ends_at=opt_dt(a.ends_at_s),
+            active=a.active,
+            acknowledged_by=a.acknowledged_by,
+            acknowledged_at=opt_dt(a.acknowledged_at_s),
+        )
+
+
+class AlertList(BaseModel):
+    enabled: bool  # false when alerting is not configured in this daemon
+    active: list[AlertOut]
+    history: list[AlertOut]
+
+
+# ---------------------------------------------------------------- health
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    reasons: list[str]
