@@ -9,6 +9,7 @@ declare -A needs=(
   [influxd]=influxdb
   [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager
+  [chromium]=chromium
 )
 missing=()
 for binary in "${!needs[@]}"; do

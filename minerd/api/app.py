@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from minerd import __version__
-from minerd.api import routes_health, routes_ops, routes_quotas, routes_site
+from minerd.api import routes_health, routes_ops, routes_quotas, routes_site, status_page
 from minerd.api.alerts_view import AlertsView
 from minerd.api.auth import Authenticator, FailureThrottle, TokenBook
 from minerd.api.body_limit import BodyLimit
@@ -66,4 +66,5 @@ def create_app(
     app.include_router(routes_site.router)
     app.include_router(routes_quotas.router)
     app.include_router(routes_ops.router)
+    app.include_router(status_page.router)  # GET /: the embedded status page, no auth
     return app
