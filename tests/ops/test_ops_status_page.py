@@ -42,7 +42,7 @@ CHROMIUM_FLAGS = [
 def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.fail("chromium is not installed: make deps (apt-get install chromium)", pytrace=False)
+        pytest.fail("chromium is not installed: run make deps", pytrace=False)
     return path
 
 
