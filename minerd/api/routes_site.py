@@ -9,15 +9,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from minerd.api.context import AUTH_RESPONSES, NOT_FOUND, Ctx, Reader, SiteReader
+from minerd.api.params import FromQuery, ToQuery, span
 from minerd.api.problems import ApiError
 from minerd.api.schemas import (
     FailsafeOut,
+    HistoryPointOut,
     LimitOut,
     MeterList,
     MeterOut,
     RigDetail,
     RigOut,
     RigPage,
+    SiteHistoryOut,
     SiteOut,
     finite,
 )
@@ -48,6 +51,28 @@ async def get_site(ctx: Ctx, _: SiteReader) -> SiteOut:
         rigs_total=sum(by_state.values()),
         failsafe=FailsafeOut(active=st.failsafe, reason=st.failsafe_reason),
         cycle=st.cycle,
+    )
+
+
+@router.get(
+    "/site/history", response_model=SiteHistoryOut, summary="The site's last hour, every ~10 s"
+)
+async def get_site_history(
+    ctx: Ctx, _: SiteReader, from_: FromQuery = None, to: ToQuery = None
+) -> SiteHistoryOut:
+    now_s = ctx.service.clock.now_s()
+    from_s, to_s = span(from_, to, now_s - 3600.0, now_s)
+    return SiteHistoryOut(
+        points=[
+            HistoryPointOut(
+                at=to_dt(p.at_s),
+                grid_import_kw=finite(p.grid_import_kw),
+                limit_kw=finite(p.limit_kw),
+                rig_budget_kw=finite(p.rig_budget_kw),
+                hashrate_ths=finite(p.hashrate_ths),
+            )
+            for p in ctx.service.site_history(from_s, to_s)
+        ]
     )
 
 

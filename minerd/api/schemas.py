@@ -168,6 +168,18 @@ class SiteOut(BaseModel):
     cycle: int
 
 
+class HistoryPointOut(BaseModel):
+    at: datetime
+    grid_import_kw: float | None
+    limit_kw: float | None
+    rig_budget_kw: float | None
+    hashrate_ths: float | None
+
+
+class SiteHistoryOut(BaseModel):
+    points: list[HistoryPointOut]
+
+
 class RigOut(BaseModel):
     id: str
     model: str

@@ -13,6 +13,7 @@ from typing import Protocol
 from minerd.clock import Clock
 from minerd.model import EffectiveLimit, FleetSnapshot, RigState
 from minerd.runtime.devices import MeterInfo, RigInfo
+from minerd.runtime.history import HistoryPoint
 from minerd.storage import Stores
 
 
@@ -65,7 +66,8 @@ class SiteService(Protocol):
         ...
 
     def set_operator_cap(self, cap_kw: float | None, by: str) -> None:
-        """Set (or clear with None) the operator cap; persisted and audited by the caller."""
+        """Set (or clear with None) the operator cap; persisted by the site, audited by the
+        caller."""
         ...
 
     def set_maintenance(self, rig_id: str, on: bool) -> None:
@@ -89,4 +91,8 @@ class SiteService(Protocol):
 
         With [grid] quota_heartbeat_s set, silence longer than that moves the site to its
         fail-safe limit, as an EEBus-style heartbeat would."""
+        ...
+
+    def site_history(self, from_s: float, to_s: float) -> list[HistoryPoint]:
+        """The site's recent import, limit, budget and hashrate (about one point per 10 s)."""
         ...

@@ -14,6 +14,7 @@ from minerd.runtime.cycle import ControlCycle, CycleConfig
 from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
 from minerd.runtime.executor import Executor
 from minerd.runtime.fleet import FleetState
+from minerd.runtime.history import HistoryPoint, SiteHistory
 from minerd.runtime.intents import IntentBook
 from minerd.runtime.poller import Poller
 from minerd.runtime.service import SiteStatus
@@ -63,7 +64,8 @@ class Site:
             clock=clock,
             config=config,
         )
-        self.storage_ok = True
+        self.history = SiteHistory()
+        self.cycle.listeners.append(self.history)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -156,6 +158,9 @@ class Site:
             contracted_limit_kw=self.config.contracted_limit_kw,
             operator_cap_kw=self.cycle.operator_cap_kw,
         )
+
+    def site_history(self, from_s: float, to_s: float) -> list[HistoryPoint]:
+        return self.history.between(from_s, to_s)
 
     def readiness(self) -> tuple[bool, tuple[str, ...]]:
         reasons: list[str] = []

@@ -31,6 +31,7 @@ from minerd.model import (
 )
 from minerd.runtime.devices import MeterInfo, RigInfo
 from minerd.runtime.fleet import FleetState
+from minerd.runtime.history import HistoryPoint
 from minerd.runtime.service import SiteStatus
 from minerd.settings.models import ApiSettings, ApiToken
 from minerd.storage import Database, NotFoundError, Stores
@@ -201,6 +202,21 @@ class OpsSite:
 
     def readiness(self) -> tuple[bool, tuple[str, ...]]:
         return True, ()
+
+    def site_history(self, from_s: float, to_s: float) -> list[HistoryPoint]:
+        """Ten minutes of the current status, one point a minute, as the real Site keeps."""
+        st = self.status()
+        points = [
+            HistoryPoint(
+                st.taken_at_s - 60.0 * k,
+                st.grid_import_kw,
+                st.limit.limit_kw,
+                st.rig_budget_kw,
+                st.hashrate_ths,
+            )
+            for k in range(10, -1, -1)
+        ]
+        return [p for p in points if from_s <= p.at_s <= to_s]
 
     def limit_timeline(
         self, from_s: float, to_s: float
