@@ -21,6 +21,7 @@ from minerd.components import Components, build_components
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
 from minerd.runtime.cycle import CycleConfig
+from minerd.runtime.sessions import StoredSessions
 from minerd.runtime.site import Site
 from minerd.settings import Settings
 from minerd.storage import Database, Stores
@@ -48,6 +49,9 @@ def cycle_config(settings: Settings) -> CycleConfig:
             interval_s=c.interval_s,
             kp=c.kp,
             ki=c.ki,
+            # Meter noise must not move rigs between profiles every cycle; half the margin
+            # keeps the import under target minus the deadband.
+            deadband_kw=g.margin_kw / 2,
         ),
         constraints=PlanConstraints(
             min_on_s=c.min_on_s,
@@ -86,6 +90,7 @@ class Daemon:
     def __post_init__(self) -> None:
         self.db: Database | None = None
         self.devices: SiteDevices | None = None
+        self.sessions: StoredSessions | None = None
         self.site: Site | None = None
         self.components: Components | None = None
         self.ready = asyncio.Event()
@@ -94,7 +99,8 @@ class Daemon:
         s = self.settings
         self.db = Database(s.storage.path)
         stores = Stores.open(self.db)
-        self.devices = build_devices(s)
+        self.sessions = StoredSessions(stores.state)
+        self.devices = build_devices(s, self.sessions)
         d = self.devices
         check_open_files(len(d.rigs), s.control.poll_concurrency, s.control.command_concurrency)
         self.site = Site(

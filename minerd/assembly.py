@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from minerd.devices.inventory import InventoryRow, read_inventory_csv, rows_for_hosts
 from minerd.devices.meter import Meter
 from minerd.devices.rig import Rig
-from minerd.devices.rig_luxos import CgminerRig, LuxosRig
+from minerd.devices.rig_luxos import CgminerRig, LuxosRig, SessionCache
 from minerd.devices.rig_modbus import ModbusRig
 from minerd.devices.rig_mqtt import MqttRig, MqttRigHub
 from minerd.model import MeterRole, RigModel, RigProtocol
@@ -54,7 +54,8 @@ def _rows(group: RigGroupSettings) -> list[InventoryRow]:
     return rows_for_hosts(group.hosts, group.port, group.container)
 
 
-def build_devices(settings: Settings) -> SiteDevices:
+def build_devices(settings: Settings, sessions: SessionCache | None = None) -> SiteDevices:
+    """Every meter and rig of the site; LuxOS sessions survive restarts through `sessions`."""
     out = SiteDevices()
     for m in settings.meters:
         hub = out.hubs.hub(m.endpoint)
@@ -73,7 +74,7 @@ def build_devices(settings: Settings) -> SiteDevices:
             )
         )
     for group in settings.rigs:
-        _add_group(out, settings, group)
+        _add_group(out, settings, group, sessions)
     return out
 
 
@@ -95,7 +96,12 @@ def _mqtt_hub(out: SiteDevices, settings: Settings, group: RigGroupSettings) -> 
     return hub
 
 
-def _add_group(out: SiteDevices, settings: Settings, group: RigGroupSettings) -> None:
+def _add_group(
+    out: SiteDevices,
+    settings: Settings,
+    group: RigGroupSettings,
+    sessions: SessionCache | None,
+) -> None:
     model = load_rig_model(group.profile)
     protocol = RigProtocol(group.driver)
     rows = _rows(group)
@@ -113,6 +119,7 @@ def _add_group(out: SiteDevices, settings: Settings, group: RigGroupSettings) ->
                 container=row.container,
                 timeout_s=group.timeout_s,
                 password=group.password or None,
+                sessions=sessions,
             )
         elif protocol is RigProtocol.CGMINER:
             rig = CgminerRig(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Protocol
 
 from minerd.devices.rig import Rig, pick_profile
 from minerd.devices.rig_cgminer import parse_reading
@@ -69,6 +70,19 @@ class CgminerRig(Rig):
         raise self.rejected(f"{cmd.action.value}: driver 'cgminer' is read only")
 
 
+class SessionCache(Protocol):
+    """Where LuxOS session ids outlive the process.
+
+    LuxOS allows one session per rig and keeps it for a minute of idleness: a daemon that
+    restarts after a crash must reuse its predecessor's session, or the rig refuses every
+    logon (and so every sleep command) for up to a minute.
+    """
+
+    def get(self, rig_id: str) -> str | None: ...
+
+    def put(self, rig_id: str, session: str | None) -> None: ...
+
+
 class LuxosRig(CgminerRig):
     """A rig on LuxOS firmware: sleep/wake by curtail, power steps by profileset."""
 
@@ -85,6 +99,7 @@ class LuxosRig(CgminerRig):
         timeout_s: float = 3.0,
         connect_timeout_s: float = 1.0,
         password: str | None = None,
+        sessions: SessionCache | None = None,
     ) -> None:
         super().__init__(
             rig_id,
@@ -96,7 +111,8 @@ class LuxosRig(CgminerRig):
             connect_timeout_s=connect_timeout_s,
         )
         self._password = password
-        self._session: str | None = None
+        self._sessions = sessions
+        self._session: str | None = sessions.get(rig_id) if sessions is not None else None
         self._session_used = 0.0  # time.monotonic() of the last use
         self._lock = asyncio.Lock()  # one session, one privileged command at a time
         self.logons = 0
@@ -144,7 +160,10 @@ class LuxosRig(CgminerRig):
         return reply
 
     async def _ensure_session(self) -> str:
-        if self._session is not None and time.monotonic() - self._session_used < SESSION_REUSE_S:
+        if self._session is not None and (
+            self._session_used == 0.0  # inherited from a previous process: try it once
+            or time.monotonic() - self._session_used < SESSION_REUSE_S
+        ):
             return self._session
         reply = await self.client.command("logon", self._password)
         self.logons += 1
@@ -155,6 +174,8 @@ class LuxosRig(CgminerRig):
             raise self.rejected("logon: reply has no SESSION[0].SessionID")
         self._session = sid
         self._session_used = time.monotonic()
+        if self._sessions is not None:
+            self._sessions.put(self.rig_id, sid)
         return sid
 
     async def aclose(self) -> None:
@@ -163,6 +184,8 @@ class LuxosRig(CgminerRig):
             session, self._session = self._session, None
             if session is None:
                 return
+            if self._sessions is not None:
+                self._sessions.put(self.rig_id, None)
             # Expired or unreachable: nothing left to end.
             with contextlib.suppress(DeviceError):
                 await self.client.command("logoff", session)

@@ -259,14 +259,25 @@ class ControlCycle:
             the_plan = plan(decision.rig_budget_w, plan_rigs, self.config.constraints)
             # The planner hands back the very same object for an unchanged setpoint.
             last = self._setpoints
-            changed = [sp for sp in the_plan.setpoints if last.get(sp.rig_id) is not sp]
+            redo = self.book.take_redo()
+            changed = [
+                sp
+                for sp in the_plan.setpoints
+                if last.get(sp.rig_id) is not sp or sp.rig_id in redo
+            ]
             last.update((sp.rig_id, sp) for sp in changed)
             statuses = {st.rig_id: st for st in snap.rigs}
             # Setpoints of rigs the planner did not dispatch only say how they are counted;
             # they are no orders (a rig winding down after a sleep command reads "awake").
             dispatched = {r.rig_id for r in plan_rigs if _dispatched(r)}
             orders = [sp for sp in changed if sp.rig_id in dispatched]
-            dispatch = self.book.diff(orders, statuses, now_s)
+            # Raise only once every shed command has its outcome: until then the planner
+            # counts those rigs as asleep, and waking others on that belief could overshoot.
+            dispatch = self.book.diff(
+                orders, statuses, now_s, allow_raise=not self.executor.shedding
+            )
+            for rig_id in dispatch.held:
+                last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
             self.executor.submit(dispatch.shed, dispatch.raise_)
         self._verify(snap, now_s)
         # Compliance is judged against the limit in force now, not the one looked ahead to.
@@ -341,6 +352,10 @@ class ControlCycle:
                 # a rig just told to sleep looks awake, falls in its min-on window and is
                 # woken again. Verification catches a rig that does not obey.
                 pr = replace(pr, awake=it.awake)
+            elif it is not None and it.awake and pr.state is RigState.UNKNOWN and st.fresh:
+                # Told to wake and still ramping (no hashrate yet): it is heading for its
+                # setpoint, so count that, or its rise lands on top of what others get.
+                pr = replace(pr, power_w=max(pr.power_w, it.power_w))
             rigs.append(pr)
         return rigs
 
@@ -359,6 +374,9 @@ class ControlCycle:
                 self._unresponsive_since[rig_id] = now_s
                 self.book.forget(rig_id)  # the next diff sends the command again
                 self._setpoints.pop(rig_id, None)
+                # ...which it only does for a rig the planner may move: give it that chance
+                # (counted at its fresh reading meanwhile); verification marks it again.
+                self.fleet.set_unresponsive(rig_id, False)
 
     def _account(
         self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit

@@ -4,8 +4,9 @@
   every rig was told even if the process died mid-dispatch.
 - Shedding commands (sleep, lower power) go first and are never rate-limited: shedding is
   never delayed by anything. Raising commands pass a token bucket (staggered start).
-- A newer command for a rig replaces one still waiting; failures retry with backoff and
-  finally report the rig, which the controller then counts at nominal power.
+- A newer command for a rig replaces one still waiting; failures retry with backoff, and
+  the first failure already reports the rig, which the controller counts at nominal power
+  until a later reading shows it obeys.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Executor:
         self._tokens = 0.0
         self._tokens_at_s = 0.0
         self._in_flight = 0
+        self._shed_in_flight = 0
         # Outcomes are journaled in batches: intent (the safety record) is already durable.
         self._outcomes: list[tuple[int, bool, str]] = []
 
@@ -113,6 +115,11 @@ class Executor:
     @property
     def backlog(self) -> int:
         return len(self._pending)
+
+    @property
+    def shedding(self) -> bool:
+        """Shed commands wait or are on their way: their outcome is not known yet."""
+        return self._shed_in_flight > 0 or any(p.shed for p in self._pending.values())
 
     def idle(self) -> bool:
         return not self._pending and self._in_flight == 0
@@ -184,10 +191,12 @@ class Executor:
                     pass
                 continue
             self._in_flight += 1
+            self._shed_in_flight += p.shed
             try:
                 await self._send(p)
             finally:
                 self._in_flight -= 1
+                self._shed_in_flight -= p.shed
 
     async def _send(self, p: _Pending) -> None:
         cmd = p.cmd
@@ -212,6 +221,10 @@ class Executor:
             self.stats.superseded += 1
             self._outcome(p.journal_id, False, f"superseded after: {error}")
             return
+        if self.on_failed is not None:
+            # Count it at nominal from the first failure, not after the last retry: until
+            # it obeys, the planner must shed other rigs instead.
+            self.on_failed(cmd, error)
         if p.attempt < self.max_attempts:
             self.stats.retried += 1
             delay_s = backoff_s(p.attempt, 0.5, 10.0)
@@ -221,8 +234,6 @@ class Executor:
         self.stats.failed += 1
         self._outcome(p.journal_id, False, error)
         log.warning("command %s to %s failed: %s", cmd.action, cmd.rig_id, error)
-        if self.on_failed is not None:
-            self.on_failed(cmd, error)
 
     def _requeue(self, p: _Pending) -> None:
         if p.superseded or p.cmd.rig_id in self._pending:

@@ -95,7 +95,16 @@ class FleetState:
         self._status[index] = None
 
     def update_meter(self, reading: MeterReading) -> None:
+        last = self._meter_readings.get(reading.meter)
         self._meter_readings[reading.meter] = reading
+        if last is not None and _same_values(last, reading):
+            # A live meter never repeats every value (noise, an advancing energy counter):
+            # a frozen one (stuck gateway cache, hung firmware) goes stale like a silent one.
+            since = self._meter_good_at_s.get(reading.meter, reading.taken_at_s)
+            self._meter_error[reading.meter] = (
+                f"frozen: identical values for {reading.taken_at_s - since:.1f}s"
+            )
+            return
         self._meter_good_at_s[reading.meter] = reading.taken_at_s
         self._meter_error[reading.meter] = ""
 
@@ -174,3 +183,7 @@ class FleetState:
 
     def rigs_in(self, rig_ids: Iterable[str]) -> list[int]:
         return [self._rig_index[r] for r in rig_ids if r in self._rig_index]
+
+
+def _same_values(a: MeterReading, b: MeterReading) -> bool:
+    return replace(a, taken_at_s=b.taken_at_s) == b

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
 
 from minerd.runtime.cycle import CycleResult
-
-
-@dataclass(frozen=True)
-class HistoryPoint:
-    at_s: float
-    grid_import_kw: float
-    limit_kw: float
-    rig_budget_kw: float
-    hashrate_ths: float
+from minerd.runtime.service import HistoryPoint
 
 
 class SiteHistory:

@@ -10,6 +10,7 @@ controller then counts it at nominal power and sheds others instead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ class Intent:
 class Dispatch:
     shed: tuple[RigCommand, ...]
     raise_: tuple[RigCommand, ...]
+    held: tuple[str, ...] = ()  # rigs whose raise waits for outstanding shedding
 
 
 class IntentBook:
@@ -48,6 +50,13 @@ class IntentBook:
         self.models = models  # rig_id -> model
         self.verify_margin_s = verify_margin_s
         self._intents: dict[str, Intent] = {}
+        # Rigs whose intent no longer matches their unchanged setpoint (profile set before a
+        # wake; a profile that did not take): the next cycle diffs them again.
+        self._redo: set[str] = set()
+
+    def take_redo(self) -> set[str]:
+        redo, self._redo = self._redo, set()
+        return redo
 
     def get(self, rig_id: str) -> Intent | None:
         return self._intents.get(rig_id)
@@ -70,11 +79,19 @@ class IntentBook:
         return float("inf") if it is None else max(0.0, now_s - it.switched_at_s)
 
     def diff(
-        self, setpoints: Sequence[RigSetpoint], statuses: Mapping[str, RigStatus], now_s: float
+        self,
+        setpoints: Sequence[RigSetpoint],
+        statuses: Mapping[str, RigStatus],
+        now_s: float,
+        allow_raise: bool = True,
     ) -> Dispatch:
-        """Commands for the setpoints that differ from what each rig was last told."""
+        """Commands for the setpoints that differ from what each rig was last told.
+
+        With allow_raise=False only shedding commands are made; the raising ones are left
+        out (and their intents untouched), listed in Dispatch.held for a later cycle."""
         shed: list[RigCommand] = []
         raise_: list[RigCommand] = []
+        held: list[str] = []
         for sp in setpoints:
             st = statuses.get(sp.rig_id)
             if st is None or st.maintenance:
@@ -85,10 +102,29 @@ class IntentBook:
             cmd = _command_for(sp, model, cur_awake, cur_power_w, cur_profile)
             if cmd is None:
                 continue
+            if not allow_raise and sp.power_w >= cur_power_w:
+                held.append(sp.rig_id)
+                continue
+            running = cur_profile if cur_profile is not None else st.reading.profile
+            if cmd.action is RigAction.WAKE and cmd.profile not in (None, running):
+                # A LuxOS rig wakes at the profile it slept with, whatever the wake command
+                # says: set the profile while it sleeps, wake it next cycle, so it never
+                # ramps to its old (higher) profile first.
+                raise_.append(
+                    RigCommand(
+                        sp.rig_id, RigAction.SET_PROFILE, profile=cmd.profile, reason=sp.reason
+                    )
+                )
+                self._redo.add(sp.rig_id)
+                since = it.switched_at_s if it is not None else -math.inf
+                self._intents[sp.rig_id] = Intent(
+                    False, model.sleep_power_w, cmd.profile, now_s, since
+                )
+                continue
             (shed if sp.power_w < cur_power_w else raise_).append(cmd)
             switched = it.switched_at_s if it is not None and cur_awake == sp.awake else now_s
             self._intents[sp.rig_id] = Intent(sp.awake, sp.power_w, sp.profile, now_s, switched)
-        return Dispatch(tuple(shed), tuple(raise_))
+        return Dispatch(tuple(shed), tuple(raise_), tuple(held))
 
     @staticmethod
     def _believed(
@@ -116,6 +152,7 @@ class IntentBook:
             if it is None or not st.fresh:
                 continue
             model = self.models[st.rig_id]
+            self._follow_profile(it, st, model)
             settle_s = (
                 model.wake_time_s if it.awake else model.sleep_time_s
             ) + self.verify_margin_s
@@ -136,6 +173,22 @@ class IntentBook:
                 if it.mismatches >= 2:
                     bad.add(st.rig_id)
         return bad, good
+
+    def _follow_profile(self, it: Intent, st: RigStatus, model: RigModel) -> None:
+        """Believe a fresh reading's profile over the intent's, so a profile that did not
+        take (LuxOS wakes a rig at its old profile; a lost profileset) is sent again by the
+        next diff, as a shed when the rig runs above its setpoint."""
+        r = st.reading
+        if not it.awake or it.profile is None or r.profile is None or r.profile == it.profile:
+            return
+        if r.state is not RigState.HASHING or r.taken_at_s <= it.sent_at_s:
+            return
+        running = model.profile(r.profile)
+        if running is None:
+            return
+        it.profile = r.profile
+        it.power_w = running.power_w
+        self._redo.add(st.rig_id)
 
 
 def _command_for(

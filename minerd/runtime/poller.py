@@ -4,6 +4,9 @@ Rigs are scheduled on one heap of due times and read by a fixed pool of workers,
 rigs cost 50,000 heap entries, not 50,000 tasks, and concurrency (sockets) stays bounded.
 Every read runs under its own timeout; a hung rig holds one worker for at most that long and
 then backs off, so it never delays the others. Meters (few, 1 s) each get their own loop.
+The first round is quick (within min(interval, 5 s)); after it each rig keeps its own slot,
+spread over its interval. Each rig has one live heap entry (poll_now replaces it), so
+commands verified by poll_now never multiply a rig's poll rate.
 """
 
 from __future__ import annotations
@@ -11,17 +14,21 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from minerd.clock import Clock
-from minerd.errors import DeviceError, DeviceTimeout
+from minerd.errors import DeviceError, DeviceTimeout, ProtocolError
 from minerd.runtime.backoff import backoff_s
 from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
 from minerd.runtime.fleet import FleetState
 
 log = logging.getLogger("minerd.poller")
+
+# After its first read a rig waits at least this fraction of its interval for its slot.
+MIN_FIRST_GAP = 0.2
 
 
 @dataclass
@@ -65,13 +72,25 @@ class Poller:
         self._ready: asyncio.Queue[tuple[float, int]] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._warned: set[str] = set()
-        self._queued: set[int] = set()  # rigs waiting for a worker
+        # The one live heap entry of each rig is (self._due[i], i); older entries are stale
+        # and skipped. NaN: the rig is queued or being read, and has no live entry.
+        self._due: list[float] = [math.nan] * len(self.rigs)
+        self._reading = [False] * len(self.rigs)  # a worker is reading the rig now
+        self._again = [False] * len(self.rigs)  # poll_now during that read: read again after
+        # Each rig's place in the steady schedule, used once after its first good read.
+        self._slot: list[float] = [math.nan] * len(self.rigs)
 
     async def run(self) -> None:
         start = self.clock.monotonic_s()
+        rng = self._rng
         for i, info in enumerate(self.fleet.rig_infos):
-            # Spread first polls over one interval so start-up is not a thundering herd.
-            self._heap.append((start + self._rng.random() * min(info.interval_s, 5.0), i))
+            # The first round is quick (within 5 s) so the controller soon sees every rig;
+            # after it each rig moves to its own slot spread over the whole interval, or the
+            # start-up burst would come back every interval (50,000 rigs due in 5 s of 30).
+            due = start + rng.random() * min(info.interval_s, 5.0)
+            self._due[i] = due
+            self._heap.append((due, i))
+            self._slot[i] = start + rng.random() * info.interval_s
         heapq.heapify(self._heap)
         async with asyncio.TaskGroup() as tg:
             for meter, m_info in zip(self.meters, self.fleet.meter_infos, strict=True):
@@ -84,22 +103,37 @@ class Poller:
     def poll_now(self, rig_id: str) -> None:
         """Read a rig as soon as a worker is free (after a command, to verify it)."""
         i = self.fleet.rig_index(rig_id)
-        heapq.heappush(self._heap, (self.clock.monotonic_s(), i))
-        self._wake.set()
+        due = self._due[i]
+        if due != due:  # NaN: queued (that read comes after the command) or being read
+            if self._reading[i]:
+                self._again[i] = True
+            return
+        now = self.clock.monotonic_s()
+        if due > now:
+            self._push(now, i)
+
+    def _push(self, due: float, i: int) -> None:
+        # Replaces the rig's live entry: the old one is left in the heap and skipped as stale.
+        self._due[i] = due
+        heap = self._heap
+        heapq.heappush(heap, (due, i))
+        if heap[0][1] == i and heap[0][0] == due:
+            self._wake.set()  # earlier than the scheduler's planned wake-up
 
     # ------------------------------------------------------------ rigs
 
     async def _schedule(self) -> None:
         heap = self._heap
-        queued = self._queued
+        live = self._due
+        ready = self._ready
         while True:
             now = self.clock.monotonic_s()
             while heap and heap[0][0] <= now:
                 due, i = heapq.heappop(heap)
-                if i in queued:
-                    continue  # a poll_now duplicate of a rig already waiting
-                queued.add(i)
-                self._ready.put_nowait((due, i))
+                if live[i] != due:
+                    continue  # stale: replaced by poll_now
+                live[i] = math.nan
+                ready.put_nowait((due, i))
             delay = heap[0][0] - now if heap else 1.0
             self._wake.clear()
             try:
@@ -116,7 +150,6 @@ class Poller:
         stats = self.stats
         while True:
             due, i = await self._ready.get()
-            self._queued.discard(i)
             info = infos[i]
             started = self.clock.monotonic_s()
             late = max(0.0, started - due)
@@ -126,7 +159,12 @@ class Poller:
             if stats.track_per_rig:
                 prev = stats.lateness_by_rig_s.get(info.rig_id, 0.0)
                 stats.lateness_by_rig_s[info.rig_id] = max(prev, late)
-            ok = await self._poll_rig(i, info)
+            self._reading[i] = True
+            try:
+                ok = await self._poll_rig(i, info)
+            finally:
+                self._reading[i] = False
+            raise_if_cancelling()
             if ok:
                 self._failures[i] = 0
                 next_in = info.interval_s
@@ -136,9 +174,22 @@ class Poller:
                     info.interval_s,
                     backoff_s(self._failures[i], info.interval_s, self.backoff_cap_s, self._rng),
                 )
+            if self._again[i]:
+                self._again[i] = False
+                self._push(self.clock.monotonic_s(), i)
+                continue
+            slot = self._slot[i]
+            if ok and slot == slot:  # first good read: next one in the rig's own slot
+                self._slot[i] = math.nan
+                interval_s = info.interval_s
+                behind_s = started + MIN_FIRST_GAP * interval_s - slot
+                if behind_s > 0:
+                    slot += math.ceil(behind_s / interval_s) * interval_s
+                self._push(slot, i)
+                continue
             # Schedule from the due time, not the finish, so slow reads do not drift the grid.
             base = due if ok and started - due < info.interval_s else started
-            heapq.heappush(self._heap, (base + next_in, i))
+            self._push(base + next_in, i)
 
     async def _poll_rig(self, i: int, info: RigInfo) -> bool:
         self.stats.rig_polls += 1
@@ -154,6 +205,13 @@ class Poller:
             return False
         except DeviceError as e:
             self._rig_failed(i, info, e)
+            return False
+        except Exception as e:
+            # A driver bug on one rig's reply must not stop the poller for every other rig.
+            if info.rig_id not in self._warned:
+                log.exception("rig %s: driver error", info.rig_id)
+            where = f"{info.host}:{info.port}"
+            self._rig_failed(i, info, ProtocolError(info.rig_id, where, f"driver error: {e!r}"))
             return False
         self.fleet.update_rig(i, reading)
         if info.rig_id in self._warned:
@@ -202,7 +260,17 @@ class Poller:
                 if warned:
                     log.info("meter readable again: %s", info.name)
                 failures, warned = 0, False
+            raise_if_cancelling()
             # Meters keep a short capped backoff: the grid meter is the safety input.
             wait_s = info.interval_s if failures == 0 else min(5.0, info.interval_s * failures)
             elapsed = self.clock.monotonic_s() - started
             await self.clock.sleep(max(0.0, wait_s - elapsed))
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation a library swallowed (pymodbus awaits asyncio.wait_for, which on
+    Python 3.11 returns the result instead of raising when the reply and the cancel arrive
+    together); without this a cancelled poller could loop on and stall shutdown."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -13,7 +13,6 @@ from typing import Protocol
 from minerd.clock import Clock
 from minerd.model import EffectiveLimit, FleetSnapshot, RigState
 from minerd.runtime.devices import MeterInfo, RigInfo
-from minerd.runtime.history import HistoryPoint
 from minerd.storage import Stores
 
 
@@ -37,6 +36,17 @@ class SiteStatus:
     failsafe: bool
     failsafe_reason: str  # "" when not in fail-safe
     cycle: int  # control cycles run since start
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One sample of the site's recent past (the status page's chart)."""
+
+    at_s: float
+    grid_import_kw: float
+    limit_kw: float
+    rig_budget_kw: float
+    hashrate_ths: float
 
 
 class SiteService(Protocol):

@@ -14,10 +14,10 @@ from minerd.runtime.cycle import ControlCycle, CycleConfig
 from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
 from minerd.runtime.executor import Executor
 from minerd.runtime.fleet import FleetState
-from minerd.runtime.history import HistoryPoint, SiteHistory
+from minerd.runtime.history import SiteHistory
 from minerd.runtime.intents import IntentBook
 from minerd.runtime.poller import Poller
-from minerd.runtime.service import SiteStatus
+from minerd.runtime.service import HistoryPoint, SiteStatus
 from minerd.storage import Stores
 
 log = logging.getLogger("minerd.site")

@@ -4,6 +4,7 @@ set of rigs an operator pinned for maintenance."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -62,6 +63,38 @@ class StateStore:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, text),
             )
+
+    def set_many(self, items: Mapping[str, JsonValue], *, durable: bool = True) -> None:
+        """Set several keys in one transaction; a None value deletes its key.
+
+        durable=False commits without waiting for the disk: it survives a crash of the
+        process (WAL), not a power cut, at a tenth of the cost."""
+        rows, gone = [], []
+        for key, value in items.items():
+            if value is None:
+                gone.append((key,))
+                continue
+            try:
+                rows.append((key, json.dumps(value, allow_nan=False)))
+            except (TypeError, ValueError) as exc:
+                raise StorageError(f"state {key!r}: value is not JSON-serialisable: {exc}") from exc
+        with self._db.transaction("set state (batch)", durable=durable) as conn:
+            conn.executemany(
+                "INSERT INTO kv(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                rows,
+            )
+            conn.executemany("DELETE FROM kv WHERE key = ?", gone)
+
+    def with_prefix(self, prefix: str) -> dict[str, JsonValue]:
+        """Every key starting with prefix, with its value."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._db.query(
+            "SELECT key, value FROM kv WHERE key LIKE ? ESCAPE '\\'",
+            (escaped + "%",),
+            what="state by prefix",
+        )
+        return {str(r[0]): json.loads(r[1]) for r in rows}
 
     def delete(self, key: str) -> bool:
         with self._db.transaction(f"delete state {key}") as conn:

@@ -19,8 +19,7 @@ from minerd.model import (
 )
 from minerd.runtime.devices import MeterInfo, RigInfo
 from minerd.runtime.fleet import FleetState
-from minerd.runtime.history import HistoryPoint
-from minerd.runtime.service import SiteStatus
+from minerd.runtime.service import HistoryPoint, SiteStatus
 from minerd.settings.models import ApiSettings, ApiToken
 from minerd.storage import Database, Stores
 
