@@ -55,9 +55,8 @@ def worst_case_rig_power_w(statuses: Iterable[RigStatus], models: Mapping[str, R
 
 def max_rig_power_w(statuses: Iterable[RigStatus], models: Mapping[str, RigModel]) -> float:
     """The most the fleet could draw: the highest point of every rig's model."""
-    total = 0.0
-    for s in statuses:
-        m = models[s.model]
-        top = max([p.power_w for p in m.profiles] + [m.max_power_w, m.nominal_power_w])
-        total += top
-    return total
+    tops = {
+        name: max([p.power_w for p in m.profiles] + [m.max_power_w, m.nominal_power_w])
+        for name, m in models.items()
+    }
+    return sum(tops[s.model] for s in statuses)

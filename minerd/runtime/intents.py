@@ -19,6 +19,7 @@ from minerd.model import (
     RigAction,
     RigCommand,
     RigModel,
+    RigReading,
     RigSetpoint,
     RigState,
     RigStatus,
@@ -53,6 +54,7 @@ class IntentBook:
         # Rigs whose intent no longer matches their unchanged setpoint (profile set before a
         # wake; a profile that did not take): the next cycle diffs them again.
         self._redo: set[str] = set()
+        self._checked: dict[str, RigReading] = {}  # the last reading verified, per rig
 
     def take_redo(self) -> set[str]:
         redo, self._redo = self._redo, set()
@@ -147,7 +149,12 @@ class IntentBook:
         """(rigs that now disobey, rigs that obey again), from readings newer than the intent."""
         bad: set[str] = set()
         good: set[str] = set()
+        checked = self._checked
         for st in statuses:
+            # Each reading is judged once: "two mismatches" means two readings, not two
+            # control cycles that happened to look at the same one.
+            if checked.get(st.rig_id) is st.reading:
+                continue
             it = self._intents.get(st.rig_id)
             if it is None or not st.fresh:
                 continue
@@ -158,6 +165,7 @@ class IntentBook:
             ) + self.verify_margin_s
             if st.reading.taken_at_s < it.sent_at_s + settle_s:
                 continue
+            checked[st.rig_id] = st.reading
             state = st.reading.state
             obeys = (state is RigState.HASHING) if it.awake else (state is RigState.SLEEPING)
             if state is RigState.FAULT:
