@@ -55,6 +55,22 @@ class RegisterType(StrEnum):
     def register_count(self) -> int:
         return {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}.get(self.value, 4)
 
+    @property
+    def struct_format(self) -> str:
+        """struct format of the value as big-endian bytes (word and byte order applied after)."""
+        return _STRUCT_FORMATS[self.value]
+
+
+_STRUCT_FORMATS = {
+    "int16": ">h",
+    "uint16": ">H",
+    "int32": ">i",
+    "uint32": ">I",
+    "int64": ">q",
+    "uint64": ">Q",
+    "float32": ">f",
+}
+
 
 class ByteOrder(StrEnum):
     BIG = "big"

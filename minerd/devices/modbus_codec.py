@@ -17,16 +17,6 @@ MAX_BLOCK_REGISTERS: Final = 125  # Modbus limit for one FC3/FC4 read
 # Reading a few unused registers costs less than another round trip on a shared link.
 DEFAULT_MAX_GAP: Final = 64
 
-_STRUCT: Final[dict[RegisterType, str]] = {
-    RegisterType.INT16: ">h",
-    RegisterType.UINT16: ">H",
-    RegisterType.INT32: ">i",
-    RegisterType.UINT32: ">I",
-    RegisterType.INT64: ">q",
-    RegisterType.UINT64: ">Q",
-    RegisterType.FLOAT32: ">f",
-}
-
 
 @dataclass(frozen=True)
 class Block:
@@ -98,7 +88,7 @@ def decode_raw(
         raise ValueError(
             f"{rtype.value} needs {rtype.register_count} registers, got {len(registers)}"
         )
-    (value,) = struct.unpack(_STRUCT[rtype], _to_bytes(registers, byte_order, word_order))
+    (value,) = struct.unpack(rtype.struct_format, _to_bytes(registers, byte_order, word_order))
     return float(value)
 
 
@@ -137,7 +127,7 @@ def encode_point(
     if point.max_value is not None and value > point.max_value:
         raise ValueError(f"{point.name} {value:g} above max {point.max_value:g}")
     raw = value / point.scale
-    fmt = _STRUCT[point.type]
+    fmt = point.type.struct_format
     try:
         data = struct.pack(fmt, raw if point.type is RegisterType.FLOAT32 else round(raw))
     except struct.error as exc:

@@ -7,16 +7,6 @@ import struct
 from minerd.model import ByteOrder, RegisterMap, RegisterPoint, RegisterType, WordOrder
 from minerd.profiles import to_canonical
 
-_FORMATS = {
-    RegisterType.INT16: ">h",
-    RegisterType.UINT16: ">H",
-    RegisterType.INT32: ">i",
-    RegisterType.UINT32: ">I",
-    RegisterType.INT64: ">q",
-    RegisterType.UINT64: ">Q",
-    RegisterType.FLOAT32: ">f",
-}
-
 
 def _factor(unit: str) -> float:
     """Multiply a value in `unit` by this to get minerd's canonical unit (kW -> W...)."""
@@ -30,7 +20,7 @@ def encode_point(point: RegisterPoint, regmap: RegisterMap, value: float) -> lis
     """Registers for `value`, given in the canonical unit of the point's name."""
     in_unit = value / _factor(point.unit)
     raw: float = in_unit / point.scale if point.scale else in_unit
-    fmt = _FORMATS[point.type]
+    fmt = point.type.struct_format
     if point.type is RegisterType.FLOAT32:
         data = struct.pack(fmt, raw)
     else:
@@ -55,7 +45,7 @@ def decode_point(point: RegisterPoint, regmap: RegisterMap, words: list[int]) ->
     if regmap.byte_order is ByteOrder.LITTLE:
         ws = [((w & 0xFF) << 8) | (w >> 8) for w in ws]
     data = b"".join(w.to_bytes(2, "big") for w in ws)
-    raw = float(struct.unpack(_FORMATS[point.type], data)[0])
+    raw = float(struct.unpack(point.type.struct_format, data)[0])
     value = raw * point.scale if point.scale else raw
     return value * _factor(point.unit)
 
