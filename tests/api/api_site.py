@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from site_doubles import flat_history
+
 from minerd.api.auth import hash_token
 from minerd.clock import ManualClock
 from minerd.control.quota import effective_limit, limit_timeline
@@ -196,19 +198,7 @@ class SiteUnderTest:
         return not reasons, tuple(reasons)
 
     def site_history(self, from_s: float, to_s: float) -> list[HistoryPoint]:
-        """Ten minutes of the current status, one point a minute, as the real Site keeps."""
-        st = self.status()
-        points = [
-            HistoryPoint(
-                st.taken_at_s - 60.0 * k,
-                st.grid_import_kw,
-                st.limit.limit_kw,
-                st.rig_budget_kw,
-                st.hashrate_ths,
-            )
-            for k in range(10, -1, -1)
-        ]
-        return [p for p in points if from_s <= p.at_s <= to_s]
+        return flat_history(self.status(), from_s, to_s)
 
     def limit_timeline(
         self, from_s: float, to_s: float

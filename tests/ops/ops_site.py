@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
+from site_doubles import flat_history
 
 from minerd.api import create_app, hash_token
 from minerd.api.status_page import router as status_router
@@ -203,19 +204,7 @@ class OpsSite:
         return True, ()
 
     def site_history(self, from_s: float, to_s: float) -> list[HistoryPoint]:
-        """Ten minutes of the current status, one point a minute, as the real Site keeps."""
-        st = self.status()
-        points = [
-            HistoryPoint(
-                st.taken_at_s - 60.0 * k,
-                st.grid_import_kw,
-                st.limit.limit_kw,
-                st.rig_budget_kw,
-                st.hashrate_ths,
-            )
-            for k in range(10, -1, -1)
-        ]
-        return [p for p in points if from_s <= p.at_s <= to_s]
+        return flat_history(self.status(), from_s, to_s)
 
     def limit_timeline(
         self, from_s: float, to_s: float
