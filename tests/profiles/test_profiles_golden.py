@@ -117,7 +117,7 @@ def _where(map_name: str, point: str) -> tuple[int, str, str, int]:
 
 
 def test_meter_maps_match_the_reference_addresses() -> None:
-    # Independent of the golden files: /work/shared/reference/meters.md, by hand.
+    # Independent of the golden files: the project reference notes on meters, by hand.
     assert _where("eastron-sdm630", "voltage_l1_v") == (0, "float32", "V", 4)
     assert _where("eastron-sdm630", "current_l3_a") == (10, "float32", "A", 4)
     assert _where("eastron-sdm630", "power_w") == (52, "float32", "W", 4)
