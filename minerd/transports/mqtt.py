@@ -298,6 +298,11 @@ class MqttSession:
             finally:
                 self._client = None
                 self._connected.clear()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled while the client was closing: aiomqtt may report that as an
+                # MqttError. A reconnect loop must never swallow its own cancellation.
+                raise asyncio.CancelledError
             level = logging.DEBUG if self._failing else logging.WARNING
             log.log(level, "%s: %s: %s; retry in %.1fs", self.name, self.endpoint, why, backoff_s)
             self._failing = True

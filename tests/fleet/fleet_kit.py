@@ -113,9 +113,12 @@ async def polled_site(
         finally:
             for task in reversed(tasks):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await devices.aclose()
+                done, _ = await asyncio.wait({task}, timeout=10.0)
+                if not done:  # a task that ignores cancel: say which, do not hang the suite
+                    task.print_stack()
+                    raise AssertionError(f"{task.get_name()} did not stop within 10 s of cancel")
+            async with asyncio.timeout(10.0):
+                await devices.aclose()
 
 
 def all_read_since(snap: FleetSnapshot, since_s: float) -> bool:
