@@ -84,12 +84,6 @@ def handle_quota_message(service: SiteService, payload: bytes, actor: str) -> Ac
     }
 
 
-def _payload_bytes(payload: object) -> bytes:
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return str(payload).encode()
-
-
 def _broker(url: str) -> tuple[str, int, bool]:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:

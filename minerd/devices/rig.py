@@ -2,7 +2,7 @@
 
 A driver reads a rig into a RigReading and applies one RigCommand. Both raise a
 minerd.errors.DeviceError naming the rig and its endpoint on failure; the poller turns a
-failed read into a reading with `reading_from_error` and backs off. `apply` only sends: the
+failed read into a status with `classify_failure` and backs off. `apply` only sends: the
 next read verifies that the rig got there.
 """
 
@@ -16,19 +16,15 @@ from minerd.errors import (
     DeviceError,
     DeviceTimeout,
     DeviceUnreachable,
-    ModbusException,
     ProtocolError,
 )
 from minerd.model import RigCommand, RigModel, RigProtocol, RigReading, RigState
 
-# Modbus exception codes 10 (gateway path unavailable) and 11 (target failed to respond).
-GATEWAY_CODES = frozenset({10, 11})
-
 __all__ = [
     "Rig",
+    "classify_failure",
     "estimate_power_w",
     "pick_profile",
-    "reading_from_error",
 ]
 
 
@@ -90,17 +86,20 @@ class Rig(abc.ABC):
         return f"<{type(self).__name__} {self._rig_id} {self.endpoint} {self._model.name}>"
 
 
-def reading_from_error(rig_id: str, now_s: float, exc: DeviceError) -> RigReading:
-    """The reading a failed read stands for: offline when unreachable or hung, else unknown."""
-    if isinstance(exc, DeviceUnreachable | DeviceTimeout) or (
-        # a gateway or PLC says the device behind it does not answer
-        isinstance(exc, ModbusException) and exc.exception_code in GATEWAY_CODES
-    ):
-        state = RigState.OFFLINE
-    else:
-        state = RigState.UNKNOWN
-    kind = exc.reason if not isinstance(exc, ProtocolError) else "protocol error"
-    return RigReading(rig=rig_id, taken_at_s=now_s, state=state, reason=f"{kind}: {exc.message}")
+def classify_failure(error: DeviceError) -> tuple[RigState, str]:
+    """What a failed read says about the rig: (state, reason).
+
+    Only a refused or reset connection means offline. A hung API, a garbled reply or a PLC
+    that cannot reach the rig behind it leave the state unknown: the rig may well still be
+    hashing, so the controller counts it at nominal power.
+    """
+    if isinstance(error, DeviceUnreachable):
+        return RigState.OFFLINE, f"offline: {error.message}"
+    if isinstance(error, DeviceTimeout):
+        return RigState.UNKNOWN, f"hung: {error.message}"
+    if isinstance(error, ProtocolError):
+        return RigState.UNKNOWN, f"broken reply: {error.message}"
+    return RigState.UNKNOWN, f"{error.reason}: {error.message}"
 
 
 def estimate_power_w(model: RigModel, hashrate_ths: float) -> float:

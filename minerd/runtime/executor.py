@@ -121,9 +121,6 @@ class Executor:
         """Shed commands wait or are on their way: their outcome is not known yet."""
         return self._shed_in_flight > 0 or any(p.shed for p in self._pending.values())
 
-    def idle(self) -> bool:
-        return not self._pending and self._in_flight == 0
-
     # ------------------------------------------------------------ run
 
     async def run(self) -> None:

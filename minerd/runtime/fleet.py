@@ -9,10 +9,11 @@ snapshot of 50,000 rigs costs a tuple copy, not 50,000 allocations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
-from minerd.errors import DeviceError, DeviceTimeout, DeviceUnreachable, ProtocolError
+from minerd.devices.rig import classify_failure
+from minerd.errors import DeviceError
 from minerd.model import (
     FleetSnapshot,
     MeterReading,
@@ -22,17 +23,6 @@ from minerd.model import (
     RigStatus,
 )
 from minerd.runtime.devices import MeterInfo, RigInfo
-
-
-def failure_state(error: DeviceError) -> tuple[RigState, str]:
-    """How a failed read is classified: offline, hung, broken reply, refused."""
-    if isinstance(error, DeviceUnreachable):
-        return RigState.OFFLINE, f"offline: {error.message}"
-    if isinstance(error, DeviceTimeout):
-        return RigState.UNKNOWN, f"hung: {error.message}"
-    if isinstance(error, ProtocolError):
-        return RigState.UNKNOWN, f"broken reply: {error.message}"
-    return RigState.UNKNOWN, f"{error.reason}: {error.message}"
 
 
 class FleetState:
@@ -79,7 +69,7 @@ class FleetState:
         self.poll_errors_by_reason[error.reason] = (
             self.poll_errors_by_reason.get(error.reason, 0) + 1
         )
-        state, reason = failure_state(error)
+        state, reason = classify_failure(error)
         last = self._readings[index]
         self._readings[index] = RigReading(
             rig=last.rig,
@@ -180,9 +170,6 @@ class FleetState:
             age_s=age_s,
             error=self._meter_error.get(info.name, ""),
         )
-
-    def rigs_in(self, rig_ids: Iterable[str]) -> list[int]:
-        return [self._rig_index[r] for r in rig_ids if r in self._rig_index]
 
 
 def _same_values(a: MeterReading, b: MeterReading) -> bool:

@@ -68,12 +68,6 @@ def float_field(key: str, value: float | None) -> str | None:
     return f"{key}={float(value)!r}"
 
 
-def int_field(key: str, value: int | None) -> str | None:
-    if value is None:
-        return None
-    return f"{key}={int(value)}i"
-
-
 def bool_field(key: str, value: bool) -> str:
     return f"{key}={'true' if value else 'false'}"
 

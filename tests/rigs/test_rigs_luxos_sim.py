@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 
 from minerd.clock import ManualClock
-from minerd.devices.rig import reading_from_error
+from minerd.devices.rig import classify_failure
 from minerd.devices.rig_luxos import CgminerRig, LuxosRig
 from minerd.errors import CommandRejected, DeviceError, DeviceTimeout, DeviceUnreachable
 from minerd.model import RigAction, RigCommand, RigProtocol, RigState
@@ -148,8 +148,8 @@ async def test_offline_hung_and_broken_json(fleet: RigFleet) -> None:
     with pytest.raises(DeviceUnreachable) as info:
         await rig0.read(clock.now_s())
     assert info.value.endpoint == rig0.endpoint
-    off = reading_from_error(rig0.rig_id, clock.now_s(), info.value)
-    assert off.state is RigState.OFFLINE and off.reason.startswith("offline:")
+    state, reason = classify_failure(info.value)
+    assert state is RigState.OFFLINE and reason.startswith("offline:")
 
     await fleet.inject(rig1.rig_id, "hung")
     with pytest.raises(DeviceTimeout):
