@@ -21,6 +21,7 @@ from minerd.components import Components, build_components
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
 from minerd.runtime.cycle import CycleConfig
+from minerd.runtime.housekeeping import run_housekeeping
 from minerd.runtime.sessions import StoredSessions
 from minerd.runtime.site import Site
 from minerd.settings import Settings
@@ -129,6 +130,7 @@ class Daemon:
                     for hub in self.devices.mqtt_rig_hubs:
                         tg.create_task(hub.start(), name=f"mqtt-rigs-{hub.prefix}")
                 tg.create_task(site.run(), name="site")
+                tg.create_task(run_housekeeping(site.stores, self.clock), name="housekeeping")
                 for name, task in self.components.tasks():
                     tg.create_task(task, name=name)
                 tg.create_task(self._systemd(site), name="systemd")
