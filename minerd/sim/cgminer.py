@@ -1,8 +1,8 @@
-"""cgminer JSON API replies as bmminer/LUXminer firmware builds them, and LuxOS control.
+"""cgminer JSON API replies as bmminer/LUXminer firmware builds them.
 
 Pure functions of a RigSim and the time: no I/O here. Status codes follow cgminer's api.c
-where it has one; the LuxOS codes other than 335 (curtail ok) are this simulator's choice,
-so a driver must rely on the STATUS letter, not on those numbers.
+where it has one. LuxOS's own commands (sessions, curtail, profiles, fans, temps...) are in
+minerd.sim.luxos; on a LuxOS rig they answer before the cgminer reports of the same name.
 """
 
 from __future__ import annotations
@@ -11,23 +11,15 @@ import json
 from collections.abc import Callable
 
 from minerd.model import RigProtocol
+from minerd.sim.luxos import LUXOS_COMMANDS, LUXOS_REPORTS
 from minerd.sim.rig import RigSim
 
 Reply = dict[str, object]
 
 REPORT_COMMANDS = frozenset({"version", "summary", "stats", "devs", "pools", "config"})
-LUXOS_REPORTS = frozenset({"power", "profiles", "profileget", "session"})
 CODE_INVALID_COMMAND = 14
 CODE_INVALID_JSON = 23
 CODE_JOIN_DENIED = 45
-CODE_CURTAIL_OK = 335
-CODE_LUX_ERROR = 336
-CODE_PROFILESET_OK = 337
-CODE_LOGON_OK = 338
-CODE_LOGOFF_OK = 339
-CODE_POWER = 340
-CODE_PROFILES = 341
-CODE_SESSION = 342
 
 
 def status(letter: str, code: int, msg: str, now_s: float, rig: RigSim) -> list[Reply]:
@@ -57,7 +49,7 @@ def handle(rig: RigSim, command: str, parameter: str, now_s: float) -> Reply:
     if "+" in command:
         parts = command.split("+")
         allowed = REPORT_COMMANDS | (
-            LUXOS_REPORTS if rig.plan.protocol is RigProtocol.LUXOS else frozenset()
+            LUXOS_REPORTS.keys() if rig.plan.protocol is RigProtocol.LUXOS else frozenset()
         )
         for part in parts:
             if part not in allowed:
@@ -69,13 +61,13 @@ def handle(rig: RigSim, command: str, parameter: str, now_s: float) -> Reply:
 
 
 def single(rig: RigSim, command: str, parameter: str, now_s: float) -> Reply:
-    report = REPORTS.get(command)
-    if report is not None:
-        return report(rig, now_s)
     if rig.plan.protocol is RigProtocol.LUXOS:
         lux = LUXOS_COMMANDS.get(command)
         if lux is not None:
             return lux(rig, parameter, now_s)
+    report = REPORTS.get(command)
+    if report is not None:
+        return report(rig, now_s)
     return error(rig, now_s, CODE_INVALID_COMMAND, "Invalid command")
 
 
@@ -272,126 +264,6 @@ REPORTS: dict[str, Callable[[RigSim, float], Reply]] = {
     "devs": devs,
     "pools": pools,
     "config": config,
-}
-
-# ---------------------------------------------------------------- LuxOS
-
-
-def _split(parameter: str) -> tuple[str, str]:
-    session, _, rest = parameter.partition(",")
-    return session.strip(), rest.strip()
-
-
-def lux_logon(rig: RigSim, parameter: str, now_s: float) -> Reply:
-    session = rig.logon(now_s)
-    if session is None:
-        return error(rig, now_s, CODE_LUX_ERROR, "Another session is active")
-    return {
-        "STATUS": status("S", CODE_LOGON_OK, "Session created", now_s, rig),
-        "SESSION": [{"SessionID": session}],
-        "id": 1,
-    }
-
-
-def lux_logoff(rig: RigSim, parameter: str, now_s: float) -> Reply:
-    session, _ = _split(parameter)
-    if not rig.logoff(session, now_s):
-        return error(rig, now_s, CODE_LUX_ERROR, "Invalid session id")
-    return {"STATUS": status("S", CODE_LOGOFF_OK, "Session ended", now_s, rig), "id": 1}
-
-
-def lux_session(rig: RigSim, now_s: float) -> Reply:
-    active = rig.session is not None and rig.session_valid(rig.session, now_s)
-    return {
-        "STATUS": status("S", CODE_SESSION, "Session", now_s, rig),
-        "SESSION": [{"SessionID": "" if not active else "(hidden)"}],
-        "id": 1,
-    }
-
-
-def lux_curtail(rig: RigSim, parameter: str, now_s: float) -> Reply:
-    session, mode = _split(parameter)
-    if not rig.session_valid(session, now_s):
-        return error(rig, now_s, CODE_LUX_ERROR, "Invalid session id")
-    if mode == "sleep":
-        rig.command_sleep(now_s)
-    elif mode == "wakeup":
-        rig.command_wake(now_s)
-    else:
-        return error(rig, now_s, CODE_LUX_ERROR, f"Invalid curtail mode '{mode}'")
-    return {
-        "STATUS": status("S", CODE_CURTAIL_OK, f"Curtail {mode} requested", now_s, rig),
-        "CURTAIL": [{"Mode": mode}],
-        "id": 1,
-    }
-
-
-def lux_profiles(rig: RigSim, now_s: float) -> Reply:
-    return {
-        "STATUS": status("S", CODE_PROFILES, "Profiles", now_s, rig),
-        "PROFILES": [
-            {
-                "Profile Name": p.name,
-                "Watts": round(p.power_w),
-                "Hashrate": round(p.hashrate_ths, 2),
-                "IsDynamic": False,
-                "Step": str(i),
-            }
-            for i, p in enumerate(rig.model.profiles)
-        ],
-        "id": 1,
-    }
-
-
-def lux_profileget(rig: RigSim, now_s: float) -> Reply:
-    prof = rig.model.profile(rig.profile) if rig.profile else None
-    return {
-        "STATUS": status("S", CODE_PROFILES, "Profile", now_s, rig),
-        "PROFILE": [
-            {
-                "Profile": rig.profile or "",
-                "Watts": round(prof.power_w) if prof else 0,
-                "Hashrate": round(prof.hashrate_ths, 2) if prof else 0.0,
-            }
-        ],
-        "id": 1,
-    }
-
-
-def lux_profileset(rig: RigSim, parameter: str, now_s: float) -> Reply:
-    session, name = _split(parameter)
-    if not rig.session_valid(session, now_s):
-        return error(rig, now_s, CODE_LUX_ERROR, "Invalid session id")
-    if rig.model.profile(name) is None:
-        return error(rig, now_s, CODE_LUX_ERROR, f"Invalid profile '{name}'")
-    rig.command_profile(name, now_s)
-    return {
-        "STATUS": status("S", CODE_PROFILESET_OK, f"Profile set to {name}", now_s, rig),
-        "PROFILE": [{"Profile": rig.profile or name, "Result": "success"}],
-        "id": 1,
-    }
-
-
-def lux_power(rig: RigSim, now_s: float) -> Reply:
-    v = rig.view(now_s)
-    return {
-        "STATUS": status("S", CODE_POWER, "Power", now_s, rig),
-        "POWER": [{"Watts": round(v.power_w), "PSU": True}],
-        "id": 1,
-    }
-
-
-LuxHandler = Callable[[RigSim, str, float], Reply]
-
-LUXOS_COMMANDS: dict[str, LuxHandler] = {
-    "logon": lux_logon,
-    "logoff": lux_logoff,
-    "curtail": lux_curtail,
-    "profileset": lux_profileset,
-    "session": lambda rig, _p, now_s: lux_session(rig, now_s),
-    "profiles": lambda rig, _p, now_s: lux_profiles(rig, now_s),
-    "profileget": lambda rig, _p, now_s: lux_profileget(rig, now_s),
-    "power": lambda rig, _p, now_s: lux_power(rig, now_s),
 }
 
 

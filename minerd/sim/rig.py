@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import string
 from dataclasses import dataclass
 
 from minerd.model import ControlMode, RigModel, RigState
@@ -21,7 +22,8 @@ RIG_FAULTS = frozenset(
         "ignores_commands",  # answers success to curtail/profileset and does nothing
     }
 )
-SESSION_IDLE_S = 60.0
+SESSION_IDLE_S = 60.0  # LuxOS: a session ends after one minute without use
+SESSION_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class RigSim:
         self.faults: set[str] = set()
         self.session: str | None = None
         self.session_used_s = 0.0
+        self.atm_enabled = True  # LuxOS Advanced Thermal Management, as `atmset` left it
         self.started_s = now_s
         self.woke_s = now_s
         self.ambient_c = 25.0
@@ -120,21 +123,28 @@ class RigSim:
         self.retarget(now_s)
 
     # ------------------------------------------------------------ LuxOS session
+    # As the firmware keeps it: one session at a time, ended by 60 s without use; every
+    # privileged command that names it refreshes it. `session` discloses the active id.
+
+    def active_session(self, now_s: float) -> str | None:
+        """The id of the live session, forgetting one idle for SESSION_IDLE_S or more."""
+        if self.session is not None and now_s - self.session_used_s >= SESSION_IDLE_S:
+            self.session = None
+        return self.session
 
     def session_valid(self, session: str, now_s: float) -> bool:
-        if self.session is None or now_s - self.session_used_s > SESSION_IDLE_S:
-            self.session = None
-            return False
-        if not secrets.compare_digest(session, self.session):
+        """Whether `session` is the live one; a valid use refreshes it."""
+        active = self.active_session(now_s)
+        if active is None or not secrets.compare_digest(session, active):
             return False
         self.session_used_s = now_s
         return True
 
     def logon(self, now_s: float) -> str | None:
         """A new session id, or None while another session is active."""
-        if self.session is not None and now_s - self.session_used_s <= SESSION_IDLE_S:
+        if self.active_session(now_s) is not None:
             return None
-        self.session = secrets.token_hex(4)
+        self.session = new_session_id()
         self.session_used_s = now_s
         return self.session
 
@@ -217,6 +227,11 @@ class RigSim:
             "boards_total": self.model.boards,
             "faults": sorted(self.faults),
         }
+
+
+def new_session_id() -> str:
+    """Eight letters and digits, like the firmware's ids (e.g. "yJN2nlj1")."""
+    return "".join(secrets.choice(SESSION_ALPHABET) for _ in range(8))
 
 
 def nominal_profile(model: RigModel) -> str | None:
