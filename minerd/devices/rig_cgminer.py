@@ -1,27 +1,59 @@
 """Turn cgminer API replies (summary, stats, LuxOS power/profileget) into a RigReading.
 
-Vendors differ in field types (numbers as strings, "" for a dead chain, inf) so every
-field goes through `_num`. The state rules, in order:
+Replies are read as real firmware sends them (reference: firmware-apis.md sections 1, 2.7,
+5.1): hashrate under `GHS *` (stock Antminer, Vnish, LuxOS, Braiins bmminer) or `MHS *`
+(BOSminer legacy API, Whatsminer btminer) keys, numbers or numeric strings; hashboards in
+numbered slots of which only some are fitted (4 on S19, 16 on S9/S17, slots 6-8 on S9);
+temperatures as numbers or "a-b-c-d" strings whose negatives print as "2--1-20-22".
+The state rules, in order:
 - fault: a chip at or above the model's protection limit, a configured fan at 0 rpm, or a
-  hashboard without chips/rate while the rig hashes;
+  fitted hashboard without chips/rate while the rig hashes;
 - hashing: hashrate > 0;
-- sleeping ("asleep"): no hashrate and power near the model's sleep power (or unknown);
+- sleeping ("asleep"): no hashrate and power near the model's sleep power (or unknown), or
+  stock firmware's sleep mode (`Mode` 254);
 - unknown: no hashrate yet drawing power (booting, auto-tuning, stuck).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from collections.abc import Mapping
 
 from minerd.devices.rig import estimate_power_w
+from minerd.errors import ProfileError
 from minerd.model import RigModel, RigReading, RigState
+from minerd.profiles import list_rig_models, load_rig_model
 from minerd.transports.cgminer import CgminerReply
 
-__all__ = ["StatsFields", "parse_reading", "parse_stats", "version_model_hint"]
+__all__ = [
+    "StatsFields",
+    "hashrate_ths_of",
+    "model_type_of",
+    "normalise_model_type",
+    "parse_reading",
+    "parse_stats",
+    "parse_temps",
+    "profile_for_model_type",
+    "stats_hashrate_ths",
+    "version_model_hint",
+]
 
-# fanN, temp2_N (chip temperature), chain_acnN for N = 1..16: bmminer-style stats keys.
-_NUMBERED_KEYS = tuple((f"fan{n}", f"temp2_{n}", f"chain_acn{n}") for n in range(1, 17))
+log = logging.getLogger(__name__)
+
+# Hashrate keys per unit, in TH/s per unit: firmware names the unit in the key.
+_UNIT_THS = {"THS": 1.0, "GHS": 1e-3, "MHS": 1e-6, "KHS": 1e-9}
+# Windows in order of preference: the freshest that the firmware sends.
+_WINDOWS = ("5s", "1m", "av")
+# `rate_unit` of chain_rateN / total_rateideal (absent on S9: GH).
+_RATE_UNIT_THS = {"TH": 1.0, "GH": 1e-3, "MH": 1e-6, "KH": 1e-9, "H": 1e-12}
+# A slot key: chain_acn3, temp2_3, temp_chip3, fan5, ...
+_SLOT_KEY = re.compile(r"(chain_acn|chain_acs|chain_rate|temp_chip|temp_pcb|temp2_|temp|fan)(\d+)")
+# One value of an "a-b-c-d" string: a '-' right after a separator is a minus sign.
+_DASH_VALUE = re.compile(r"(?:^|-)(-?\d+(?:\.\d+)?)")
+_SLEEP_MODE = 254  # stock S17/T17 `Mode` while asleep
+_TEMP_SANE_C = (0.0, 150.0)  # outside: an empty slot ("0-0-0-0") or a broken sensor (-83)
 
 
 def _num(value: object) -> float | None:
@@ -49,56 +81,136 @@ def _first(reply: CgminerReply | None, section: str) -> Mapping[str, object]:
     return {}
 
 
-class StatsFields:
-    """What the `stats` reply says about temperatures, fans and hashboards."""
-
-    __slots__ = ("boards_ok", "boards_total", "chip_temp_max_c", "fans")
-
-    def __init__(self) -> None:
-        self.chip_temp_max_c: float | None = None
-        self.fans: list[int] = []  # fan1..fanN in order
-        self.boards_total = 0
-        self.boards_ok = 0
-
-
-def parse_stats(reply: CgminerReply | None, hashing: bool) -> StatsFields:
-    out = StatsFields()
-    if reply is None:
-        return out
+def _merged(reply: CgminerReply | None, section: str) -> dict[str, object]:
+    """All items of a section in one mapping: STATS[0] is a header on Antminer and the data
+    on Whatsminer, so both are read."""
     merged: dict[str, object] = {}
-    items = reply.get("STATS")
+    items = reply.get(section) if reply is not None else None
     if isinstance(items, list):
         for item in items:
             if isinstance(item, dict):
                 merged.update(item)
-    # Probe the numbered keys directly: cheaper than matching every key of the reply.
-    chips: list[float] = []
-    fans: list[int] = []
-    chains: list[int] = []
-    for n, (fan_key, chip_key, acn_key) in enumerate(_NUMBERED_KEYS, start=1):
-        rpm = _num(merged.get(fan_key))
-        if rpm is not None:
-            fans.append(int(rpm))
-        t = _num(merged.get(chip_key))
-        if t is not None and t > 0:
-            chips.append(t)
-        if acn_key in merged:
-            chains.append(n)
-    if chips:
-        out.chip_temp_max_c = max(chips)
+    return merged
+
+
+def parse_temps(value: object) -> list[float]:
+    """Sensor values of one temperature field: a number, or "a-b-c-d" ("2--1-20-22" is
+    2, -1, 20, 22; "-" is none)."""
+    if isinstance(value, str) and "-" in value.strip()[1:]:
+        return [float(m) for m in _DASH_VALUE.findall(value.strip())]
+    n = _num(value)
+    return [] if n is None else [n]
+
+
+def hashrate_ths_of(fields: Mapping[str, object]) -> float | None:
+    """Hashrate from `<unit>HS <window>` keys (5s, then 1m, then av), in TH/s."""
+    for window in _WINDOWS:
+        for unit, ths in _UNIT_THS.items():
+            value = _num(fields.get(f"{unit} {window}"))
+            if value is not None:
+                return max(0.0, value * ths)
+    return None
+
+
+def stats_hashrate_ths(reply: CgminerReply | None) -> float:
+    """Hashrate from `stats` when summary has none: its GHS keys, else the sum of
+    chain_rateN in `rate_unit` (GH when absent, as on S9)."""
+    merged = _merged(reply, "STATS")
+    ths = hashrate_ths_of(merged)
+    if ths is not None:
+        return ths
+    unit = str(merged.get("rate_unit", "GH")).upper().removesuffix("/S")
+    unit_ths = _RATE_UNIT_THS.get(unit, 1e-3)
+    rates = _slots(merged).get("chain_rate", {})
+    return max(0.0, sum(_num(v) or 0.0 for v in rates.values()) * unit_ths)
+
+
+class StatsFields:
+    """What the `stats` reply says about temperatures, fans and hashboards."""
+
+    __slots__ = (
+        "boards_ok",
+        "boards_total",
+        "chip_temp_max_c",
+        "fans",
+        "model_type",
+        "sleep_mode",
+    )
+
+    def __init__(self) -> None:
+        self.chip_temp_max_c: float | None = None
+        self.fans: list[int] = []  # fitted fans (fan_num of them), fastest first
+        self.boards_total = 0  # 0: the reply says nothing about boards
+        self.boards_ok = 0
+        self.model_type = ""
+        self.sleep_mode = False
+
+
+def _slots(merged: Mapping[str, object]) -> dict[str, dict[int, object]]:
+    by_kind: dict[str, dict[int, object]] = {}
+    for key, value in merged.items():
+        m = _SLOT_KEY.fullmatch(key)
+        if m is not None:
+            by_kind.setdefault(m.group(1), {})[int(m.group(2))] = value
+    return by_kind
+
+
+def _max_temp(*fields: Mapping[int, object]) -> float | None:
+    lo, hi = _TEMP_SANE_C
+    temps = [t for f in fields for v in f.values() for t in parse_temps(v) if lo < t < hi]
+    return max(temps) if temps else None
+
+
+def parse_stats(reply: CgminerReply | None, hashing: bool, boards_expected: int = 0) -> StatsFields:
+    out = StatsFields()
+    merged = _merged(reply, "STATS")
+    if not merged:
+        return out
+    out.model_type = normalise_model_type(_first(reply, "STATS").get("Type"))
+    slots = _slots(merged)
+    # Chip sensors first (temp_chipN strings, temp2_N numbers); board sensors when a
+    # firmware reports no chip values; the summary maximum last.
+    out.chip_temp_max_c = _max_temp(slots.get("temp_chip", {}), slots.get("temp2_", {}))
+    if out.chip_temp_max_c is None:
+        out.chip_temp_max_c = _max_temp(slots.get("temp_pcb", {}), slots.get("temp", {}))
+    if out.chip_temp_max_c is None:
+        out.chip_temp_max_c = _max_temp({0: merged.get("temp_max")})
+
+    fans = [int(r) for _, v in sorted(slots.get("fan", {}).items()) if (r := _num(v)) is not None]
+    fan_num = int(_num(merged.get("fan_num")) or 0)
+    fans.sort(reverse=True)
+    # fan_num counts the fans fitted; the other slots read 0 and mean nothing
+    out.fans = fans[:fan_num] if 0 < fan_num <= len(fans) else fans
+
+    mode = _num(merged.get("Mode"))
+    out.sleep_mode = mode is not None and int(mode) == _SLEEP_MODE
+
+    acn, acs = slots.get("chain_acn", {}), slots.get("chain_acs", {})
+    rate = slots.get("chain_rate", {})
+    numbers = sorted(set(acn) | set(acs) | set(rate))
+    if not numbers:
+        return out
+    fitted = [
+        n
+        for n in numbers
+        if (_num(acn.get(n)) or 0) > 0
+        or str(acs.get(n, "")).strip()
+        or (_num(rate.get(n)) or 0) > 0
+    ]
+    hashing_boards = [
+        n
+        for n in fitted
+        if (_num(acn.get(n)) or 0) > 0 and ((_num(rate.get(n)) or 0) > 0 or not hashing)
+    ]
+    miner_count = int(_num(merged.get("miner_count")) or 0)
+    # A board is missing only against what should be there: the model's board count, or
+    # miner_count when the firmware saw more boards than are now fitted.
+    out.boards_total = max(len(fitted), miner_count, boards_expected)
+    if not fitted and not hashing:
+        # asleep (Mode 254): every slot reads zero although the boards are there
+        out.boards_ok = out.boards_total
     else:
-        out.chip_temp_max_c = _num(merged.get("temp_max")) or None
-    out.fans = fans
-    fan_num = _num(merged.get("fan_num"))
-    if fan_num is not None and 0 < fan_num < len(out.fans):
-        # fan_num counts the fans fitted; the other slots read 0 and mean nothing
-        out.fans = sorted(out.fans, reverse=True)[: int(fan_num)]
-    out.boards_total = len(chains)
-    for n in chains:
-        acn = _num(merged.get(f"chain_acn{n}")) or 0.0
-        rate = _num(merged.get(f"chain_rate{n}")) or 0.0
-        if acn > 0 and (rate > 0 or not hashing):
-            out.boards_ok += 1
+        out.boards_ok = len(hashing_boards)
     return out
 
 
@@ -107,6 +219,12 @@ def _configured_fans(fans: list[int], model: RigModel) -> list[int]:
     if model.fans > 0 and len(fans) > model.fans:
         return sorted(fans, reverse=True)[: model.fans]
     return fans
+
+
+def _summary_fans(s: Mapping[str, object]) -> list[int]:
+    """Whatsminer reports its two fans in summary, not in stats."""
+    out = [int(r) for k in ("Fan Speed In", "Fan Speed Out") if (r := _num(s.get(k))) is not None]
+    return sorted(out, reverse=True)
 
 
 def parse_reading(
@@ -119,24 +237,29 @@ def parse_reading(
     profile: CgminerReply | None = None,
 ) -> RigReading:
     s = _first(summary, "SUMMARY")
-    mhs = _num(s.get("MHS 5s"))
-    if mhs is None:
-        mhs = _num(s.get("MHS 1m"))
-    if mhs is None:
-        mhs = _num(s.get("MHS av")) or 0.0
-    hashrate_ths = max(0.0, mhs / 1e6)
+    summary_ths = hashrate_ths_of(s)
     uptime_s = _num(s.get("Elapsed")) or 0.0
 
+    # LuxOS `power`, else Whatsminer's summary `Power`; stock firmware reports none.
     watts = _num(_first(power, "POWER").get("Watts"))
+    if watts is None:
+        watts = _num(s.get("Power"))
+    hashrate_ths = summary_ths if summary_ths is not None else stats_hashrate_ths(stats)
+    hashing = hashrate_ths > 0.0
+    st = parse_stats(stats, hashing, model.boards)
+    if st.model_type:
+        _check_model(rig_id, st.model_type, model)
+
     estimated = watts is None
     power_w = watts if watts is not None else estimate_power_w(model, hashrate_ths)
 
-    hashing = hashrate_ths > 0.0
-    st = parse_stats(stats, hashing)
-    fans = _configured_fans(st.fans, model)
+    fans = _configured_fans(st.fans or _summary_fans(s), model)
     fan_rpm_min = min(fans) if fans else None
     boards_total = st.boards_total or model.boards
     boards_ok = st.boards_ok if st.boards_total else (boards_total if hashing else 0)
+    temp = st.chip_temp_max_c
+    if temp is None:
+        temp = _num(s.get("Chip Temp Max")) or _num(s.get("Temperature"))
 
     prof_name = _first(profile, "PROFILE").get("Profile")
     profile_name = prof_name if isinstance(prof_name, str) and prof_name else None
@@ -144,7 +267,6 @@ def parse_reading(
     power_limit_w = prof.power_w if prof is not None else None
 
     sleep_ceiling_w = model.sleep_power_w + 0.1 * (model.nominal_power_w - model.sleep_power_w)
-    temp = st.chip_temp_max_c
     faults: list[str] = []
     if temp is not None and temp >= model.chip_temp_max_c:
         faults.append(f"overheat {temp:.0f}C")
@@ -157,7 +279,7 @@ def parse_reading(
         state, reason = RigState.FAULT, "; ".join(faults)
     elif hashing:
         state, reason = RigState.HASHING, ""
-    elif estimated or power_w <= sleep_ceiling_w:
+    elif st.sleep_mode or estimated or power_w <= sleep_ceiling_w:
         state, reason = RigState.SLEEPING, "asleep"
     else:
         state, reason = RigState.UNKNOWN, f"no hashrate at {power_w:.0f} W"
@@ -180,12 +302,84 @@ def parse_reading(
     )
 
 
+# ---------------------------------------------------------------- model strings
+
+# Suffixes third-party firmware appends to the model ("Antminer S9 Hiveon").
+_TYPE_SUFFIXES = (" hiveon",)
+_warned: set[tuple[str, str]] = set()
+
+
+def normalise_model_type(raw: object) -> str:
+    """The model in a firmware `Type`: "Antminer S17+ (vnish 2.0.3)" -> "Antminer S17+",
+    "Antminer S9\\nV1.3.58" -> "Antminer S9", "Bitmain Antminer S21" -> "Antminer S21"."""
+    if not isinstance(raw, str):
+        return ""
+    text = raw.splitlines()[0] if raw.strip() else ""
+    text = text.split(" (", 1)[0].strip()
+    if text.lower().startswith("bitmain "):
+        text = text[len("bitmain ") :].strip()
+    for suffix in _TYPE_SUFFIXES:
+        if text.lower().endswith(suffix):
+            text = text[: -len(suffix)].strip()
+    return text
+
+
+def _model_key(text: str) -> str:
+    return re.sub(r"\s+", " ", text).casefold()
+
+
+def model_matches(model_type: str, model: RigModel) -> bool:
+    """True when a normalised firmware Type names this rig model ("Antminer S19j Pro",
+    "M50S" for "Whatsminer M50S")."""
+    key = _model_key(model_type)
+    full = _model_key(normalise_model_type(model.model))
+    short = full.split(" ", 1)[-1]
+    return key in (full, short) or key.split(".", 1)[0] == short
+
+
+def profile_for_model_type(model_type: str) -> str | None:
+    """The drivers/rigs profile whose model the firmware Type names, None when none does."""
+    if not model_type:
+        return None
+    for name in list_rig_models():
+        try:
+            if model_matches(model_type, load_rig_model(name)):
+                return name
+        except ProfileError:
+            continue  # a broken profile is reported where it is loaded, not here
+    return None
+
+
+def _check_model(rig_id: str, model_type: str, model: RigModel) -> None:
+    """Warn once per rig and Type when the rig is not the model it is configured as."""
+    if model_matches(model_type, model) or (rig_id, model_type) in _warned:
+        return
+    _warned.add((rig_id, model_type))
+    found = profile_for_model_type(model_type)
+    fits = f"profile {found} fits it" if found else "no profile in drivers/rigs fits it"
+    log.warning(
+        "rig %s reports model %r but is configured as %s (%s); it is read with that "
+        "profile's limits, curve and board count; %s",
+        rig_id,
+        model_type,
+        model.name,
+        model.model,
+        fits,
+    )
+
+
+def model_type_of(reply: CgminerReply) -> str:
+    """The normalised model of a `version` (or `stats`) reply, "" when it names none."""
+    v = _first(reply, "VERSION") or _first(reply, "STATS")
+    return normalise_model_type(v.get("Type") or v.get("Model") or "")
+
+
 def version_model_hint(reply: CgminerReply) -> str:
     """A human hint of model and firmware from a `version` reply: "Antminer S19j Pro / LUXminer"."""
     v = _first(reply, "VERSION")
-    model = v.get("Type") or v.get("Model") or ""
+    model = model_type_of(reply)
     firmware = ""
-    for key in ("LUXminer", "BMMiner", "BOSminer", "CGMiner", "Miner"):
+    for key in ("LUXminer", "BOSminer", "BMMiner", "CGMiner", "Cgminer", "Miner"):
         if key in v:
             firmware = key if key != "Miner" else str(v[key])
             break
