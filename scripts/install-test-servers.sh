@@ -10,6 +10,7 @@ declare -A needs=(
   [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager
   [chromium]=chromium
+  [mbpoll]=mbpoll
 )
 missing=()
 for binary in "${!needs[@]}"; do

@@ -7,13 +7,22 @@ from typing import Final, Literal, TypeVar
 
 from minerd.errors import ProfileError
 from minerd.model import ByteOrder, RegisterMap, RegisterPoint, RegisterType, WordOrder
+from minerd.profiles.addressing import NUMBERINGS, Numbering
 from minerd.profiles.fields import Fields
 from minerd.profiles.points import METER_POINTS, METER_REQUIRED, RIG_POINTS, RIG_REQUIRED
 from minerd.profiles.units import KNOWN_UNITS
 
 MapKind = Literal["meter", "rig"]
 
-MAP_KEYS: Final = ("vendor", "model", "function_code", "byte_order", "word_order", "points")
+MAP_KEYS: Final = (
+    "vendor",
+    "model",
+    "function_code",
+    "addressing",
+    "byte_order",
+    "word_order",
+    "points",
+)
 POINT_KEYS: Final = (
     "name",
     "address",
@@ -53,10 +62,30 @@ def _enum_value(enum: type[E], raw: str | None, key: str, fields: Fields) -> E |
         return None
 
 
+def _parse_addressing(f: Fields, function_code: int | None) -> Numbering | None:
+    """The profile's numbering convention; every map must name one."""
+    known = ", ".join(NUMBERINGS)
+    if "addressing" not in f.table:
+        f.problem(f"missing key 'addressing': how the table's numbers map to the wire ({known})")
+        return None
+    raw = f.string("addressing")
+    if raw is None:
+        return None
+    numbering = NUMBERINGS.get(raw)
+    if numbering is None:
+        f.problem(f"addressing {raw!r} is not one of: {known}")
+        return None
+    fc = numbering.function_code
+    if fc is not None and function_code is not None and function_code != fc:
+        f.problem(f"addressing {raw!r} numbers registers read with function_code {fc}")
+    return numbering
+
+
 def _parse_point(
     table: Mapping[str, object],
     index: int,
     function_code: int | None,
+    numbering: Numbering,
     allowed: Mapping[str, frozenset[str]],
     kind: MapKind,
     problems: list[str],
@@ -83,13 +112,21 @@ def _parse_point(
         elif name is not None and name in allowed and unit not in allowed[name]:
             fits = ", ".join(sorted(allowed[name]))
             f.problem(f"unit {unit!r} does not fit {name} (use one of: {fits})")
-    if address is not None and not 0 <= address <= MAX_ADDRESS:
-        f.problem(f"address {address} outside 0..{MAX_ADDRESS}")
+    if address is not None and not numbering.first <= address <= numbering.last:
+        f.problem(
+            f"address {address} outside {numbering.first}..{numbering.last} "
+            f"(addressing {numbering.name!r}: {numbering.meaning})"
+        )
+        address = None
     if rtype is not None:
         if registers is not None and registers != rtype.register_count:
             f.problem(f"registers = {registers} but {rtype.value} takes {rtype.register_count}")
-        if address is not None and address + rtype.register_count - 1 > MAX_ADDRESS:
-            f.problem(f"{rtype.value} at {address} runs past address {MAX_ADDRESS}")
+        if (
+            address is not None
+            and numbering.to_wire(address) + rtype.register_count - 1 > MAX_ADDRESS
+        ):
+            where = numbering.describe(address)
+            f.problem(f"{rtype.value} at {where} runs past wire address {MAX_ADDRESS}")
     if scale == 0.0:
         f.problem("scale must not be 0")
     if writable:
@@ -113,7 +150,7 @@ def _parse_point(
     assert unit is not None and scale is not None
     return RegisterPoint(
         name=name,
-        address=address,
+        address=numbering.to_wire(address),
         type=rtype,
         scale=scale,
         unit=unit,
@@ -123,7 +160,9 @@ def _parse_point(
     )
 
 
-def _check_layout(points: list[RegisterPoint], problems: list[str]) -> None:
+def _check_layout(points: list[RegisterPoint], numbering: Numbering, problems: list[str]) -> None:
+    """Unique names, no overlaps; overlaps are named in the file's own numbers."""
+    first = numbering.first
     seen: set[str] = set()
     for p in points:
         if p.name in seen:
@@ -136,8 +175,8 @@ def _check_layout(points: list[RegisterPoint], problems: list[str]) -> None:
             if q.address > p_end:
                 break
             problems.append(
-                f"point {q.name} ({q.address}..{q.address + q.register_count - 1}) overlaps "
-                f"{p.name} ({p.address}..{p_end})"
+                f"point {q.name} ({q.address + first}..{q.address + q.register_count - 1 + first})"
+                f" overlaps {p.name} ({p.address + first}..{p_end + first})"
             )
 
 
@@ -152,6 +191,7 @@ def parse_register_map(data: Mapping[str, object], name: str, kind: MapKind) -> 
     if function_code is not None and function_code not in FUNCTION_CODES:
         f.problem(f"function_code {function_code} is not 3 (holding) or 4 (input)")
         function_code = None
+    numbering = _parse_addressing(f, function_code)
     byte_order = _enum_value(ByteOrder, f.string("byte_order", default="big"), "byte_order", f)
     word_order = _enum_value(
         WordOrder, f.string("word_order", default="high_first"), "word_order", f
@@ -164,10 +204,12 @@ def parse_register_map(data: Mapping[str, object], name: str, kind: MapKind) -> 
     required = METER_REQUIRED if kind == "meter" else RIG_REQUIRED
     points: list[RegisterPoint] = []
     for i, table in enumerate(tables):
-        point = _parse_point(table, i, function_code, allowed, kind, problems)
+        # Without a valid convention, still check each point as if its numbers were wire ones.
+        point_numbering = numbering or NUMBERINGS["wire"]
+        point = _parse_point(table, i, function_code, point_numbering, allowed, kind, problems)
         if point is not None:
             points.append(point)
-    _check_layout(points, problems)
+    _check_layout(points, numbering or NUMBERINGS["wire"], problems)
     names = {t.get("name") for t in tables}
     for req in required:
         if tables and req not in names:

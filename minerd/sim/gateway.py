@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
@@ -36,6 +36,18 @@ class ModbusSimDevice(Protocol):
     def register_write(self, name: str, value: float) -> bool: ...
 
 
+@runtime_checkable
+class MultiBlockDevice(Protocol):
+    """A device that answers more register blocks than its profile reads (MeterSim)."""
+
+    @property
+    def served_maps(self) -> tuple[RegisterMap, ...]: ...
+
+
+def _served(dev: ModbusSimDevice) -> tuple[RegisterMap, ...]:
+    return dev.served_maps if isinstance(dev, MultiBlockDevice) else (dev.regmap,)
+
+
 class ModbusGateway:
     def __init__(self, host: str, port: int, devices: dict[int, ModbusSimDevice]) -> None:
         self.host = host
@@ -47,7 +59,7 @@ class ModbusGateway:
     async def start(self) -> None:
         simdevices = []
         for unit_id, dev in self.devices.items():
-            size = block_size(dev.regmap)
+            size = max(block_size(m) for m in _served(dev))
             simdevices.append(
                 SimDevice(
                     id=unit_id,
@@ -99,7 +111,8 @@ class ModbusGateway:
         else:
             self._frozen.pop(unit_id, None)
             values = dev.register_values()
-        fill(dev.regmap, values, current_registers)
+        for regmap in _served(dev):
+            fill(regmap, values, current_registers)
         return None
 
     def _write(self, dev: ModbusSimDevice, address: int, words: list[int]) -> ExcCodes | None:

@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Final
 
 from minerd.clock import Clock
 from minerd.model import MeterRole, RegisterMap
+from minerd.sim.catalog import meter_map
 
 METER_FAULTS = frozenset({"offline", "frozen", "modbus_exception"})
 PHASE_SPLIT = (0.336, 0.331, 0.333)
 NOMINAL_V = 230.0
 POWER_FACTOR = 0.99
+# Profiles that describe blocks of one physical device: a real UMG 604 answers its 1xxx block
+# and its 19000 block at once, so the simulated one serves both, whichever a site reads.
+SAME_DEVICE: Final = (frozenset({"janitza-umg604", "janitza-umg604-legacy"}),)
+
+
+def served_maps(regmap: RegisterMap) -> tuple[RegisterMap, ...]:
+    """The profile first, then every other block the same device answers."""
+    group = next((g for g in SAME_DEVICE if regmap.name in g), frozenset({regmap.name}))
+    maps = (regmap, *(meter_map(n) for n in sorted(group - {regmap.name})))
+    taken: dict[int, str] = {}
+    for m in maps:
+        if m.function_code != regmap.function_code:
+            raise ValueError(f"{m.name}: function code differs from {regmap.name}")
+        for p in m.points:
+            for address in range(p.address, p.address + p.register_count):
+                if taken.setdefault(address, m.name) != m.name:
+                    raise ValueError(f"{m.name}: {p.name} overlaps {taken[address]} at {address}")
+    return maps
 
 
 class MeterSim:
@@ -31,6 +51,7 @@ class MeterSim:
         self.name = name
         self.role = role
         self.regmap = regmap
+        self.served_maps = served_maps(regmap)
         self.unit_id = unit_id
         self.container = container
         self.noise_fraction = noise_fraction

@@ -10,7 +10,9 @@ from minerd.errors import ConfigError
 from minerd.settings import load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
-METER_PROFILES = "eastron-sdm630, generic-modbus-meter, janitza-umg604, schneider-iem3000"
+METER_PROFILES = (
+    "eastron-sdm630, generic-modbus-meter, janitza-umg604, janitza-umg604-legacy, schneider-iem3000"
+)
 RIG_PROFILES = "bitmain-s19jpro, bitmain-s21, microbt-m50s"
 
 CASES: dict[str, list[str]] = {

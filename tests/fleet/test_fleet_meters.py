@@ -27,8 +27,9 @@ from minerd.sim.meters import MeterSim
 
 GATEWAYS = 5
 UNITS = 10
-# SDM630 and the generic meter: one contiguous block; Janitza and Schneider: two blocks each.
-PROFILES = ["eastron-sdm630"] * 6 + ["generic-modbus-meter"] * 2
+# SDM630, the generic meter and the Janitza 19000 block: one block each; Schneider and the
+# legacy Janitza block: two (a gap of more than 64 registers between their points).
+PROFILES = ["eastron-sdm630"] * 5 + ["janitza-umg604-legacy"] + ["generic-modbus-meter"] * 2
 PROFILES += ["janitza-umg604", "schneider-iem3000"]
 RUN_S = 5.0
 
@@ -43,6 +44,10 @@ class CountingMeter:
     @property
     def regmap(self) -> RegisterMap:
         return self.sim.regmap
+
+    @property
+    def served_maps(self) -> tuple[RegisterMap, ...]:
+        return self.sim.served_maps
 
     @property
     def modbus_fault(self) -> str:
@@ -132,7 +137,8 @@ async def test_fifty_meters_one_request_each_per_poll(tmp_path: Path) -> None:
     assert {p: blocks[f"m0-u{u:02d}"] for u, p in enumerate(PROFILES, start=1)} == {
         "eastron-sdm630": 1,
         "generic-modbus-meter": 1,
-        "janitza-umg604": 2,
+        "janitza-umg604": 1,
+        "janitza-umg604-legacy": 2,
         "schneider-iem3000": 2,
     }
     polls_seen = 0.0

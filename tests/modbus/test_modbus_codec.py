@@ -132,10 +132,12 @@ def _spans(blocks: tuple[Block, ...]) -> list[tuple[int, int]]:
 
 def test_plans_for_the_shipped_maps() -> None:
     assert _spans(plan_blocks(load_meter_map("eastron-sdm630").points)) == [(0, 76)]
-    assert _spans(plan_blocks(load_meter_map("janitza-umg604").points)) == [(1317, 54), (9851, 14)]
+    assert _spans(plan_blocks(load_meter_map("janitza-umg604").points)) == [(19000, 78)]
+    legacy = load_meter_map("janitza-umg604-legacy").points
+    assert _spans(plan_blocks(legacy)) == [(1317, 54), (9851, 14)]
     assert _spans(plan_blocks(load_meter_map("schneider-iem3000").points)) == [
-        (3000, 62),
-        (3204, 8),
+        (2999, 62),
+        (3203, 8),
     ]
     assert _spans(plan_blocks(load_meter_map("generic-modbus-meter").points)) == [(0, 12)]
     assert _spans(plan_blocks(load_rig_register_map("container-plc-rig").points)) == [(0, 14)]

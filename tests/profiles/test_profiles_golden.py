@@ -63,6 +63,7 @@ def test_shipped_profiles_are_the_expected_set() -> None:
     assert {
         "eastron-sdm630",
         "janitza-umg604",
+        "janitza-umg604-legacy",
         "schneider-iem3000",
         "generic-modbus-meter",
     } <= set(list_meter_maps())
@@ -117,20 +118,28 @@ def _where(map_name: str, point: str) -> tuple[int, str, str, int]:
 
 
 def test_meter_maps_match_the_reference_addresses() -> None:
-    # Independent of the golden files: the project reference notes on meters, by hand.
-    assert _where("eastron-sdm630", "voltage_l1_v") == (0, "float32", "V", 4)
-    assert _where("eastron-sdm630", "current_l3_a") == (10, "float32", "A", 4)
-    assert _where("eastron-sdm630", "power_w") == (52, "float32", "W", 4)
-    assert _where("eastron-sdm630", "energy_export_kwh") == (74, "float32", "kWh", 4)
-    assert _where("janitza-umg604", "voltage_l3_v") == (1321, "float32", "V", 3)
-    assert _where("janitza-umg604", "power_w") == (1369, "float32", "W", 3)
-    assert _where("janitza-umg604", "energy_import_kwh") == (9851, "float32", "Wh", 3)
-    assert _where("janitza-umg604", "energy_export_kwh") == (9863, "float32", "Wh", 3)
-    assert _where("schneider-iem3000", "current_l1_a") == (3000, "float32", "A", 3)
-    assert _where("schneider-iem3000", "voltage_l1_v") == (3028, "float32", "V", 3)
-    assert _where("schneider-iem3000", "power_w") == (3060, "float32", "kW", 3)
-    assert _where("schneider-iem3000", "energy_import_kwh") == (3204, "int64", "Wh", 3)
-    assert _where("schneider-iem3000", "energy_export_kwh") == (3208, "int64", "Wh", 3)
+    # Independent of the golden files: WIRE addresses from the project reference notes on
+    # meters (firmware-apis.md section 7), by hand. The profiles write the manual's numbers.
+    assert _where("eastron-sdm630", "voltage_l1_v") == (0, "float32", "V", 4)  # 30001
+    assert _where("eastron-sdm630", "current_l3_a") == (10, "float32", "A", 4)  # 30011
+    assert _where("eastron-sdm630", "power_w") == (52, "float32", "W", 4)  # 30053
+    assert _where("eastron-sdm630", "energy_export_kwh") == (74, "float32", "kWh", 4)  # 30075
+    assert _where("janitza-umg604", "voltage_l3_v") == (19004, "float32", "V", 3)
+    assert _where("janitza-umg604", "power_l1_w") == (19020, "float32", "W", 3)
+    assert _where("janitza-umg604", "power_w") == (19026, "float32", "W", 3)
+    assert _where("janitza-umg604", "energy_import_kwh") == (19068, "float32", "Wh", 3)
+    assert _where("janitza-umg604", "energy_export_kwh") == (19076, "float32", "Wh", 3)
+    assert _where("janitza-umg604-legacy", "voltage_l3_v") == (1321, "float32", "V", 3)
+    assert _where("janitza-umg604-legacy", "power_l3_w") == (1337, "float32", "W", 3)
+    assert _where("janitza-umg604-legacy", "power_w") == (1369, "float32", "W", 3)
+    assert _where("janitza-umg604-legacy", "energy_import_kwh") == (9851, "float32", "Wh", 3)
+    assert _where("janitza-umg604-legacy", "energy_export_kwh") == (9863, "float32", "Wh", 3)
+    # Schneider: manual "Register Address" minus one on the wire (mbmd iem3000.go)
+    assert _where("schneider-iem3000", "current_l1_a") == (2999, "float32", "A", 3)
+    assert _where("schneider-iem3000", "voltage_l1_v") == (3027, "float32", "V", 3)
+    assert _where("schneider-iem3000", "power_w") == (3059, "float32", "kW", 3)
+    assert _where("schneider-iem3000", "energy_import_kwh") == (3203, "int64", "Wh", 3)
+    assert _where("schneider-iem3000", "energy_export_kwh") == (3207, "int64", "Wh", 3)
     generic = load_meter_map("generic-modbus-meter").point("power_w")
     assert generic is not None and (generic.type.value, generic.scale) == ("int32", 0.1)
 

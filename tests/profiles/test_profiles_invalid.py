@@ -13,6 +13,7 @@ METER_HEAD = """
 vendor = "Test"
 model = "T1"
 function_code = {fc}
+addressing = "wire"
 byte_order = "big"
 word_order = "high_first"
 """
@@ -120,9 +121,61 @@ def test_meter_map_header_problems(tmp_path: Path) -> None:
         "unknown key 'baud'",
         "missing key 'model'",
         "function_code 6 is not 3 (holding) or 4 (input)",
+        "missing key 'addressing': how the table's numbers map to the wire (wire, one_based, "
+        "input_30001, holding_40001)",
         "byte_order 'middle' is not one of: big, little",
         "word_order 'swapped' is not one of: high_first, low_first",
         "a meter map needs a 'power_w' point",
+    ]
+
+
+def _head(fc: int, addressing: str) -> str:
+    return METER_HEAD.format(fc=fc).replace('addressing = "wire"', f'addressing = "{addressing}"')
+
+
+def test_manual_numbers_become_wire_addresses(tmp_path: Path) -> None:
+    cases = [
+        ("wire", 3, 3059, 3059),
+        ("one_based", 3, 3060, 3059),
+        ("input_30001", 4, 30053, 52),
+        ("holding_40001", 3, 40001, 0),
+    ]
+    for i, (addressing, fc, number, wire) in enumerate(cases):
+        text = _head(fc, addressing) + _point("power_w", number, "float32", "W")
+        (tmp_path / f"ok{i}.toml").write_text(text)
+        point = load_meter_map(f"ok{i}", directory=tmp_path).point("power_w")
+        assert point is not None and point.address == wire, addressing
+
+
+def test_addressing_problems(tmp_path: Path) -> None:
+    assert _problems_meter(tmp_path, _head(3, "modicon") + _point("power_w", 0, "int16", "W")) == [
+        "addressing 'modicon' is not one of: wire, one_based, input_30001, holding_40001"
+    ]
+    # 3xxxx numbers are input registers: they cannot describe a holding-register map
+    text = (
+        _head(3, "input_30001")
+        + _point("power_w", 30053, "float32", "W")
+        + _point("voltage_l1_v", 52, "float32", "V")  # a wire address in a 3xxxx table
+        + _point("voltage_l2_v", 39999, "float32", "V")  # runs past 39999: still on the wire
+    )
+    assert _problems_meter(tmp_path, text) == [
+        "addressing 'input_30001' numbers registers read with function_code 4",
+        "point voltage_l1_v: address 52 outside 30001..39999 (addressing 'input_30001': 3xxxx "
+        "input registers: wire = number - 30001)",
+    ]
+    # One-based numbers: 0 does not exist, and problems name the file's own numbers
+    text = (
+        _head(3, "one_based")
+        + _point("power_w", 0, "float32", "W")
+        + _point("power_l1_w", 3060, "float32", "kW")
+        + _point("power_l2_w", 3061, "float32", "kW")
+        + _point("energy_import_kwh", 65534, "int64", "Wh")
+    )
+    assert _problems_meter(tmp_path, text) == [
+        "point power_w: address 0 outside 1..65536 (addressing 'one_based': register numbers "
+        "from 1: wire = number - 1)",
+        "point energy_import_kwh: int64 at 65534 (wire 65533) runs past wire address 65535",
+        "point power_l2_w (3061..3062) overlaps power_l1_w (3060..3061)",
     ]
 
 
@@ -143,7 +196,7 @@ def test_meter_map_writable_bounds(tmp_path: Path) -> None:
         "point state: min/max are only allowed on writable points",
         "point run: min 1 must be below max 0",
         "point power_limit_w: bound 70000 does not fit uint16 at scale 1",
-        "point uptime_s: uint32 at 65535 runs past address 65535",
+        "point uptime_s: uint32 at 65535 runs past wire address 65535",
     ]
 
 

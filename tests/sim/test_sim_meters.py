@@ -1,4 +1,5 @@
-"""Simulated meters read with a plain pymodbus client at the vendor-documented addresses."""
+"""Simulated meters read with a plain pymodbus client at the vendor-documented wire addresses
+(firmware-apis.md section 7), never through minerd's profiles."""
 
 from __future__ import annotations
 
@@ -69,6 +70,17 @@ async def test_janitza_grid_and_eastron_feeders_at_vendor_addresses(site: SimSit
         assert all(225 < f32(volts.registers[i : i + 2]) < 235 for i in (0, 2, 4))
         energy = await grid.read_holding_registers(9851, count=2, device_id=unit)
         assert f32(energy.registers) > 1_000_000.0  # Wh on the Janitza
+        # per-phase power in the 1xxx block, and the 19000 float block beside it
+        phases = await grid.read_holding_registers(1333, count=6, device_id=unit)
+        phase_sum = sum(f32(phases.registers[i : i + 2]) for i in (0, 2, 4))
+        assert phase_sum == pytest.approx(truth["site"]["power_w"], rel=0.01)  # type: ignore[index]
+        block = await grid.read_holding_registers(19000, count=28, device_id=unit)
+        assert all(225 < f32(block.registers[i : i + 2]) < 235 for i in (0, 2, 4))
+        p_sum = f32(block.registers[26:28])  # 19026
+        assert p_sum == pytest.approx(truth["site"]["power_w"], rel=0.01)  # type: ignore[index]
+        assert sum(f32(block.registers[i : i + 2]) for i in (20, 22, 24)) == pytest.approx(p_sum)
+        energy = await grid.read_holding_registers(19068, count=2, device_id=unit)
+        assert f32(energy.registers) > 1_000_000.0  # Wh
         wrong_fc = await grid.read_input_registers(1369, count=2, device_id=unit)
         assert wrong_fc.isError() and wrong_fc.exception_code == 1
     finally:
@@ -93,17 +105,24 @@ async def test_schneider_kw_and_int64_wh() -> None:
         truth = await site.truth()
         client, unit = await client_for(site, "grid")
         try:
-            rr = await client.read_holding_registers(3060, count=2, device_id=unit)
+            # the manual's 3060 and 3204 are wire addresses 3059 and 3203
+            rr = await client.read_holding_registers(3059, count=2, device_id=unit)
             kw = f32(rr.registers)
             assert kw * 1000.0 == pytest.approx(truth["site"]["power_w"], rel=0.01)  # type: ignore[index]
-            loop = asyncio.get_running_loop()
-            e1 = await client.read_holding_registers(3204, count=4, device_id=unit)
-            t1 = loop.time()
+            amps = await client.read_holding_registers(2999, count=2, device_id=unit)
+            volts = await client.read_holding_registers(3027, count=2, device_id=unit)
+            assert 225 < f32(volts.registers) < 235
+            assert f32(amps.registers) == pytest.approx(
+                kw * 1000.0 * 0.336 / (f32(volts.registers) * 0.99), rel=0.02
+            )
+            clock = site.clock
+            e1 = await client.read_holding_registers(3203, count=4, device_id=unit)
+            t1 = clock.now_s()
             wh1 = i64(e1.registers)
             assert wh1 >= 1_010_000  # starts at 1,010 kWh
             await asyncio.sleep(1.0)  # 10 s of sim time at ~40 kW: ~110 Wh
-            e2 = await client.read_holding_registers(3204, count=4, device_id=unit)
-            elapsed_sim_s = (loop.time() - t1) * SPEED
+            e2 = await client.read_holding_registers(3203, count=4, device_id=unit)
+            elapsed_sim_s = clock.now_s() - t1
             gained_wh = i64(e2.registers) - wh1
             expected_wh = truth["site"]["power_w"] * elapsed_sim_s / 3600.0  # type: ignore[index]
             assert gained_wh == pytest.approx(expected_wh, rel=0.05)
