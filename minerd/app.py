@@ -101,7 +101,7 @@ class Daemon:
         self.db = Database(s.storage.path)
         stores = Stores.open(self.db)
         self.sessions = StoredSessions(stores.state)
-        self.devices = build_devices(s, self.sessions)
+        self.devices = build_devices(s, self.sessions, self.clock)
         d = self.devices
         check_open_files(len(d.rigs), s.control.poll_concurrency, s.control.command_concurrency)
         self.site = Site(

@@ -10,6 +10,7 @@ import contextlib
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from minerd.clock import Clock
 from minerd.devices.inventory import InventoryRow, read_inventory_csv, rows_for_hosts
 from minerd.devices.meter import Meter
 from minerd.devices.rig import Rig
@@ -54,8 +55,11 @@ def _rows(group: RigGroupSettings) -> list[InventoryRow]:
     return rows_for_hosts(group.hosts, group.port, group.container)
 
 
-def build_devices(settings: Settings, sessions: SessionCache | None = None) -> SiteDevices:
-    """Every meter and rig of the site; LuxOS sessions survive restarts through `sessions`."""
+def build_devices(
+    settings: Settings, sessions: SessionCache | None = None, clock: Clock | None = None
+) -> SiteDevices:
+    """Every meter and rig of the site; LuxOS sessions survive restarts through `sessions`
+    and age on `clock` (the daemon's injected clock)."""
     out = SiteDevices()
     for m in settings.meters:
         hub = out.hubs.hub(m.endpoint)
@@ -74,7 +78,7 @@ def build_devices(settings: Settings, sessions: SessionCache | None = None) -> S
             )
         )
     for group in settings.rigs:
-        _add_group(out, settings, group, sessions)
+        _add_group(out, settings, group, sessions, clock)
     return out
 
 
@@ -101,6 +105,7 @@ def _add_group(
     settings: Settings,
     group: RigGroupSettings,
     sessions: SessionCache | None,
+    clock: Clock | None = None,
 ) -> None:
     model = load_rig_model(group.profile)
     protocol = RigProtocol(group.driver)
@@ -120,6 +125,7 @@ def _add_group(
                 timeout_s=group.timeout_s,
                 password=group.password or None,
                 sessions=sessions,
+                clock=clock,
             )
         elif protocol is RigProtocol.CGMINER:
             rig = CgminerRig(

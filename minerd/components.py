@@ -19,6 +19,7 @@ from minerd.api.mqtt_quota import run_mqtt_quota_input
 from minerd.clock import Clock
 from minerd.model import ComplianceRecord, RigCommand
 from minerd.runtime.cycle import CycleResult
+from minerd.runtime.sessions import session_recoveries
 from minerd.runtime.site import Site
 from minerd.settings import Settings
 from minerd.sinks import (
@@ -206,6 +207,7 @@ def _build_sinks(settings: Settings, site: Site, stores: Stores, parts: Componen
     sinks: list[Sink] = []
     if settings.prometheus.enabled:
         parts.prometheus = PrometheusSink(name, per_rig_series=settings.prometheus.per_rig_series)
+        parts.prometheus.set_session_source(lambda: session_recoveries(site.poller.rigs))
         sinks.append(parts.prometheus)
     if settings.influx.enabled:
         options = InfluxOptions.from_section(settings.influx)

@@ -10,7 +10,7 @@ up to `PER_RIG_AUTO_MAX` rigs, because 50,000 labelled series cost seconds to re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,6 +86,7 @@ class _SnapshotCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         owner = self._owner
         yield from self._sinks(owner.sink_stats())
+        yield from self._session_recoveries(owner.session_recoveries())
         event = owner.latest
         if event is None:
             return
@@ -192,6 +193,19 @@ class _SnapshotCollector(Collector):
         return (power, rate, temp, hashing)
 
     @staticmethod
+    def _session_recoveries(by_reason: Mapping[str, int] | None) -> Iterable[Metric]:
+        if by_reason is None:
+            return ()
+        recoveries = CounterMetricFamily(
+            "minerd_rig_session_recoveries",
+            "LuxOS session problems recovered within the command (402, expired, adopted)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(by_reason.items()):
+            recoveries.add_metric([reason], n)
+        return (recoveries,)
+
+    @staticmethod
     def _sinks(stats: Sequence[SinkStats]) -> Iterable[Metric]:
         if not stats:
             return ()
@@ -230,6 +244,7 @@ class PrometheusSink:
         self.latest: SnapshotEvent | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self._stats_sources: list[Callable[[], Sequence[SinkStats]]] = []
+        self._session_source: Callable[[], Mapping[str, int]] | None = None
         r = self.registry
         self._cycle = Histogram(
             "minerd_control_cycle_duration_seconds",
@@ -314,6 +329,13 @@ class PrometheusSink:
     def add_stats_source(self, source: Callable[[], Sequence[SinkStats]]) -> None:
         """Sink and spool figures to render (the hub registers itself here)."""
         self._stats_sources.append(source)
+
+    def set_session_source(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Rig session recoveries by reason, read on scrape (the daemon sums its rigs)."""
+        self._session_source = source
+
+    def session_recoveries(self) -> Mapping[str, int] | None:
+        return self._session_source() if self._session_source is not None else None
 
     def sink_stats(self) -> list[SinkStats]:
         out: list[SinkStats] = []

@@ -14,7 +14,6 @@ import pytest_asyncio
 
 from minerd.clock import ManualClock
 from minerd.devices.rig_luxos import LuxosRig
-from minerd.errors import CommandRejected
 from minerd.model import RigAction, RigCommand, RigProtocol, RigState
 from minerd.profiles import load_rig_model
 from minerd.runtime.sessions import StoredSessions
@@ -37,7 +36,9 @@ async def fleet() -> AsyncIterator[RigFleet]:
 def _driver(fleet: RigFleet, sessions: StoredSessions | None) -> LuxosRig:
     sim = next(iter(fleet.rigs.values()))
     model = load_rig_model(MODEL)
-    return LuxosRig(sim.rig_id, sim.plan.host, model, fleet.port_of(sim), sessions=sessions)
+    return LuxosRig(
+        sim.rig_id, sim.plan.host, model, fleet.port_of(sim), sessions=sessions, clock=fleet.clock
+    )
 
 
 def _sessions(path: Path) -> StoredSessions:
@@ -65,12 +66,14 @@ async def test_restart_reuses_the_stored_session(fleet: RigFleet, tmp_path: Path
 
 
 @pytest.mark.asyncio
-async def test_without_the_stored_session_the_rig_refuses(fleet: RigFleet) -> None:
+async def test_without_the_stored_session_the_rig_names_it(fleet: RigFleet) -> None:
+    # Logging on would get 402 while the old session lives; `session` names it instead.
     crashed = _driver(fleet, None)
     await crashed.apply(RigCommand("r", RigAction.SLEEP))
     fresh = _driver(fleet, None)
-    with pytest.raises(CommandRejected, match=r"(?i)session"):
-        await fresh.apply(RigCommand("r", RigAction.WAKE))
+    await fresh.apply(RigCommand("r", RigAction.WAKE))
+    assert fresh.logons == 0 and fresh.session_recoveries["adopted"] == 1
+    assert fleet.rig(fresh.rig_id).awake
 
 
 def test_state_store_batches_and_prefix_reads(tmp_path: Path) -> None:

@@ -38,7 +38,12 @@ async def fleet() -> AsyncIterator[RigFleet]:
 def _rig(fleet: RigFleet, index: int, timeout_s: float = 3.0) -> LuxosRig:
     sim = list(fleet.rigs.values())[index]
     return LuxosRig(
-        sim.rig_id, sim.plan.host, load_rig_model(MODEL), fleet.port_of(sim), timeout_s=timeout_s
+        sim.rig_id,
+        sim.plan.host,
+        load_rig_model(MODEL),
+        fleet.port_of(sim),
+        timeout_s=timeout_s,
+        clock=fleet.clock,  # the rig's session ages on the same clock as the simulator
     )
 
 
@@ -114,11 +119,13 @@ async def test_expired_session_is_renewed(fleet: RigFleet) -> None:
 
 
 @pytest.mark.asyncio
-async def test_session_held_by_someone_else_is_rejected(fleet: RigFleet) -> None:
+async def test_session_held_by_someone_else_is_shared_not_refused(fleet: RigFleet) -> None:
+    # LuxOS allows one session; `session` names it, so the second client takes it.
     first, second = _rig(fleet, 1), _rig(fleet, 1)
     await first.apply(RigCommand(first.rig_id, RigAction.WAKE))
-    with pytest.raises(CommandRejected, match="Another session is active"):
-        await second.apply(RigCommand(second.rig_id, RigAction.WAKE))
+    await second.apply(RigCommand(second.rig_id, RigAction.SLEEP))
+    assert second.logons == 0 and second.session_recoveries["adopted"] == 1
+    assert not fleet.rig(second.rig_id).awake
 
 
 @pytest.mark.asyncio
