@@ -209,6 +209,14 @@ class ApiSettings(Section):
     client_ca_file: Path | None = None
     metrics_auth: bool = False
     tokens: tuple[ApiToken, ...] = ()
+    # Open connections at most; also bounded by the open-files limit left after rigs,
+    # meters and storage, so the API can never take their file descriptors.
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    # A connection must send a request's headers this soon after connecting (or after the
+    # previous answer), and its body this soon after the headers, or it is closed.
+    header_timeout_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 60.0
+    keep_alive_s: Annotated[int, Field(ge=1, le=3600)] = 5  # idle time between requests
 
     @property
     def host(self) -> str:
