@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 
 from minerd.model import RigProtocol
+from minerd.sim import firmware
 from minerd.sim.luxos import LUXOS_COMMANDS, LUXOS_REPORTS
 from minerd.sim.rig import RigSim
 
@@ -35,9 +36,7 @@ def status(letter: str, code: int, msg: str, now_s: float, rig: RigSim) -> list[
 
 
 def firmware_name(rig: RigSim) -> str:
-    if rig.plan.protocol is RigProtocol.LUXOS:
-        return "LUXminer 2024.5.1"
-    return "bmminer 1.0.0"
+    return firmware.description(rig)
 
 
 def error(rig: RigSim, now_s: float, code: int, msg: str) -> Reply:
@@ -75,144 +74,36 @@ def single(rig: RigSim, command: str, parameter: str, now_s: float) -> Reply:
 
 
 def version(rig: RigSim, now_s: float) -> Reply:
-    m = rig.model
-    ver: Reply = {"API": "3.7", "Miner": firmware_name(rig), "Type": f"{m.vendor} {m.model}"}
-    if rig.plan.protocol is RigProtocol.LUXOS:
-        ver["LUXminer"] = "2024.5.1"
-    else:
-        ver["BMMiner"] = "1.0.0"
-    ver["CompileTime"] = "Mon Jan 1 00:00:00 UTC 2024"
     return {
         "STATUS": status("S", 22, "CGMiner versions", now_s, rig),
-        "VERSION": [ver],
+        "VERSION": [firmware.version(rig)],
         "id": 1,
     }
 
 
 def summary(rig: RigSim, now_s: float) -> Reply:
-    v = rig.view(now_s)
-    mhs = round(v.hashrate_ths * 1e6, 2)
-    elapsed = int(v.uptime_s)
-    shares = int(v.hashrate_ths * elapsed / 4.0)
     return {
         "STATUS": status("S", 11, "Summary", now_s, rig),
-        "SUMMARY": [
-            {
-                "Elapsed": elapsed,
-                "MHS av": mhs,
-                "MHS 5s": mhs,
-                "MHS 1m": mhs,
-                "MHS 5m": mhs,
-                "MHS 15m": mhs,
-                "Found Blocks": 0,
-                "Getworks": elapsed // 30,
-                "Accepted": shares,
-                "Rejected": shares // 500,
-                "Hardware Errors": 0,
-                "Utility": round(shares / max(1, elapsed) * 60, 2),
-                "Discarded": 0,
-                "Stale": 0,
-                "Get Failures": 0,
-                "Local Work": shares * 4,
-                "Remote Failures": 0,
-                "Network Blocks": 0,
-                "Total MH": round(mhs * elapsed, 1),
-                "Work Utility": round(shares / max(1, elapsed) * 60, 2),
-                "Difficulty Accepted": float(shares * 65536),
-                "Difficulty Rejected": float(shares // 500 * 65536),
-                "Difficulty Stale": 0.0,
-                "Best Share": 65536 * 17,
-                "Device Hardware%": 0.0,
-                "Device Rejected%": 0.2 if shares else 0.0,
-                "Pool Rejected%": 0.2 if shares else 0.0,
-                "Pool Stale%": 0.0,
-                "Last getwork": int(now_s),
-            }
-        ],
+        "SUMMARY": [firmware.summary(rig, rig.view(now_s), now_s)],
         "id": 1,
     }
 
 
 def stats(rig: RigSim, now_s: float) -> Reply:
-    m = rig.model
-    v = rig.view(now_s)
-    boards = max(1, m.boards)
-    ideal_ghs = m.nominal_hashrate_ths * 1000.0
-    chips_per_board = 126
-    per_board_ghs = v.hashrate_ths * 1000.0 / max(1, v.boards_ok)
-    s1: Reply = {
-        "STATS": 0,
-        "ID": "BC50",
-        "Elapsed": int(v.uptime_s),
-        "Calls": 0,
-        "Wait": 0.0,
-        "Max": 0.0,
-        "Min": 99999999.0,
-        "GHS 5s": f"{v.hashrate_ths * 1000.0:.2f}",
-        "GHS av": round(v.hashrate_ths * 1000.0, 2),
-        "miner_count": boards,
-        "frequency": "525" if v.awake else "0",
-        "fan_num": len(v.fan_rpms),
-    }
-    for i, rpm in enumerate(v.fan_rpms[:4], start=1):
-        s1[f"fan{i}"] = rpm
-    s1["temp_num"] = boards
-    for b in range(min(boards, 3)):
-        s1[f"temp{b + 1}"] = v.pcb_temps_c[b]
-        s1[f"temp2_{b + 1}"] = v.chip_temps_c[b]
-    s1["temp_max"] = max(v.chip_temps_c)
-    s1["total_rateideal"] = round(ideal_ghs, 2)
-    s1["total_freqavg"] = 525.0 if v.awake else 0.0
-    s1["total_acn"] = chips_per_board * v.boards_ok
-    s1["total_rate"] = round(v.hashrate_ths * 1000.0, 2)
-    for b in range(min(boards, 3)):
-        alive = b < v.boards_ok
-        s1[f"chain_rateideal{b + 1}"] = round(ideal_ghs / boards, 2)
-        s1[f"chain_acn{b + 1}"] = chips_per_board if alive else 0
-        s1[f"chain_acs{b + 1}"] = ("o" * 8 + " ") * 4 if alive else ""
-        s1[f"chain_rate{b + 1}"] = f"{per_board_ghs:.2f}" if alive else ""
-        s1[f"chain_hw{b + 1}"] = 0
-    s1["rate_unit"] = "GH/s"
     return {
         "STATUS": status("S", 70, "CGMiner stats", now_s, rig),
-        "STATS": [
-            {
-                "BMMiner" if rig.plan.protocol is not RigProtocol.LUXOS else "LUXminer": "1.0.0",
-                "Miner": firmware_name(rig),
-                "CompileTime": "Mon Jan 1 00:00:00 UTC 2024",
-                "Type": f"{m.vendor} {m.model}",
-            },
-            s1,
-        ],
+        "STATS": firmware.stats(rig, rig.view(now_s)),
         "id": 1,
     }
 
 
 def devs(rig: RigSim, now_s: float) -> Reply:
-    m = rig.model
-    v = rig.view(now_s)
-    boards = max(1, m.boards)
-    per_board_mhs = v.hashrate_ths * 1e6 / max(1, v.boards_ok)
-    entries: list[Reply] = []
-    for b in range(boards):
-        alive = b < v.boards_ok
-        entries.append(
-            {
-                "ASC": b,
-                "Name": "BTM_SOC",
-                "ID": b,
-                "Enabled": "Y",
-                "Status": "Alive" if alive else "Dead",
-                "Temperature": v.chip_temps_c[b],
-                "MHS av": round(per_board_mhs, 2) if alive else 0.0,
-                "MHS 5s": round(per_board_mhs, 2) if alive else 0.0,
-                "Accepted": 0,
-                "Rejected": 0,
-                "Hardware Errors": 0,
-                "Device Elapsed": int(v.uptime_s),
-            }
-        )
-    return {"STATUS": status("S", 9, f"{boards} ASC(s)", now_s, rig), "DEVS": entries, "id": 1}
+    entries = firmware.devs(rig, rig.view(now_s))
+    return {
+        "STATUS": status("S", 9, f"{len(entries)} ASC(s)", now_s, rig),
+        "DEVS": entries,
+        "id": 1,
+    }
 
 
 def pools(rig: RigSim, now_s: float) -> Reply:

@@ -79,7 +79,9 @@ def _decode_sequence(text: str) -> object:
 
 
 def _describe(err: json.JSONDecodeError, text: str) -> JsonRepairError:
-    if err.pos >= len(text.rstrip()) or "Unterminated string" in err.msg:
+    # A whole reply ends with its closer; one cut inside a number ("0.") fails before the end.
+    cut = not text.rstrip().endswith(("}", "]"))
+    if cut or err.pos >= len(text.rstrip()) or "Unterminated string" in err.msg:
         return JsonRepairError(f"truncated reply ({len(text)} chars): {err.msg}", truncated=True)
     lo = max(0, err.pos - 20)
     snippet = text[lo : err.pos + 20]

@@ -56,8 +56,8 @@ async def test_scan_finds_rigs_with_model_hints(fleet: tuple[RigFleet, int]) -> 
     )
     assert [r.host for r in rows] == ["127.91.0.1", "127.91.0.2", "127.91.0.3"]
     assert rows[0].id == f"127.91.0.1:{port}" and rows[0].container == "c001"
-    assert rows[0].model_hint == "Bitmain Antminer S19j Pro / LUXminer"
-    assert rows[2].model_hint == "Bitmain Antminer S19j Pro / BMMiner"
+    assert rows[0].model_hint == "Antminer S19j Pro / LUXminer"  # Type as firmware sends it
+    assert rows[2].model_hint == "Antminer S19j Pro / CGMiner"
     assert seen[-1].done == 8 and seen[-1].found == 3
 
 

@@ -56,7 +56,13 @@ def test_all_breakages_at_once() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"MHS 5s":1', b'{"a": "unterminat', b"", b"\x00"],
+    [
+        b'{"STATUS":[{"STATUS":"S"}],"SUMMARY":[{"MHS 5s":1',
+        b'{"STATS":[{"temp2_4":0.',  # cut inside a number
+        b'{"a": "unterminat',
+        b"",
+        b"\x00",
+    ],
 )
 def test_truncated_reply_is_rejected(raw: bytes) -> None:
     with pytest.raises(JsonRepairError) as info:
