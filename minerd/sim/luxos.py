@@ -24,6 +24,7 @@ LUXMINER_VERSION = "2024.5.1"
 DESCRIPTION = f"LUXminer {LUXMINER_VERSION}"
 
 # Codes as recorded or documented (reference section 2).
+CODE_POOLS = 7  # cgminer api.c "N Pool(s)"
 CODE_CONFIG = 33
 CODE_DEVDETAILS = 69  # cgminer api.c "Device Details"
 CODE_TEMPS = 201
@@ -269,6 +270,32 @@ def groups(rig: RigSim, now_s: float) -> Reply:
     )
 
 
+def pools(rig: RigSim, now_s: float) -> Reply:
+    # LuxOS pools carry the GROUP they belong to (recorded reply); clients join them to groups.
+    return ok(
+        CODE_POOLS,
+        "1 Pool(s)",
+        now_s,
+        POOLS=[
+            {
+                "Accepted": 0,
+                "Diff": "32K",
+                "GROUP": 0,
+                "POOL": 0,
+                "Priority": 0,
+                "Quota": 1.0,
+                "Rejected": 0,
+                "Stale": 0,
+                "Status": "Alive",
+                "Stratum Active": True,
+                "Stratum URL": "pool.sim.invalid:3333",
+                "URL": "stratum+tcp://pool.sim.invalid:3333",
+                "User": f"minerd.{rig.rig_id}",
+            }
+        ],
+    )
+
+
 def tempctrl(rig: RigSim, now_s: float) -> Reply:
     m = rig.model
     target = round(m.chip_temp_derate_c - 15.0)
@@ -373,6 +400,7 @@ LUXOS_REPORTS: dict[str, Callable[[RigSim, float], Reply]] = {
     "devdetails": devdetails,
     "fans": fans,
     "groups": groups,
+    "pools": pools,
     "power": power,
     "profileget": profileget,
     "profiles": profiles,

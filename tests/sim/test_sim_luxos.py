@@ -160,6 +160,8 @@ async def test_telemetry_commands_real_tools_call(rig: Rig) -> None:
     assert st(atm)[1:] == (339, "ATM configuration values") and atm["ATM"][0]["Enabled"] is True
     details = await rig("devdetails")
     assert details["DEVDETAILS"][0]["Model"] == "Antminer S19j Pro"
+    pools = await rig("pools")
+    assert pools["POOLS"][0]["GROUP"] == groups["GROUPS"][0]["GROUP"]
     joined = await rig("power+fans+config")
     assert {"power", "fans", "config"} <= set(joined)
 
