@@ -49,7 +49,21 @@ _WINDOWS = ("5s", "1m", "av")
 # `rate_unit` of chain_rateN / total_rateideal (absent on S9: GH).
 _RATE_UNIT_THS = {"TH": 1.0, "GH": 1e-3, "MH": 1e-6, "KH": 1e-9, "H": 1e-12}
 # A slot key: chain_acn3, temp2_3, temp_chip3, fan5, ...
-_SLOT_KEY = re.compile(r"(chain_acn|chain_acs|chain_rate|temp_chip|temp_pcb|temp2_|temp|fan)(\d+)")
+_SLOT_KINDS = (
+    "chain_acn",
+    "chain_acs",
+    "chain_rate",
+    "temp_chip",
+    "temp_pcb",
+    "temp2_",
+    "temp",
+    "fan",
+)
+# Slot keys probed directly (chain_acn1..16, ...): cheaper than matching every key of a reply.
+_MAX_SLOT = 16
+_SLOT_KEYS = tuple(
+    (kind, tuple((n, f"{kind}{n}") for n in range(1, _MAX_SLOT + 1))) for kind in _SLOT_KINDS
+)
 # One value of an "a-b-c-d" string: a '-' right after a separator is a minus sign.
 _DASH_VALUE = re.compile(r"(?:^|-)(-?\d+(?:\.\d+)?)")
 _SLEEP_MODE = 254  # stock S17/T17 `Mode` while asleep
@@ -97,7 +111,13 @@ def parse_temps(value: object) -> list[float]:
     """Sensor values of one temperature field: a number, or "a-b-c-d" ("2--1-20-22" is
     2, -1, 20, 22; "-" is none)."""
     if isinstance(value, str) and "-" in value.strip()[1:]:
-        return [float(m) for m in _DASH_VALUE.findall(value.strip())]
+        text = value.strip()
+        if text[0] != "-" and "--" not in text:  # the common case, no negative value
+            try:
+                return [float(part) for part in text.split("-")]
+            except ValueError:
+                pass
+        return [float(m) for m in _DASH_VALUE.findall(text)]
     n = _num(value)
     return [] if n is None else [n]
 
@@ -147,11 +167,13 @@ class StatsFields:
 
 
 def _slots(merged: Mapping[str, object]) -> dict[str, dict[int, object]]:
+    """Per kind, the slots present in the reply: {"chain_acn": {1: 126, 2: 126, ...}}."""
+    get = merged.get
     by_kind: dict[str, dict[int, object]] = {}
-    for key, value in merged.items():
-        m = _SLOT_KEY.fullmatch(key)
-        if m is not None:
-            by_kind.setdefault(m.group(1), {})[int(m.group(2))] = value
+    for kind, keys in _SLOT_KEYS:
+        found = {n: v for n, key in keys if (v := get(key)) is not None}
+        if found:
+            by_kind[kind] = found
     return by_kind
 
 
