@@ -124,7 +124,7 @@ class SessionKeeper:
             return sid if sid is not None else await self._logon()
         if active:
             if active != sid:
-                self._recovered(Recovery.ADOPTED, f"took the rig's active session {active}")
+                self._recovered(Recovery.ADOPTED, "took the session the rig named")
             return self._take(active)
         if sid is not None and used_s is not None and self._now_s() - used_s < SESSION_IDLE_S:
             self._recovered(Recovery.EXPIRED, "the rig ended our session early")
@@ -144,7 +144,7 @@ class SessionKeeper:
         if active == used:
             raise exc  # our session is live: the rig refused the command itself
         if active:
-            self._recovered(Recovery.ADOPTED, f"rig refused our session; took {active}")
+            self._recovered(Recovery.ADOPTED, "rig refused our session; took the one it named")
             return self._take(active)
         self._forget()
         self._recovered(Recovery.EXPIRED, f"rig refused our session: {exc.message}")
@@ -159,7 +159,7 @@ class SessionKeeper:
                     raise
                 active = await self._active()
                 if active:
-                    self._recovered(Recovery.ANOTHER_SESSION, f"logon refused; took {active}")
+                    self._recovered(Recovery.ANOTHER_SESSION, "logon refused; took the live one")
                     return self._take(active)
                 continue  # it lapsed between the two calls: log on again
             self.logons += 1
@@ -211,6 +211,7 @@ class SessionKeeper:
             clear(log, STORE_KEY, "LuxOS session ids are stored again")
 
     def _recovered(self, reason: Recovery, detail: str) -> None:
+        # Session ids stay out of the log: whoever holds one may command the rig.
         self.recoveries[reason] += 1
         warn_once(
             log,
