@@ -6,6 +6,7 @@ disagrees with the manual reads wrong values against a server laid out from thes
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -13,6 +14,8 @@ from modbus_test_server import words
 
 # The device's unit -> factor to minerd's W, V, A, kWh (written here, not taken from minerd).
 TO_MINERD: Final = {"W": 1.0, "kW": 1000.0, "V": 1.0, "A": 1.0, "Wh": 0.001, "kWh": 1.0}
+_STRUCT: Final = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q"}
+_STRUCT.update({"uint64": "Q", "float32": "f"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,12 @@ class Row:
 
     def registers(self) -> list[int]:
         return words(self.type, self.raw)
+
+    def decode(self, registers: list[int]) -> float:
+        """Registers read at this row -> W, V, A or kWh (big-endian, high word first)."""
+        data = struct.pack(f">{len(registers)}H", *registers)
+        raw = float(struct.unpack(">" + _STRUCT[self.type], data)[0])
+        return raw * self.scale * TO_MINERD[self.unit]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import asyncio
 import random
 import re
 import shutil
-import struct
 import tomllib
 from collections.abc import AsyncIterator
 
@@ -24,7 +23,6 @@ from manual_tables import (
     JANITZA_LEGACY,
     SDM630,
     TABLES,
-    TO_MINERD,
     Row,
     Table,
     layout,
@@ -44,19 +42,10 @@ from minerd.transports.modbus import ModbusHub
 UNIT = {SDM630: 1, JANITZA_19000: 2, JANITZA_LEGACY: 2, IEM3000: 3, GENERIC: 4}
 # requests one poll takes, given the manual's layout (blocks merge across gaps up to 64)
 REQUESTS = {SDM630: 1, JANITZA_19000: 1, JANITZA_LEGACY: 2, IEM3000: 2, GENERIC: 1}
-_FMT = {"int16": ">h", "uint16": ">H", "int32": ">i", "uint32": ">I", "int64": ">q"}
-_FMT |= {"uint64": ">Q", "float32": ">f"}
 
 
 def _ids(table: Table) -> str:
     return table.profile
-
-
-def _decode(row: Row, registers: list[int]) -> float:
-    """Registers -> W, V, A or kWh, by the row's type and unit (struct, not minerd's codec)."""
-    data = struct.pack(f">{len(registers)}H", *registers)
-    raw = float(struct.unpack(_FMT[row.type], data)[0])
-    return raw * row.scale * TO_MINERD[row.unit]
 
 
 async def _raw_read(client: AsyncModbusTcpClient, fc: int, row: Row, unit: int) -> list[int]:
@@ -93,7 +82,7 @@ async def test_the_server_holds_the_manual_table(manual_server: CountingModbusSe
                 assert registers == row.registers(), (table.profile, row)
         iem_power = next(r for r in IEM3000.rows if r.quantity == "power_w")
         registers = await _raw_read(client, 3, iem_power, UNIT[IEM3000])
-        assert _decode(iem_power, registers) == 250_500.0  # wire 3059 holds 250.5 kW
+        assert iem_power.decode(registers) == 250_500.0  # wire 3059 holds 250.5 kW
     finally:
         client.close()
 
@@ -157,7 +146,7 @@ async def _read_sim_rows(gateway: ModbusGateway, table: Table) -> dict[str, floa
     assert await client.connect()
     try:
         return {
-            row.quantity: _decode(row, await _raw_read(client, table.function_code, row, 1))
+            row.quantity: row.decode(await _raw_read(client, table.function_code, row, 1))
             for row in table.rows
         }
     finally:
