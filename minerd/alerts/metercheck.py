@@ -51,9 +51,20 @@ class MeterTracker:
         self.last_values, self.last_taken_s = values, r.taken_at_s
 
 
+# FleetState marks a meter that repeats every value as not fresh with this error: it
+# answers, so it is frozen, not offline.
+FROZEN_ERROR_PREFIX = "frozen:"
+
+
+def _frozen_by_fleet(ms: MeterStatus) -> bool:
+    return ms.reading is not None and ms.error.startswith(FROZEN_ERROR_PREFIX)
+
+
 def meter_mask(ms: MeterStatus, tr: MeterTracker, th: AlertThresholds) -> int:
     r = ms.reading
     if r is None or not ms.fresh:
+        if _frozen_by_fleet(ms):
+            return FROZEN
         return OFFLINE if ms.error else STALE
     tr.observe(r)
     m = FROZEN if tr.same_reads >= th.meter_frozen_polls else 0
@@ -79,6 +90,11 @@ def meter_measured(rule: str, ms: MeterStatus, tr: MeterTracker, th: AlertThresh
         return f"{where}: last good read is {ms.age_s:.0f} s old."
     if r is None:
         return f"{where}: no reading."
+    if rule == "MeterFrozen" and _frozen_by_fleet(ms):
+        return (
+            f"{where}: answers with identical values, last change {ms.age_s:.0f} s ago "
+            f"(power {r.power_w:.0f} W)."
+        )
     if rule == "MeterFrozen":
         return (
             f"{where}: {tr.same_reads} reads in a row with identical values "

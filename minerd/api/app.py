@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from minerd import __version__
 from minerd.api import routes_health, routes_ops, routes_quotas, routes_site, status_page
 from minerd.api.alerts_view import AlertsView
+from minerd.api.allowed_methods import AllowedMethods
 from minerd.api.auth import Authenticator, FailureThrottle, TokenBook
 from minerd.api.body_limit import BodyLimit
 from minerd.api.context import ApiContext
@@ -59,12 +60,17 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
+    routers = (
+        routes_health.router,
+        routes_health.metrics_router(api.metrics_auth),
+        routes_site.router,
+        routes_quotas.router,
+        routes_ops.router,
+        status_page.router,  # GET /: the embedded status page, no auth
+    )
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(AllowedMethods, routes=[route for r in routers for route in r.routes])
     if observe_request is not None:
         app.add_middleware(RequestMetrics, observe=observe_request)
-    app.include_router(routes_health.router)
-    app.include_router(routes_health.metrics_router(api.metrics_auth))
-    app.include_router(routes_site.router)
-    app.include_router(routes_quotas.router)
-    app.include_router(routes_ops.router)
-    app.include_router(status_page.router)  # GET /: the embedded status page, no auth
     return app

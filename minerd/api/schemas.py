@@ -6,7 +6,15 @@ import math
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+)
 
 from minerd.api.times import IsoTime, opt_dt, to_dt
 from minerd.model import Alert, EffectiveLimit, Quota, QuotaSource, RigState
@@ -14,8 +22,17 @@ from minerd.model import Alert, EffectiveLimit, Quota, QuotaSource, RigState
 # 10 GW: far above any site, low enough to catch a unit mistake (W sent as kW).
 MAX_LIMIT_KW = 10_000_000.0
 
+
+def _plus_zero(limit_kw: float) -> float:
+    return limit_kw + 0.0  # -0.0 passes ge=0; store and answer it as 0.0
+
+
 # Strict: a JSON number, not "450" or true; integers are fine.
-LimitKw = Annotated[float, Field(ge=0, le=MAX_LIMIT_KW, allow_inf_nan=False, strict=True)]
+LimitKw = Annotated[
+    float,
+    Field(ge=0, le=MAX_LIMIT_KW, allow_inf_nan=False, strict=True),
+    AfterValidator(_plus_zero),
+]
 Reference = Annotated[str, Field(min_length=1, max_length=200)]
 
 

@@ -12,10 +12,17 @@ _MIN_YEAR = 1970
 _MAX_YEAR = 9000
 
 
-def _require_text(value: object) -> object:
+_EXPECTED = "must be an ISO 8601 time with an offset, e.g. 2026-05-01T12:00Z"
+
+
+def _parse_iso(value: object) -> datetime:
+    # Parsed here, not by pydantic, which would read "0.5" or "1700000000" as unix seconds.
     if not isinstance(value, str):
-        raise ValueError("must be an ISO 8601 time string with an offset, e.g. 2026-05-01T12:00Z")
-    return value
+        raise ValueError(_EXPECTED)
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"{_EXPECTED}, not {value[:40]!r}") from None
 
 
 def _aware_utc(value: datetime) -> datetime:
@@ -34,7 +41,7 @@ def _aware_utc(value: datetime) -> datetime:
 
 
 # A request time: ISO 8601 text with an offset, converted to UTC.
-IsoTime = Annotated[datetime, BeforeValidator(_require_text), AfterValidator(_aware_utc)]
+IsoTime = Annotated[datetime, BeforeValidator(_parse_iso), AfterValidator(_aware_utc)]
 
 
 def to_s(value: datetime) -> float:
