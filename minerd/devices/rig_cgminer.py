@@ -401,9 +401,14 @@ def version_model_hint(reply: CgminerReply) -> str:
     v = _first(reply, "VERSION")
     model = model_type_of(reply)
     firmware = ""
+    raw = v.get("Type")
+    if isinstance(raw, str) and " (" in raw:
+        # third-party firmware names itself in the Type suffix: "Antminer S9 (vnish 3.8.6)"
+        firmware = raw.split(" (", 1)[1].split(")", 1)[0].strip()
     for key in ("LUXminer", "BOSminer", "BMMiner", "CGMiner", "Cgminer", "Miner"):
+        if firmware:
+            break
         if key in v:
             firmware = key if key != "Miner" else str(v[key])
-            break
     parts = [str(p) for p in (model, firmware) if p]
     return " / ".join(parts)

@@ -116,6 +116,12 @@ def test_fixture_reads_as_the_rig_is(family: str) -> None:
             assert hint.startswith(e.model + " / ")
 
 
+def test_version_hint_names_third_party_firmware() -> None:
+    assert version_model_hint(load("vnish-s17plus", "version")) == "Antminer S17+ / vnish 2.0.3"
+    assert version_model_hint(load("antminer-s9", "version")) == "Antminer S9 / BMMiner"
+    assert version_model_hint(load("luxos-s19kpro", "version")) == "Antminer S19k Pro / LUXminer"
+
+
 def test_temperature_strings_with_negatives_and_empties() -> None:
     assert parse_temps("2--1-20-22") == [2.0, -1.0, 20.0, 22.0]
     assert parse_temps("73-45-64-65") == [73.0, 45.0, 64.0, 65.0]
