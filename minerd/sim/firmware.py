@@ -270,7 +270,7 @@ def stats(rig: RigSim, v: RigView) -> list[Reply]:
     chip = {n: _sensors(v.chip_temps_c[n - 1]) for n in fitted}
     pcb = {n: _sensors(v.pcb_temps_c[n - 1]) for n in fitted}
     empty = [0, 0, 0, 0]
-    if lux:
+    if lux:  # every slot, as floats, then the same strings as stock (no temp_pic)
         for n in range(1, slots + 1):
             s[f"temp{n}"] = float(max(pcb.get(n, empty)))
             s[f"temp2_{n}"] = float(max(chip.get(n, empty)))
@@ -278,10 +278,11 @@ def stats(rig: RigSim, v: RigView) -> list[Reply]:
         for n in fitted:  # numeric temps only for fitted chains, interleaved
             s[f"temp{n}"] = max(pcb[n])
             s[f"temp2_{n}"] = max(chip[n])
-        for n in range(1, slots + 1):
-            s[f"temp_pcb{n}"] = _dash(pcb.get(n, empty))
-        for n in range(1, slots + 1):
-            s[f"temp_chip{n}"] = _dash(chip.get(n, empty))
+    for n in range(1, slots + 1):
+        s[f"temp_pcb{n}"] = _dash(pcb.get(n, empty))
+    for n in range(1, slots + 1):
+        s[f"temp_chip{n}"] = _dash(chip.get(n, empty))
+    if not lux:
         for n in range(1, slots + 1):
             s[f"temp_pic{n}"] = _dash([t - 10 for t in pcb[n]] if n in pcb else empty)
     s["total_rateideal"] = round(m.nominal_hashrate_ths * 1000.0, 2)
