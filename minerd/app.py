@@ -2,6 +2,10 @@
 
 Nothing imports this module. It wires storage, devices, the runtime, the API, sinks and
 alerts together, handles SIGTERM/SIGINT (orderly stop within 5 s) and talks to systemd.
+
+Only a deliberate stop ends the process. Every part but control runs under a supervisor
+that logs, counts and restarts it when it fails. If control itself fails, the site is shed
+to its fail-safe limit first, then the process exits non-zero for systemd to restart it.
 """
 
 from __future__ import annotations
@@ -20,17 +24,26 @@ from minerd.clock import Clock, SystemClock
 from minerd.components import Components, build_components
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
+from minerd.errors import MinerdError
 from minerd.runtime.cycle import CycleConfig
+from minerd.runtime.failsafe_shed import shed_to_failsafe
 from minerd.runtime.housekeeping import run_housekeeping
 from minerd.runtime.sessions import StoredSessions
 from minerd.runtime.site import Site
 from minerd.settings import Settings
+from minerd.sinks.health_metrics import RestartsCollector
 from minerd.storage import Database, Stores
+from minerd.supervisor import Supervisor
 from minerd.systemd_notify import Notifier, feed_watchdog, watchdog_interval_s
 
 log = logging.getLogger("minerd.app")
 
 STOP_TIMEOUT_S = 5.0
+FAILSAFE_SHED_TIMEOUT_S = 10.0  # the most the last shed may take before the process exits
+
+
+class ControlFailed(MinerdError):
+    """The control loop stopped on an error; the site was shed to its fail-safe limit."""
 
 
 def cycle_config(settings: Settings) -> CycleConfig:
@@ -94,6 +107,7 @@ class Daemon:
         self.sessions: StoredSessions | None = None
         self.site: Site | None = None
         self.components: Components | None = None
+        self.supervisor = Supervisor(self.clock)
         self.ready = asyncio.Event()
 
     def build(self) -> Site:
@@ -118,24 +132,70 @@ class Daemon:
             command_rate_per_s=s.control.command_rate_per_s,
         )
         self.components = build_components(s, self.site, stores, self.clock)
+        if self.components.prometheus is not None:
+            self.components.prometheus.add_collector(RestartsCollector(self.supervisor.counts))
         return self.site
 
     async def run(self) -> None:
         site = self.site or self.build()
         assert self.devices is not None and self.components is not None
+        keep = self.supervisor.keep
         try:
             async with asyncio.TaskGroup() as tg:
                 if self.devices.mqtt_rigs is not None:
-                    tg.create_task(self.devices.mqtt_rigs.run(), name="mqtt-rigs")
+                    tg.create_task(keep("mqtt-rigs", self.devices.mqtt_rigs.run), name="mqtt-rigs")
                     for hub in self.devices.mqtt_rig_hubs:
-                        tg.create_task(hub.start(), name=f"mqtt-rigs-{hub.prefix}")
-                tg.create_task(site.run(), name="site")
-                tg.create_task(run_housekeeping(site.stores, self.clock), name="housekeeping")
-                for name, task in self.components.tasks():
-                    tg.create_task(task, name=name)
-                tg.create_task(self._systemd(site), name="systemd")
+                        name = f"mqtt-rigs-{hub.prefix}"
+                        tg.create_task(keep(name, hub.start), name=name)
+                tg.create_task(self._control(site), name="site")
+                tg.create_task(
+                    keep("housekeeping", lambda: run_housekeeping(site.stores, self.clock)),
+                    name="housekeeping",
+                )
+                for name, factory in self.components.tasks():
+                    tg.create_task(keep(name, factory), name=name)
+                tg.create_task(keep("systemd", lambda: self._systemd(site)), name="systemd")
         finally:
             await self._close()
+
+    async def _control(self, site: Site) -> None:
+        """The control loop; if it ends on an error, shed to fail-safe, then fail the daemon."""
+        try:
+            await site.run()
+        except Exception as exc:
+            why = _describe(exc)
+            log.critical("control loop failed: %s; shedding to the fail-safe limit", why)
+            await self._shed(site)
+            raise ControlFailed(f"control loop failed: {why}") from exc
+        await self._shed(site)
+        raise ControlFailed("control loop ended")
+
+    async def _shed(self, site: Site) -> None:
+        """Best effort within FAILSAFE_SHED_TIMEOUT_S: the process exits either way."""
+        cycle = site.cycle
+        try:
+            async with asyncio.timeout(FAILSAFE_SHED_TIMEOUT_S / self.clock.speed):
+                report = await shed_to_failsafe(
+                    site.fleet.snapshot(self.clock.now_s()),
+                    cycle.models,
+                    site.executor.rigs,
+                    failsafe_limit_kw=site.config.failsafe_limit_kw,
+                    loop=site.config.loop,
+                    clock=self.clock,
+                    journal=site.stores.journal,
+                )
+        except Exception as exc:
+            log.critical("fail-safe shed did not complete: %s", exc, exc_info=exc)
+            return
+        log.critical(
+            "fail-safe shed before exit: %d sleep commands, %d acknowledged, %d failed "
+            "(worst case kept %.1f kW of a %.1f kW rig budget)",
+            report.sent,
+            report.ok,
+            report.failed,
+            report.kept_w / 1000.0,
+            report.budget_w / 1000.0,
+        )
 
     async def _systemd(self, site: Site) -> None:
         await site.cycle.first_cycle.wait()
@@ -160,6 +220,13 @@ class Daemon:
                 await self.devices.aclose()
         if self.db is not None:
             self.db.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, from the innermost errors of nested task groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 async def run_until_signalled(main: Callable[[], Coroutine[Any, Any, None]]) -> int:

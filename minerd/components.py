@@ -2,14 +2,15 @@
 
 Each hangs off the control cycle as a listener that only drops the latest result into a
 slot and returns; the part's own task picks it up. So a slow database, a dead Alertmanager
-or a stuck HTTP client never delays a control cycle.
+or a stuck HTTP client never delays a control cycle. Tasks are handed out as factories, so
+the app's supervisor can start a failed one again without touching control.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +32,13 @@ from minerd.sinks import (
     SinkHub,
     build_influx_sink,
 )
-from minerd.storage import Stores
+from minerd.sinks.health_metrics import StorageCollector
+from minerd.storage import StorageHealth, Stores
 
 log = logging.getLogger("minerd.components")
+
+
+TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 
 
 class LatestSlot:
@@ -83,15 +88,14 @@ class Components:
     # Facts the sinks contribute to alert rules (spool fill, TSDB reachability).
     spool_fill_ratio: float = 0.0
     tsdb_reachable: bool = True
-    _tasks: list[tuple[str, Coroutine[Any, Any, None]]] = field(default_factory=list)
+    _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
 
-    def tasks(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    def tasks(self) -> list[tuple[str, TaskFactory]]:
+        """(name, factory): each call of a factory starts the part afresh."""
         tasks, self._tasks = self._tasks, []
         return tasks
 
     async def aclose(self) -> None:
-        for _name, coro in self._tasks:
-            coro.close()  # built but never started: release it quietly
         self._tasks = []
 
 
@@ -125,7 +129,7 @@ def alert_delivery(settings: Settings) -> DeliverySettings:
 
 
 async def _evaluate_alerts(
-    engine: AlertEngine, slot: LatestSlot, parts: Components, clock: Clock
+    engine: AlertEngine, slot: LatestSlot, parts: Components, clock: Clock, health: StorageHealth
 ) -> None:
     while True:
         result = await slot.get()
@@ -140,6 +144,7 @@ async def _evaluate_alerts(
             commanded_not_reached=frozenset(
                 r.rig_id for r in result.snapshot.rigs if r.unresponsive
             ),
+            storage_problem=health.summary(),
         )
         try:
             changes = engine.evaluate(result.snapshot, facts, clock.now_s())
@@ -196,8 +201,13 @@ def build_components(settings: Settings, site: Site, stores: Stores, clock: Cloc
     _build_sinks(settings, site, stores, parts)
     alert_slot = LatestSlot()
     site.cycle.listeners.append(alert_slot.put)
-    parts._tasks.append(("alerts-evaluate", _evaluate_alerts(engine, alert_slot, parts, clock)))
-    parts._tasks.append(("alerts-deliver", engine.run()))
+    parts._tasks.append(
+        (
+            "alerts-evaluate",
+            lambda: _evaluate_alerts(engine, alert_slot, parts, clock, stores.health),
+        )
+    )
+    parts._tasks.append(("alerts-deliver", engine.run))
     _build_api(settings, site, stores, parts)
     return parts
 
@@ -208,6 +218,7 @@ def _build_sinks(settings: Settings, site: Site, stores: Stores, parts: Componen
     if settings.prometheus.enabled:
         parts.prometheus = PrometheusSink(name, per_rig_series=settings.prometheus.per_rig_series)
         parts.prometheus.set_session_source(lambda: session_recoveries(site.poller.rigs))
+        parts.prometheus.add_collector(StorageCollector(stores.health))
         sinks.append(parts.prometheus)
     if settings.influx.enabled:
         options = InfluxOptions.from_section(settings.influx)
@@ -222,8 +233,8 @@ def _build_sinks(settings: Settings, site: Site, stores: Stores, parts: Componen
     parts.sinks = hub
     feed = SinkFeed()
     site.cycle.listeners.append(feed.put)
-    parts._tasks.append(("sinks", hub.run()))
-    parts._tasks.append(("sinks-feed", _feed_sinks(hub, feed, site, parts)))
+    parts._tasks.append(("sinks", hub.run))
+    parts._tasks.append(("sinks-feed", lambda: _feed_sinks(hub, feed, site, parts)))
 
 
 def _build_api(settings: Settings, site: Site, stores: Stores, parts: Components) -> None:
@@ -235,13 +246,13 @@ def _build_api(settings: Settings, site: Site, stores: Stores, parts: Components
         alerts=EngineAlertsView(engine, stores.alerts) if engine is not None else None,
         observe_request=prom.observe_api_request if prom is not None else None,
     )
-    parts._tasks.append(("api", serve(app, settings.api, parts.api_started)))
+    parts._tasks.append(("api", lambda: serve(app, settings.api, parts.api_started)))
     m = settings.mqtt
     if m.enabled and m.quota_input:
         parts._tasks.append(
             (
                 "mqtt-quota-input",
-                run_mqtt_quota_input(
+                lambda: run_mqtt_quota_input(
                     site,
                     m.url,
                     m.topic_prefix,

@@ -218,6 +218,16 @@ SITE_RULES: tuple[RuleSpec, ...] = (
         8,
         "Writes to the time-series database fail: check its service, disk and credentials.",
     ),
+    RuleSpec(
+        "StorageFailing",
+        Scope.SITE,
+        _C,
+        16,
+        "minerd's database refuses writes (disk full or read-only): control goes on in "
+        "memory, but new quotas are refused (HTTP 503) and a restart would lose recent "
+        "state. Free space on the disk holding storage.path (df -h) or remount it "
+        "read-write; minerd catches up by itself.",
+    ),
 )
 
 ALL_RULES: tuple[RuleSpec, ...] = RIG_RULES + CONTAINER_RULES + METER_RULES + SITE_RULES

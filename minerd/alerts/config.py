@@ -34,6 +34,7 @@ DEFAULT_TIMINGS: dict[str, RuleTiming] = {
     "FailsafeEngaged": RuleTiming(0.0, 5.0),
     "SpoolFilling": RuleTiming(60.0, 60.0),
     "TsdbUnreachable": RuleTiming(60.0, 60.0),
+    "StorageFailing": RuleTiming(0.0, 20.0),
 }
 
 

@@ -379,6 +379,8 @@ class AlertEngine:
             m |= 4
         if not facts.tsdb_reachable:
             m |= 8
+        if facts.storage_problem:
+            m |= 16
         prev, self._site_mask = self._site_mask, m
         for bit, spec in _SITE_BITS:
             if (m ^ prev) & bit:

@@ -15,6 +15,7 @@ class SiteFacts:
     spool_fill_ratio: telemetry spool points / spool_max_points, 0..1.
     tsdb_reachable: the last write to the time-series database worked.
     commanded_not_reached: rigs that did not reach their last setpoint in time.
+    storage_problem: which database writes fail and why ("" while storage works).
     """
 
     effective_limit_kw: float
@@ -23,3 +24,4 @@ class SiteFacts:
     spool_fill_ratio: float = 0.0
     tsdb_reachable: bool = True
     commanded_not_reached: frozenset[str] = frozenset()
+    storage_problem: str = ""

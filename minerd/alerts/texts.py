@@ -70,4 +70,10 @@ def site_texts(
             f"Site {site} time-series database unreachable",
             f"Writes have failed for at least {held_s:.0f} s; telemetry goes to the spool.",
         )
+    if rule == "StorageFailing":
+        return (
+            f"Site {site} database refuses writes",
+            f"{facts.storage_problem or 'writes failed'}; for {held_s:.0f} s. Control goes "
+            "on in memory; new quotas are refused until writes work again.",
+        )
     return (f"Site {site}: {rule}", "")

@@ -5,6 +5,10 @@ Idempotency: a request that repeats an Idempotency-Key (HTTP header) or a refere
 already stored returns the stored quota (created=False) as long as it asks for the same
 limit and times; reusing one for a different quota is a QuotaConflict (HTTP 409). The
 quota and its audit entry are written in one transaction.
+
+Durability: a quota is accepted only once it is on disk. While the database refuses writes
+(full, read-only) a new quota or schedule is refused with QuotaNotDurable (a StorageError:
+HTTP 503 with Retry-After); quotas accepted before stay in force, control goes on.
 """
 
 from __future__ import annotations
@@ -18,12 +22,22 @@ from dataclasses import dataclass
 from minerd.api.problems import QuotaConflict
 from minerd.api.schemas import QuotaRequest, ScheduleRequest
 from minerd.api.times import iso, to_s
-from minerd.errors import QuotaError
+from minerd.errors import QuotaError, StorageError
 from minerd.model import Quota, QuotaSource
 from minerd.runtime.service import SiteService
 from minerd.storage import NotFoundError, ScheduleReplaced, Stores
 
 log = logging.getLogger(__name__)
+
+
+class QuotaNotDurable(StorageError):
+    """A quota could not be made durable, so it was not accepted."""
+
+    def __init__(self, what: str, cause: StorageError) -> None:
+        super().__init__(
+            f"{what} not accepted: it cannot be stored durably ({cause}); quotas accepted "
+            "before stay in force; send it again once storage works"
+        )
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,10 @@ def submit_quota(
     except QuotaError as exc:
         # A concurrent request with the same key or reference won the race.
         raise QuotaConflict(exc.field, exc.message) from exc
+    except NotFoundError:
+        raise
+    except StorageError as exc:
+        raise QuotaNotDurable("quota", exc) from exc
     if added.created:
         log.info(
             "quota %s: %.1f kW from %s to %s (%s, by %s)",
@@ -174,15 +192,20 @@ def submit_schedule(service: SiteService, req: ScheduleRequest, *, actor: str) -
         for _, b in blocks
     ]
     stores = service.stores
-    with stores.db.transaction("replace schedule"):
-        result = stores.quotas.replace_schedule(quotas, actor, now_s)
-        detail = {
-            "blocks": len(quotas),
-            "from": iso(quotas[0].start_s),
-            "to": iso(max(q.end_s or q.start_s for q in quotas)),
-            "withdrawn": [q.quota_id for q in result.withdrawn],
-        }
-        stores.audit.record(now_s, actor, "quota.schedule", "", json.dumps(detail))
+    try:
+        with stores.db.transaction("replace schedule"):
+            result = stores.quotas.replace_schedule(quotas, actor, now_s)
+            detail = {
+                "blocks": len(quotas),
+                "from": iso(quotas[0].start_s),
+                "to": iso(max(q.end_s or q.start_s for q in quotas)),
+                "withdrawn": [q.quota_id for q in result.withdrawn],
+            }
+            stores.audit.record(now_s, actor, "quota.schedule", "", json.dumps(detail))
+    except NotFoundError:
+        raise
+    except StorageError as exc:
+        raise QuotaNotDurable("schedule", exc) from exc
     log.info(
         "schedule: %d blocks from %s by %s, %d replaced",
         len(quotas),

@@ -12,6 +12,7 @@ Everything slow (sinks, alerts) hangs off listeners that must not block.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from minerd.control.fleet import max_rig_power_w, plan_rig, worst_case_rig_power
 from minerd.control.loop import LoopConfig, LoopDecision, LoopInputs, LoopState, step
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
+from minerd.errors import StorageError
 from minerd.model import (
     ComplianceRecord,
     EffectiveLimit,
@@ -45,6 +47,10 @@ log = logging.getLogger("minerd.control")
 STATE_OPERATOR_CAP = "control.operator_cap_kw"
 STATE_INTEGRAL = "control.loop_integral_kw"
 STATE_GRID_CONTACT = "control.grid_last_contact_s"
+# Grid contact is noted in memory per request and written at most this often, off the loop.
+CONTACT_PERSIST_S = 5.0
+# Compliance records the disk refused wait in memory, newest kept: a week of minutes.
+MAX_HELD_COMPLIANCE = 10_080
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,11 @@ class ControlCycle:
         self.cycles = 0
         self.last_cycle_mono_s = 0.0
         self.grid_last_contact_s: float | None = None
+        self._contact_saved_s: float | None = None  # the value last written
+        self._contact_saved_mono_s = -math.inf
+        self._contact_write: asyncio.Task[None] | None = None
+        # (kind, interval_s, start_s) -> record, written when the disk takes writes again
+        self._held_compliance: dict[tuple[str, float, float], ComplianceRecord] = {}
         self.overruns = 0
         self._wake = asyncio.Event()
         self.first_cycle = asyncio.Event()  # set once a cycle has run (systemd READY=1)
@@ -165,9 +176,33 @@ class ControlCycle:
         self._wake.set()  # act within this cycle, not the next
 
     def note_grid_contact(self) -> None:
-        now_s = self.clock.now_s()
-        self.grid_last_contact_s = now_s
-        self.stores.state.set(STATE_GRID_CONTACT, now_s)
+        """In memory only: the cycle writes it at most every CONTACT_PERSIST_S, off the
+        loop, so a grid request never waits on an fsync nor fails on a read-only disk."""
+        self.grid_last_contact_s = self.clock.now_s()
+
+    def _persist_contact(self) -> None:
+        last = self.grid_last_contact_s
+        if last is None or last == self._contact_saved_s:
+            return
+        if self._contact_write is not None and not self._contact_write.done():
+            return
+        now_mono_s = self.clock.monotonic_s()
+        if now_mono_s - self._contact_saved_mono_s < CONTACT_PERSIST_S:
+            return
+        self._contact_saved_mono_s = now_mono_s
+        self._contact_write = asyncio.get_running_loop().create_task(
+            self._write_contact(last), name="grid-contact-write"
+        )
+
+    async def _write_contact(self, contact_s: float) -> None:
+        try:
+            # A crash loses at most the last few seconds of contact: no fsync needed.
+            await asyncio.to_thread(
+                self.stores.state.set_many, {STATE_GRID_CONTACT: contact_s}, durable=False
+            )
+        except StorageError:
+            return  # counted by storage health; the next contact tries again
+        self._contact_saved_s = contact_s
 
     def set_operator_cap(self, cap_kw: float | None) -> None:
         self.operator_cap_kw = cap_kw
@@ -287,7 +322,10 @@ class ControlCycle:
         closed = self._account(now_s, snap, decision.limit if limit is limit_now else limit_now)
         self.cycles += 1
         if self.cycles % 10 == 0:
-            self.stores.state.set(STATE_INTEGRAL, self.loop_state.integral_kw)
+            # A failed write is counted by storage health; the integral lives on in memory.
+            with contextlib.suppress(StorageError):
+                self.stores.state.set(STATE_INTEGRAL, self.loop_state.integral_kw)
+        self._persist_contact()
         result = CycleResult(
             cycle=self.cycles,
             snapshot=snap,
@@ -407,8 +445,36 @@ class ControlCycle:
         return intervals
 
     def _store(self, records: list[ComplianceRecord], kind: ComplianceKind) -> None:
-        if records:
+        """Write closed records; ones the disk refuses wait in memory (bounded) and go out
+        with the next that works. Control never waits for them."""
+        held = self._held_compliance
+        if not records and not held:
+            return
+        if held:
+            for r in records:
+                held[(kind, r.interval_s, r.interval_start_s)] = r
+            try:
+                with self.stores.db.transaction("upsert compliance (held)"):
+                    for k in ("minute", "interval"):
+                        batch = [r for key, r in held.items() if key[0] == k]
+                        if batch:
+                            self.stores.compliance.upsert_many(batch, k)
+            except StorageError:
+                self._trim_held_compliance()
+                return
+            log.info("compliance records written again (%d held in memory)", len(held))
+            held.clear()
+            return
+        try:
             self.stores.compliance.upsert_many(records, kind)
+        except StorageError:
+            for r in records:
+                held[(kind, r.interval_s, r.interval_start_s)] = r
+
+    def _trim_held_compliance(self) -> None:
+        held = self._held_compliance
+        while len(held) > MAX_HELD_COMPLIANCE:
+            del held[next(iter(held))]  # the oldest goes first
 
 
 def _dispatched(r: PlanRig) -> bool:

@@ -7,6 +7,8 @@
 - A newer command for a rig replaces one still waiting; failures retry with backoff, and
   the first failure already reports the rig, which the controller counts at nominal power
   until a later reading shows it obeys.
+- A journal that cannot write (disk full, read-only) never holds a command back: the
+  command journal is wrapped in a HeldJournal, which keeps intents in memory meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from minerd.errors import DeviceError
 from minerd.model import RigCommand
 from minerd.runtime.backoff import backoff_s
 from minerd.runtime.devices import PollableRig
+from minerd.runtime.held_journal import HeldJournal
+from minerd.storage import CommandJournal
 
 log = logging.getLogger("minerd.executor")
 
@@ -68,7 +72,10 @@ class Executor:
         on_failed: Callable[[RigCommand, str], None] | None = None,
     ) -> None:
         self.rigs = rigs
-        self.journal = journal
+        # Storage failures stop at the HeldJournal: control goes on without the disk.
+        self.journal: Journal = (
+            HeldJournal(journal) if isinstance(journal, CommandJournal) else journal
+        )
         self.clock = clock
         self.concurrency = max(1, concurrency)
         self.raise_rate_per_s = raise_rate_per_s
@@ -146,6 +153,8 @@ class Executor:
         while True:
             await asyncio.sleep(OUTCOME_FLUSH_S)
             self.flush_outcomes()
+            if isinstance(self.journal, HeldJournal) and self.journal.holding:
+                self.journal.catch_up()  # the disk may take writes again
 
     def _take(self) -> _Pending | None:
         while self._shed:

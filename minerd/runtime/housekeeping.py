@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from minerd.clock import Clock
+from minerd.errors import StorageError
 from minerd.storage import Stores
 
 log = logging.getLogger("minerd.housekeeping")
@@ -37,7 +38,12 @@ def prune_once(stores: Stores, now_s: float, keep: Retention) -> tuple[int, int]
 async def run_housekeeping(stores: Stores, clock: Clock, keep: Retention = Retention()) -> None:
     while True:
         # The deletes scan their tables: off the event loop, so control never waits on them.
-        journal, outbox = await asyncio.to_thread(prune_once, stores, clock.now_s(), keep)
-        if journal or outbox:
-            log.info("pruned %d journal rows and %d sent alert notifications", journal, outbox)
+        try:
+            journal, outbox = await asyncio.to_thread(prune_once, stores, clock.now_s(), keep)
+        except StorageError as exc:
+            # Counted by storage health (alert, metric); pruning waits for the next round.
+            log.debug("pruning skipped: %s", exc)
+        else:
+            if journal or outbox:
+                log.info("pruned %d journal rows and %d sent alert notifications", journal, outbox)
         await clock.sleep(keep.every_s)

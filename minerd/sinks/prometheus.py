@@ -326,6 +326,10 @@ class PrometheusSink:
         self._api.labels(route, method, str(status)).inc()
         self._api_duration.labels(route).observe(duration_s)
 
+    def add_collector(self, collector: Collector) -> None:
+        """More series rendered on every scrape (the database's health)."""
+        self.registry.register(collector)
+
     def add_stats_source(self, source: Callable[[], Sequence[SinkStats]]) -> None:
         """Sink and spool figures to render (the hub registers itself here)."""
         self._stats_sources.append(source)

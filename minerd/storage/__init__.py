@@ -17,6 +17,7 @@ from minerd.storage.alert_state import AlertStore, OutboxItem
 from minerd.storage.audit import AuditEntry, AuditLog
 from minerd.storage.compliance import ComplianceKind, ComplianceStore
 from minerd.storage.db import Database, Migration, NotFoundError
+from minerd.storage.health import StorageHealth, StorageProblem
 from minerd.storage.journal import CommandJournal, JournalEntry
 from minerd.storage.quotas import QuotaAdded, QuotaStore, ScheduleReplaced
 from minerd.storage.state import JsonValue, MaintenanceEntry, MaintenanceStore, StateStore
@@ -34,6 +35,11 @@ class Stores:
     state: StateStore
     maintenance: MaintenanceStore
     alerts: AlertStore
+
+    @property
+    def health(self) -> StorageHealth:
+        """How writes to the one database fare (alerts and metrics read it)."""
+        return self.db.health
 
     @classmethod
     def open(cls, db: Database) -> Stores:
@@ -68,5 +74,7 @@ __all__ = [
     "QuotaStore",
     "ScheduleReplaced",
     "StateStore",
+    "StorageHealth",
+    "StorageProblem",
     "Stores",
 ]

@@ -13,10 +13,19 @@ transaction costs well under a millisecond of CPU (plus one fsync per commit), s
 daemon may call single-row writes from the event loop. Anything that scans (history
 queries, pruning, reading thousands of rows) should go through `asyncio.to_thread`; the
 connection is shared by all threads behind one lock.
+
+Failures: every write transaction reports to `health` (a StorageHealth), so the daemon sees
+a full or read-only disk in one place. A minerd database already at the current schema
+still opens when the disk is full or the file read-only (SQLITE_FULL, SQLITE_READONLY at
+the open probe): reads work, writes raise StorageError, health says so, and the daemon
+controls the site with its records degraded rather than not starting at all.
+
+The file and its -wal/-shm are created 0600: they hold live LuxOS session ids.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -27,9 +36,14 @@ from pathlib import Path
 from typing import TypeAlias
 
 from minerd.errors import StorageError
+from minerd.storage.health import OPEN_OP, StorageHealth, op_label
 
 # PRAGMA application_id marks a file as ours: "mnrd".
 MINERD_APPLICATION_ID = 0x6D6E7264
+FILE_MODE = 0o600
+_SIDE_FILES = ("-wal", "-shm")
+
+log = logging.getLogger("minerd.storage")
 
 SqlParams: TypeAlias = Sequence[object] | dict[str, object]
 
@@ -56,10 +70,20 @@ class Database:
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 5.0) -> None:
         self._path = _check_path(path)
+        self.health = StorageHealth()
         self._lock = threading.RLock()
         self._depth = 0  # transaction nesting; only the lock holder reads or writes it
         self._conn: sqlite3.Connection | None = None
-        self._conn = self._open(busy_timeout_s)
+        try:
+            self._conn = self._open(busy_timeout_s)
+        except StorageError as exc:
+            if not _disk_trouble(exc) or not self._path.exists():
+                raise
+            # A full disk has no room for the -shm file WAL readers share: without it, in
+            # exclusive locking mode, this one connection still reads, and writes once
+            # there is room again. Other processes cannot open the file until a restart.
+            log.warning("storage %s: opened in exclusive mode after: %s", self._path, exc)
+            self._conn = self._open(busy_timeout_s, exclusive=True)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -104,31 +128,44 @@ class Database:
             if self._depth > 0:
                 yield from self._savepoint(conn, what)
                 return
-            if not durable:
-                conn.execute("PRAGMA synchronous=NORMAL")
+            yield from self._top_transaction(conn, what, durable)
+
+    def _top_transaction(
+        self, conn: sqlite3.Connection, what: str, durable: bool
+    ) -> Iterator[sqlite3.Connection]:
+        op = op_label(what)
+        if not durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
             try:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.Error as exc:
-                    raise self.error(what, exc) from exc
-                self._depth = 1
-                try:
-                    yield conn
-                except sqlite3.Error as exc:
-                    conn.rollback()
-                    raise self.error(what, exc) from exc
-                except BaseException:
-                    conn.rollback()
-                    raise
-                try:
-                    conn.commit()
-                except sqlite3.Error as exc:
-                    conn.rollback()
-                    raise self.error(what, exc) from exc
-            finally:
-                self._depth = 0
-                if not durable:
-                    conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._failed(op, what, exc) from exc
+            self._depth = 1
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                conn.rollback()
+                raise self._failed(op, what, exc) from exc
+            except BaseException:
+                conn.rollback()
+                raise
+            try:
+                conn.commit()
+            except sqlite3.Error as exc:
+                conn.rollback()
+                raise self._failed(op, what, exc) from exc
+            self.health.succeeded(op)
+        finally:
+            self._depth = 0
+            if not durable:
+                conn.execute("PRAGMA synchronous=FULL")
+
+    def _failed(self, op: str, what: str, exc: sqlite3.Error) -> StorageError:
+        """The error to raise for a failed write, counted where the daemon can see it."""
+        error = self.error(what, exc)
+        self.health.failed(op, error)
+        return error
 
     def _savepoint(self, conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
         name = f"sp{self._depth}"
@@ -140,7 +177,7 @@ class Database:
             conn.execute(f"ROLLBACK TO {name}")
             conn.execute(f"RELEASE {name}")
             if isinstance(exc, sqlite3.Error):
-                raise self.error(what, exc) from exc
+                raise self._failed(op_label(what), what, exc) from exc
             raise
         else:
             conn.execute(f"RELEASE {name}")
@@ -176,6 +213,8 @@ class Database:
         versions = [m.version for m in migrations]
         if versions != list(range(1, len(versions) + 1)):
             raise StorageError(f"storage: migrations of {component} must be numbered 1..n")
+        if self._version(component) == len(migrations):
+            return len(migrations)  # nothing to write: opens on a read-only or full disk too
         with self.transaction(f"migrate {component}") as conn:
             row = conn.execute(
                 "SELECT version FROM schema_version WHERE component = ?", (component,)
@@ -197,6 +236,17 @@ class Database:
                 )
         return len(migrations)
 
+    def _version(self, component: str) -> int | None:
+        try:
+            row = self.query_one(
+                "SELECT version FROM schema_version WHERE component = ?",
+                (component,),
+                what="read schema",
+            )
+        except StorageError:
+            return None
+        return None if row is None else int(row[0])
+
     def schema_versions(self) -> dict[str, int]:
         rows = self.query("SELECT component, version FROM schema_version", what="read schema")
         return {str(r[0]): int(r[1]) for r in rows}
@@ -216,7 +266,8 @@ class Database:
             raise StorageError(f"storage {self._path}: {what}: database is closed")
         return self._conn
 
-    def _open(self, busy_timeout_s: float) -> sqlite3.Connection:
+    def _open(self, busy_timeout_s: float, *, exclusive: bool = False) -> sqlite3.Connection:
+        self._restrict_mode()
         try:
             conn = sqlite3.connect(
                 self._path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -224,6 +275,8 @@ class Database:
         except sqlite3.Error as exc:
             raise self.error("open", exc) from exc
         conn.row_factory = sqlite3.Row
+        if exclusive:
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")  # before the first access
         try:
             self._claim(conn)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -234,17 +287,7 @@ class Database:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-            # The core table, and a write at every open so a read-only file fails here.
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version("
-                "component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-            )
-            conn.execute(
-                "INSERT INTO schema_version(component, version) VALUES ('db', 1) "
-                "ON CONFLICT(component) DO UPDATE SET version = excluded.version"
-            )
-            conn.execute("COMMIT")
+            self._probe(conn)
         except StorageError:
             conn.close()
             raise
@@ -263,6 +306,46 @@ class Database:
             raise self.error("open", exc) from exc
         return conn
 
+    def _probe(self, conn: sqlite3.Connection) -> None:
+        """The core table, and a write at every open so a read-only file fails here, unless
+        it is a minerd database already: then it opens degraded (see the module doc)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version("
+                "component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+            )
+            conn.execute(
+                "INSERT INTO schema_version(component, version) VALUES ('db', 1) "
+                "ON CONFLICT(component) DO UPDATE SET version = excluded.version"
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.rollback()
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY) or not _has_schema(conn):
+                raise
+            self.health.failed(OPEN_OP, self.error("open", exc))
+
+    def _restrict_mode(self) -> None:
+        """Create the file 0600 before SQLite does (it gives -wal and -shm the mode of the
+        database file), and take group and world access from one created looser."""
+        try:
+            fd = os.open(self._path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+        except OSError as exc:
+            raise StorageError(f"storage {self._path}: cannot create the file: {exc}") from exc
+        try:
+            mode = os.fstat(fd).st_mode & 0o777
+            if mode & 0o077:
+                os.fchmod(fd, FILE_MODE)
+        finally:
+            os.close(fd)
+        for suffix in _SIDE_FILES:
+            side = self._path.with_name(self._path.name + suffix)
+            if side.exists() and side.stat().st_mode & 0o077:
+                side.chmod(FILE_MODE)
+
     def _claim(self, conn: sqlite3.Connection) -> None:
         """Refuse a file that belongs to someone else; mark a new empty file as ours."""
         app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
@@ -275,6 +358,20 @@ class Database:
                 f"{tables} schema objects); refusing to use it"
             )
         conn.execute(f"PRAGMA application_id={MINERD_APPLICATION_ID}")
+
+
+def _disk_trouble(exc: StorageError) -> bool:
+    """The open failed on I/O or space, not on what the file is."""
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL)
+
+
+def _has_schema(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    return bool(row[0])
 
 
 def _check_path(path: str | os.PathLike[str]) -> Path:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from minerd.model import RigAction, RigCommand
 from minerd.storage.db import Database, Migration, NotFoundError
+from minerd.storage.health import StorageHealth
 
 MIGRATIONS = (
     Migration(
@@ -52,10 +53,50 @@ class JournalEntry:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class HeldEntry:
+    """An intent (and its outcome, once known) that waited in memory for the disk."""
+
+    command: RigCommand
+    intent_at_s: float
+    outcome_at_s: float | None = None
+    ok: bool | None = None
+    error: str | None = None
+
+
 class CommandJournal:
     def __init__(self, db: Database) -> None:
         self._db = db
         db.apply_migrations("journal", MIGRATIONS)
+
+    @property
+    def health(self) -> StorageHealth:
+        return self._db.health
+
+    def record(self, entries: Sequence[HeldEntry]) -> list[int]:
+        """Write intents held in memory while storage failed, each with its outcome if it
+        has one, in one transaction; ids in input order."""
+        ids: list[int] = []
+        with self._db.transaction("journal held") as conn:
+            for e in entries:
+                c = e.command
+                cur = conn.execute(
+                    "INSERT INTO command_journal(rig_id, action, profile, power_w, reason, "
+                    "intent_at_s, outcome_at_s, ok, error) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        c.rig_id,
+                        c.action.value,
+                        c.profile,
+                        c.power_w,
+                        c.reason,
+                        e.intent_at_s,
+                        e.outcome_at_s,
+                        None if e.ok is None else int(e.ok),
+                        e.error,
+                    ),
+                )
+                ids.append(int(cur.lastrowid or 0))
+        return ids
 
     def intent(self, cmd: RigCommand, at_s: float) -> int:
         """Record a command about to be sent; returns its journal id."""
@@ -80,6 +121,18 @@ class CommandJournal:
         NotFoundError and records none of them."""
         with self._db.transaction("journal outcomes") as conn:
             for journal_id, ok, error in results:
+                cur = conn.execute(
+                    "UPDATE command_journal SET outcome_at_s = ?, ok = ?, error = ? WHERE id = ?",
+                    (at_s, int(ok), error, journal_id),
+                )
+                if cur.rowcount == 0:
+                    raise NotFoundError("journal entry", str(journal_id))
+
+    def outcomes_timed(self, results: Iterable[tuple[int, bool, str | None, float]]) -> None:
+        """Record (journal_id, ok, error, at_s) outcomes, each at its own time, in one
+        transaction; an unknown id raises NotFoundError and records none of them."""
+        with self._db.transaction("journal outcomes") as conn:
+            for journal_id, ok, error, at_s in results:
                 cur = conn.execute(
                     "UPDATE command_journal SET outcome_at_s = ?, ok = ?, error = ? WHERE id = ?",
                     (at_s, int(ok), error, journal_id),

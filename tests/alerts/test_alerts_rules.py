@@ -331,6 +331,7 @@ SITE_FAULTS = [
     ("FailsafeEngaged", {"failsafe_engaged": True, "failsafe_reason": "grid meter stale"}),
     ("SpoolFilling", {"spool_fill_ratio": 0.7}),
     ("TsdbUnreachable", {"tsdb_reachable": False}),
+    ("StorageFailing", {"storage_problem": "journal intents failing: database or disk is full"}),
 ]
 
 

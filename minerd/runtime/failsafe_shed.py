@@ -1,0 +1,116 @@
+"""The last act of a control loop that cannot go on: shed the site to its fail-safe limit.
+
+Used when the control cycle itself has failed (a bug, a part it cannot do without) just
+before the process exits for systemd to restart it. It trusts nothing but the last readings
+and the rigs' models: every rig not known to be asleep counts at the more of its nominal
+power and its reading (ARCHITECTURE.md, stale grid meter rule); a fresh grid meter reading
+above what the model predicts corrects the budget by the difference (the meter has the
+last word); rigs are put to sleep until that worst case fits under the limit. It talks to
+the rigs directly, not through the executor (which may be what failed), and journals what
+it sent if the disk still takes writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from minerd.clock import Clock
+from minerd.control.loop import LoopConfig, budget_for_import_kw, predicted_import_kw
+from minerd.errors import MinerdError
+from minerd.model import FleetSnapshot, RigAction, RigCommand, RigModel, RigState
+from minerd.runtime.devices import PollableRig
+from minerd.storage import CommandJournal
+
+log = logging.getLogger("minerd.control")
+
+REASON = "fail-safe before exit"
+
+
+@dataclass(frozen=True)
+class ShedReport:
+    budget_w: float  # worst-case rig power allowed under the fail-safe limit
+    kept_w: float  # worst-case power of the rigs left awake
+    sent: int
+    ok: int
+    failed: int
+
+
+def failsafe_orders(
+    snap: FleetSnapshot,
+    models: Mapping[str, RigModel],
+    failsafe_limit_kw: float,
+    loop: LoopConfig,
+) -> tuple[list[RigCommand], float, float]:
+    """(sleep commands, budget_w, worst-case watts kept): rigs that fit under the fail-safe
+    limit at their worst case stay as they are, hashing ones first; the rest sleep."""
+    correction_kw = 0.0
+    if snap.grid_fresh and snap.grid_meters:
+        model_kw = predicted_import_kw(snap.rig_power_w, loop)
+        correction_kw = max(0.0, snap.grid_import_w / 1000.0 - model_kw)
+    budget_w = budget_for_import_kw(failsafe_limit_kw - loop.margin_kw, correction_kw, loop)
+    kept_w = 0.0
+    candidates: list[tuple[bool, str, float]] = []
+    for st in snap.rigs:
+        model = models[st.rig_id]
+        worst_w = max(st.reading.power_w, model.nominal_power_w)
+        if st.fresh and st.reading.state is RigState.SLEEPING:
+            kept_w += model.sleep_power_w
+        elif st.maintenance:
+            kept_w += worst_w  # pinned by an operator: not ours to command
+        else:
+            hashing = st.fresh and st.reading.state is RigState.HASHING
+            candidates.append((not hashing, st.rig_id, worst_w))
+    orders: list[RigCommand] = []
+    for _, rig_id, nominal_w in sorted(candidates):
+        if kept_w + nominal_w <= budget_w:
+            kept_w += nominal_w
+        else:
+            orders.append(RigCommand(rig_id, RigAction.SLEEP, reason=REASON))
+    return orders, budget_w, kept_w
+
+
+async def shed_to_failsafe(
+    snap: FleetSnapshot,
+    models: Mapping[str, RigModel],
+    rigs: Mapping[str, PollableRig],
+    *,
+    failsafe_limit_kw: float,
+    loop: LoopConfig,
+    clock: Clock,
+    journal: CommandJournal | None = None,
+    rig_timeout_s: float = 5.0,
+    concurrency: int = 64,
+) -> ShedReport:
+    """Send the fail-safe sleep commands, all at once (bounded), each under a timeout."""
+    orders, budget_w, kept_w = failsafe_orders(snap, models, failsafe_limit_kw, loop)
+    ids: list[int] = []
+    if journal is not None:
+        with contextlib.suppress(MinerdError):
+            ids = journal.intents(orders, clock.now_s())
+    gate = asyncio.Semaphore(max(1, concurrency))
+    results: list[tuple[int, bool, str | None]] = []
+
+    async def send(i: int, cmd: RigCommand) -> bool:
+        async with gate:
+            try:
+                async with asyncio.timeout(rig_timeout_s / clock.speed):
+                    await rigs[cmd.rig_id].apply(cmd)
+            except (TimeoutError, MinerdError, OSError) as exc:
+                log.warning("fail-safe sleep to %s failed: %s", cmd.rig_id, exc)
+                if ids:
+                    results.append((ids[i], False, str(exc) or type(exc).__name__))
+                return False
+        if ids:
+            results.append((ids[i], True, None))
+        return True
+
+    done = await asyncio.gather(*(send(i, c) for i, c in enumerate(orders)))
+    if journal is not None and results:
+        with contextlib.suppress(MinerdError):
+            journal.outcomes(results, clock.now_s())
+    ok = sum(done)
+    return ShedReport(budget_w, kept_w, len(orders), ok, len(orders) - ok)
