@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from targets import at_least, at_most, finish
+
 from minerd.assembly import SiteDevices, build_devices
 from minerd.clock import SystemClock
 from minerd.model import RigCommand, RigReading, RigState
@@ -349,6 +351,7 @@ async def bench(sim: Sim) -> None:
         f"{s['mean_late_s'] * 1000:.0f} ms, max {s['max_late_s']:.2f} s",
         flush=True,
     )
+    at_least("steady rig polls/s (98 % of the schedule)", s["rate"], TARGET_RATE * 0.98)
     print(
         f"daemon process: CPU {s['cpu_share'] * 100:.0f} % of one core "
         f"(user {s['user_share'] * 100:.0f} %, sys {s['sys_share'] * 100:.0f} %), "
@@ -356,6 +359,7 @@ async def bench(sim: Sim) -> None:
         f"simulator: CPU {sim_share * 100:.0f} % of one core (machine: {os.cpu_count()} cores)",
         flush=True,
     )
+    at_most("daemon RSS", s["rss_mb"], 600, " MB")
     runs: dict[str, list[tuple[float, int, float]]] = {"poller": [], "summary": [], "joined": []}
     for _ in range(ROUNDS):
         runs["poller"].append(await poller_capacity(devices, concurrency))
@@ -388,6 +392,7 @@ async def bench(sim: Sim) -> None:
         f"{per_cpu('poller') / per_cpu('joined'):.2f} of joined; {errors} errors",
         flush=True,
     )
+    at_least("ratio poller / bare summary", ratio, 0.6)
     rate, cpu = await scheduler_cost(devices, concurrency)
     print(
         f"scheduler alone (no I/O, {len(devices.rigs)} rigs due every 1 s): {rate:.0f} polls/s "
@@ -398,14 +403,15 @@ async def bench(sim: Sim) -> None:
     await devices.aclose()
 
 
-def main() -> None:
+def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-poller-") as tmp:
         sim = start_sim(Path(tmp))
         try:
             asyncio.run(bench(sim))
         finally:
             sim.stop()
+    return finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,6 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from targets import at_least, at_most, finish
+
 RIGS = int(os.environ.get("BENCH_SIM_RIGS", "50000"))
 CONCURRENCY = 200
 DURATION_S = 5.0
@@ -175,7 +177,7 @@ def measure(rigs: int, base_octet: int, label: str) -> dict[str, float]:
         stop(proc)
 
 
-def main() -> None:
+def main() -> int:
     base = measure(1, 230, "baseline (1 rig)")
     big = measure(RIGS, 20, f"site ({RIGS} rigs)")
     print(
@@ -184,7 +186,11 @@ def main() -> None:
         f"RSS < 2048 MB ({'ok' if big['rss_mb'] < 2048 else 'MISSED'}), "
         f">= 3000 req/s ({'ok' if big['rate'] >= 3000 else 'MISSED'})"
     )
+    at_most("site start-up", big["start_s"], 60, " s")
+    at_most("site RSS", big["rss_mb"], 2048, " MB")
+    at_least("site requests/s", big["rate"], 3000)
+    return finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
