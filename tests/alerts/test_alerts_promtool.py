@@ -17,7 +17,7 @@ def test_promtool_check_rules() -> None:
         cwd=RULES_DIR, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 6 rules found" in out.stdout
+    assert "SUCCESS: 8 rules found" in out.stdout
 
 
 def test_promtool_test_rules() -> None:

@@ -17,9 +17,12 @@ ends on the error (for systemd to restart it).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
+import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,13 +30,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from scenarios.scenario_kit import MODEL, Running, Tuning, running_site, site_spec
+from scenarios.scenario_kit import (
+    MODEL,
+    DaemonProcess,
+    Recorder,
+    Running,
+    Tuning,
+    running_site,
+    site_spec,
+    tune_config,
+)
+from servers import free_port
 
 from minerd.app import ControlFailed
 from minerd.clock import ManualClock
 from minerd.model import RigAction
 from minerd.profiles import load_rig_model
 from minerd.runtime.held_journal import HeldJournal
+from minerd.settings import load_settings
+from minerd.sim import SimSite
 from minerd.supervisor import Supervisor
 
 SPEED = 10.0
@@ -172,6 +187,61 @@ async def test_daemon_controls_through_storage_failure(kind: str, octet: int, di
             f"held in memory, {journal.stats.written_late} written late"
         )
         assert not run.daemon_failed()
+
+
+@pytest.mark.asyncio
+async def test_daemon_process_keeps_running_on_a_full_disk(disk: Path) -> None:
+    """`python -m minerd run` with its database on a disk that fills up: the process does
+    not exit, meets a cut that starts meanwhile, says why on /metrics, takes quotas again
+    once there is room, and still stops in order on SIGTERM."""
+    async with SimSite(site_spec(RIGS, base_octet=234, speed=1.0)) as sim:
+        config = disk / "site.toml"
+        api = f"127.0.0.1:{free_port()}"
+        tokens = sim.write_config(config, api_listen=api)
+        tune_config(config, Tuning(rig_interval_s=1.0, contracted_limit_kw=200.0))
+        recorder = Recorder(sim, period_s=0.05)
+        rec_task = asyncio.create_task(recorder.run())
+        daemon = DaemonProcess(config, disk.parent / "daemon.log", f"http://{api}")
+        auth = {"Authorization": f"Bearer {tokens.grid}"}
+        try:
+            await daemon.start()
+            await daemon.wait_ready()
+            async with httpx.AsyncClient(base_url=f"http://{api}", timeout=10.0) as http:
+                cut_at_s = sim.clock.now_s() + 6.0
+                quota = {"limit_kw": CUT_KW, "start": iso(cut_at_s)}
+                r = await http.post("/api/v1/quotas", json=quota, headers=auth)
+                assert r.status_code == 201, r.text
+                db_path = load_settings(config).storage.path
+                # From outside: empty the WAL, then fill the disk so it cannot grow again.
+                with contextlib.closing(sqlite3.connect(db_path)) as conn:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                filler = fill(disk)
+                r = await http.post("/api/v1/quotas", json={"limit_kw": 20.0}, headers=auth)
+                assert r.status_code == 503, r.text
+                await asyncio.sleep(cut_at_s - sim.clock.now_s() + SLEEP_S + 2 * CYCLE_S + 2)
+                assert daemon.proc is not None and daemon.proc.returncode is None
+                under_s = recorder.first_under(CUT_KW, cut_at_s) - cut_at_s
+                metrics = (await http.get("/metrics", headers=auth)).text
+                assert "minerd_storage_ok 0.0" in metrics, metrics[-2000:]
+                filler.unlink()
+                for _ in range(50):  # the grid authority retries until it is accepted
+                    r = await http.post("/api/v1/quotas", json={"limit_kw": 25.0}, headers=auth)
+                    if r.status_code != 503:
+                        break
+                    await asyncio.sleep(0.2)
+                assert r.status_code == 201, r.text
+            daemon.signal(signal.SIGTERM)
+            rc = await daemon.wait(10.0)
+            log = daemon.log.read_text()
+            print(f"\nfull disk, real process: cut met {under_s:.2f} s after it began, exit {rc}")
+            assert under_s <= SLEEP_S + 2 * CYCLE_S, log[-3000:]
+            assert rc == 0, log[-3000:]
+            assert "database or disk is full" in log
+        finally:
+            await daemon.stop()
+            rec_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rec_task
 
 
 @pytest.mark.asyncio
