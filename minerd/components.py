@@ -16,6 +16,8 @@ from typing import Any
 
 from minerd.alerts import AlertEngine, AlertThresholds, DeliverySettings, RuleTiming, SiteFacts
 from minerd.api import EngineAlertsView, create_app, serve
+from minerd.api.auth import FailureThrottle
+from minerd.api.connections import reserved_fds
 from minerd.api.mqtt_quota import run_mqtt_quota_input
 from minerd.clock import Clock
 from minerd.model import ComplianceRecord, RigCommand
@@ -32,6 +34,7 @@ from minerd.sinks import (
     SinkHub,
     build_influx_sink,
 )
+from minerd.sinks.auth_metrics import AuthFailuresCollector
 from minerd.sinks.health_metrics import StorageCollector
 from minerd.storage import StorageHealth, Stores
 
@@ -88,6 +91,8 @@ class Components:
     # Facts the sinks contribute to alert rules (spool fill, TSDB reachability).
     spool_fill_ratio: float = 0.0
     tsdb_reachable: bool = True
+    # The API's brake on wrong tokens: its recent count feeds the AuthFailures alert.
+    auth_throttle: FailureThrottle = field(default_factory=FailureThrottle)
     _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
 
     def tasks(self) -> list[tuple[str, TaskFactory]]:
@@ -135,6 +140,7 @@ async def _evaluate_alerts(
         result = await slot.get()
         if result.plan is None:
             continue  # warming up: meters and rigs not read yet is not a fault
+        auth_failures, auth_sources = parts.auth_throttle.recent()
         facts = SiteFacts(
             effective_limit_kw=result.decision.limit.limit_kw,
             failsafe_engaged=bool(result.failsafe_reason),
@@ -145,6 +151,8 @@ async def _evaluate_alerts(
                 r.rig_id for r in result.snapshot.rigs if r.unresponsive
             ),
             storage_problem=health.summary(),
+            auth_failures=auth_failures,
+            auth_failure_sources=auth_sources,
         )
         try:
             changes = engine.evaluate(result.snapshot, facts, clock.now_s())
@@ -245,8 +253,20 @@ def _build_api(settings: Settings, site: Site, stores: Stores, parts: Components
         metrics=prom.render_metrics if prom is not None else None,
         alerts=EngineAlertsView(engine, stores.alerts) if engine is not None else None,
         observe_request=prom.observe_api_request if prom is not None else None,
+        throttle=parts.auth_throttle,
     )
-    parts._tasks.append(("api", lambda: serve(app, settings.api, parts.api_started)))
+    if prom is not None:
+        throttle = parts.auth_throttle
+        prom.registry.register(
+            AuthFailuresCollector(lambda: (throttle.failures_total, throttle.refused_total))
+        )
+    c = settings.control
+    reserve = reserved_fds(
+        len(site.rig_infos), len(site.meter_infos), c.poll_concurrency, c.command_concurrency
+    )
+    parts._tasks.append(
+        ("api", lambda: serve(app, settings.api, parts.api_started, reserved_fds=reserve))
+    )
     m = settings.mqtt
     if m.enabled and m.quota_input:
         parts._tasks.append(

@@ -228,6 +228,15 @@ SITE_RULES: tuple[RuleSpec, ...] = (
         "state. Free space on the disk holding storage.path (df -h) or remount it "
         "read-write; minerd catches up by itself.",
     ),
+    RuleSpec(
+        "AuthFailures",
+        Scope.SITE,
+        _W,
+        32,
+        "Someone presents wrong API tokens. Find the client by its address: a script with "
+        "an old token, or a guesser to block at the firewall. Valid tokens are never "
+        "refused, so the grid authority's check-ins go on.",
+    ),
 )
 
 ALL_RULES: tuple[RuleSpec, ...] = RIG_RULES + CONTAINER_RULES + METER_RULES + SITE_RULES

@@ -35,6 +35,7 @@ DEFAULT_TIMINGS: dict[str, RuleTiming] = {
     "SpoolFilling": RuleTiming(60.0, 60.0),
     "TsdbUnreachable": RuleTiming(60.0, 60.0),
     "StorageFailing": RuleTiming(0.0, 20.0),
+    "AuthFailures": RuleTiming(0.0, 300.0),  # quiet for 5 min before it resolves
 }
 
 
@@ -57,6 +58,7 @@ class AlertThresholds:
     phase_imbalance_ratio: float = 0.25  # (max - min) / mean of the phase currents
     phase_imbalance_min_a: float = 10.0  # below this mean current imbalance is noise
     spool_fill_ratio: float = 0.5
+    auth_failures_per_min: int = 10  # wrong API tokens in a minute, all addresses
     group_min_rigs: int = 20  # this many rigs of one container with the same fault...
     group_min_ratio: float = 0.5  # ...or this fraction of the container...
     group_ratio_min_rigs: int = 3  # ...provided at least this many rigs are affected

@@ -381,6 +381,8 @@ class AlertEngine:
             m |= 8
         if facts.storage_problem:
             m |= 16
+        if facts.auth_failures >= th.auth_failures_per_min:
+            m |= 32
         prev, self._site_mask = self._site_mask, m
         for bit, spec in _SITE_BITS:
             if (m ^ prev) & bit:

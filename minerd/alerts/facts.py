@@ -16,6 +16,8 @@ class SiteFacts:
     tsdb_reachable: the last write to the time-series database worked.
     commanded_not_reached: rigs that did not reach their last setpoint in time.
     storage_problem: which database writes fail and why ("" while storage works).
+    auth_failures: wrong API tokens within the last minute, all addresses.
+    auth_failure_sources: the addresses that sent most of them, with their counts.
     """
 
     effective_limit_kw: float
@@ -25,3 +27,5 @@ class SiteFacts:
     tsdb_reachable: bool = True
     commanded_not_reached: frozenset[str] = frozenset()
     storage_problem: str = ""
+    auth_failures: int = 0
+    auth_failure_sources: tuple[tuple[str, int], ...] = ()

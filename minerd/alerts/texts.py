@@ -76,4 +76,12 @@ def site_texts(
             f"{facts.storage_problem or 'writes failed'}; for {held_s:.0f} s. Control goes "
             "on in memory; new quotas are refused until writes work again.",
         )
+    if rule == "AuthFailures":
+        sources = ", ".join(f"{a} ({n})" for a, n in facts.auth_failure_sources) or "unknown"
+        return (
+            f"Site {site}: {facts.auth_failures} wrong API tokens in a minute",
+            f"{facts.auth_failures} requests with a wrong token in the last 60 s, from "
+            f"{sources}. Valid tokens are still admitted; wrong ones are slowed, then "
+            "answered 429, per address.",
+        )
     return (f"Site {site}: {rule}", "")

@@ -2,14 +2,16 @@
 
 A token is looked up by the SHA-256 of the presented secret, compared with
 hmac.compare_digest against every configured digest (no early exit, so timing says
-nothing about which digest came close). A client address that presents wrong tokens
-too often is refused with 429 and Retry-After for a while, whatever it presents next.
+nothing about which digest came close). The token is checked first: a valid one is
+always admitted. Only wrong tokens are braked, per client address (FailureThrottle).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -56,54 +58,87 @@ class TokenBook:
         return found
 
 
+@dataclass(frozen=True)
+class BadAttempt:
+    """How to answer one wrong token: 401 after delay_s, or 429 at once when
+    retry_after_s > 0."""
+
+    delay_s: float = 0.0
+    retry_after_s: float = 0.0
+
+
 class FailureThrottle:
-    """Per client address: after max_failures wrong tokens within window_s, refuse that
-    address for lockout_s. Bounded: at most max_clients addresses are remembered."""
+    """Slows wrong tokens per client address; never looks at right ones.
+
+    The first free_failures wrong tokens within window_s are answered at once, the next
+    ones after a delay doubling from base_delay_s up to max_delay_s, and beyond
+    max_failures with 429 at once (so an attacker holds no connection open). A valid
+    token from the same address is checked before any of this and always admitted: a
+    guesser sharing the grid authority's address cannot lock it out. Bounded memory: at
+    most max_clients addresses, max_failures + 1 times each.
+    """
 
     def __init__(
         self,
         max_failures: int = 10,
         window_s: float = 60.0,
-        lockout_s: float = 60.0,
+        free_failures: int = 3,
+        base_delay_s: float = 0.25,
+        max_delay_s: float = 4.0,
         max_clients: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
-        self.lockout_s = lockout_s
+        self.free_failures = free_failures
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
         self._max_clients = max_clients
         self._now = monotonic
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._locked_until: dict[str, float] = {}
+        self.failures_total = 0  # every wrong token since start (a Prometheus counter)
+        self.refused_total = 0  # of which answered 429
 
-    def retry_after_s(self, client: str) -> float:
-        """Seconds this client must still wait; 0 when it may try."""
-        until = self._locked_until.get(client)
-        if until is None:
-            return 0.0
-        left = until - self._now()
-        if left <= 0:
-            del self._locked_until[client]
-            return 0.0
-        return left
-
-    def failed(self, client: str) -> None:
+    def failed(self, client: str) -> BadAttempt:
+        """Count a wrong token from client and say how to answer it."""
         now = self._now()
+        self.failures_total += 1
         times = self._failures.get(client)
         if times is None:
-            times = deque()
+            times = deque(maxlen=self.max_failures + 1)
             self._failures[client] = times
             while len(self._failures) > self._max_clients:
-                old, _ = self._failures.popitem(last=False)
-                self._locked_until.pop(old, None)
+                self._failures.popitem(last=False)
         else:
             self._failures.move_to_end(client)
+        self._prune(times, now)
         times.append(now)
+        n = len(times)
+        if n > self.max_failures:
+            self.refused_total += 1
+            # Until enough of these leave the window for one more try to be below the cap.
+            frees_at = times[n - self.max_failures] + self.window_s
+            return BadAttempt(retry_after_s=max(1.0, frees_at - now))
+        if n <= self.free_failures:
+            return BadAttempt()
+        delay_s = self.base_delay_s * 2.0 ** (n - self.free_failures - 1)
+        return BadAttempt(delay_s=min(delay_s, self.max_delay_s))
+
+    def recent(self) -> tuple[int, tuple[tuple[str, int], ...]]:
+        """(wrong tokens within the window, capped per address at max_failures + 1;
+        the addresses that sent them, most first, at most five)."""
+        now = self._now()
+        counts: list[tuple[str, int]] = []
+        for client, times in self._failures.items():
+            self._prune(times, now)
+            if times:
+                counts.append((client, len(times)))
+        counts.sort(key=lambda c: (-c[1], c[0]))
+        return sum(n for _, n in counts), tuple(counts[:5])
+
+    def _prune(self, times: deque[float], now: float) -> None:
         while times and times[0] <= now - self.window_s:
             times.popleft()
-        if len(times) >= self.max_failures:
-            self._locked_until[client] = now + self.lockout_s
-            times.clear()
 
 
 def unauthorized(message: str) -> ApiError:
@@ -117,23 +152,18 @@ class Authenticator:
         self.book = book
         self.throttle = throttle
 
-    def check(self, client: str, authorization: str | None, roles: frozenset[Role]) -> Principal:
-        wait_s = self.throttle.retry_after_s(client)
-        if wait_s > 0:
-            raise ApiError(
-                429,
-                "too many failed authentication attempts from this address; retry later",
-                headers={"Retry-After": str(max(1, int(wait_s + 0.999)))},
-            )
+    async def check(
+        self, client: str, authorization: str | None, roles: frozenset[Role]
+    ) -> Principal:
         if not authorization:
             raise unauthorized("authentication required: send Authorization: Bearer <token>")
         scheme, _, secret = authorization.strip().partition(" ")
         secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
-            raise unauthorized("malformed Authorization header: expected Bearer <token>")
-        principal = self.book.lookup(secret)
+        principal = self.book.lookup(secret) if scheme.lower() == "bearer" and secret else None
         if principal is None:
-            self.throttle.failed(client)
+            await self._bad_attempt(client)
+            if scheme.lower() != "bearer" or not secret:
+                raise unauthorized("malformed Authorization header: expected Bearer <token>")
             raise unauthorized("invalid token")
         if principal.role not in roles:
             allowed = ", ".join(sorted(r.value for r in roles))
@@ -141,3 +171,14 @@ class Authenticator:
                 403, f"token {principal.name!r} has role {principal.role.value}; needs {allowed}"
             )
         return principal
+
+    async def _bad_attempt(self, client: str) -> None:
+        verdict = self.throttle.failed(client)
+        if verdict.retry_after_s > 0:
+            raise ApiError(
+                429,
+                "too many wrong tokens from this address; retry later",
+                headers={"Retry-After": str(max(1, math.ceil(verdict.retry_after_s)))},
+            )
+        if verdict.delay_s > 0:
+            await asyncio.sleep(verdict.delay_s)

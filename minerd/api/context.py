@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -41,18 +41,22 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-def require(*roles: Role) -> Callable[..., Principal]:
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a token of one of these roles and returns who it is."""
     allowed = frozenset(roles)
 
-    def dependency(
+    async def dependency(
         request: Request,
         ctx: Ctx,
         _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        who = ctx.auth.check(client_address(request), request.headers.get("authorization"), allowed)
+        # On the loop, not in a worker thread: a wrong token's delay is an await, and the
+        # check itself is a few hashes.
+        authorization = request.headers.get("authorization")
+        who = await ctx.auth.check(client_address(request), authorization, allowed)
         if who.role is Role.GRID:
-            # Any authenticated call of the grid authority is its heartbeat.
+            # Any authenticated call of the grid authority is its heartbeat (in memory:
+            # no disk write per request).
             ctx.service.note_grid_contact()
         return who
 
@@ -74,7 +78,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, object]] = {
     403: {**_E, "description": "the token's role may not do this"},
     413: {**_E, "description": "request body too large"},
     422: {**_E, "description": "invalid input; `field` names it"},
-    429: {**_E, "description": "too many failed authentications; see Retry-After"},
+    429: {**_E, "description": "too many wrong tokens from this address; see Retry-After"},
     503: {**_E, "description": "storage unavailable"},
 }
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {**_E, "description": "no such item"}}

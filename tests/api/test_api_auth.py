@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -85,9 +86,41 @@ async def test_open_endpoints_need_no_token(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.asyncio
-async def test_repeated_bad_tokens_are_throttled(tmp_path: Path) -> None:
+async def test_bad_tokens_from_the_grid_address_never_lock_the_grid_out(
+    tmp_path: Path,
+) -> None:
+    """Issue 18: 10+ wrong tokens a minute from the grid authority's own address (default
+    brake) and its valid check-ins are still answered and counted as contact."""
+    site = SiteUnderTest(tmp_path / "t.sqlite")
+    app = create_app(site, api_settings(), None, None)
+    grid_host = httpx.ASGITransport(app=app, client=("127.0.0.1", 5555))
+    try:
+        async with httpx.AsyncClient(transport=grid_host, base_url="http://t") as c:
+            bad = [{"Authorization": f"Bearer guess-{i}"} for i in range(12)]
+            answers = await asyncio.gather(*(c.get("/api/v1/site", headers=h) for h in bad))
+            codes = sorted(r.status_code for r in answers)
+            assert codes == [401] * 10 + [429] * 2, codes
+            for _ in range(3):
+                r = await c.get("/api/v1/site", headers=bearer("grid"))
+                assert r.status_code == 200, r.text
+            assert site.grid_contacts == 3
+            r = await c.get("/api/v1/site", headers={"Authorization": "Bearer one-more"})
+            assert r.status_code == 429 and "too many" in r.json()["error"]
+    finally:
+        site.close()
+
+
+@pytest.mark.asyncio
+async def test_only_wrong_tokens_are_braked_per_address(tmp_path: Path) -> None:
     now = [0.0]
-    throttle = FailureThrottle(max_failures=5, window_s=60, lockout_s=30, monotonic=lambda: now[0])
+    throttle = FailureThrottle(
+        max_failures=5,
+        window_s=60,
+        free_failures=2,
+        base_delay_s=0.001,
+        max_delay_s=0.004,
+        monotonic=lambda: now[0],
+    )
     site = SiteUnderTest(tmp_path / "t.sqlite")
     app = create_app(site, api_settings(), None, None, throttle=throttle)
     transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 5555))
@@ -98,18 +131,39 @@ async def test_repeated_bad_tokens_are_throttled(tmp_path: Path) -> None:
             httpx.AsyncClient(transport=other, base_url="http://t") as c2,
         ):
             bad = {"Authorization": "Bearer guess"}
-            codes = [(await c.get("/api/v1/site", headers=bad)).status_code for _ in range(5)]
-            assert codes == [401] * 5
-            r = await c.get("/api/v1/site", headers=bearer("grid"))
-            assert r.status_code == 429, "a locked-out address is refused even with a good token"
-            assert 1 <= int(r.headers["retry-after"]) <= 30
-            assert "too many" in r.json()["error"]
-            # Another address is not affected.
-            assert (await c2.get("/api/v1/site", headers=bearer("grid"))).status_code == 200
-            now[0] += 31
+            codes = []
+            for _ in range(7):
+                codes.append((await c.get("/api/v1/site", headers=bad)).status_code)
+                now[0] += 1.0
+            assert codes == [401] * 5 + [429] * 2
+            r = await c.get("/api/v1/site", headers=bad)
+            assert r.status_code == 429
+            # Refused tries count too: of the failures at t=2..7, those at t=2 and 3 must
+            # leave the 60 s window before one more try is below the cap of 5.
+            assert int(r.headers["retry-after"]) == 3 + 60 - 7
+            # A valid token from the braked address, and any token from another, pass.
             assert (await c.get("/api/v1/site", headers=bearer("grid"))).status_code == 200
+            assert (await c.get("/api/v1/rigs", headers=bearer("viewer"))).status_code == 200
+            assert (await c2.get("/api/v1/site", headers=bad)).status_code == 401
+            assert throttle.failures_total == 9 and throttle.refused_total == 3
+            total, sources = throttle.recent()
+            assert total == 7 and sources == (("10.0.0.7", 6), ("10.0.0.8", 1))
+            now[0] += 61
+            assert (await c.get("/api/v1/site", headers=bad)).status_code == 401
     finally:
         site.close()
+
+
+def test_the_delay_grows_with_failures_and_is_capped() -> None:
+    now = [0.0]
+    throttle = FailureThrottle(
+        max_failures=10, free_failures=3, base_delay_s=0.25, max_delay_s=2.0,
+        monotonic=lambda: now[0],
+    )  # fmt: skip
+    verdicts = [throttle.failed("10.0.0.9") for _ in range(11)]
+    assert [v.delay_s for v in verdicts[:10]] == [0, 0, 0, 0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+    assert [v.retry_after_s for v in verdicts[:10]] == [0.0] * 10
+    assert verdicts[10].retry_after_s == 60.0 and verdicts[10].delay_s == 0.0
 
 
 @pytest.mark.asyncio
