@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from alerts_helpers import FACTS, MODELS, make_engine, rig, snap
 from servers import ServerProcess
+from waiting import wait_until
 
-from minerd.alerts import AlertEngine, AlertThresholds, DeliverySettings, RuleTiming
-from minerd.clock import ManualClock
+from minerd.alerts import AlertEngine, AlertThresholds, ChangeKind, DeliverySettings, RuleTiming
+from minerd.clock import ManualClock, SystemClock
 from minerd.model import RigStatus
 from minerd.storage import AlertStore, Database
 
@@ -29,13 +29,8 @@ def am_get(am: ServerProcess, path: str, site: str) -> list[dict[str, object]]:
         return data
 
 
-async def wait_for(cond: object, timeout_s: float = 10.0) -> None:
-    assert callable(cond)
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+async def wait_for(cond: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    await wait_until(cond, timeout_s, "the condition", step_s=0.05)
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +57,7 @@ async def test_alertmanager_receives_groups_and_resolves(
     alertmanager: ServerProcess, tmp_path: Path
 ) -> None:
     site = "am-groups"
-    clock = ManualClock(time.time() - 60)  # stays behind the wall: endsAt in the past
+    clock = ManualClock(SystemClock().now_s() - 60)  # behind the wall: endsAt in the past
     delivery = DeliverySettings(log=False, alertmanager_urls=(alertmanager.url,))
     engine, db = make_engine(tmp_path / "a.db", clock, delivery)
     engine.site = site
@@ -114,11 +109,15 @@ async def test_alertmanager_receives_groups_and_resolves(
 
 
 @pytest.mark.asyncio
-async def test_fault_reaches_alertmanager_within_for_plus_two_polls(
+async def test_fault_fires_after_for_within_one_poll_and_reaches_alertmanager(
     alertmanager: ServerProcess, tmp_path: Path
 ) -> None:
+    # The stated latency is fault to Alertmanager within for + two polls: firing is checked
+    # here on the engine's clock (simulated polls, exact); the delivery leg in real time is
+    # benchmarks/bench_alerts.py's ("fired to visible in Alertmanager", target one poll).
     site = "am-latency"
     for_s, poll_s = 1.0, 0.5
+    clock = ManualClock(SystemClock().now_s())  # near the wall: Alertmanager judges endsAt
     db = Database(tmp_path / "a.db")
     engine = AlertEngine(
         site,
@@ -126,38 +125,33 @@ async def test_fault_reaches_alertmanager_within_for_plus_two_polls(
         MODELS,
         AlertThresholds(timings={"RigFanFailure": RuleTiming(for_s, 5.0)}),
         DeliverySettings(log=False, alertmanager_urls=(alertmanager.url,)),
+        clock=clock,
         db=db,
     )
     fault_at: float | None = None
-    seen_at: float | None = None
-
-    async def poller() -> None:
-        """What the daemon does: a snapshot every poll interval, then evaluate."""
-        while True:
-            t = time.time()
-            fan = 0 if fault_at is not None and t >= fault_at else 5800
+    fired_at: float | None = None
+    async with delivering(engine):
+        for n in range(40):  # what the daemon does: a snapshot every poll, then evaluate
+            t = clock.now_s()
+            if n == 2:
+                fault_at = t
+            fan = 0 if fault_at is not None else 5800
             rigs = [rig("r1", "C1", t=t, fan_rpm=fan)] + [
                 rig(f"r{i}", "C1", t=t) for i in range(2, 6)
             ]
-            engine.evaluate(snap(t, rigs), FACTS, t)
-            await asyncio.sleep(poll_s)
-
-    async with delivering(engine):
-        task = asyncio.create_task(poller())
-        try:
-            await asyncio.sleep(1.0)
-            fault_at = time.time()
-            while seen_at is None:
-                if am_get(alertmanager, "/api/v2/alerts", site):
-                    seen_at = time.time()
-                else:
-                    await asyncio.sleep(0.02)
-                assert time.time() - fault_at < 10, "alert never reached Alertmanager"
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    latency = seen_at - fault_at
-    print(f"fault to Alertmanager: {latency:.2f} s (for {for_s} s, poll {poll_s} s)")
-    assert for_s <= latency <= for_s + 2 * poll_s
+            changes = engine.evaluate(snap(t, rigs), FACTS, t)
+            if any(c.kind is ChangeKind.FIRED for c in changes):
+                fired_at = t
+                break
+            clock.advance(poll_s)
+            await asyncio.sleep(0)
+        assert fault_at is not None and fired_at is not None, "the fan fault never fired"
+        assert for_s <= fired_at - fault_at <= for_s + poll_s
+        await wait_until(
+            lambda: bool(am_get(alertmanager, "/api/v2/alerts", site)),
+            30.0,
+            "the alert at Alertmanager",
+        )
+    [alert] = am_get(alertmanager, "/api/v2/alerts", site)
+    assert alert["labels"]["alertname"] == "RigFanFailure"  # type: ignore[index]
     db.close()

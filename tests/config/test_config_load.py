@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import time
+import ipaddress
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -252,7 +253,23 @@ port = 4029
     assert s.rigs[1].hosts == ("127.0.0.0/15",)
 
 
-def test_config_overlap_check_never_expands_networks(tmp_path: Path) -> None:
+def test_config_overlap_check_never_expands_networks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # How long the load takes: benchmarks/bench_config.py (target < 15 s, was asserted here).
+    enumerated: list[str] = []
+    real_iter, real_hosts = ipaddress._BaseNetwork.__iter__, ipaddress._BaseNetwork.hosts
+
+    def spy_iter(net: ipaddress._BaseNetwork) -> Iterator[ipaddress._BaseAddress]:
+        enumerated.append(str(net))
+        return real_iter(net)  # type: ignore[no-any-return]
+
+    def spy_hosts(net: ipaddress._BaseNetwork) -> Iterator[ipaddress._BaseAddress]:
+        enumerated.append(str(net))
+        return real_hosts(net)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ipaddress._BaseNetwork, "__iter__", spy_iter)
+    monkeypatch.setattr(ipaddress._BaseNetwork, "hosts", spy_hosts)
     rows = ["id,host,port,container"]
     rows += [f"r{i},10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255},,c" for i in range(50_000)]
     (tmp_path / "big.csv").write_text("\n".join(rows) + "\n")
@@ -272,12 +289,10 @@ profile = "bitmain-s21"
 csv = "big.csv"
 """,
     )
-    start = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         load_settings(path)
-    elapsed_s = time.perf_counter() - start
     assert info.value.problems == ["rigs[1].csv: 10.0.100.7 overlaps rigs[0].hosts"]
-    assert elapsed_s < 15.0, f"50,000 CSV rows and a /15 took {elapsed_s:.2f} s"
+    assert [n for n in enumerated if ipaddress.ip_network(n).num_addresses > 2] == []
 
 
 @pytest.mark.parametrize(

@@ -61,16 +61,15 @@ class Polled:
     async def wait_for(
         self, check: Callable[[FleetSnapshot], bool], timeout_s: float, what: str
     ) -> FleetSnapshot:
-        """Poll the fleet snapshot (wall time) until check passes; fail naming `what`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            snap = self.snapshot()
-            if check(snap):
-                return snap
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-            await asyncio.sleep(0.05)
+        """Poll the fleet snapshot until check passes; fail naming `what` after timeout_s
+        (a generous bound, never asserted as a duration)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not check(snap := self.snapshot()):  # noqa: ASYNC110 - the poller's work
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}") from None
+        return snap
 
 
 @contextlib.asynccontextmanager

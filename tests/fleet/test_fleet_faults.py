@@ -13,12 +13,12 @@ Meter faults: frozen -> the reading keeps coming with identical values (FleetSta
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fleet_kit import all_read_since, polled_site, truth_rigs
+from waiting import wait_until
 
 from minerd.model import MeterReading, MeterStatus, RigState
 from minerd.sim import RigGroupSpec, SimSite, SiteSpec
@@ -57,20 +57,20 @@ def _meter(snap_meters: tuple[MeterStatus, ...], name: str) -> MeterStatus:
 
 
 @pytest.mark.asyncio
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 async def test_rig_and_meter_faults_classified(tmp_path: Path) -> None:
     spec = fault_spec(152, rigs=9, per_container=3)
     async with polled_site(
         spec, tmp_path, rig_interval_s=1.0, rig_timeout_s=0.5, before_poll=inject_all
     ) as run:
         start_s = run.site.clock.now_s()
-        await run.wait_for(lambda s: all_read_since(s, start_s), 10.0, "one poll round")
+        await run.wait_for(lambda s: all_read_since(s, start_s), 60.0, "one poll round")
         # frozen: two successful reads of the frozen meter, at least one poll apart
         first = _meter(run.snapshot().meters, "feeder-c001").reading
         assert first is not None
         snap = await run.wait_for(
             lambda s: _taken(_meter(s.meters, "feeder-c001").reading) > first.taken_at_s + 0.5,
-            5.0,
+            30.0,
             "a second read of the frozen meter",
         )
         truth = truth_rigs(await run.site.truth())
@@ -122,7 +122,7 @@ async def test_rig_and_meter_faults_classified(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 async def test_broken_json_repaired_or_rejected(tmp_path: Path) -> None:
     """One rig sends broken JSON; the simulator cycles four kinds of damage per reply:
     trailing commas, glued objects, bare inf (repaired) and truncated (rejected)."""
@@ -135,13 +135,14 @@ async def test_broken_json_repaired_or_rejected(tmp_path: Path) -> None:
         spec, tmp_path, rig_interval_s=0.25, rig_timeout_s=0.5, before_poll=broken
     ) as run:
         seen: dict[float, tuple[RigState, str, float, float]] = {}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 15.0
-        while run.poller.stats.rig_polls < 12 and loop.time() < deadline:
+
+        def watch() -> bool:
             r = run.rig("c001-r001").reading
             if r.taken_at_s > 0:
                 seen[r.taken_at_s] = (r.state, r.reason, r.power_w, r.hashrate_ths)
-            await asyncio.sleep(0.01)
+            return run.poller.stats.rig_polls >= 12
+
+        await wait_until(watch, 60.0, "12 rig polls", step_s=0.01)
         polls = run.poller.stats.rig_polls
         failures = run.poller.stats.rig_failures
         errors = dict(run.fleet.poll_errors_by_reason)

@@ -1,6 +1,8 @@
-"""poll_now (the executor's "verify this rig now") reads at once and leaves the schedule as
-it was: repeated calls never add standing entries that would multiply a rig's poll rate.
-The simulator counts the replies it sends, so the rate is measured at the rig."""
+"""poll_now (the executor's "verify this rig now") reads the rig, over real sockets: the
+simulator counts the replies it sends. The interval is ten minutes, so any read after the
+first one is poll_now's; a burst of calls is served by at most one read each. The timing
+(read at once, then still one read per interval: no standing entries) is checked on virtual
+time in test_fleet_schedule.py."""
 
 from __future__ import annotations
 
@@ -9,16 +11,17 @@ from pathlib import Path
 
 import pytest
 from fleet_kit import polled_site
+from waiting import wait_until
 
 from minerd.model import RigState
 from minerd.sim import RigGroupSpec, SiteSpec
 
-INTERVAL_S = 3.0
+INTERVAL_S = 600.0
 RIG = "c001-r001"
 
 
 @pytest.mark.asyncio
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(180)
 async def test_poll_now_reads_at_once_without_extra_polls(tmp_path: Path) -> None:
     spec = SiteSpec(
         groups=(RigGroupSpec("bitmain-s19jpro", 1),),
@@ -27,27 +30,23 @@ async def test_poll_now_reads_at_once_without_extra_polls(tmp_path: Path) -> Non
         workers=1,
         feeder_meters=False,
     )
-    async with polled_site(spec, tmp_path, rig_interval_s=INTERVAL_S, rig_timeout_s=1.0) as run:
-        await run.wait_for(lambda s: s.rigs[0].reading.taken_at_s > 0, 6.0, "the first read")
+    async with polled_site(spec, tmp_path, rig_interval_s=INTERVAL_S, rig_timeout_s=10.0) as run:
+        await run.wait_for(lambda s: s.rigs[0].reading.taken_at_s > 0, 60.0, "the first read")
         replies = run.site.fleet.listeners
         before = run.rig(RIG).reading.taken_at_s
         asked = replies.replies
         run.poller.poll_now(RIG)
         await run.wait_for(
-            lambda s: s.rigs[0].reading.taken_at_s > before, 0.5, "the read poll_now asked for"
+            lambda s: s.rigs[0].reading.taken_at_s > before, 60.0, "the read poll_now asked for"
         )
         assert replies.replies == asked + 1
         # a burst of requests, some while the rig is being read: each is served, none stays
         for _ in range(10):
             run.poller.poll_now(RIG)
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: replies.replies > asked + 1, 60.0, "a read for the burst")
+        await asyncio.sleep(0.5)  # a read owed to a call made during a read, if any
         burst = replies.replies - asked - 1
-        assert 1 <= burst <= 10, burst
-        start = replies.replies
-        await asyncio.sleep(INTERVAL_S + 0.2)
-        steady = replies.replies - start
+        assert 1 <= burst <= 10, burst  # never more reads than calls
         assert run.rig(RIG).reading.state is RigState.HASHING
-    # back on the schedule: one read per interval (a stray entry per call would make it ~12)
-    assert 1 <= steady <= 2, steady
     assert run.poller.stats.rig_failures == 0

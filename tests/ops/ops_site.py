@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 from site_doubles import flat_history
+from waiting import wait_until_sync
 
 from minerd.api import create_app, hash_token
 from minerd.api.status_page import router as status_router
-from minerd.clock import ManualClock
+from minerd.clock import ManualClock, SystemClock
 from minerd.control.quota import effective_limit, limit_timeline
 from minerd.model import (
     Alert,
@@ -84,7 +84,7 @@ class OpsSite:
     """Implements minerd.runtime.service.SiteService over real components."""
 
     def __init__(self, db_path: Path) -> None:
-        self.now_s = float(int(time.time()))
+        self.now_s = float(int(SystemClock().now_s()))
         self.clock = ManualClock(self.now_s)
         self.db = Database(db_path)
         self.stores = Stores.open(self.db)
@@ -234,11 +234,11 @@ class ServedSite:
 
     def __enter__(self) -> ServedSite:
         self._thread.start()
-        deadline = time.monotonic() + 10.0
-        while not self.server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
+        wait_until_sync(
+            lambda: self.server.started or not self._thread.is_alive(), 30.0, "uvicorn to start"
+        )
+        if not self.server.started:
+            raise RuntimeError("uvicorn did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:

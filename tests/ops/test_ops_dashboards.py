@@ -13,7 +13,6 @@ import dataclasses
 import json
 import re
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from servers import ServerProcess, influx_create_database, influx_query
 
+from minerd.clock import SystemClock
 from minerd.model import (
     Alert,
     ComplianceRecord,
@@ -170,7 +170,7 @@ async def write_lines(url: str, lines: list[str]) -> None:
 @pytest.fixture(scope="module")
 def influx(influxd: ServerProcess) -> Iterator[ServerProcess]:
     influx_create_database(influxd, DATABASE)
-    asyncio.run(write_lines(influxd.url, telemetry(time.time())))
+    asyncio.run(write_lines(influxd.url, telemetry(SystemClock().now_s())))
     yield influxd
 
 

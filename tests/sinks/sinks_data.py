@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from waiting import wait_until as wait_until  # shared by the sink tests
+
+from minerd.clock import SystemClock
 from minerd.model import (
     EffectiveLimit,
     FleetSnapshot,
@@ -24,7 +26,7 @@ from minerd.storage.db import Database
 from minerd.storage.spool import TelemetrySpool
 
 # Recent: VictoriaMetrics refuses samples far from now (retention, max future time).
-T0_S = float(int(time.time()) - 3600)
+T0_S = float(int(SystemClock().now_s()) - 3600)
 LIMIT = EffectiveLimit(limit_kw=1000.0, origin="quota", quota_id="q-1")
 
 
@@ -83,14 +85,6 @@ def make_snapshot(
         age_s=0.2,
     )
     return FleetSnapshot(taken_at_s=t_s, rigs=rigs or make_rigs(n_rigs, t_s), meters=(meter,))
-
-
-async def wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -87,12 +86,12 @@ def test_storage_journal_survives_sigkill(tmp_path: Path) -> None:
     )
     assert proc.stdout is not None
     acked: list[tuple[int, int, int]] = []
-    deadline = time.monotonic() + 20.0
-    while len(acked) < 40 and time.monotonic() < deadline:
+    while len(acked) < 40:  # a hung writer is ended by the test timeout
         line = proc.stdout.readline()
-        if line:
-            b, first, last = (int(x) for x in line.split())
-            acked.append((b, first, last))
+        if not line:
+            break  # the writer died: the assertion below says so
+        b, first, last = (int(x) for x in line.split())
+        acked.append((b, first, last))
     os.kill(proc.pid, signal.SIGKILL)  # mid-loop, likely inside a transaction
     proc.wait()
     assert len(acked) >= 40
