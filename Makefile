@@ -6,11 +6,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv deps lint typecheck layers test demo bench clean
+.PHONY: help venv deps lint typecheck layers test test-fast demo bench clean
+
+# Directories whose tests wait on sockets, servers and timers: `make test` runs them a second
+# time in random order (pytest-randomly, seed printed) to catch order-dependent tests.
+RANDOM_ORDER_TESTS := tests/transports tests/sinks tests/fleet tests/alerts tests/storage
 
 help:
 	@echo "make demo   run a simulated site with the daemon (status page URL and tokens printed)"
 	@echo "make test   install what is missing, then ruff, mypy --strict, import layers, pytest"
+	@echo "            (whole suite in fixed order, then $(RANDOM_ORDER_TESTS) in random order)"
+	@echo "make test-fast  pytest without the slow scenario tests (real daemon on a simulated site)"
 	@echo "make bench  run the benchmarks (ratios against baselines measured in the same run)"
 
 $(STAMP): pyproject.toml
@@ -37,6 +43,10 @@ layers: $(STAMP)
 
 test: $(STAMP) deps lint typecheck layers
 	$(BIN)/pytest -q
+	$(BIN)/pytest -q -p randomly $(RANDOM_ORDER_TESTS)
+
+test-fast: $(STAMP) deps
+	$(BIN)/pytest -q -m "not slow"
 
 demo: $(STAMP)
 	$(BIN)/minerd demo
