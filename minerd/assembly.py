@@ -13,10 +13,12 @@ from urllib.parse import urlsplit
 from minerd.clock import Clock
 from minerd.devices.inventory import InventoryRow, read_inventory_csv, rows_for_hosts
 from minerd.devices.meter import Meter
+from minerd.devices.registry import BUILDERS, build_rig
 from minerd.devices.rig import Rig
-from minerd.devices.rig_luxos import CgminerRig, LuxosRig, SessionCache
+from minerd.devices.rig_luxos import SessionCache
 from minerd.devices.rig_modbus import ModbusRig
 from minerd.devices.rig_mqtt import MqttRig, MqttRigHub
+from minerd.devices.target import RigTarget
 from minerd.model import MeterRole, RigModel, RigProtocol
 from minerd.profiles import load_meter_map, load_rig_model, load_rig_register_map
 from minerd.runtime.devices import MeterInfo, RigInfo
@@ -100,6 +102,30 @@ def _mqtt_hub(out: SiteDevices, settings: Settings, group: RigGroupSettings) -> 
     return hub
 
 
+def _target(
+    group: RigGroupSettings,
+    row: InventoryRow,
+    model: RigModel,
+    sessions: SessionCache | None,
+    clock: Clock | None,
+) -> RigTarget:
+    return RigTarget(
+        rig_id=row.id,
+        host=row.host,
+        port=row.port,
+        model=model,
+        container=row.container,
+        timeout_s=group.timeout_s,
+        username=group.username_value,
+        password=group.password_value,
+        web_port=group.web_port,
+        api_port=group.api_port,
+        grpc_port=group.grpc_port,
+        clock=clock,
+        sessions=sessions,
+    )
+
+
 def _add_group(
     out: SiteDevices,
     settings: Settings,
@@ -115,27 +141,8 @@ def _add_group(
         rows = [InventoryRow(group.name, rows[0].host, rows[0].port, rows[0].container)]
     for row in rows:
         rig: Rig
-        if protocol is RigProtocol.LUXOS:
-            rig = LuxosRig(
-                row.id,
-                row.host,
-                model,
-                row.port,
-                container=row.container,
-                timeout_s=group.timeout_s,
-                password=group.password or None,
-                sessions=sessions,
-                clock=clock,
-            )
-        elif protocol is RigProtocol.CGMINER:
-            rig = CgminerRig(
-                row.id,
-                row.host,
-                model,
-                row.port,
-                container=row.container,
-                timeout_s=group.timeout_s,
-            )
+        if protocol in BUILDERS:
+            rig = build_rig(protocol, _target(group, row, model, sessions, clock))
         elif protocol is RigProtocol.MODBUS:
             hub = out.hubs.hub(f"tcp://{row.host}:{row.port}")
             rig = ModbusRig(

@@ -38,6 +38,10 @@ class RigProtocol(StrEnum):
 
     LUXOS = "luxos"  # cgminer JSON API on 4028 with LuxOS curtail/profileset
     CGMINER = "cgminer"  # cgminer JSON API, read only
+    STOCK = "stock"  # Bitmain stock: cgminer 4028 read, HTTP CGI (digest auth) control
+    VNISH = "vnish"  # Vnish/AnthillOS: cgminer 4028 read, REST /api/v1 (bearer) control
+    WHATSMINER = "whatsminer"  # MicroBT btminer: API v2 on 4028, API v3 on 4433
+    BRAIINS = "braiins"  # Braiins OS+: gRPC bos.v1 on 50051, legacy bmminer API on 4028
     MODBUS = "modbus"  # rig behind a container PLC, register map
     MQTT = "mqtt"  # JSON telemetry and commands over a broker
 
@@ -121,6 +125,23 @@ class CurvePoint:
 
 
 @dataclass(frozen=True)
+class FirmwareReaction:
+    """How one firmware family behaves on one rig model (a `[firmware.<family>]` table).
+
+    The planner asks `RigModel.reaction(family)`: a cut is met first by the rigs that obey
+    fastest, and a slow rig is counted at its power until it is seen to have changed.
+    """
+
+    family: RigProtocol
+    sleep_time_s: float  # command sent until the rig draws sleep power
+    wake_time_s: float  # command sent until the rig hashes at its target again
+    command_timeout_s: float  # how long a command may take to be answered
+    modes: frozenset[ControlMode]  # what this family can do on this model
+    power_steps_w: tuple[float, ...] = ()  # discrete power presets (Vnish), ascending
+    power_change_s: float = 0.0  # a power target/limit change until it holds
+
+
+@dataclass(frozen=True)
 class RigModel:
     """A rig model as described by drivers/rigs/<vendor>-<model>.toml."""
 
@@ -142,6 +163,21 @@ class RigModel:
     boards: int
     fans: int
     fan_rpm_nominal: int
+    # Per firmware family; a family without a table falls back to the top-level times.
+    firmware: tuple[FirmwareReaction, ...] = ()
+
+    def reaction(self, family: RigProtocol) -> FirmwareReaction:
+        """This model's reaction times and modes under `family` (defaults: top-level keys)."""
+        for r in self.firmware:
+            if r.family is family:
+                return r
+        return FirmwareReaction(
+            family=family,
+            sleep_time_s=self.sleep_time_s,
+            wake_time_s=self.wake_time_s,
+            command_timeout_s=max(self.sleep_time_s, self.wake_time_s, 5.0),
+            modes=frozenset() if family is RigProtocol.CGMINER else self.modes,
+        )
 
     def hashrate_at(self, power_w: float) -> float:
         """Hashrate the curve gives at power_w (linear between points, 0 below the first)."""

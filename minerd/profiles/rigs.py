@@ -9,6 +9,7 @@ from typing import Final, TypeVar
 from minerd.errors import ProfileError
 from minerd.model import ControlMode, CurvePoint, PowerProfile, RigModel, RigProtocol
 from minerd.profiles.fields import Fields
+from minerd.profiles.firmware import parse_firmware
 
 RIG_KEYS: Final = (
     "vendor",
@@ -29,6 +30,7 @@ RIG_KEYS: Final = (
     "boards",
     "fans",
     "fan_rpm_nominal",
+    "firmware",
 )
 PROFILE_KEYS: Final = ("name", "power_w", "hashrate_ths")
 # A profile's or the nominal hashrate may differ this much from the curve before we call it a typo.
@@ -215,6 +217,9 @@ def parse_rig_model(data: Mapping[str, object], name: str) -> RigModel:
     if profiles and ControlMode.PROFILES not in modes:
         f.problem("[[profiles]] given but mode 'profiles' is not declared")
 
+    power_range_w = (sleep_w, hi) if sleep_w is not None and hi is not None else None
+    firmware = parse_firmware(data.get("firmware"), power_range_w, problems)
+
     if problems:
         # Check profiles and nominal values against the curve only once the basics hold.
         _check_profiles(profiles, None, f)
@@ -239,6 +244,7 @@ def parse_rig_model(data: Mapping[str, object], name: str) -> RigModel:
         boards=_req(ints["boards"]),
         fans=_req(ints["fans"]),
         fan_rpm_nominal=_req(ints["fan_rpm_nominal"]),
+        firmware=firmware,
     )
     _check_profiles(profiles, rig, f)
     if not _near(rig.nominal_hashrate_ths, rig.hashrate_at(rig.nominal_power_w)):

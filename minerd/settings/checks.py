@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from minerd.errors import ProfileError
-from minerd.settings.models import GridSettings, MeterSettings, RigGroupSettings
+from minerd.settings.models import (
+    DEFAULT_RIG_USERNAMES,
+    RIG_PORT_KEYS,
+    GridSettings,
+    MeterSettings,
+    RigGroupSettings,
+)
 
 
 def _num(value: float) -> str:
@@ -69,7 +75,37 @@ def rig_group_problems(i: int, group: RigGroupSettings) -> list[str]:
         return [f"{key}.csv: set either hosts or csv, not both"]
     if not group.hosts and group.csv is None:
         return [f"{key}: missing required key hosts (or csv)"]
-    return []
+    return rig_login_problems(key, group)
+
+
+_LOGIN_DRIVERS = ("stock", "vnish", "whatsminer", "braiins")
+
+
+def rig_login_problems(key: str, group: RigGroupSettings) -> list[str]:
+    """Ports and logins only where the group's driver uses them (a misplaced key is a typo)."""
+    given = group.model_fields_set
+    used = RIG_PORT_KEYS.get(group.driver, ())
+    problems = [
+        f"{key}.{port}: driver '{group.driver}' has no {port}"
+        + (f" (it uses {', '.join(used)})" if used else "")
+        for port in ("web_port", "api_port", "grpc_port")
+        if port in given and port not in used
+    ]
+    login = group.driver in _LOGIN_DRIVERS
+    if "username" in given and group.driver not in DEFAULT_RIG_USERNAMES:
+        problems.append(f"{key}.username: driver '{group.driver}' takes no username")
+    if login and group.password:
+        problems.append(
+            f"{key}.password: driver '{group.driver}' reads its password from "
+            "password_file or password_env, never inline"
+        )
+    if not login and group.driver != "luxos":
+        problems.extend(
+            f"{key}.{k}: driver '{group.driver}' takes no password"
+            for k in ("password", "password_file", "password_env")
+            if k in given
+        )
+    return problems
 
 
 ProfileLoader = Callable[[str], object]

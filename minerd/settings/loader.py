@@ -224,7 +224,7 @@ def _check_rig_hosts(
             group = group.model_copy(update={"csv": csv_path})
             csv_spans, csv_problems = check_csv(f"rigs[{i}].csv", csv_path, group.port)
             problems.extend(csv_problems)
-        resolved.append(group)
+        resolved.append(_resolve_rig_password(f"rigs[{i}]", group, res))
         spans.extend(group_spans(i, group, entries, csv_spans))
     for i, item in enumerate(raw_rigs):
         # An invalid group's hosts are still checked, so one run shows every problem.
@@ -235,6 +235,17 @@ def _check_rig_hosts(
             spans.extend(group_spans(i, partial, entries, []))
     problems.extend(overlap_problems(spans))
     return resolved
+
+
+def _resolve_rig_password(key: str, group: RigGroupSettings, res: Resolver) -> RigGroupSettings:
+    """The rig login's password from password_file / password_env (inline stays LuxOS's)."""
+    if group.password_file is None and group.password_env is None:
+        return group
+    inline = group.password or None
+    value, path = res.secret(key, "password", inline, group.password_file, group.password_env)
+    out = group.model_copy(update={"password_file": path})
+    out._password = value
+    return out
 
 
 def _profile_problems(

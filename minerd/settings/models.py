@@ -9,7 +9,7 @@ read through the *_value properties.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -156,7 +156,7 @@ class RigGroupSettings(Section):
     """A group of rigs of one model behind one driver, listed by hosts or by a CSV file."""
 
     name: Name
-    driver: Literal["luxos", "cgminer", "modbus", "mqtt"]
+    driver: Literal["luxos", "cgminer", "modbus", "mqtt", "stock", "vnish", "whatsminer", "braiins"]
     profile: Name
     # IPs, CIDRs, ranges ("10.0.0.10-20") and host names, as minerd.devices.inventory expands
     hosts: tuple[str, ...] = ()
@@ -169,6 +169,41 @@ class RigGroupSettings(Section):
     timeout_s: PositiveSeconds = 3.0
     password: str = ""  # LuxOS session password; empty means none
     topic_prefix: str = "rigs"
+    # The rig's web/admin login (stock, vnish, whatsminer, braiins): password_file or
+    # password_env (never inline for these), username empty = the family's default.
+    password_file: Path | None = None
+    password_env: str | None = None
+    username: str = ""
+    web_port: Port = 80  # stock CGI and Vnish REST
+    api_port: Port = 4433  # Whatsminer API v3
+    grpc_port: Port = 50051  # Braiins OS+ gRPC
+
+    _password: str | None = PrivateAttr(default=None)
+
+    @property
+    def password_value(self) -> str | None:
+        """The resolved secret (file or env), else the inline LuxOS password, else None."""
+        return self._password if self._password is not None else (self.password or None)
+
+    @property
+    def username_value(self) -> str:
+        return self.username or DEFAULT_RIG_USERNAMES.get(self.driver, "")
+
+    def __repr_args__(self) -> Any:
+        # The inline password never appears in a repr or a log line.
+        return [(k, "***" if k == "password" and v else v) for k, v in super().__repr_args__()]
+
+
+# Default logins per firmware family (reference/firmware-apis.md 3.1, 5.2, 6); Vnish and
+# Whatsminer API v2 take a password only.
+DEFAULT_RIG_USERNAMES: dict[str, str] = {"stock": "root", "whatsminer": "super", "braiins": "root"}
+# Which extra port keys each driver uses; others refuse them so a typo'd group is caught.
+RIG_PORT_KEYS: dict[str, tuple[str, ...]] = {
+    "stock": ("web_port",),
+    "vnish": ("web_port",),
+    "whatsminer": ("api_port",),
+    "braiins": ("grpc_port",),
+}
 
 
 class ControlSettings(Section):

@@ -226,7 +226,8 @@ def test_rig_model_lists_every_problem(tmp_path: Path) -> None:
         "unknown key 'colour'",
         "fan_rpm_nominal must be an integer, got 4800.5",
         "unknown mode 'hibernate' (known: sleep_wake, profiles, power_target)",
-        "unknown protocol 'stratum' (known: luxos, cgminer, modbus, mqtt)",
+        "unknown protocol 'stratum' (known: luxos, cgminer, stock, vnish, whatsminer, braiins,"
+        " modbus, mqtt)",
         "boards must be positive",
         "sleep_power_w 2500 must be below min_power_w 2000",
         "chip_temp_derate_c 99 must be below chip_temp_max_c 95",
