@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -117,8 +119,20 @@ async def _on_not_found(_: Request, exc: Exception) -> JSONResponse:
     return error_response(404, str(exc))
 
 
+_STORAGE_LOG_EVERY_S = 60.0
+_storage_logged_at_s = -math.inf
+
+
 async def _on_storage(_: Request, exc: Exception) -> JSONResponse:
-    log.error("storage failed while answering a request: %s", exc)
+    # A full disk answers every retry with 503: one line a minute, not one per request
+    # (storage health already warns when writes start failing).
+    global _storage_logged_at_s
+    now_s = time.monotonic()
+    if now_s - _storage_logged_at_s >= _STORAGE_LOG_EVERY_S:
+        _storage_logged_at_s = now_s
+        log.error("storage failed while answering a request: %s", exc)
+    else:
+        log.debug("storage failed while answering a request: %s", exc)
     return error_response(503, f"storage unavailable: {exc}", headers={"Retry-After": "5"})
 
 

@@ -44,11 +44,18 @@ from servers import free_port
 
 from minerd.app import ControlFailed
 from minerd.clock import ManualClock
+from minerd.control.loop import LoopConfig
+from minerd.control.planner import PlanConstraints
 from minerd.model import RigAction
 from minerd.profiles import load_rig_model
+from minerd.runtime.cycle import CONTACT_PERSIST_S, STATE_GRID_CONTACT, ControlCycle, CycleConfig
+from minerd.runtime.executor import Executor
+from minerd.runtime.fleet import FleetState
 from minerd.runtime.held_journal import HeldJournal
+from minerd.runtime.intents import IntentBook
 from minerd.settings import load_settings
 from minerd.sim import SimSite
+from minerd.storage import Database, Stores
 from minerd.supervisor import Supervisor
 
 SPEED = 10.0
@@ -285,3 +292,69 @@ async def test_supervisor_restarts_a_failing_part_and_lets_a_stop_through() -> N
     await sup.keep("alerts-evaluate", flaky)
     assert runs == 3 and sup.counts() == {"alerts-evaluate": 2}
     assert "alerts-evaluate" not in sup.failing
+
+
+def _bare_cycle(tmp_path: Path) -> tuple[ControlCycle, Stores, ManualClock]:
+    """A control cycle over no rigs and no meters: just its storage side."""
+    clock = ManualClock(1_800_000_000.0)
+    stores = Stores.open(Database(tmp_path / "m.sqlite"))
+    loop = LoopConfig(
+        margin_kw=5.0,
+        aux_base_kw=0.0,
+        aux_fraction=0.0,
+        ramp_up_kw_per_s=10.0,
+        failsafe_limit_kw=50.0,
+        interval_s=1.0,
+        kp=0.5,
+        ki=0.05,
+    )
+    cycle = ControlCycle(
+        fleet=FleetState([], []),
+        models={},
+        book=IntentBook({}),
+        executor=Executor({}, stores.journal, clock),
+        stores=stores,
+        clock=clock,
+        config=CycleConfig(
+            site="s",
+            contracted_limit_kw=100.0,
+            failsafe_limit_kw=50.0,
+            settlement_interval_s=900.0,
+            loop=loop,
+            constraints=PlanConstraints(min_on_s=0.0, min_off_s=0.0),
+        ),
+    )
+    return cycle, stores, clock
+
+
+@pytest.mark.asyncio
+async def test_grid_contact_is_noted_in_memory_and_written_every_few_seconds(
+    tmp_path: Path,
+) -> None:
+    cycle, stores, clock = _bare_cycle(tmp_path)
+    writes = stores.health.writes_ok
+    for _ in range(500):  # a busy grid authority: no write per request
+        cycle.note_grid_contact()
+        clock.advance(0.01)
+    assert stores.health.writes_ok == writes
+    last = cycle.grid_last_contact_s
+    for _ in range(20):  # 20 cycles, one per second: writes every CONTACT_PERSIST_S at most
+        cycle.note_grid_contact()
+        cycle.run_once()
+        if cycle._contact_write is not None:
+            await cycle._contact_write
+        clock.advance(1.0)
+    contact_writes = stores.health.writes_ok - writes - 2  # the loop integral, every 10 cycles
+    assert 1 <= contact_writes <= 20 / CONTACT_PERSIST_S + 1
+    saved = stores.state.get_float(STATE_GRID_CONTACT)
+    assert saved is not None and saved > last  # type: ignore[operator]
+    # A read-only disk: contact is still noted, no grid request fails on it.
+    stores.db.query("PRAGMA query_only = ON")
+    cycle.note_grid_contact()
+    assert cycle.grid_last_contact_s == clock.now_s()
+    clock.advance(CONTACT_PERSIST_S)
+    cycle.run_once()
+    assert cycle._contact_write is not None
+    await cycle._contact_write
+    assert not stores.health.ok
+    stores.db.close()
