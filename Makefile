@@ -43,7 +43,7 @@ layers: $(STAMP)
 
 test: $(STAMP) deps lint typecheck layers
 	$(BIN)/pytest -q
-	$(BIN)/pytest -q -p randomly $(RANDOM_ORDER_TESTS)
+	$(BIN)/pytest -p randomly $(RANDOM_ORDER_TESTS)  # not -q: the header names the seed
 
 test-fast: $(STAMP) deps
 	$(BIN)/pytest -q -m "not slow"
