@@ -9,6 +9,8 @@ import contextlib
 import errno
 import logging
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 from api_site import SECRETS, SiteUnderTest, api_settings
+from pydantic import ValidationError
 from servers import free_port
 
 from minerd.api import create_app, serve
@@ -195,3 +198,44 @@ async def test_out_of_descriptors_at_accept_is_logged_once_not_per_attempt(
     ]
     assert from_asyncio == []
     assert accept_warnings == ["api: cannot accept a connection: Too many open files"]
+
+
+def test_limits_are_validated() -> None:
+    for bad in (
+        {"max_connections": 0},
+        {"header_timeout_s": 0},
+        {"body_timeout_s": float("inf")},
+        {"keep_alive_s": 0},
+    ):
+        with pytest.raises(ValidationError):
+            ApiSettings(**bad)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> dict[str, Path]:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        cwd=tmp_path, check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return {"tls_cert_file": tmp_path / "cert.pem", "tls_key_file": tmp_path / "key.pem"}
+
+
+@pytest.mark.asyncio
+async def test_tls_connections_that_fail_the_handshake_free_their_slot(
+    tmp_path: Path, self_signed: dict[str, Path]
+) -> None:
+    async with served(tmp_path, max_connections=2, **self_signed) as port:
+        for _ in range(6):  # plain HTTP on the TLS port: the handshake fails
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await closed_by_server(reader)
+            writer.close()
+        # Had those kept their slots, both of these would be refused at accept.
+        client_tls = ssl.create_default_context(cafile=str(self_signed["tls_cert_file"]))
+        held = [await asyncio.open_connection("127.0.0.1", port, ssl=client_tls) for _ in range(2)]
+        for reader, writer in held:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await closed_by_server(reader)).startswith(b"HTTP/1.1 200")
+            writer.close()
