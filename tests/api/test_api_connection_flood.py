@@ -84,6 +84,7 @@ async def _idle_round(port: int, pid: int) -> tuple[int, int]:
             w.close()
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_idle_connection_flood_leaves_rig_reads_and_the_api_working(
     tmp_path: Path,
