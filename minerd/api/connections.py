@@ -141,8 +141,8 @@ class ConnectionGate:
         return self._now() < self.paused_until
 
     def out_of_resources(self, exc: OSError) -> None:
-        # asyncio removes the listener for ACCEPT_PAUSE_S but keeps calling accept() for the
-        # rest of its batch (once per backlog slot); refuse those calls cheaply.
+        # asyncio stops watching the listener for a second but keeps calling accept() for
+        # the rest of its batch (once per backlog slot); refuse those calls cheaply.
         self.paused_until = self._now() + ACCEPT_PAUSE_S
         self.accept_failed.event(f"{exc.strerror or exc}")
 
@@ -188,7 +188,12 @@ class GatedListener(socket.socket):
                 raise
             ticket = gate.admit()
             if ticket is not None:
-                conn = GatedConnection(self.family, self.type, self.proto, fileno=fd)
+                try:
+                    conn = GatedConnection(self.family, self.type, self.proto, fileno=fd)
+                except OSError:
+                    gate.release(ticket)
+                    socket.close(fd)
+                    raise
                 conn._gate, conn._ticket = gate, ticket
                 return conn, address
             socket.close(fd)
