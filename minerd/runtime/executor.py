@@ -74,7 +74,9 @@ class Executor:
         self.rigs = rigs
         # Storage failures stop at the HeldJournal: control goes on without the disk.
         self.journal: Journal = (
-            HeldJournal(journal) if isinstance(journal, CommandJournal) else journal
+            HeldJournal(journal, clock.monotonic_s)
+            if isinstance(journal, CommandJournal)
+            else journal
         )
         self.clock = clock
         self.concurrency = max(1, concurrency)

@@ -46,28 +46,30 @@ def failsafe_orders(
     loop: LoopConfig,
 ) -> tuple[list[RigCommand], float, float]:
     """(sleep commands, budget_w, worst-case watts kept): rigs that fit under the fail-safe
-    limit at their worst case stay as they are, hashing ones first; the rest sleep."""
+    limit at their worst case stay as they are, hashing ones first; every other rig is
+    told to sleep, whatever its last reading said."""
     correction_kw = 0.0
     if snap.grid_fresh and snap.grid_meters:
         model_kw = predicted_import_kw(snap.rig_power_w, loop)
         correction_kw = max(0.0, snap.grid_import_w / 1000.0 - model_kw)
     budget_w = budget_for_import_kw(failsafe_limit_kw - loop.margin_kw, correction_kw, loop)
+    # Every rig of ours draws at least its sleep power; a rig that reads asleep may have
+    # been told to wake a moment ago, so it is told to sleep too unless it fits awake.
     kept_w = 0.0
-    candidates: list[tuple[bool, str, float]] = []
+    candidates: list[tuple[bool, str, float, float]] = []
     for st in snap.rigs:
         model = models[st.rig_id]
         worst_w = max(st.reading.power_w, model.nominal_power_w)
-        if st.fresh and st.reading.state is RigState.SLEEPING:
-            kept_w += model.sleep_power_w
-        elif st.maintenance:
+        if st.maintenance:
             kept_w += worst_w  # pinned by an operator: not ours to command
-        else:
-            hashing = st.fresh and st.reading.state is RigState.HASHING
-            candidates.append((not hashing, st.rig_id, worst_w))
+            continue
+        kept_w += model.sleep_power_w
+        hashing = st.fresh and st.reading.state is RigState.HASHING
+        candidates.append((not hashing, st.rig_id, worst_w, model.sleep_power_w))
     orders: list[RigCommand] = []
-    for _, rig_id, nominal_w in sorted(candidates):
-        if kept_w + nominal_w <= budget_w:
-            kept_w += nominal_w
+    for _, rig_id, worst_w, sleep_w in sorted(candidates):
+        if kept_w + worst_w - sleep_w <= budget_w:
+            kept_w += worst_w - sleep_w
         else:
             orders.append(RigCommand(rig_id, RigAction.SLEEP, reason=REASON))
     return orders, budget_w, kept_w

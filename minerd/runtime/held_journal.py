@@ -4,14 +4,17 @@ While the disk refuses writes (full, read-only) commands still go out: their int
 in memory under negative ids, and are written with their outcomes once a write works
 again. What waits is bounded by the number of rigs: only each rig's newest intent is kept
 (the one a restart needs); older ones are counted and named in the log when writing
-resumes. Outcomes of intents already on disk wait in a bounded list.
+resumes. Outcomes of intents already on disk wait in a bounded list. While the disk keeps
+refusing, catching up is tried at most every RETRY_S: a 50,000-rig backlog is not written
+(and rolled back) on the event loop every few hundred milliseconds.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from minerd.errors import StorageError
@@ -22,6 +25,7 @@ from minerd.storage.journal import HeldEntry
 log = logging.getLogger("minerd.executor")
 
 MAX_HELD_OUTCOMES = 100_000
+RETRY_S = 2.0
 
 
 @dataclass
@@ -33,8 +37,10 @@ class HeldStats:
 
 
 class HeldJournal:
-    def __init__(self, journal: CommandJournal) -> None:
+    def __init__(self, journal: CommandJournal, monotonic_s: Callable[[], float]) -> None:
         self.journal = journal
+        self._mono = monotonic_s
+        self._failed_at_s = -math.inf  # when catching up last failed
         self.stats = HeldStats()
         self._ids = itertools.count(-1, -1)
         self._held: dict[str, tuple[int, HeldEntry]] = {}  # rig_id -> (local id, entry)
@@ -54,6 +60,7 @@ class HeldJournal:
             try:
                 return self.journal.intents(cmds, at_s)
             except StorageError as exc:
+                self._failed_at_s = self._mono()
                 log.debug("intents held in memory: %s", exc)
         elif self.catch_up():
             return self.intents(cmds, at_s)
@@ -77,6 +84,16 @@ class HeldJournal:
 
     def catch_up(self) -> bool:
         """Write what waits in memory; True when nothing waits any more."""
+        if not self._held and not self._outcomes:
+            return True
+        if self._mono() - self._failed_at_s < RETRY_S:
+            return False
+        if not self._write():
+            self._failed_at_s = self._mono()
+            return False
+        return True
+
+    def _write(self) -> bool:
         if self._held:
             entries = sorted(self._held.items(), key=lambda kv: kv[1][0], reverse=True)
             try:

@@ -252,13 +252,17 @@ async def test_daemon_process_keeps_running_on_a_full_disk(disk: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_failed_control_sheds_to_failsafe_then_ends_the_daemon(tmp_path: Path) -> None:
-    spec = site_spec(RIGS, base_octet=233, speed=SPEED)
+@pytest.mark.parametrize(("after_s", "octet"), [(0.5, 233), (5.0, 235)])
+async def test_failed_control_sheds_to_failsafe_then_ends_the_daemon(
+    tmp_path: Path, after_s: float, octet: int
+) -> None:
+    """Early (rigs not read yet, first commands on their way) and once settled."""
+    spec = site_spec(RIGS, base_octet=octet, speed=SPEED)
     # The daemon ends on the error, which leaving running_site re-raises: measure inside,
     # judge after.
     with pytest.raises(ExceptionGroup) as failed:
         async with running_site(spec, tmp_path, Tuning(failsafe_limit_kw=30.0)) as run:
-            await run.sleep_sim(5.0)
+            await run.sleep_sim(after_s)
             failsafe_kw = run.site.config.failsafe_limit_kw
             before_kw = await run.truth_kw()
 

@@ -20,9 +20,10 @@ import pytest
 
 from minerd.api.quota_orders import QuotaNotDurable, submit_quota
 from minerd.api.schemas import QuotaRequest
+from minerd.clock import ManualClock
 from minerd.errors import StorageError
 from minerd.model import QuotaSource, RigAction, RigCommand
-from minerd.runtime.held_journal import HeldJournal
+from minerd.runtime.held_journal import RETRY_S, HeldJournal
 from minerd.runtime.sessions import PREFIX, StoredSessions
 from minerd.storage import Database, StateStore, Stores
 
@@ -98,7 +99,8 @@ def test_storage_user_error_inside_a_transaction_is_no_storage_failure(tmp_path:
 def test_storage_held_journal_keeps_commands_and_writes_them_later(tmp_path: Path) -> None:
     db = Database(tmp_path / "m.sqlite")
     stores = Stores.open(db)
-    journal = HeldJournal(stores.journal)
+    clock = ManualClock(0.0)
+    journal = HeldJournal(stores.journal, clock.monotonic_s)
     before = journal.intents([RigCommand("r0", RigAction.WAKE)], 1.0)
     assert before[0] > 0
     fill_disk(db)
@@ -111,7 +113,11 @@ def test_storage_held_journal_keeps_commands_and_writes_them_later(tmp_path: Pat
     assert journal.holding == 300 + 1  # one per rig, and one outcome of a row on disk
     assert not journal.catch_up()
     assert not stores.health.ok
+    errors = stores.health.error_counts()
     free_disk(db)
+    assert not journal.catch_up()  # not tried again so soon: no write on every call
+    assert stores.health.error_counts() == errors
+    clock.advance(RETRY_S)
     journal.outcomes([(again[0], True, "")], 13.0)  # the next journal call catches up
     assert journal.holding == 0
     latest = stores.journal.latest_intent_per_rig()
