@@ -241,6 +241,8 @@ def _resolve_rig_password(key: str, group: RigGroupSettings, res: Resolver) -> R
     """The rig login's password from password_file / password_env (inline stays LuxOS's)."""
     if group.password_file is None and group.password_env is None:
         return group
+    if group.driver in ("cgminer", "modbus", "mqtt"):
+        return group  # refused by checks.rig_login_problems; nothing to read
     inline = group.password or None
     value, path = res.secret(key, "password", inline, group.password_file, group.password_env)
     out = group.model_copy(update={"password_file": path})

@@ -11,6 +11,7 @@ import sys
 
 from minerd.model import RigProtocol
 from minerd.sim.catalog import rig_model_names
+from minerd.sim.fleet_spec import parse_fleet
 from minerd.sim.site import SimSite
 from minerd.sim.spec import RigGroupSpec, SiteSpec
 
@@ -28,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rig model for the LuxOS rigs, repeatable: split evenly (default: "
         + ", ".join(DEFAULT_MODELS)
         + ")",
+    )
+    parser.add_argument(
+        "--fleet",
+        default=None,
+        metavar="FAMILY:COUNT[:MODEL],...",
+        help='rigs per firmware family, e.g. "luxos:2000,stock:4000,vnish:2000,'
+        'whatsminer:1000,braiins:500,cgminer:500" (replaces --rigs and --cgminer-rigs)',
     )
     parser.add_argument("--cgminer-rigs", type=int, default=0, help="read-only cgminer rigs")
     parser.add_argument("--modbus-rigs", type=int, default=0, help="rigs behind container PLCs")
@@ -63,13 +71,19 @@ def spec_from_args(args: argparse.Namespace) -> SiteSpec:
         known = ", ".join(rig_model_names())
         raise SystemExit(f"minerd sim: unknown rig model(s) {unknown}; known: {known}")
     groups: list[RigGroupSpec] = []
-    base, extra = divmod(int(args.rigs), len(models))
-    for i, model in enumerate(models):
-        count = base + (1 if i < extra else 0)
-        if count:
-            groups.append(RigGroupSpec(model, count, RigProtocol.LUXOS))
-    if args.cgminer_rigs:
-        groups.append(RigGroupSpec(models[0], int(args.cgminer_rigs), RigProtocol.CGMINER))
+    if getattr(args, "fleet", None):
+        try:
+            groups.extend(parse_fleet(str(args.fleet), models, rig_model_names()))
+        except ValueError as e:
+            raise SystemExit(f"minerd sim: {e}") from None
+    else:
+        base, extra = divmod(int(args.rigs), len(models))
+        for i, model in enumerate(models):
+            count = base + (1 if i < extra else 0)
+            if count:
+                groups.append(RigGroupSpec(model, count, RigProtocol.LUXOS))
+        if args.cgminer_rigs:
+            groups.append(RigGroupSpec(models[0], int(args.cgminer_rigs), RigProtocol.CGMINER))
     if args.modbus_rigs:
         groups.append(RigGroupSpec("microbt-m50s", int(args.modbus_rigs), RigProtocol.MODBUS))
     if args.mqtt_rigs:

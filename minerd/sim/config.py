@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from minerd.model import RigProtocol
+from minerd.sim.family_base import PORT_KEYS, SIM_LOGINS
 from minerd.sim.spec import TCP_PROTOCOLS, RigPlan
 
 if TYPE_CHECKING:
@@ -110,6 +111,25 @@ def write_site_config(site: SimSite, path: Path, api_listen: str) -> SiteTokens:
     return SiteTokens(tokens["grid"], tokens["operator"], tokens["viewer"], token_path)
 
 
+def _login_lines(protocol: RigProtocol, plan: RigPlan, password_path: Path) -> list[str]:
+    """A login family's password file (0600, beside the tokens) and its extra port."""
+    login = SIM_LOGINS.get(protocol.value)
+    if login is None:
+        return []
+    _write_private(password_path, login[1] + "\n")
+    lines = [f"password_file = {_q(password_path.name)}"]
+    if plan.family_port:  # an ephemeral per-rig port cannot be one group key
+        lines.append(f"{PORT_KEYS[protocol.value]} = {plan.family_port}")
+    return lines
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
 def _rig_groups(site: SimSite, path: Path) -> list[str]:
     lines: list[str] = []
     groups: dict[tuple[RigProtocol, str], list[RigPlan]] = {}
@@ -151,5 +171,6 @@ def _rig_groups(site: SimSite, path: Path) -> list[str]:
         ]
         if protocol is RigProtocol.MQTT:
             lines.append(f"topic_prefix = {_q(site.spec.mqtt_prefix)}")
+        lines += _login_lines(protocol, plans[0], path.with_name(f"{path.stem}-{name}.password"))
         lines.append("")
     return lines

@@ -1,6 +1,7 @@
 """Report bodies (version, summary, stats, devs) laid out as each emulated firmware sends them.
 
-Three families, chosen per rig (`family`):
+Three layouts, chosen per rig by its firmware family (`family`; Vnish is "stock" with a
+`Type` suffix):
 - "stock": Bitmain stock cgminer 1.0.0 on S19-class rigs (S19j Pro, S21) served over the plain
   cgminer protocol: `GHS` numbers in GH/s, 4 chain slots for 3 boards (the 4th empty),
   `rate_unit "GH"`, `temp_pcbN`/`temp_chipN`/`temp_picN` strings, numeric `tempN`/`temp2_N`
@@ -31,10 +32,15 @@ FREQ_MHZ = 525
 SLEEP_MODE = 254  # stock `Mode` while asleep
 
 
+VNISH_VERSION = "1.2.6"
+
+
 def family(rig: RigSim) -> str:
+    """The 4028 layout: Vnish keeps the stock layout (its Type carries a suffix); Braiins
+    stays on the stock layout until its legacy BOSminer+ layout (MHS keys) is built."""
     if rig.plan.protocol is RigProtocol.LUXOS:
         return LUXOS
-    if rig.model.vendor.lower() == "microbt":
+    if rig.plan.protocol is RigProtocol.WHATSMINER or rig.model.vendor.lower() == "microbt":
         return BTMINER
     return STOCK
 
@@ -50,8 +56,15 @@ def description(rig: RigSim) -> str:
 
 
 def model_type(rig: RigSim) -> str:
-    """The `Type` string: "Antminer S19j Pro", never with the vendor's name in front."""
+    """The `Type` string: "Antminer S19j Pro", never with the vendor's name in front; Vnish
+    appends "(vnish x.y.z)" (firmware-apis.md 1.4, 4)."""
+    if rig.plan.protocol is RigProtocol.VNISH:
+        return f"{rig.model.model} (vnish {VNISH_VERSION})"
     return rig.model.model
+
+
+def _vnish(rig: RigSim) -> bool:
+    return rig.plan.protocol is RigProtocol.VNISH
 
 
 def _miner(rig: RigSim) -> str:
@@ -330,7 +343,8 @@ def devs(rig: RigSim, v: RigView) -> list[Reply]:
                 "ID": 0,
                 "Enabled": "Y",
                 "Status": "Alive",
-                ("Temperature" if real else "Tenperature"): temp,
+                # Vnish fixes the stock typo (fixture vnish-s19)
+                ("Temperature" if real or _vnish(rig) else "Tenperature"): temp,
                 "MHS av": mhs,
                 "MHS 5s": mhs,
                 "MHS 1m": mhs,

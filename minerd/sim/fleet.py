@@ -10,7 +10,9 @@ import numpy as np
 
 from minerd.clock import Clock
 from minerd.errors import ProfileError
+from minerd.model import RigProtocol
 from minerd.sim.catalog import rig_model
+from minerd.sim.family_servers import FAMILY_LISTENERS, FamilyListeners
 from minerd.sim.faults import UnknownDevice, UnknownFault
 from minerd.sim.physics import RampBank
 from minerd.sim.rig import RIG_FAULTS, RigSim
@@ -37,6 +39,12 @@ class RigFleet:
         self.rigs: dict[str, RigSim] = {}
         self.bank = RampBank([0.0] * len(plans), now_s)
         self.listeners = RigListeners(clock)
+        # Extra servers (web, API v3, gRPC) of the families present, one set per family.
+        self.family_listeners: dict[RigProtocol, FamilyListeners] = {
+            fam: FAMILY_LISTENERS[fam](clock)
+            for fam in {p.family for p in plans}
+            if fam in FAMILY_LISTENERS
+        }
         for slot, (plan, model) in enumerate(zip(plans, models, strict=True)):
             if plan.profile is not None and model.profile(plan.profile) is None:
                 known = ", ".join(p.name for p in model.profiles) or "none"
@@ -58,11 +66,21 @@ class RigFleet:
         for rig in self.rigs.values():
             if rig.plan.protocol in TCP_PROTOCOLS:
                 await self.listeners.open(rig)
+            extra = self.family_listeners.get(rig.plan.family)
+            if extra is not None:
+                await extra.open(rig)
 
     async def close(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await self.listeners.close_all()
+                for extra in self.family_listeners.values():
+                    await extra.close_all()
+
+    def family_port_of(self, rig_id: str) -> int | None:
+        """The bound port of a rig's extra family server (web, API v3, gRPC), if it has one."""
+        extra = self.family_listeners.get(self.rig(rig_id).plan.family)
+        return extra.port_of(rig_id) if extra is not None else None
 
     def port_of(self, rig: RigSim) -> int:
         if rig.plan.protocol in TCP_PROTOCOLS and self.listeners.is_open(rig.rig_id):
@@ -84,6 +102,9 @@ class RigFleet:
         rig.set_fault(fault, True, self.clock.now_s())
         if fault == "offline":
             self.listeners.close(rig_id)
+            extra = self.family_listeners.get(rig.plan.family)
+            if extra is not None:
+                extra.close(rig_id)
 
     async def clear(self, rig_id: str | None = None) -> None:
         targets = [self.rig(rig_id)] if rig_id is not None else list(self.rigs.values())
@@ -96,6 +117,9 @@ class RigFleet:
             rig.retarget(now_s)
             if was_offline and rig.plan.protocol in TCP_PROTOCOLS:
                 await self.listeners.open(rig)
+            extra = self.family_listeners.get(rig.plan.family)
+            if was_offline and extra is not None:
+                await extra.open(rig)
 
     # ------------------------------------------------------------ truth
 

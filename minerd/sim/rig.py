@@ -84,7 +84,9 @@ class RigSim:
     def retarget(self, now_s: float) -> None:
         target = self.effective_target_w()
         current = self.bank.power_w(self.slot, now_s)
-        ramp = self.model.wake_time_s if target >= current else self.model.sleep_time_s
+        # The family's reaction times on this model (drivers/rigs [firmware.<family>]).
+        reaction = self.model.reaction(self.plan.family)
+        ramp = reaction.wake_time_s if target >= current else reaction.sleep_time_s
         self.bank.set_target(self.slot, now_s, target, ramp)
 
     def command_sleep(self, now_s: float) -> None:

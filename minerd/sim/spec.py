@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 
 from minerd.model import RigProtocol
 
-TCP_PROTOCOLS = (RigProtocol.LUXOS, RigProtocol.CGMINER)
+# Every rig firmware family answers the cgminer API on its own 4028 listener.
+TCP_PROTOCOLS = (
+    RigProtocol.LUXOS,
+    RigProtocol.CGMINER,
+    RigProtocol.STOCK,
+    RigProtocol.VNISH,
+    RigProtocol.WHATSMINER,
+    RigProtocol.BRAIINS,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,10 @@ class SiteSpec:
     mqtt_prefix: str = "rigs"
     control: str = "127.0.0.1:0"  # HTTP control endpoint (GET /truth, POST/DELETE /faults)
     workers: int = 0  # processes serving TCP rigs; 0 picks by size, 1 runs in-process
+    # Extra per-rig servers of some families (minerd.sim.family_servers); 0: ephemeral.
+    web_port: int = 8080  # stock CGI and Vnish REST (80 on a real rig)
+    whatsminer_api_port: int = 4433  # Whatsminer API v3
+    grpc_port: int = 50051  # Braiins OS+ gRPC
     ambient_c: float = 25.0
     aux_base_w: float = 5_000.0  # offices, lighting, network: always on
     aux_fraction: float = 0.06  # cooling, as a fraction of rig load
@@ -72,6 +84,12 @@ class RigPlan:
     port: int
     unit_id: int  # Modbus unit id behind the container PLC (1-based), 0 otherwise
     profile: str | None
+    family_port: int = 0  # the family's extra server (web, API v3, gRPC); 0: ephemeral or none
+
+    @property
+    def family(self) -> RigProtocol:
+        """The firmware the rig runs (its reply layouts, reaction times, extra servers)."""
+        return self.protocol
 
     @property
     def container_name(self) -> str:
@@ -118,10 +136,21 @@ def plan_rigs(spec: SiteSpec) -> list[RigPlan]:
                     port=port,
                     unit_id=unit_id,
                     profile=group.profile,
+                    family_port=family_port(spec, group.protocol),
                 )
             )
             index += 1
     return plans
+
+
+def family_port(spec: SiteSpec, family: RigProtocol) -> int:
+    """Where a family's extra server listens on each rig's own address (0: ephemeral/none)."""
+    return {
+        RigProtocol.STOCK: spec.web_port,
+        RigProtocol.VNISH: spec.web_port,
+        RigProtocol.WHATSMINER: spec.whatsminer_api_port,
+        RigProtocol.BRAIINS: spec.grpc_port,
+    }.get(family, 0)
 
 
 def container_count(spec: SiteSpec) -> int:
