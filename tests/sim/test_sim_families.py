@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from firmware_fixtures import load
+from simtest_helpers import cgminer
 
 from minerd.clock import ManualClock
 from minerd.model import RigProtocol
@@ -169,3 +171,38 @@ async def test_written_config_has_a_group_and_private_password_per_family(
         assert stat.S_IMODE(os.stat(g.password_file).st_mode) == 0o600
     assert (groups["stock"].web_port, groups["vnish"].web_port) == (8080, 8080)
     assert groups["whatsminer"].api_port == 4433 and groups["braiins"].grpc_port == 50051
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+@pytest.mark.asyncio
+async def test_vnish_rig_answers_4028_in_the_vnish_fixture_layout() -> None:
+    spec = SiteSpec(
+        groups=(RigGroupSpec("bitmain-s19jpro", 1, RigProtocol.VNISH),), rig_port=0, base_octet=95
+    )
+    clock = ManualClock(1_764_400_000.0)
+    fleet = RigFleet(plan_rigs(spec), clock)
+    await fleet.start()
+    try:
+        clock.advance(600)
+        rig = fleet.rigs["c001-r001"]
+        sections = {"version": "VERSION", "summary": "SUMMARY", "stats": "STATS", "devs": "DEVS"}
+        for command, section in sections.items():
+            want = load("vnish-s19", command)
+            got = await cgminer(rig.plan.host, fleet.port_of(rig), command)
+            assert set(got) == set(want), command
+            assert len(got[section]) == len(want[section]), command
+            for g, w in zip(got[section], want[section], strict=True):
+                assert {k: _kind(v) for k, v in g.items()} == {k: _kind(v) for k, v in w.items()}, (
+                    command
+                )
+        version = await cgminer(rig.plan.host, fleet.port_of(rig), "version")
+        assert version["VERSION"][0]["Type"] == "Antminer S19j Pro (vnish 1.2.6)"
+    finally:
+        await fleet.close()
