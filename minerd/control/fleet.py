@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from minerd.control.planner import PlanRig
-from minerd.model import RigModel, RigSetpoint, RigState, RigStatus
+from minerd.model import RigModel, RigReading, RigSetpoint, RigState, RigStatus
 
 
 def plan_rig(
@@ -41,6 +41,24 @@ def plan_rig(
         setpoint_profile=setpoint.profile if setpoint is not None else reading.profile,
         setpoint=setpoint,
     )
+
+
+def show_time_s(model: RigModel) -> float:
+    """How soon a rig told to shed should visibly have begun to: a fifth of its sleep time."""
+    return max(0.5, 0.2 * model.sleep_time_s)
+
+
+def seen_to_change(from_w: float, to_w: float, reading: RigReading, *, told_to_sleep: bool) -> bool:
+    """A reading shows a shed command taking effect: asleep, or moved a good part of the way
+    from from_w to to_w. Until then the rig is not counted on if the grid meter says over."""
+    if told_to_sleep and reading.state in (RigState.SLEEPING, RigState.OFFLINE):
+        return True
+    return reading.power_w <= from_w - 0.15 * max(0.0, from_w - to_w)
+
+
+def distrusted_w(status: RigStatus, model: RigModel) -> float:
+    """A rig not yet seen to obey: its measured or nominal power, whichever is higher."""
+    return max(status.reading.power_w, model.nominal_power_w)
 
 
 def worst_case_rig_power_w(statuses: Iterable[RigStatus], models: Mapping[str, RigModel]) -> float:

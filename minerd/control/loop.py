@@ -4,14 +4,21 @@ Per cycle:  target import = limit - margin
             predicted import = rig power * (1 + aux_fraction) + aux_base     (the model)
             error = measured import - predicted import                        (unmodelled load)
 A PI loop tracks that error (the correction, kW): innovation = error - integral,
-integral += ki * dt * innovation (clamped; held while stale, while shedding, and against the
-ramp), correction = integral + kp * innovation. The rig budget is what the model allows once
-the correction is taken off:  budget = (target - aux_base - correction) / (1 + aux_fraction).
+integral += ki * dt * innovation (clamped; held while stale; held downward while rigs move
+or the ramp holds the budget, but never upward while the site is over the limit),
+correction = integral + kp * innovation. The rig budget is what the model allows once the
+correction is taken off:  budget = (target - aux_base - correction) / (1 + aux_fraction).
 Shedding is immediate: the budget may fall at once, and measured import over the limit cuts
-it at once to the rig power that brings the import back to target. Raising is limited to
-ramp_up_kw_per_s * dt, less any rig power that arrived late (woken rigs reach their power
-after the wake time, so a raise must not stack on top of them). A stale grid meter means the
-fail-safe limit and the worst-case rig power (nominal for every rig not known to be asleep).
+it at once to the rig power that brings the import back to target. While rigs are still
+moving to their plan, the meter and the rig readings are taken at different moments (a cut
+shows in the readings before the meter): one cycle over is then a transient and only the
+integral acts, at its rate. The grid meter has the last word: over the limit for more than
+two cycles, the cut by the measured excess is made whatever the rigs claim, counting every
+rig not yet seen to obey at its measured or nominal power (distrusted_rig_power_w).
+Raising is limited to ramp_up_kw_per_s * dt, less any rig power that arrived late (woken
+rigs reach their power after the wake time, so a raise must not stack on top of them).
+A stale grid meter means the fail-safe limit and the worst-case rig power (nominal for
+every rig not known to be asleep).
 Pure: `step(state, inputs, config) -> (state, decision)`; the state is a frozen value.
 """
 
@@ -23,6 +30,7 @@ from dataclasses import dataclass
 from minerd.model import EffectiveLimit
 
 _MAX_DT_FACTOR = 5.0  # a long pause counts as this many cycles, not as one huge step
+OVER_CYCLES_TO_DISTRUST = 2  # the meter over the limit longer than this: trust the meter only
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class LoopState:
     integral_kw: float = 0.0  # estimated unmodelled import (kW)
     rig_power_w: float | None = None  # rig power seen last step
     raised_w: float = 0.0  # how much the budget rose last step
+    over_cycles: int = 0  # consecutive steps with a fresh meter over the limit
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,12 @@ class LoopInputs:
     # are polled slowly): while they disagree with the plan the error is a transient, not
     # unmodelled load, and is not integrated. None: always integrate.
     planned_rig_power_w: float | None = None
+    # Commands went out recently and rigs are still moving: the meter and the readings may
+    # be taken either side of a change, so their difference is timing, not load.
+    moving: bool = False
+    # rig_power_w with every rig not yet seen to obey an outstanding command counted at its
+    # measured or nominal power, whichever is higher. None: same as rig_power_w.
+    distrusted_rig_power_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,9 @@ class LoopDecision:
     failsafe: bool  # plan with every rig not known asleep at nominal power
     shedding: bool  # measured import over the limit: budget cut at once
     ramp_limited: bool
+    # Over the limit for more than OVER_CYCLES_TO_DISTRUST steps: the cut was made with rigs
+    # not seen to obey counted at measured-or-nominal power; plan them that way too.
+    distrust: bool = False
 
 
 def predicted_import_kw(rig_power_w: float, config: LoopConfig) -> float:
@@ -109,20 +127,34 @@ def step(
     target_kw = limit.limit_kw - config.margin_kw
     integral = state.integral_kw
     shedding = False
+    jumped = False
     planned = inputs.planned_rig_power_w
-    settled = planned is None or abs(inputs.rig_power_w - planned) / 1000.0 <= max(
-        config.settle_tolerance_kw, 0.02 * planned / 1000.0
+    settled = not inputs.moving and (
+        planned is None
+        or abs(inputs.rig_power_w - planned) / 1000.0
+        <= max(config.settle_tolerance_kw, 0.02 * planned / 1000.0)
     )
 
+    over = inputs.grid_fresh and inputs.grid_import_kw > limit.limit_kw
+    over_cycles = state.over_cycles + 1 if over else 0
+    distrust = over_cycles > OVER_CYCLES_TO_DISTRUST
+    rig_power_w = inputs.rig_power_w
+    if distrust and inputs.distrusted_rig_power_w is not None:
+        rig_power_w = max(rig_power_w, inputs.distrusted_rig_power_w)
+
     if inputs.grid_fresh:
-        predicted = predicted_import_kw(inputs.rig_power_w, config)
+        predicted = predicted_import_kw(rig_power_w, config)
         error = inputs.grid_import_kw - predicted
         innovation = error - integral
         # Rigs still moving to their plan: their readings lag, the error is not load.
         correction = integral + (config.kp * innovation if settled else 0.0)
-        if inputs.grid_import_kw > limit.limit_kw:
-            # Over the limit: no waiting for the integral, take the whole surprise now.
+        if over and (settled or distrust):
+            # Over the limit: the budget is cut by the measured excess below.
             shedding = True
+        if over and settled:
+            # Readings agree with the plan, so the error is load: take it all now. (With rigs
+            # moving it may be timing; the cut acts meanwhile and the integral at its rate.)
+            jumped = True
             integral = _clamp(max(integral, error), config.correction_max_kw)
             correction = max(correction, error)
     else:
@@ -135,7 +167,7 @@ def step(
     wanted_w = min(budget_for_import_kw(target_kw, correction, config), inputs.max_rig_power_w)
     if shedding:
         excess_kw = inputs.grid_import_kw - target_kw
-        cut_w = inputs.rig_power_w - excess_kw * 1000.0 / (1.0 + config.aux_fraction)
+        cut_w = rig_power_w - excess_kw * 1000.0 / (1.0 + config.aux_fraction)
         wanted_w = min(wanted_w, max(0.0, cut_w))
     if not inputs.grid_fresh:
         wanted_w = min(wanted_w, budget_for_import_kw(target_kw, correction, config))
@@ -155,17 +187,23 @@ def step(
     deadband_w = config.deadband_kw * 1000.0 / (1.0 + config.aux_fraction)
     if (
         state.budget_w is not None
-        and not shedding
+        and not over
         and inputs.grid_fresh
         and abs(budget_w - prev_w) < deadband_w
         and prev_w <= inputs.max_rig_power_w
     ):
         budget_w = prev_w
 
-    # Conditional integration: only on a fresh meter with rigs at their plan, not while
-    # shedding (we jumped instead), and not upward while the ramp holds the budget (that
-    # would store a surge for later).
-    if inputs.grid_fresh and settled and not shedding and not (ramp_limited and innovation < 0.0):
+    # Conditional integration: only on a fresh meter, with rigs at their plan, not when it
+    # jumped, and not upward while the ramp holds the budget (that would store a surge for
+    # later). Anti-windup holds a raise, never a shed: over the limit the integral follows
+    # a larger error at its rate even while rigs are moving.
+    if (
+        inputs.grid_fresh
+        and not jumped
+        and (settled or (over and innovation > 0.0))
+        and not (ramp_limited and innovation < 0.0)
+    ):
         integral = _clamp(integral + config.ki * dt_s * innovation, config.correction_max_kw)
 
     decision = LoopDecision(
@@ -178,6 +216,7 @@ def step(
         failsafe=failsafe,
         shedding=shedding,
         ramp_limited=ramp_limited,
+        distrust=distrust,
     )
     new_state = LoopState(
         t_s=inputs.t_s,
@@ -185,5 +224,6 @@ def step(
         integral_kw=integral,
         rig_power_w=inputs.rig_power_w,
         raised_w=max(0.0, budget_w - prev_w),
+        over_cycles=over_cycles,
     )
     return new_state, decision

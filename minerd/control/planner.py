@@ -49,6 +49,9 @@ class PlanConstraints:
     max_wakes_per_cycle: int | None = None  # staggered start; None: no limit
     derate_hold_band_c: float = 3.0  # this far below the derate temperature: no increase
     derate_step_fraction: float = 0.1  # power-target rigs above it step down by this much
+    # The grid meter says over: what must go goes from the rigs that obey fastest (shortest
+    # sleep time), so power is bought for the slowest first.
+    shed_fastest_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,8 @@ def _undispatched(r: PlanRig) -> RigSetpoint:
         )
     if r.unresponsive:
         why = "unresponsive: counted at nominal power"
-        return RigSetpoint(r.rig_id, r.awake, r.model.nominal_power_w, r.setpoint_profile, why)
+        power_w = max(r.power_w, r.model.nominal_power_w)
+        return RigSetpoint(r.rig_id, r.awake, power_w, r.setpoint_profile, why)
     if r.state is RigState.OFFLINE:
         return RigSetpoint(r.rig_id, False, 0.0, None, "offline: not dispatched, counted at 0 W")
     why = "not dispatchable: counted as measured"
@@ -211,7 +215,9 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
         clist, floor_w = _release_min_on(clist, hulls, rigs, floor_w, budget_w)
 
     remaining = budget_w - floor_w
-    wakes = _greedy(clist, remaining, constraints.max_wakes_per_cycle)
+    wakes = _greedy(
+        clist, remaining, constraints.max_wakes_per_cycle, constraints.shed_fastest_first
+    )
     remaining = budget_w - fixed_w - sum(_class_power(c) for c in clist)
     wakes += _fixups(clist, remaining, constraints.max_wakes_per_cycle, wakes)
 
@@ -307,19 +313,24 @@ def _release_min_on(
     return out, floor_w
 
 
-def _greedy(clist: list[_Class], remaining_w: float, max_wakes: int | None) -> int:
-    """Buy hull upgrades best slope first; returns the number of rigs woken."""
-    segs: list[tuple[float, int, float, int, int]] = []
+def _greedy(
+    clist: list[_Class], remaining_w: float, max_wakes: int | None, slow_first: bool = False
+) -> int:
+    """Buy hull upgrades best slope first; returns the number of rigs woken.
+
+    slow_first: slowest-obeying models first, so the fastest are the ones left out."""
+    segs: list[tuple[float, float, int, float, int, int]] = []
     for ci, c in enumerate(clist):
         c.taken = [0.0] * len(c.hull.segments)
         asleep = 1 if c.kind is _Kind.ASLEEP else 0
+        speed = -c.model.sleep_time_s if slow_first else 0.0
         for k, s in enumerate(c.hull.segments):
             # Ties: awake rigs before waking sleepers, rigs already higher before lower ones.
-            segs.append((-s.slope, asleep, -c.current_w, ci, k))
+            segs.append((speed, -s.slope, asleep, -c.current_w, ci, k))
     segs.sort()
     tokens = math.inf if max_wakes is None else max(0, max_wakes)
     wakes = 0
-    for _, asleep, _, ci, k in segs:
+    for _, _, asleep, _, ci, k in segs:
         if remaining_w <= _EPS_W:
             break
         c = clist[ci]

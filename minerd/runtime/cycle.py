@@ -20,7 +20,12 @@ from dataclasses import dataclass, field, replace
 
 from minerd.clock import Clock
 from minerd.control.compliance import Compliance, Sample
-from minerd.control.fleet import max_rig_power_w, plan_rig, worst_case_rig_power_w
+from minerd.control.fleet import (
+    distrusted_w,
+    max_rig_power_w,
+    plan_rig,
+    worst_case_rig_power_w,
+)
 from minerd.control.loop import LoopConfig, LoopDecision, LoopInputs, LoopState, step
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
@@ -121,13 +126,26 @@ class ControlCycle:
         self._warmup = _Warmup()
         self._unresponsive_since: dict[str, float] = {}
         self._setpoints: dict[str, RigSetpoint] = {}  # last planned, per rig
-        # rig_id -> (status, setpoint, (hold age, intent awake, intent power), PlanRig)
+        # rig_id -> (status, setpoint, (hold age, intent awake, power, recent), PlanRig)
         self._plan_cache: dict[str, tuple[RigStatus, RigSetpoint | None, object, PlanRig]] = {}
         self._by_name = {m.name: m for m in self.models.values()}
         # A scheduled cut must be met when it starts, not a sleep time later: look ahead by
         # the slowest shed (sleep time) plus two cycles and apply a coming cut that early.
         slowest_sleep_s = max((m.sleep_time_s for m in self.models.values()), default=0.0)
         self.lookahead_s = slowest_sleep_s + 2 * self.config.loop.interval_s
+        # After commands, rigs move for up to their slowest switch: meter and readings may
+        # then disagree by timing, which is not load (control.loop's `moving`).
+        slowest_switch_s = max(
+            (max(m.sleep_time_s, m.wake_time_s) for m in self.models.values()), default=0.0
+        )
+        self.moving_s = slowest_switch_s + self.config.loop.interval_s
+        self._moving_until_s = -math.inf
+        # Read a rig at once (wired to the poller): a shed not yet seen while over the limit.
+        self.poll_now: Callable[[str], None] | None = None
+        self._started_s: float | None = None  # first cycle of this process
+        self._measured = False  # the site measured against the limit since start
+        self._unread: list[str] = []  # sheds not seen, no reading since: read them now
+        self._caught: set[str] = set()  # sheds not seen, read since and unchanged
 
     # ------------------------------------------------------------ restart
 
@@ -147,7 +165,8 @@ class ControlCycle:
         # died mid-dispatch) may never have left, so the rig's reading decides and the
         # planner's order is sent again if it still differs.
         confirmed = [e for e in latest.values() if e.ok]
-        self.book.restore((e.command, e.intent_at_s) for e in confirmed)
+        switches = self.stores.journal.latest_switch_per_rig()
+        self.book.restore(((e.command, e.intent_at_s) for e in confirmed), switches)
         if len(confirmed) < len(latest):
             log.info(
                 "%d rig commands had no acknowledged outcome: re-derived from readings",
@@ -212,6 +231,14 @@ class ControlCycle:
             self.stores.state.set(STATE_OPERATOR_CAP, cap_kw)
         self._wake.set()
 
+    def on_command_sent(self, cmd: RigCommand) -> None:
+        """The rig acknowledged: a shed should show in its readings within its show time,
+        so read it then, before the grid meter has to judge it."""
+        show_s = self.book.acknowledged(cmd.rig_id, self.clock.now_s())
+        if show_s is not None and self.poll_now is not None:
+            delay_s = show_s / max(self.clock.speed, 1e-9)
+            asyncio.get_running_loop().call_later(delay_s, self.poll_now, cmd.rig_id)
+
     def on_command_failed(self, cmd: RigCommand, error: str) -> None:
         """The executor gave up on a command: count the rig at nominal until it obeys."""
         self.fleet.set_unresponsive(cmd.rig_id, True)
@@ -268,9 +295,12 @@ class ControlCycle:
         )
         if limit.limit_kw >= limit_now.limit_kw:
             limit = limit_now  # nothing lower is coming within the look-ahead
+        if self._started_s is None:
+            self._started_s = now_s
         plan_rigs = self._plan_rigs(snap, now_s)
         counted_w = sum(_counted_w(r) for r in plan_rigs)
         planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
+        unseen = self._unseen_sheds(snap, plan_rigs)
         self.loop_state, decision = step(
             self.loop_state,
             LoopInputs(
@@ -282,9 +312,21 @@ class ControlCycle:
                 worst_case_rig_power_w=worst_case_rig_power_w(snap.rigs, self._by_name),
                 max_rig_power_w=max_rig_power_w(snap.rigs, self._by_name),
                 planned_rig_power_w=planned_w,
+                moving=now_s < self._moving_until_s,
+                distrusted_rig_power_w=counted_w + sum(extra for _, extra in unseen.values()),
             ),
             self.config.loop,
         )
+        if self.loop_state.over_cycles and self.poll_now is not None:
+            for rig_id in self._unread:
+                self.poll_now(rig_id)  # the meter says over: find out who obeys, now
+        constraints = self.config.constraints
+        if decision.distrust and unseen:
+            plan_rigs = self._distrust(plan_rigs, unseen, now_s)
+            constraints = replace(constraints, shed_fastest_first=True)
+        measured = self._measured
+        if not measured:
+            constraints = replace(constraints, max_wakes_per_cycle=0)
         the_plan: Plan | None = None
         dispatch = Dispatch((), ())
         warm = self._warm(snap, t0)
@@ -294,7 +336,7 @@ class ControlCycle:
             # site restarted at full load is shed to it and ramped back up.
             self.loop_state = replace(self.loop_state, budget_w=None, rig_power_w=None)
         if warm or decision.shedding:
-            the_plan = plan(decision.rig_budget_w, plan_rigs, self.config.constraints)
+            the_plan = plan(decision.rig_budget_w, plan_rigs, constraints)
             # The planner hands back the very same object for an unchanged setpoint.
             last = self._setpoints
             redo = self.book.take_redo()
@@ -311,13 +353,19 @@ class ControlCycle:
                         statuses[sp.rig_id] = st
             # Raise only once every shed command has its outcome: until then the planner
             # counts those rigs as asleep, and waking others on that belief could overshoot.
+            # Nothing rises before the loop has measured the site against the limit.
             dispatch = self.book.diff(
-                orders, statuses, now_s, allow_raise=not self.executor.shedding
+                orders, statuses, now_s, allow_raise=measured and not self.executor.shedding
             )
             for rig_id in dispatch.held:
                 last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
             self.executor.submit(dispatch.shed, dispatch.raise_)
+            if dispatch.shed or dispatch.raise_:
+                self._moving_until_s = now_s + self.moving_s
         self._verify(snap, now_s)
+        if not measured and self._measured_since_start(snap):
+            self._measured = True  # raising may start next cycle, from this measurement
+            log.info("site measured against its limit since start: raising allowed")
         # Compliance is judged against the limit in force now, not the one looked ahead to.
         closed = self._account(now_s, snap, decision.limit if limit is limit_now else limit_now)
         self.cycles += 1
@@ -372,6 +420,58 @@ class ControlCycle:
             )
         return w.done
 
+    def _measured_since_start(self, snap: FleetSnapshot) -> bool:
+        """A fresh grid-meter reading and a reading (or failed read) of every rig, all taken
+        after this process started: the loop then knows where the site stands."""
+        start = self._started_s
+        if start is None or not snap.grid_fresh:
+            return False
+        if any(m.reading is None or m.reading.taken_at_s < start for m in snap.grid_meters):
+            return False
+        return all(r.reading.taken_at_s >= start for r in snap.rigs)
+
+    def _unseen_sheds(
+        self, snap: FleetSnapshot, plan_rigs: list[PlanRig]
+    ) -> dict[str, tuple[int, float]]:
+        """Rigs told to shed whose change the grid meter could show by now and no reading has
+        shown: index -> extra power to count if the meter is believed over them."""
+        self._unread, self._caught = [], set()
+        if not snap.grid_fresh or not snap.grid_meters:
+            return {}
+        meter_at_s = min(m.reading.taken_at_s for m in snap.grid_meters if m.reading)
+        self.book.observe_sheds(lambda rig_id: snap.rigs[self.fleet.rig_index(rig_id)])
+        caught, unread = self.book.unconfirmed(meter_at_s)
+        if not caught and not unread:
+            return {}
+        self._unread = unread
+        self._caught = set(caught)
+        out: dict[str, tuple[int, float]] = {}
+        for rig_id in (*caught, *unread):
+            i = self.fleet.rig_index(rig_id)
+            st, pr = snap.rigs[i], plan_rigs[i]
+            extra = distrusted_w(st, self.models[rig_id]) - _counted_w(pr)
+            out[rig_id] = (i, max(0.0, extra))
+        return out
+
+    def _distrust(
+        self, plan_rigs: list[PlanRig], unseen: dict[str, tuple[int, float]], now_s: float
+    ) -> list[PlanRig]:
+        """The grid meter is over the limit: rigs not seen to obey are counted at measured or
+        nominal power and not moved; those read since and unchanged are marked unresponsive
+        (verification clears them once a reading shows they obey)."""
+        rigs = list(plan_rigs)
+        for rig_id, (i, _) in unseen.items():
+            rigs[i] = replace(rigs[i], unresponsive=True)
+            if rig_id in self._caught and rig_id not in self._unresponsive_since:
+                log.warning(
+                    "rig %s has not changed since its command and the grid meter says over: "
+                    "counted at nominal",
+                    rig_id,
+                )
+                self._unresponsive_since[rig_id] = now_s
+                self.fleet.set_unresponsive(rig_id, True)
+        return rigs
+
     def _plan_rigs(self, snap: FleetSnapshot, now_s: float) -> list[PlanRig]:
         """PlanRigs with control.fleet's safety rules, each with the setpoint it last got.
 
@@ -393,13 +493,26 @@ class ControlCycle:
             since = 0.0 if since < short_s else short_s if since < hold_s else math.inf
             sp = last.get(rig_id)
             it = book.get(rig_id)
-            key = (since, it.awake, it.power_w) if it is not None else (since, None, None)
+            recent = it is not None and now_s - it.sent_at_s < self.moving_s
+            key = (since, it.awake, it.power_w, recent) if it is not None else (since,)
             hit = cache.get(rig_id)
             if hit is not None and hit[0] is st and hit[1] is sp and hit[2] == key:
                 append(hit[3])
                 continue
             pr = plan_rig(st, self.models[rig_id], since_switch_s=since, setpoint=sp)
-            if it is not None and pr.awake != it.awake and _dispatched(pr):
+            if (
+                it is not None
+                and pr.state is RigState.FAULT
+                and st.fresh
+                and not st.unresponsive
+                and recent
+            ):
+                # Just told to sleep, wake or change profile: boards stopping and starting
+                # read as "dead boards" meanwhile. Planned by what it was told (the grid meter
+                # catches one that does not follow), not frozen at its passing power.
+                power_w = max(pr.power_w, it.power_w) if it.awake else pr.power_w
+                pr = replace(pr, awake=it.awake, dispatchable=True, power_w=power_w)
+            elif it is not None and pr.awake != it.awake and _dispatched(pr):
                 # What it was told wins over a reading taken before the command landed, or
                 # a rig just told to sleep looks awake, falls in its min-on window and is
                 # woken again. Verification catches a rig that does not obey.
@@ -489,7 +602,7 @@ def _counted_w(r: PlanRig) -> float:
     if r.maintenance:
         return r.power_w
     if r.unresponsive:
-        return r.model.nominal_power_w
+        return max(r.power_w, r.model.nominal_power_w)
     if r.state is RigState.OFFLINE:
         return 0.0
     return r.power_w

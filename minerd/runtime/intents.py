@@ -3,17 +3,22 @@
 The IntentBook turns the planner's setpoints into the few commands that change something,
 split into shedding (sent first, never rate-limited) and raising. It is restored from the
 command journal at start, so a restart neither re-sends everything nor forgets a rig that
-was put to sleep. Verification compares each later reading with the intent: a rig that
-stays in the wrong state past its switch time plus a margin is marked unresponsive, and the
-controller then counts it at nominal power and sheds others instead.
+was put to sleep, and the last sleep/wake of every rig is restored from the journal too, so
+min on/off times hold across a restart. Verification compares each later reading with the
+intent: a rig that stays in the wrong state past its switch time plus a margin is marked
+unresponsive, and the controller then counts it at nominal power and sheds others instead.
+Sooner than that, a rig told to shed is "not yet seen to obey" until a reading shows it
+moving (control.fleet.seen_to_change); if the grid meter says the site is over, those are
+the rigs the controller stops counting on (unconfirmed()).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from minerd.control.fleet import seen_to_change, show_time_s
 from minerd.model import (
     ControlMode,
     RigAction,
@@ -37,6 +42,10 @@ class Intent:
     sent_at_s: float
     switched_at_s: float  # last sleep/wake change, for min on/off times
     mismatches: int = 0
+    # A shed in progress: the power it had when told (None: not a shed, or seen to obey).
+    shed_from_w: float | None = None
+    read_after_show: bool = False  # a reading from after its show time did not show it
+    acked_at_s: float | None = None  # when the rig acknowledged the command
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class IntentBook:
         # wake; a profile that did not take): the next cycle diffs them again.
         self._redo: set[str] = set()
         self._checked: dict[str, RigReading] = {}  # the last reading verified, per rig
+        self._unseen: set[str] = set()  # rigs with a shed not yet seen taking effect
+        self._switched: dict[str, float] = {}  # last sleep/wake per rig, from the journal
 
     def take_redo(self) -> set[str]:
         redo, self._redo = self._redo, set()
@@ -66,19 +77,32 @@ class IntentBook:
     def __len__(self) -> int:
         return len(self._intents)
 
-    def restore(self, commands: Iterable[tuple[RigCommand, float]]) -> None:
-        """Rebuild from the journal's latest intent per rig: (command, intent_at_s)."""
+    def restore(
+        self,
+        commands: Iterable[tuple[RigCommand, float]],
+        switches: Mapping[str, float] | None = None,
+    ) -> None:
+        """Rebuild from the journal's latest intent per rig, (command, intent_at_s), and the
+        time each rig was last told to sleep or wake, acknowledged or not (a command that
+        may have landed counts: min on/off times err on the safe side)."""
+        self._switched = {r: t for r, t in (switches or {}).items() if r in self.models}
         for cmd, at_s in commands:
             if cmd.rig_id not in self.models:
                 continue
             model = self.models[cmd.rig_id]
             awake = cmd.action is not RigAction.SLEEP
             power_w = model.sleep_power_w if not awake else (cmd.power_w or model.nominal_power_w)
-            self._intents[cmd.rig_id] = Intent(awake, power_w, cmd.profile, at_s, at_s)
+            switched = self._switched.get(cmd.rig_id, at_s)
+            self._intents[cmd.rig_id] = Intent(awake, power_w, cmd.profile, at_s, switched)
 
     def since_switch_s(self, rig_id: str, now_s: float) -> float:
         it = self._intents.get(rig_id)
-        return float("inf") if it is None else max(0.0, now_s - it.switched_at_s)
+        at_s = self._switched_at(rig_id) if it is None else it.switched_at_s
+        return max(0.0, now_s - at_s)
+
+    def _switched_at(self, rig_id: str) -> float:
+        """Last sleep/wake of a rig with no intent: from the journal, else long ago."""
+        return self._switched.get(rig_id, -math.inf)
 
     def diff(
         self,
@@ -118,14 +142,29 @@ class IntentBook:
                     )
                 )
                 self._redo.add(sp.rig_id)
-                since = it.switched_at_s if it is not None else -math.inf
+                self._unseen.discard(sp.rig_id)
+                since = it.switched_at_s if it is not None else self._switched_at(sp.rig_id)
                 self._intents[sp.rig_id] = Intent(
                     False, model.sleep_power_w, cmd.profile, now_s, since
                 )
                 continue
-            (shed if sp.power_w < cur_power_w else raise_).append(cmd)
-            switched = it.switched_at_s if it is not None and cur_awake == sp.awake else now_s
-            self._intents[sp.rig_id] = Intent(sp.awake, sp.power_w, sp.profile, now_s, switched)
+            is_shed = sp.power_w < cur_power_w
+            (shed if is_shed else raise_).append(cmd)
+            if cur_awake != sp.awake:
+                switched = now_s
+            elif it is not None:
+                switched = it.switched_at_s
+            else:
+                switched = self._switched.get(sp.rig_id, now_s)
+            new = Intent(sp.awake, sp.power_w, sp.profile, now_s, switched)
+            if is_shed:
+                # From what it draws now (its reading), else from what it was told.
+                r = st.reading
+                new.shed_from_w = r.power_w if st.fresh and r.power_w > 0 else cur_power_w
+                self._unseen.add(sp.rig_id)
+            else:
+                self._unseen.discard(sp.rig_id)
+            self._intents[sp.rig_id] = new
         return Dispatch(tuple(shed), tuple(raise_), tuple(held))
 
     @staticmethod
@@ -143,7 +182,55 @@ class IntentBook:
 
     def forget(self, rig_id: str) -> None:
         """Drop an intent so the next cycle re-sends (used to retry unresponsive rigs)."""
-        self._intents.pop(rig_id, None)
+        it = self._intents.pop(rig_id, None)
+        if it is not None:
+            self._switched[rig_id] = it.switched_at_s  # min on/off still hold
+        self._unseen.discard(rig_id)
+
+    def acknowledged(self, rig_id: str, at_s: float) -> float | None:
+        """The rig answered the command: a shed should show from now on (not from when it
+        was queued: a busy executor is no disobedience). Returns, for a shed, how soon a
+        reading should show it (read it then); None otherwise."""
+        it = self._intents.get(rig_id)
+        if it is None or it.acked_at_s is not None:
+            return None
+        it.acked_at_s = at_s
+        return show_time_s(self.models[rig_id]) if it.shed_from_w is not None else None
+
+    def unconfirmed(self, meter_at_s: float) -> tuple[list[str], list[str]]:
+        """Rigs told to shed and not yet seen to: (read since and still unchanged, not read
+        since). Only those whose change the grid meter reading taken at meter_at_s could
+        already show: a command newer than that is not in the measured excess yet."""
+        caught: list[str] = []
+        unread: list[str] = []
+        for rig_id in self._unseen:
+            it = self._intents.get(rig_id)
+            if it is None or it.shed_from_w is None or it.acked_at_s is None:
+                continue
+            if it.acked_at_s + show_time_s(self.models[rig_id]) > meter_at_s:
+                continue
+            (caught if it.read_after_show else unread).append(rig_id)
+        return caught, unread
+
+    def observe_sheds(self, status_of: Callable[[str], RigStatus]) -> None:
+        """Judge the latest readings of rigs with a shed not yet seen (before planning)."""
+        for rig_id in list(self._unseen):
+            it = self._intents.get(rig_id)
+            st = status_of(rig_id)
+            if it is not None and st.fresh:
+                self._observe_shed(it, st, self.models[rig_id])
+
+    def _observe_shed(self, it: Intent, st: RigStatus, model: RigModel) -> None:
+        """Has a shed been seen taking effect? Judged on every reading newer than the command."""
+        r = st.reading
+        if it.shed_from_w is None or r.taken_at_s <= it.sent_at_s:
+            return
+        if seen_to_change(it.shed_from_w, it.power_w, r, told_to_sleep=not it.awake):
+            it.shed_from_w = None
+            it.read_after_show = False
+            self._unseen.discard(st.rig_id)
+        elif it.acked_at_s is not None and r.taken_at_s >= it.acked_at_s + show_time_s(model):
+            it.read_after_show = True
 
     def verify(self, statuses: Iterable[RigStatus], now_s: float) -> tuple[set[str], set[str]]:
         """(rigs that now disobey, rigs that obey again), from readings newer than the intent."""
@@ -159,6 +246,8 @@ class IntentBook:
             if it is None or not st.fresh:
                 continue
             model = self.models[st.rig_id]
+            if it.shed_from_w is not None:
+                self._observe_shed(it, st, model)
             self._follow_profile(it, st, model)
             settle_s = (
                 model.wake_time_s if it.awake else model.sleep_time_s

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from minerd.clock import Clock
 from minerd.control.quota import limit_timeline
 from minerd.errors import StorageError
-from minerd.model import EffectiveLimit, FleetSnapshot, RigModel, RigState
+from minerd.model import EffectiveLimit, FleetSnapshot, RigCommand, RigModel, RigState
 from minerd.runtime.cycle import ControlCycle, CycleConfig
 from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
 from minerd.runtime.executor import Executor
@@ -52,7 +52,7 @@ class Site:
             clock,
             concurrency=command_concurrency,
             raise_rate_per_s=command_rate_per_s,
-            on_sent=lambda cmd: self.poller.poll_now(cmd.rig_id),
+            on_sent=self._on_sent,
             on_failed=lambda cmd, err: self.cycle.on_command_failed(cmd, err),
         )
         self.cycle = ControlCycle(
@@ -64,8 +64,13 @@ class Site:
             clock=clock,
             config=config,
         )
+        self.cycle.poll_now = self.poller.poll_now
         self.history = SiteHistory()
         self.cycle.listeners.append(self.history)
+
+    def _on_sent(self, cmd: RigCommand) -> None:
+        self.cycle.on_command_sent(cmd)
+        self.poller.poll_now(cmd.rig_id)  # verify it
 
     # ------------------------------------------------------------ lifecycle
 

@@ -155,6 +155,16 @@ class CommandJournal:
         )
         return {r["rig_id"]: _entry(r) for r in rows}
 
+    def latest_switch_per_rig(self) -> dict[str, float]:
+        """When every rig was last told to sleep or wake, answered or not: min on/off times
+        hold across a restart. Scans the journal: call it once, at start."""
+        rows = self._db.query(
+            "SELECT rig_id, max(intent_at_s) FROM command_journal "
+            "WHERE action IN ('sleep', 'wake') GROUP BY rig_id",
+            what="latest switch per rig",
+        )
+        return {str(r[0]): float(r[1]) for r in rows}
+
     def recent(self, rig_id: str, limit: int = 20) -> list[JournalEntry]:
         """One rig's newest entries first."""
         rows = self._db.query(
