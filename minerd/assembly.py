@@ -133,8 +133,9 @@ def _add_group(
     sessions: SessionCache | None,
     clock: Clock | None = None,
 ) -> None:
-    model = load_rig_model(group.profile)
     protocol = RigProtocol(group.driver)
+    # The family's reaction times and modes ([firmware.<family>]) are what the planner sees.
+    model = load_rig_model(group.profile).for_family(protocol)
     rows = _rows(group)
     if protocol is RigProtocol.MODBUS and len(rows) == 1:
         # A rig behind a PLC shares the PLC's address with its neighbours: name it by group.

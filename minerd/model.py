@@ -7,7 +7,7 @@ This module imports nothing of minerd: it is the vocabulary the layers speak.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 # ---------------------------------------------------------------- enums
@@ -178,6 +178,16 @@ class RigModel:
             command_timeout_s=max(self.sleep_time_s, self.wake_time_s, 5.0),
             modes=frozenset() if family is RigProtocol.CGMINER else self.modes,
         )
+
+    def for_family(self, family: RigProtocol) -> RigModel:
+        """This model as `family` drives it: its sleep/wake times and modes replace the
+        top-level (LuxOS) ones, so the planner and verification need no family switch."""
+        for r in self.firmware:
+            if r.family is family:
+                return replace(
+                    self, sleep_time_s=r.sleep_time_s, wake_time_s=r.wake_time_s, modes=r.modes
+                )
+        return self
 
     def hashrate_at(self, power_w: float) -> float:
         """Hashrate the curve gives at power_w (linear between points, 0 below the first)."""

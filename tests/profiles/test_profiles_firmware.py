@@ -152,3 +152,13 @@ def test_shipped_stock_profiles_allow_the_slow_cgi(tmp_path: Path) -> None:
         r = load_rig_model(name).reaction(RigProtocol.STOCK)
         assert r.command_timeout_s >= 35
         assert r.sleep_time_s > load_rig_model(name).reaction(RigProtocol.LUXOS).sleep_time_s
+
+
+def test_model_for_family_carries_the_family_times_and_modes() -> None:
+    base = load_rig_model("bitmain-s19jpro")
+    stock = base.for_family(RigProtocol.STOCK)
+    assert (stock.sleep_time_s, stock.wake_time_s) == (45, 90)
+    assert stock.modes == {ControlMode.SLEEP_WAKE}  # no LuxOS profiles on stock firmware
+    assert (stock.name, stock.nominal_power_w) == (base.name, base.nominal_power_w)
+    assert base.for_family(RigProtocol.LUXOS) == base  # LuxOS as before
+    assert base.for_family(RigProtocol.CGMINER) is base  # no table: unchanged

@@ -7,16 +7,20 @@ a CommandRejected naming the rig, never silently dropped.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from minerd.assembly import build_devices
 from minerd.clock import ManualClock
 from minerd.devices.registry import BUILDERS, build_rig
+from minerd.devices.rig_stock import StockRig
 from minerd.devices.target import RigTarget
 from minerd.errors import CommandRejected, ConfigError
 from minerd.model import RigAction, RigCommand, RigProtocol, RigState
 from minerd.profiles import load_rig_model
+from minerd.settings import settings_from_dict
 from minerd.sim.fleet import RigFleet
 from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
 
@@ -90,3 +94,41 @@ def test_a_family_without_builder_is_a_config_error() -> None:
     target = RigTarget("r1", "127.0.0.1", 4028, load_rig_model("bitmain-s21"))
     with pytest.raises(ConfigError, match="driver 'modbus' is not built yet"):
         build_rig(RigProtocol.MODBUS, target)
+
+
+def test_site_assembly_builds_family_drivers_with_family_times(tmp_path: Path) -> None:
+    (tmp_path / "web.pw").write_text("pw\n")
+    raw = {
+        "site": {"name": "t", "timezone": "UTC"},
+        "grid": {"contracted_limit_kw": 5000, "failsafe_limit_kw": 3000, "margin_kw": 50},
+        "meters": [
+            {
+                "name": "grid-main",
+                "profile": "eastron-sdm630",
+                "endpoint": "tcp://127.0.0.1:1502",
+                "role": "grid",
+            }
+        ],
+        "rigs": [
+            {
+                "name": "s",
+                "driver": "stock",
+                "profile": "bitmain-s19jpro",
+                "hosts": ["10.0.0.1"],
+                "password_file": "web.pw",
+                "web_port": 8081,
+            },
+            {"name": "l", "driver": "luxos", "profile": "bitmain-s19jpro", "hosts": ["10.0.0.2"]},
+        ],
+    }
+    devices = build_devices(settings_from_dict(raw, base_dir=tmp_path, environ={}))
+    stock, lux = devices.rigs
+    assert isinstance(stock, StockRig)
+    assert (stock.target.password, stock.target.username, stock.target.web_port) == (
+        "pw",
+        "root",
+        8081,
+    )
+    assert devices.models[stock.rig_id].sleep_time_s == 45  # [firmware.stock]
+    assert devices.models[lux.rig_id].sleep_time_s == 5
+    assert [i.protocol for i in devices.rig_infos] == [RigProtocol.STOCK, RigProtocol.LUXOS]
