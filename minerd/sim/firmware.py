@@ -25,7 +25,8 @@ from minerd.sim.rig import RigSim, RigView
 
 Reply = dict[str, object]
 
-STOCK, LUXOS, BTMINER = "stock", "luxos", "btminer"
+STOCK, LUXOS, BTMINER, BOSMINER = "stock", "luxos", "btminer", "bosminer"
+BOSMINER_VERSION = "bosminer-plus-am2 0.2.0-sim"  # Braiins OS+ legacy API (firmware-apis.md 6)
 STOCK_COMPILE_TIME = "Tue May 18 15:01:39 CST 2021"
 CHIPS_PER_BOARD = 126
 FREQ_MHZ = 525
@@ -36,10 +37,12 @@ VNISH_VERSION = "1.2.6"
 
 
 def family(rig: RigSim) -> str:
-    """The 4028 layout: Vnish keeps the stock layout (its Type carries a suffix); Braiins
-    stays on the stock layout until its legacy BOSminer+ layout (MHS keys) is built."""
+    """The 4028 layout: Vnish keeps the stock layout (its Type carries a suffix); Braiins OS+
+    answers its legacy BOSminer+ API (MHS keys, no Type, per-board devs)."""
     if rig.plan.protocol is RigProtocol.LUXOS:
         return LUXOS
+    if rig.plan.protocol is RigProtocol.BRAIINS:
+        return BOSMINER
     if rig.plan.protocol is RigProtocol.WHATSMINER or rig.model.vendor.lower() == "microbt":
         return BTMINER
     return STOCK
@@ -52,6 +55,8 @@ def description(rig: RigSim) -> str:
         return LUX_DESCRIPTION
     if fam == BTMINER:
         return "btminer"
+    if fam == BOSMINER:
+        return f"BOSminer {BOSMINER_VERSION}"
     return "cgminer 1.0.0"
 
 
@@ -103,6 +108,8 @@ def version(rig: RigSim) -> Reply:
             "API": "3.7",
             "Type": model_type(rig),
         }
+    if fam == BOSMINER:
+        return {"BOSminer": BOSMINER_VERSION, "API": "3.7"}  # no Type (fixture bosminer-plus)
     if fam == BTMINER:
         # btminer's cgminer `version` layout is unconfirmed: keep it minimal and honest
         return {"Miner": "btminer", "API": "2.0.5", "Type": model_type(rig)}
@@ -129,12 +136,17 @@ def summary(rig: RigSim, v: RigView, now_s: float) -> Reply:
         return _btminer_summary(rig, v, now_s)
     ghs = round(v.hashrate_ths * 1000.0, 2)
     elapsed, shares, rejected = _counters(v)
-    out: Reply = {"Elapsed": elapsed, "GHS 5s": ghs}
-    if family(rig) == LUXOS:
-        out.update({"GHS 1m": ghs, "GHS 5m": ghs, "GHS 15m": ghs})
-    out.update({"GHS av": ghs, "GHS 30m": ghs})
-    if family(rig) == LUXOS:
-        out["GHS 24h"] = ghs
+    out: Reply = {"Elapsed": elapsed}
+    if family(rig) == BOSMINER:  # MH/s keys (firmware-apis.md 8.1)
+        mhs = round(v.hashrate_ths * 1e6, 2)
+        out.update({f"MHS {w}": mhs for w in ("av", "5s", "1m", "5m", "15m", "24h")})
+    else:
+        out["GHS 5s"] = ghs
+        if family(rig) == LUXOS:
+            out.update({"GHS 1m": ghs, "GHS 5m": ghs, "GHS 15m": ghs})
+        out.update({"GHS av": ghs, "GHS 30m": ghs})
+        if family(rig) == LUXOS:
+            out["GHS 24h"] = ghs
     out.update(
         {
             "Found Blocks": 0,
@@ -233,6 +245,19 @@ def _dash(values: list[int]) -> str:
 
 
 def stats(rig: RigSim, v: RigView) -> list[Reply]:
+    if family(rig) == BOSMINER:
+        # BOSminer+ `stats` carries no chain data (fixture bosminer-plus; an assumption there)
+        return [
+            {
+                "STATS": 0,
+                "ID": "ASC0",
+                "Elapsed": _elapsed(v),
+                "Calls": 0,
+                "Wait": 0.0,
+                "Max": 0.0,
+                "Min": 99999999.0,
+            }
+        ]
     fam = family(rig)
     if fam == BTMINER:
         return [
@@ -327,6 +352,8 @@ def stats(rig: RigSim, v: RigView) -> list[Reply]:
 
 def devs(rig: RigSim, v: RigView) -> list[Reply]:
     fam = family(rig)
+    if fam == BOSMINER:
+        return _bosminer_devs(rig, v)
     m = rig.model
     boards = max(1, m.boards)
     per_board_mhs = v.hashrate_ths * 1e6 / max(1, v.boards_ok)
@@ -441,3 +468,37 @@ def _btminer_dev_tail(v: RigView, b: int, elapsed: int) -> Reply:
         "Chip Temp Max": chip,
         "Chip Temp Avg": round(chip - 2.0, 1),
     }
+
+
+def _bosminer_devs(rig: RigSim, v: RigView) -> list[Reply]:
+    """One device per fitted board with MH/s and its nominal (fixture bosminer-plus)."""
+    m = rig.model
+    boards = max(1, m.boards)
+    per_board_mhs = round(v.hashrate_ths * 1e6 / max(1, v.boards_ok), 2) if v.awake else 0.0
+    nominal = round(m.nominal_hashrate_ths * 1e6 / boards, 4)
+    elapsed = _elapsed(v)
+    out: list[Reply] = []
+    for b in range(boards):
+        ok = b < v.boards_ok
+        mhs = per_board_mhs if ok else 0.0
+        out.append(
+            {
+                "ASC": b,
+                "Name": "BC5",
+                "ID": b,
+                "Enabled": "Y",
+                "Status": "Alive" if ok else "Dead",
+                "Temperature": round(v.chip_temps_c[b], 1) if b < len(v.chip_temps_c) else 0.0,
+                "MHS av": mhs,
+                "MHS 5s": mhs,
+                "MHS 1m": mhs,
+                "MHS 5m": mhs,
+                "MHS 15m": mhs,
+                "Nominal MHS": nominal,
+                "Accepted": 0,
+                "Rejected": 0,
+                "Hardware Errors": 0,
+                "Device Elapsed": elapsed,
+            }
+        )
+    return out

@@ -182,9 +182,15 @@ def _kind(value: object) -> str:
 
 
 @pytest.mark.asyncio
-async def test_vnish_rig_answers_4028_in_the_vnish_fixture_layout() -> None:
+@pytest.mark.parametrize(
+    ("family", "fixture", "octet"),
+    [(RigProtocol.VNISH, "vnish-s19", 95), (RigProtocol.BRAIINS, "bosminer-plus", 96)],
+)
+async def test_family_answers_4028_in_its_fixture_layout(
+    family: RigProtocol, fixture: str, octet: int
+) -> None:
     spec = SiteSpec(
-        groups=(RigGroupSpec("bitmain-s19jpro", 1, RigProtocol.VNISH),), rig_port=0, base_octet=95
+        groups=(RigGroupSpec("bitmain-s19jpro", 1, family),), rig_port=0, base_octet=octet
     )
     clock = ManualClock(1_764_400_000.0)
     fleet = RigFleet(plan_rigs(spec), clock)
@@ -194,15 +200,24 @@ async def test_vnish_rig_answers_4028_in_the_vnish_fixture_layout() -> None:
         rig = fleet.rigs["c001-r001"]
         sections = {"version": "VERSION", "summary": "SUMMARY", "stats": "STATS", "devs": "DEVS"}
         for command, section in sections.items():
-            want = load("vnish-s19", command)
+            want = load(fixture, command)
             got = await cgminer(rig.plan.host, fleet.port_of(rig), command)
             assert set(got) == set(want), command
+            assert (
+                got["STATUS"][0]["Description"].split()[0]
+                == want["STATUS"][0]["Description"].split()[0]
+            )
             assert len(got[section]) == len(want[section]), command
             for g, w in zip(got[section], want[section], strict=True):
                 assert {k: _kind(v) for k, v in g.items()} == {k: _kind(v) for k, v in w.items()}, (
                     command
                 )
-        version = await cgminer(rig.plan.host, fleet.port_of(rig), "version")
-        assert version["VERSION"][0]["Type"] == "Antminer S19j Pro (vnish 1.2.6)"
+        version = (await cgminer(rig.plan.host, fleet.port_of(rig), "version"))["VERSION"][0]
+        if family is RigProtocol.VNISH:
+            assert version["Type"] == "Antminer S19j Pro (vnish 1.2.6)"
+        else:  # Braiins legacy: MH/s keys, BOSminer in version
+            summary = (await cgminer(rig.plan.host, fleet.port_of(rig), "summary"))["SUMMARY"][0]
+            assert summary["MHS 5s"] / 1e6 == pytest.approx(rig.view(clock.now_s()).hashrate_ths)
+            assert "BOSminer" in version and not any(k.startswith("GHS") for k in summary)
     finally:
         await fleet.close()
