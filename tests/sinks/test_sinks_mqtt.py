@@ -39,7 +39,7 @@ async def test_retained_state_survives_broker_restart(tmp_path: Path) -> None:
         hub = SinkHub([sink])
         async with running(hub):
             hub.publish_snapshot(make_snapshot(T0_S, 4, grid_w=512_000.0), LIMIT, 900_000.0)
-            await wait_until(lambda: sink.published >= 6, 5, "first publications")
+            await wait_until(lambda: sink.published >= 6, 30, "first publications")
             state = json.loads(await retained(srv, "minerd/site-1/state"))
             assert state["power_w"] == 512_000 and state["limit_w"] == 1_000_000
             assert state["rigs"] == {
@@ -55,7 +55,7 @@ async def test_retained_state_survives_broker_restart(tmp_path: Path) -> None:
 
             # persistence is off: the restarted broker has forgotten every retained message.
             await asyncio.to_thread(srv.restart)
-            await wait_until(lambda: sink.connects >= 2, 10, "the reconnect")
+            await wait_until(lambda: sink.connects >= 2, 30, "the reconnect")
             state = json.loads(await retained(srv, "minerd/site-1/state"))
             assert state["power_w"] == 512_000
             assert await retained(srv, "minerd/site-1/status") == b"online"
@@ -65,7 +65,7 @@ async def test_retained_state_survives_broker_restart(tmp_path: Path) -> None:
 
             # A change after the restart goes out as usual.
             hub.publish_snapshot(make_snapshot(T0_S + 1, 4, grid_w=480_000.0), LIMIT, 9e5)
-            await wait_until(lambda: sink.stats().queued == 0, 5, "the publication")
+            await wait_until(lambda: sink.stats().queued == 0, 30, "the publication")
             await asyncio.sleep(0.2)
             state = json.loads(await retained(srv, "minerd/site-1/state"))
             assert state["power_w"] == 480_000

@@ -59,7 +59,7 @@ async def test_v2_api_into_victoria_metrics(
     hub = SinkHub([sink])
     async with running(hub):
         publish_site(hub, 3)
-        await wait_until(sink.idle, 10, "the sink to deliver")
+        await wait_until(sink.idle, 30, "the sink to deliver")
     assert sink.points_written == 3 * 7 + 2 + 1 + 1 and sink.spool.points == 0
 
     sel = 'site="vm site,1"'
@@ -100,7 +100,7 @@ async def test_v1_api_into_influxd(influxd: ServerProcess, tmp_path: Path) -> No
     hub = SinkHub([sink])
     async with running(hub):
         publish_site(hub, 3)
-        await wait_until(sink.idle, 10, "the sink to deliver")
+        await wait_until(sink.idle, 30, "the sink to deliver")
     assert sink.spool.points == 0 and sink.points_rejected == 0
 
     def q(text: str) -> list[list[object]]:
