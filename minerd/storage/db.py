@@ -18,7 +18,9 @@ Failures: every write transaction reports to `health` (a StorageHealth), so the 
 a full or read-only disk in one place. A minerd database already at the current schema
 still opens when the disk is full or the file read-only (SQLITE_FULL, SQLITE_READONLY at
 the open probe): reads work, writes raise StorageError, health says so, and the daemon
-controls the site with its records degraded rather than not starting at all.
+controls the site with its records degraded rather than not starting at all. A database
+file that is not writable (read-only, immutable) opens read-only, and is opened again for
+writing once it is writable (tried at most every `reopen_every_s`).
 
 The file and its -wal/-shm are created 0600: they hold live LuxOS session ids.
 """
@@ -29,6 +31,8 @@ import logging
 import os
 import sqlite3
 import threading
+import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,12 +72,25 @@ class Migration:
 class Database:
     """One SQLite file (never ":memory:": WAL needs a file), migrated as stores attach."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_s: float = 5.0,
+        reopen_every_s: float = 5.0,
+    ) -> None:
         self._path = _check_path(path)
         self.health = StorageHealth()
         self._lock = threading.RLock()
         self._depth = 0  # transaction nesting; only the lock holder reads or writes it
         self._conn: sqlite3.Connection | None = None
+        self._busy_timeout_s = busy_timeout_s
+        self._reopen_every_s = reopen_every_s
+        self._reopen_at_s = 0.0
+        self.read_only = False  # opened read-only: the file was not writable
+        if self._path.exists() and not os.access(self._path, os.W_OK):
+            self._conn = self._open_read_only()
+            return
         try:
             self._conn = self._open(busy_timeout_s)
         except StorageError as exc:
@@ -128,6 +145,8 @@ class Database:
             if self._depth > 0:
                 yield from self._savepoint(conn, what)
                 return
+            if self.read_only:
+                conn = self._reopen() or conn
             yield from self._top_transaction(conn, what, durable)
 
     def _top_transaction(
@@ -266,11 +285,52 @@ class Database:
             raise StorageError(f"storage {self._path}: {what}: database is closed")
         return self._conn
 
-    def _open(self, busy_timeout_s: float, *, exclusive: bool = False) -> sqlite3.Connection:
-        self._restrict_mode()
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not os.access(self._path, os.R_OK):
+            raise StorageError(f"storage {self._path}: the database file is not readable")
+        conn = self._open(self._busy_timeout_s, read_only=True)
+        self.read_only = True
+        self._reopen_at_s = time.monotonic() + self._reopen_every_s
+        log.warning(
+            "storage %s: the database file is not writable: opened read-only; control goes "
+            "on, writes wait until the file is writable again",
+            self._path,
+        )
+        return conn
+
+    def _reopen(self) -> sqlite3.Connection | None:
+        """The file may be writable again: open it for writing instead (lock held)."""
+        now_s = time.monotonic()
+        if now_s < self._reopen_at_s or not os.access(self._path, os.W_OK):
+            return None
+        self._reopen_at_s = now_s + self._reopen_every_s
+        try:
+            conn = self._open(self._busy_timeout_s)
+        except StorageError as exc:
+            log.debug("storage %s still not writable: %s", self._path, exc)
+            return None
+        old, self._conn = self._conn, conn
+        self.read_only = False
+        if old is not None:
+            old.close()
+        log.warning("storage %s: the database file is writable again", self._path)
+        return conn
+
+    def _open(
+        self, busy_timeout_s: float, *, exclusive: bool = False, read_only: bool = False
+    ) -> sqlite3.Connection:
+        if read_only:
+            target = f"file:{urllib.parse.quote(str(self._path))}?mode=ro"
+        else:
+            self._restrict_mode()
+            target = str(self._path)
         try:
             conn = sqlite3.connect(
-                self._path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+                target,
+                timeout=busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=read_only,
             )
         except sqlite3.Error as exc:
             raise self.error("open", exc) from exc
@@ -388,8 +448,8 @@ def _check_path(path: str | os.PathLike[str]) -> Path:
     if p.exists():
         if not p.is_file():
             raise StorageError(f"storage {p}: exists and is not a regular file")
-        if not os.access(p, os.R_OK | os.W_OK):
-            raise StorageError(f"storage {p}: the database file is not writable")
+        if not os.access(p, os.R_OK):
+            raise StorageError(f"storage {p}: the database file is not readable")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise StorageError(
             f"storage {p}: directory {parent} is not writable (SQLite creates the database "

@@ -109,17 +109,32 @@ def test_storage_read_only_file_and_directory(tmp_path: Path) -> None:
         ro_dir.chmod(0o755)
 
 
-def test_storage_immutable_file_is_not_writable(tmp_path: Path) -> None:
-    # Works as root too: an immutable file refuses writes whatever the uid.
+def test_storage_immutable_file_opens_read_only_and_writes_once_writable(tmp_path: Path) -> None:
+    # Works as root too: an immutable file refuses writes whatever the uid. The daemon must
+    # still start and control (reads work); writes wait until the file is writable again.
     path = tmp_path / "imm.db"
-    Database(path).close()
+    db = Database(path)
+    db.apply_migrations("t", (Migration(1, ("CREATE TABLE t (a INTEGER)",)),))
+    db.close()
     if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i not supported here")
     try:
-        with pytest.raises(StorageError, match=r"imm\.db: the database file is not writable"):
-            Database(path)
+        db = Database(path, reopen_every_s=0.0)
+        assert db.read_only and not db.health.ok
+        db.apply_migrations("t", (Migration(1, ("CREATE TABLE t (a INTEGER)",)),))
+        assert db.query("SELECT count(*) FROM t")[0][0] == 0
+        with (
+            pytest.raises(StorageError, match=r"imm\.db: w failed: .*readonly"),
+            db.transaction("w") as conn,
+        ):
+            conn.execute("INSERT INTO t VALUES (1)")
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
+    with db.transaction("w") as conn:  # opened for writing again
+        conn.execute("INSERT INTO t VALUES (2)")
+    assert not db.read_only and db.health.ok
+    assert db.query("SELECT a FROM t")[0][0] == 2
+    db.close()
 
 
 def test_storage_failed_write_names_file_and_operation(tmp_path: Path) -> None:
