@@ -41,7 +41,7 @@ def main() -> int:
         at_most(f"fault_matrix.{r.row.name}.over", r.over_s, r.row.target_s, " s")
         at_most(f"fault_matrix.{r.row.name}.control_stopped", 0 if r.control_continued else 1, 0)
         if r.row.no_failsafe:
-            at_most(f"fault_matrix.{r.row.name}.failsafe", r.failsafe_s or 0.0, 0.0, " s")
+            at_most(f"fault_matrix.{r.row.name}.silence_failsafe", r.silent_s, 0.0, " s")
     return finish()
 
 

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -127,6 +127,8 @@ class RowResult:
     limit_kw: float  # the effective limit at the end of the window
     end_kw: float  # mean import over the last 5 s
     note: str
+    silent_s: float = 0.0  # sim s of fail-safe for the grid authority's silence
+    max_gap_s: float | None = None  # longest sim s without a control cycle after the fault
 
     @property
     def failures(self) -> list[str]:
@@ -135,8 +137,8 @@ class RowResult:
             why.append(f"{self.over_s:.1f} s over > target {self.row.target_s:.0f} s")
         if not self.control_continued:
             why.append("control did not continue")
-        if self.row.no_failsafe and (self.failsafe_s or 0.0) > 0:
-            why.append(f"fail-safe for {self.failsafe_s:.1f} s")
+        if self.row.no_failsafe and self.silent_s > 0:
+            why.append(f"fail-safe for the grid's silence {self.silent_s:.1f} s")
         return why
 
     @property
@@ -146,17 +148,18 @@ class RowResult:
 
 TABLE_HEAD = (
     f"{'row':<17} {'over s':>7} {'target':>6} {'peak kW':>8} {'last s':>6} "
-    f"{'control':>7} {'failsafe s':>10} {'end/limit kW':>14}  verdict / note"
+    f"{'control':>7} {'gap s':>5} {'failsafe s':>10} {'end/limit kW':>14}  verdict / note"
 )
 
 
 def format_row(r: RowResult) -> str:
     last = "-" if r.last_over_after_s is None else f"{r.last_over_after_s:.1f}"
     fs = "-" if r.failsafe_s is None else f"{r.failsafe_s:.1f}"
+    gap = "-" if r.max_gap_s is None else f"{r.max_gap_s:.1f}"
     verdict = "ok" if r.passed else "FAIL: " + "; ".join(r.failures)
     return (
         f"{r.row.name:<17} {r.over_s:7.1f} {r.row.target_s:6.0f} {r.peak_excess_kw:8.2f} "
-        f"{last:>6} {'yes' if r.control_continued else 'NO':>7} {fs:>10} "
+        f"{last:>6} {'yes' if r.control_continued else 'NO':>7} {gap:>5} {fs:>10} "
         f"{r.end_kw:6.1f}/{r.limit_kw:<7.1f}  {verdict}{' | ' + r.note if r.note else ''}"
     )
 
@@ -539,11 +542,11 @@ async def _run_inproc_row(
         clock = SteppedClock(sim.clock)
         daemon = Daemon(settings, clock=clock)
         site = daemon.build()
-        beats: list[tuple[float, bool]] = []  # (sim time, fail-safe) per control cycle
+        beats: list[tuple[float, str]] = []  # (sim time, fail-safe reason) per control cycle
         shed: set[str] = set()  # rigs told to shed (rigs-ignore: all after the cut)
 
         def on_cycle(r: CycleResult) -> None:
-            beats.append((sim.clock.now_s(), bool(r.failsafe_reason)))
+            beats.append((sim.clock.now_s(), r.failsafe_reason))
             shed.update(c.rig_id for c in r.dispatch.shed)
 
         site.cycle.listeners.append(on_cycle)
@@ -591,14 +594,34 @@ async def _run_inproc_row(
             if task.done() and not task.cancelled() and task.exception() is not None:
                 extras.notes.append(f"daemon ended: {str(task.exception())[:120]}")
             recent = [t for t, _ in beats if t >= t_end - 5.0]
-            after = [(t, fs) for t, fs in beats if plan.t_fault <= t < t_end]
-            failsafe_s = sum(
-                min(b[0] - a[0], 2 * CYCLE_S)
-                for a, b in itertools.pairwise([*after, (t_end, False)])
-                if a[1]
+            after = [(t, why) for t, why in beats if plan.t_fault <= t < t_end]
+            spans = [
+                (min(b[0] - a[0], 2 * CYCLE_S), a[1])
+                for a, b in itertools.pairwise([*after, (t_end, "")])
+            ]
+            reasons: dict[str, float] = {}
+            for dt, why in spans:
+                if why:
+                    key = why.split(":")[0]
+                    reasons[key] = reasons.get(key, 0.0) + dt
+            if reasons:
+                extras.notes.append(
+                    "fail-safe: " + ", ".join(f"{k} {v:.1f} s" for k, v in reasons.items())
+                )
+            times = [plan.t_fault, *(t for t, _ in after), t_end]
+            result = _judge(
+                row,
+                recorder,
+                plan,
+                t_end,
+                alive and len(recent) >= 2,
+                sum(reasons.values()),
+                extras,
             )
-            return _judge(
-                row, recorder, plan, t_end, alive and len(recent) >= 2, failsafe_s, extras
+            return replace(
+                result,
+                silent_s=sum(v for k, v in reasons.items() if "silent" in k),
+                max_gap_s=max(b - a for a, b in itertools.pairwise(times)),
             )
         finally:
             extras.stop.set()
