@@ -46,10 +46,21 @@ from minerd.app import ControlFailed
 from minerd.clock import ManualClock
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
-from minerd.model import RigAction
+from minerd.model import (
+    FleetSnapshot,
+    MeterReading,
+    MeterRole,
+    MeterStatus,
+    RigAction,
+    RigProtocol,
+    RigReading,
+    RigState,
+    RigStatus,
+)
 from minerd.profiles import load_rig_model
 from minerd.runtime.cycle import CONTACT_PERSIST_S, STATE_GRID_CONTACT, ControlCycle, CycleConfig
 from minerd.runtime.executor import Executor
+from minerd.runtime.failsafe_shed import failsafe_orders
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.held_journal import HeldJournal
 from minerd.runtime.intents import IntentBook
@@ -297,6 +308,16 @@ async def test_supervisor_restarts_a_failing_part_and_lets_a_stop_through() -> N
     assert runs == 3 and sup.counts() == {"alerts-evaluate": 2}
     assert "alerts-evaluate" not in sup.failing
 
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(sup.keep("api", forever))
+    await asyncio.sleep(0)
+    task.cancel()  # a deliberate stop is no failure: it is not restarted
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "api" not in sup.counts()
+
 
 def _bare_cycle(tmp_path: Path) -> tuple[ControlCycle, Stores, ManualClock]:
     """A control cycle over no rigs and no meters: just its storage side."""
@@ -362,3 +383,80 @@ async def test_grid_contact_is_noted_in_memory_and_written_every_few_seconds(
     await cycle._contact_write
     assert not stores.health.ok
     stores.db.close()
+
+
+@pytest.mark.asyncio
+async def test_a_failing_part_is_restarted_and_control_goes_on(tmp_path: Path) -> None:
+    spec = site_spec(RIGS, base_octet=236, speed=SPEED)
+    async with running_site(spec, tmp_path, Tuning()) as run:
+        parts = run.daemon.components
+        assert parts is not None and parts.prometheus is not None
+        failures = 0
+
+        def broken(loop: str, duration_s: float) -> None:
+            nonlocal failures
+            failures += 1
+            raise RuntimeError("sink bug")
+
+        parts.prometheus.observe_cycle = broken  # type: ignore[method-assign]
+        await run.wait_for("the sink feed failed twice", lambda: failures >= 2, 30.0)
+        cycles = len(run.cycles)
+        await run.sleep_sim(5.0)
+        assert not run.daemon_failed()
+        assert len(run.cycles) >= cycles + 3  # control went on
+        assert run.daemon.supervisor.counts().get("sinks-feed", 0) >= 2
+        assert "sinks-feed" in run.daemon.supervisor.failing
+        text = parts.prometheus.render_metrics().decode()
+        assert 'minerd_component_restarts_total{component="sinks-feed"}' in text
+
+
+def _status(rig_id: str, state: RigState, power_w: float, fresh: bool = True) -> RigStatus:
+    return RigStatus(
+        rig_id=rig_id,
+        model=MODEL,
+        container="c1",
+        host="127.0.0.1",
+        port=4028,
+        protocol=RigProtocol.LUXOS,
+        reading=RigReading(rig_id, 100.0, state, "", power_w=power_w),
+        fresh=fresh,
+    )
+
+
+def _grid(power_w: float) -> MeterStatus:
+    return MeterStatus("grid", MeterRole.GRID, "", MeterReading("grid", 100.0, power_w), True, 0.5)
+
+
+def test_failsafe_orders_count_the_worst_case_and_believe_the_meter() -> None:
+    model = load_rig_model(MODEL)  # 3068 W nominal
+    loop = LoopConfig(
+        margin_kw=1.0,
+        aux_base_kw=1.0,
+        aux_fraction=0.0,
+        ramp_up_kw_per_s=10.0,
+        failsafe_limit_kw=12.0,
+        interval_s=1.0,
+        kp=0.5,
+        ki=0.05,
+    )
+    rigs = (
+        _status("r1", RigState.HASHING, 3000.0),
+        _status("r2", RigState.HASHING, 3000.0),
+        _status("r3", RigState.SLEEPING, 10.0),  # asleep, or told to wake a moment ago
+        _status("r4", RigState.HASHING, 3000.0, fresh=False),
+        _status("r5", RigState.HASHING, 3000.0),
+    )
+    models = {r.rig_id: model for r in rigs}
+    # Budget 12 - 1 (margin) - 1 (aux) = 10 kW: three rigs at nominal would be 9.2 kW.
+    snap = FleetSnapshot(100.0, rigs, (_grid(13_010.0),))  # the model predicts 13.01 kW
+    orders, budget_w, kept_w = failsafe_orders(snap, models, 12.0, loop)
+    slept = {c.rig_id for c in orders}
+    assert budget_w == pytest.approx(10_000.0)
+    assert slept == {"r3", "r4"}  # fresh hashing ones kept first; the rest told to sleep
+    assert all(c.action is RigAction.SLEEP for c in orders)
+    assert kept_w <= budget_w
+    # The meter reads 4 kW more than the model: the budget shrinks by that, one more sleeps.
+    snap = FleetSnapshot(100.0, rigs, (_grid(17_010.0),))
+    orders, budget_w, _ = failsafe_orders(snap, models, 12.0, loop)
+    assert budget_w == pytest.approx(6_000.0)
+    assert {c.rig_id for c in orders} == {"r2", "r3", "r4", "r5"}
