@@ -48,7 +48,7 @@ def seconds_over(samples: list[Sample], limit_kw: float) -> float:
 async def test_rigs_ignoring_commands_at_a_cut_are_made_up_for_within_sleep_plus_3_cycles(
     tmp_path: Path,
 ) -> None:
-    async with running_site(site_spec(RIGS, base_octet=231, speed=SPEED), tmp_path) as run:
+    async with running_site(site_spec(RIGS, base_octet=245, speed=SPEED), tmp_path) as run:
         await run.sleep_sim(5.0)
         full_kw = await run.truth_kw()
         assert full_kw > 0.9 * RIGS * 3.068, "the site is not at full load before the cut"
@@ -111,7 +111,7 @@ async def stop(task: asyncio.Task[None]) -> None:
 async def test_restart_under_a_quota_wakes_nothing_and_stays_under(tmp_path: Path) -> None:
     # Rigs put to sleep by the cut stay asleep for min_off_s, across the restart too.
     tuning = Tuning(min_on_s=MIN_OFF_S, min_off_s=MIN_OFF_S)
-    spec = site_spec(RIGS, base_octet=232, speed=SPEED)
+    spec = site_spec(RIGS, base_octet=246, speed=SPEED)
     async with running_site(spec, tmp_path, tuning) as run:
         await run.sleep_sim(5.0)
         full_kw = await run.truth_kw()
@@ -155,6 +155,7 @@ async def test_restart_under_a_quota_wakes_nothing_and_stays_under(tmp_path: Pat
             f"after ({worst_kw - limit_kw:+.2f} kW against the quota), last 10 s {last:.2f} kW"
         )
         assert asleep, "no rig was asleep under the quota: the test proves nothing"
+        assert before >= 0.8 * limit_kw, "the site was shed far below its quota before the kill"
         assert not woken, woken
         assert asleep <= now_asleep
         assert worst_kw <= limit_kw + margin_kw
