@@ -59,11 +59,23 @@ def handle(rig: RigSim, command: str, parameter: str, now_s: float) -> Reply:
     return single(rig, command, parameter, now_s)
 
 
+def handle_request(rig: RigSim, request: dict[str, object], now_s: float) -> Reply | None:
+    """A family's requests outside cgminer's `command` set (None: not one): Whatsminer API v2
+    `get_token`, encrypted privileged frames and btminer reads (minerd.sim.whatsminer_api)."""
+    if rig.plan.protocol is RigProtocol.WHATSMINER:
+        from minerd.sim.whatsminer_api import handle_v2  # here: import cycle
+
+        return handle_v2(rig, request, now_s)
+    return None
+
+
 def single(rig: RigSim, command: str, parameter: str, now_s: float) -> Reply:
     if rig.plan.protocol is RigProtocol.LUXOS:
         lux = LUXOS_COMMANDS.get(command)
         if lux is not None:
             return lux(rig, parameter, now_s)
+    if command == "devdetails" and rig.plan.protocol is RigProtocol.BRAIINS:
+        return bosminer_devdetails.devdetails(rig, now_s, firmware_name(rig))  # pyasic 6.1
     report = REPORTS.get(command)
     if report is not None:
         return report(rig, now_s)

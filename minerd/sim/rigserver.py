@@ -73,6 +73,14 @@ class CgminerConnection(asyncio.Protocol):
             if final:
                 self._finish_error(cgminer.CODE_INVALID_JSON, "Invalid JSON")
             return
+        hooked = (
+            cgminer.handle_request(self._rig, request, self._clock.now_s())
+            if isinstance(request, dict)
+            else None
+        )
+        if hooked is not None:  # a family's own request (Whatsminer v2 token, privileged)
+            self._send(cgminer.encode(hooked))
+            return
         if not isinstance(request, dict) or not isinstance(request.get("command"), str):
             self._finish_error(cgminer.CODE_INVALID_JSON, "Missing JSON 'command'")
             return
