@@ -87,6 +87,7 @@ class Database:
         self._busy_timeout_s = busy_timeout_s
         self._reopen_every_s = reopen_every_s
         self._reopen_at_s = 0.0
+        self._probe_ok = True  # the last open's write probe worked
         self.read_only = False  # opened read-only: the file was not writable
         if self._path.exists() and not os.access(self._path, os.W_OK):
             self._conn = self._open_read_only()
@@ -288,7 +289,7 @@ class Database:
     def _open_read_only(self) -> sqlite3.Connection:
         if not os.access(self._path, os.R_OK):
             raise StorageError(f"storage {self._path}: the database file is not readable")
-        conn = self._open(self._busy_timeout_s, read_only=True)
+        conn = self._connect_read_only()
         self.read_only = True
         self._reopen_at_s = time.monotonic() + self._reopen_every_s
         log.warning(
@@ -298,29 +299,51 @@ class Database:
         )
         return conn
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        try:
+            return self._open(self._busy_timeout_s, read_only=True)
+        except StorageError:
+            # A read-only file system and no -shm to share (closed cleanly): with no -wal
+            # either, every row is in the main file and it cannot change under us.
+            if self._path.with_name(self._path.name + "-wal").exists():
+                raise
+            return self._open(self._busy_timeout_s, read_only=True, immutable=True)
+
     def _reopen(self) -> sqlite3.Connection | None:
-        """The file may be writable again: open it for writing instead (lock held)."""
+        """The file may be writable again: open it for writing instead (lock held).
+
+        The read-only connection is closed first: connections of one process share the
+        -shm mapping, which it opened read-only."""
         now_s = time.monotonic()
         if now_s < self._reopen_at_s or not os.access(self._path, os.W_OK):
             return None
         self._reopen_at_s = now_s + self._reopen_every_s
+        if self._conn is not None:
+            self._conn.close()
         try:
             conn = self._open(self._busy_timeout_s)
+            if self._probe_ok:
+                self._conn, self.read_only = conn, False
+                log.warning("storage %s: the database file is writable again", self._path)
+                return conn
+            conn.close()
         except StorageError as exc:
             log.debug("storage %s still not writable: %s", self._path, exc)
-            return None
-        old, self._conn = self._conn, conn
-        self.read_only = False
-        if old is not None:
-            old.close()
-        log.warning("storage %s: the database file is writable again", self._path)
-        return conn
+        self._conn = None  # "database is closed" if even reading fails now
+        self._conn = self._connect_read_only()
+        return self._conn
 
     def _open(
-        self, busy_timeout_s: float, *, exclusive: bool = False, read_only: bool = False
+        self,
+        busy_timeout_s: float,
+        *,
+        exclusive: bool = False,
+        read_only: bool = False,
+        immutable: bool = False,
     ) -> sqlite3.Connection:
         if read_only:
             target = f"file:{urllib.parse.quote(str(self._path))}?mode=ro"
+            target += "&immutable=1" if immutable else ""
         else:
             self._restrict_mode()
             target = str(self._path)
@@ -339,7 +362,8 @@ class Database:
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")  # before the first access
         try:
             self._claim(conn)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            # Immutable: no journal is read or written, whatever the file's mode says.
+            mode = "wal" if immutable else conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StorageError(
                     f"storage {self._path}: cannot switch to WAL (journal_mode is {mode})"
@@ -347,7 +371,7 @@ class Database:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-            self._probe(conn)
+            self._probe_ok = self._probe(conn)
         except StorageError:
             conn.close()
             raise
@@ -366,7 +390,7 @@ class Database:
             raise self.error("open", exc) from exc
         return conn
 
-    def _probe(self, conn: sqlite3.Connection) -> None:
+    def _probe(self, conn: sqlite3.Connection) -> bool:
         """The core table, and a write at every open so a read-only file fails here, unless
         it is a minerd database already: then it opens degraded (see the module doc)."""
         try:
@@ -387,6 +411,8 @@ class Database:
             if code not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY) or not _has_schema(conn):
                 raise
             self.health.failed(OPEN_OP, self.error("open", exc))
+            return False
+        return True
 
     def _restrict_mode(self) -> None:
         """Create the file 0600 before SQLite does (it gives -wal and -shm the mode of the
@@ -450,6 +476,8 @@ def _check_path(path: str | os.PathLike[str]) -> Path:
             raise StorageError(f"storage {p}: exists and is not a regular file")
         if not os.access(p, os.R_OK):
             raise StorageError(f"storage {p}: the database file is not readable")
+        if not os.access(p, os.W_OK):
+            return p  # opened read-only (see Database): its directory need not be writable
     if not os.access(parent, os.W_OK | os.X_OK):
         raise StorageError(
             f"storage {p}: directory {parent} is not writable (SQLite creates the database "

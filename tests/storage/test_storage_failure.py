@@ -13,6 +13,7 @@ import contextlib
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,4 +238,56 @@ def test_storage_opens_on_a_full_disk_and_writes_once_there_is_room(tiny_disk: P
     filler.unlink()
     stores.journal.intents([RigCommand("r1", RigAction.SLEEP)], 2.0)
     assert stores.health.ok
+    db.close()
+
+
+@pytest.fixture
+def ro_view(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(rw, ro): one directory, and a read-only bind mount of it (skipped if not root)."""
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    done = subprocess.run(["mount", "--bind", str(rw), str(ro)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {done.stderr.decode().strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], check=True)
+        yield rw, ro
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+_CRASH = """
+import os, signal, sys
+from minerd.storage import Stores, Database
+stores = Stores.open(Database(sys.argv[1]))
+stores.state.set("control.operator_cap_kw", 400.0)
+os.kill(os.getpid(), signal.SIGKILL)  # -wal and -shm stay behind
+"""
+
+
+@pytest.mark.parametrize("how", ["crashed", "closed"])
+def test_storage_opens_on_a_read_only_file_system(ro_view: tuple[Path, Path], how: str) -> None:
+    """The file system went read-only (ext4 errors=remount-ro) and systemd restarts minerd:
+    it must start and control with what the database holds, WAL included."""
+    rw, ro = ro_view
+    if how == "crashed":
+        subprocess.run([sys.executable, "-c", _CRASH, str(rw / "m.sqlite")], check=False)
+        assert (rw / "m.sqlite-wal").exists()
+    else:
+        db = Database(rw / "m.sqlite")
+        Stores.open(db).state.set("control.operator_cap_kw", 400.0)
+        db.close()
+        assert not (rw / "m.sqlite-wal").exists()
+    db = Database(ro / "m.sqlite", reopen_every_s=0.0)  # refused before: not writable
+    stores = Stores.open(db)
+    assert db.read_only
+    assert stores.state.get_float("control.operator_cap_kw") == 400.0
+    with pytest.raises(StorageError, match="readonly"):
+        stores.state.set("control.operator_cap_kw", 300.0)
+    assert not stores.health.ok
+    subprocess.run(["mount", "-o", "remount,rw,bind", str(ro)], check=True)
+    stores.state.set("control.operator_cap_kw", 300.0)  # reopened for writing
+    assert not db.read_only and stores.health.ok
+    assert stores.state.get_float("control.operator_cap_kw") == 300.0
     db.close()
