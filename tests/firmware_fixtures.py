@@ -15,7 +15,8 @@ FIRMWARE_DIR = Path(__file__).parent / "fixtures" / "firmware"
 
 
 def families() -> list[str]:
-    return sorted(p.name for p in FIRMWARE_DIR.iterdir() if p.is_dir())
+    # cgminer (4028) fixtures only; control-API directories (stock-cgi, ...) have no summary.json
+    return sorted(p.name for p in FIRMWARE_DIR.iterdir() if (p / "summary.json").is_file())
 
 
 def has(family: str, command: str) -> bool:

@@ -20,6 +20,7 @@ RIG_FAULTS = frozenset(
         "fan_failure",  # fan1 stops; chips run hotter
         "dead_board",  # one hashboard gone: no chain rate, less power and hashrate
         "ignores_commands",  # answers success to curtail/profileset and does nothing
+        "ignores_sleep",  # stock S21+ 2025 fw: answers M000 OK to sleep and keeps hashing
     }
 )
 SESSION_IDLE_S = 60.0  # LuxOS: a session ends after one minute without use
@@ -59,6 +60,7 @@ class RigSim:
         self.started_s = now_s
         self.woke_s = now_s
         self.ambient_c = 25.0
+        self.api_down_s = (0.0, 0.0)  # [from, until) the 4028 API is down (miner restart)
 
     @property
     def rig_id(self) -> str:

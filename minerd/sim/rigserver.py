@@ -40,6 +40,10 @@ class CgminerConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._live.add(transport)
+        down_from_s, down_until_s = self._rig.api_down_s
+        if down_from_s <= self._clock.now_s() < down_until_s:  # miner process restarting
+            transport.abort()
+            return
         if "hung" in self._rig.faults:
             self._done = True
             self._timer = asyncio.get_running_loop().call_later(HUNG_HOLD_S, transport.close)
