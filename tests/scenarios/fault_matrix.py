@@ -88,6 +88,7 @@ class Row:
     window_s: float = CUT_AFTER_S + 20.0  # sim seconds judged after the fault
     meter_fault: str = ""  # grid meter fault: fail-safe is the expected response
     no_failsafe: bool = False  # the fault must not push the site into fail-safe
+    tuning: Tuning = TUNING
 
     @property
     def target_s(self) -> float:
@@ -102,7 +103,14 @@ ROWS: tuple[Row, ...] = (
     Row("meter-offline", "grid meter gateway answers 0x0B", meter_fault="offline"),
     Row("meter-exception", "grid meter answers exception 4", meter_fault="modbus_exception"),
     Row("rigs-ignore", "10 % of rigs ignore commands at a cut", extra_cycles=3, window_s=50.0),
-    Row("kill-9", "kill -9, restart on the same database", process=True),
+    Row(
+        "kill-9",
+        "kill -9, restart on the same database",
+        process=True,
+        # The product's fast ramp and switch holds longer than the row: a restart that
+        # forgets when rigs switched, or wakes before measuring, overshoots here.
+        tuning=Tuning(ramp_up_kw_per_s=500.0, min_on_s=60.0, min_off_s=60.0),
+    ),
     Row("broker-down", "MQTT broker (sinks, alerts, quota input) stopped"),
     Row("tsdb-down", "VictoriaMetrics (InfluxDB API) stopped"),
     Row("clock+10min", "daemon's wall clock steps +10 min"),
@@ -536,7 +544,7 @@ async def _run_inproc_row(
         config = workdir / "site.toml"
         listen = f"127.0.0.1:{free_port()}"
         tokens = sim.write_config(config, api_listen=listen)
-        tune_config(config, TUNING)
+        tune_config(config, row.tuning)
         _edit_config(config, row, extras)
         settings = load_settings(config)
         clock = SteppedClock(sim.clock)
@@ -595,19 +603,7 @@ async def _run_inproc_row(
                 extras.notes.append(f"daemon ended: {str(task.exception())[:120]}")
             recent = [t for t, _ in beats if t >= t_end - 5.0]
             after = [(t, why) for t, why in beats if plan.t_fault <= t < t_end]
-            spans = [
-                (min(b[0] - a[0], 2 * CYCLE_S), a[1])
-                for a, b in itertools.pairwise([*after, (t_end, "")])
-            ]
-            reasons: dict[str, float] = {}
-            for dt, why in spans:
-                if why:
-                    key = why.split(":")[0]
-                    reasons[key] = reasons.get(key, 0.0) + dt
-            if reasons:
-                extras.notes.append(
-                    "fail-safe: " + ", ".join(f"{k} {v:.1f} s" for k, v in reasons.items())
-                )
+            reasons = _failsafe_by_reason(after, t_end, extras)
             times = [plan.t_fault, *(t for t, _ in after), t_end]
             result = _judge(
                 row,
@@ -765,7 +761,7 @@ async def _run_process_row(
         port = free_port()
         api = f"http://127.0.0.1:{port}"
         tokens = sim.write_config(config, api_listen=f"127.0.0.1:{port}")
-        tune_config(config, TUNING)
+        tune_config(config, row.tuning)
         _edit_config(config, row, extras)
         db = load_settings(config).storage.path
         nofile = size.flood_nofile if row.name == "api-flood" else None
@@ -774,9 +770,11 @@ async def _run_process_row(
         flood = Flood("127.0.0.1", port, size.flood_connections, size.flooders)
         recorder = Recorder(sim, period_s=SAMPLE_S)
         rec_task = asyncio.create_task(recorder.run(), name="fm-truth")
+        seen: list[tuple[float, int, str]] = []  # (sim time, cycle, fail-safe reason)
         try:
             await first.start()
             await first.wait_ready(60.0)
+            extras.tasks.append(asyncio.create_task(_watch_site(api, tokens.viewer, sim, seen)))
             async with httpx.AsyncClient(base_url=api, timeout=10.0) as http:
                 await asyncio.sleep(3.0)
                 plan = await _bring_under_quota(row, sim, http, tokens.grid, await truth_kw(sim))
@@ -801,16 +799,27 @@ async def _run_process_row(
             if flood.procs:
                 await flood.stop()
                 extras.notes.append(f"{flood.closed_by_server} closed by the server")
+            await _stop_tasks(extras)
             assert running.proc is not None
             alive = running.proc.returncode is None
-            # The cut to Q2 was acted on: commands journaled for it after the fault.
             acted = commands_since(db, plan.t_fault)
             extras.notes.append(f"{acted} commands after the fault")
             if not alive:
                 extras.notes.append(
                     f"daemon exited {running.proc.returncode}: {_last_error(running.log)}"
                 )
-            return _judge(row, recorder, plan, t_end, alive and acted > 0, None, extras)
+            after = [x for x in seen if plan.t_fault <= x[0] < t_end]
+            reasons = _failsafe_by_reason([(t, why) for t, _, why in after], t_end, extras)
+            # Cycling at the end: the cycle number moved within the last 5 s.
+            tail = {c for t, c, _ in after if t >= t_end - 5.0}
+            result = _judge(
+                row, recorder, plan, t_end, alive and len(tail) >= 2, sum(reasons.values()), extras
+            )
+            return replace(
+                result,
+                silent_s=sum(v for k, v in reasons.items() if "silent" in k),
+                max_gap_s=_stood_still_s(after, plan.t_fault, t_end),
+            )
         finally:
             await flood.stop()
             await first.stop()
@@ -818,6 +827,53 @@ async def _run_process_row(
             rec_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await rec_task
+
+
+def _failsafe_by_reason(
+    seen: list[tuple[float, str]], t_end: float, extras: _Extras
+) -> dict[str, float]:
+    """Seconds in fail-safe per reason, from (sim time, reason) observations in order."""
+    reasons: dict[str, float] = {}
+    for (t, why), (t_next, _) in itertools.pairwise([*seen, (t_end, "")]):
+        if why:
+            key = why.split(":")[0]
+            reasons[key] = reasons.get(key, 0.0) + min(t_next - t, 2 * CYCLE_S)
+    if reasons:
+        extras.notes.append("fail-safe: " + ", ".join(f"{k} {v:.1f} s" for k, v in reasons.items()))
+    return reasons
+
+
+async def _watch_site(
+    api: str, viewer: str, sim: SimSite, seen: list[tuple[float, int, str]]
+) -> None:
+    """The child daemon's cycle number and fail-safe, once a second, from GET /api/v1/site
+    (viewer token: not a grid contact). Failed reads are skipped: the gaps show them."""
+    headers = {"Authorization": f"Bearer {viewer}"}
+    async with httpx.AsyncClient(base_url=api, timeout=2.0) as http:
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                r = await http.get("/api/v1/site", headers=headers)
+                if r.status_code == 200:
+                    body = r.json()
+                    fs = body["failsafe"]
+                    seen.append(
+                        (
+                            sim.clock.now_s(),
+                            int(body["cycle"]),
+                            str(fs["reason"]) if fs["active"] else "",
+                        )
+                    )
+            await asyncio.sleep(1.0)
+
+
+def _stood_still_s(seen: list[tuple[float, int, str]], t_from: float, t_end: float) -> float:
+    """Longest time the cycle number did not move (or the API did not answer)."""
+    longest, since, last = 0.0, t_from, None
+    for t, cycle, _ in seen:
+        if cycle != last:
+            longest = max(longest, t - since)
+            since, last = t, cycle
+    return max(longest, t_end - since)
 
 
 def _last_error(log: Path) -> str:
