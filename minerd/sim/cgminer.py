@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 
 from minerd.model import RigProtocol
-from minerd.sim import firmware
+from minerd.sim import bosminer_devdetails, firmware
 from minerd.sim.luxos import LUXOS_COMMANDS, LUXOS_REPORTS
 from minerd.sim.rig import RigSim
 
