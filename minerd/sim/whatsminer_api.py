@@ -95,8 +95,8 @@ def _set_percent(rig: RigSim, percent: int, now_s: float) -> None:
 
 
 def _set_limit(rig: RigSim, power_w: float, now_s: float) -> None:
-    # The firmware reboots to apply a new limit (doc 5.1): its ramp is the family's
-    # power_change_s in RigSim's reaction times; the sim applies it as a retarget.
+    # The firmware reboots to apply a new limit (doc 5.1); the sim only retargets at the
+    # family's ramp (the reboot is not simulated: minerd never sends this for control).
     if "ignores_commands" in rig.faults:
         return
     state(rig).limit_w = power_w
