@@ -24,6 +24,7 @@ from minerd.devices.target import RigTarget
 from minerd.errors import CommandRejected, DeviceTimeout
 from minerd.model import RigAction, RigCommand, RigModel, RigProtocol, RigState
 from minerd.profiles import load_rig_model
+from minerd.sim import whatsminer_api
 from minerd.sim.fleet import RigFleet
 from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
 
@@ -205,3 +206,23 @@ async def test_hung_rig_times_out_with_an_error(fleet: RigFleet, api: str) -> No
     with pytest.raises(DeviceTimeout) as info:
         await d.apply(RigCommand(RIG, RigAction.SLEEP))
     assert info.value.device == RIG and "within 1s" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_v2_token_is_reused_then_renewed_before_it_expires(fleet: RigFleet) -> None:
+    d = driver(fleet, api="v2")
+    await d.apply(RigCommand(RIG, RigAction.WAKE))
+    await d.apply(RigCommand(RIG, RigAction.WAKE))
+    assert d.v2.tokens_fetched == 1
+    await settle(fleet, 26 * 60.0)  # past 25 of the token's 30 minutes
+    await d.apply(RigCommand(RIG, RigAction.WAKE))
+    assert d.v2.tokens_fetched == 2
+
+
+@pytest.mark.asyncio
+async def test_v2_token_the_rig_forgot_is_replaced_within_the_same_apply(fleet: RigFleet) -> None:
+    d = driver(fleet, api="v2")
+    await d.apply(RigCommand(RIG, RigAction.WAKE))
+    whatsminer_api.state(fleet.rigs[RIG]).tokens.clear()  # the rig rebooted
+    await d.apply(RigCommand(RIG, RigAction.SLEEP))  # 135, fresh token, sent again
+    assert d.v2.tokens_fetched == 2 and not fleet.rigs[RIG].awake
