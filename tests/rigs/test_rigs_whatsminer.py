@@ -4,8 +4,10 @@ apply() only sends; each test reads the rig afterwards to see what it did."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
+import json
 import socket
 from collections.abc import AsyncIterator
 
@@ -27,6 +29,7 @@ from minerd.profiles import load_rig_model
 from minerd.sim import whatsminer_api
 from minerd.sim.fleet import RigFleet
 from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.transports.whatsminer import V2Client
 
 RIG = "c001-r001"
 MODEL = "microbt-m50s"
@@ -226,3 +229,28 @@ async def test_v2_token_the_rig_forgot_is_replaced_within_the_same_apply(fleet: 
     whatsminer_api.state(fleet.rigs[RIG]).tokens.clear()  # the rig rebooted
     await d.apply(RigCommand(RIG, RigAction.SLEEP))  # 135, fresh token, sent again
     assert d.v2.tokens_fetched == 2 and not fleet.rigs[RIG].awake
+
+
+@pytest.mark.asyncio
+async def test_write_not_enabled_is_named_in_the_error() -> None:
+    """A rig with write permission off answers every privileged frame with a plain code 45
+    (fixture v2_privileged_write_denied); the error says what to enable on the rig."""
+    token = json.dumps(load("whatsminer-api", "v2_get_token")).encode() + b"\x00"
+    denied = json.dumps(load("whatsminer-api", "v2_privileged_write_denied")).encode() + b"\x00"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.read(65536)
+        writer.write(denied if b'"enc"' in request else token)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = V2Client(RIG, "127.0.0.1", port, PASSWORD, ManualClock(0.0).monotonic_s, 5.0)
+        with pytest.raises(CommandRejected) as info:
+            await client.command("power_off", respbefore="true")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert info.value.code == 45 and "write API not enabled" in str(info.value)
