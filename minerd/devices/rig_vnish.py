@@ -41,6 +41,7 @@ __all__ = ["VnishRig", "build"]
 log = logging.getLogger(__name__)
 
 PRESETS_TTL_S = 600.0  # presets change only when someone tunes the rig: re-list this often
+PRESET_REREAD_S = 60.0  # the running preset is re-read this often, and after every command
 
 
 class VnishRig(CgminerRig):
@@ -69,6 +70,9 @@ class VnishRig(CgminerRig):
         self._lock = asyncio.Lock()  # one command at a time per rig
         self._presets: tuple[float, list[Preset]] | None = None  # (listed at, presets)
         self._web_failing = False  # the REST API failed on the last read (logged once)
+        # The running preset as last read: (read at, name). Only a command (ours or someone
+        # else's) changes it, so a poll re-reads it after ours and once a minute.
+        self._preset_seen: tuple[float, str | None] | None = None
 
     @property
     def protocol(self) -> RigProtocol:
@@ -104,10 +108,18 @@ class VnishRig(CgminerRig):
     async def _web_state(self) -> tuple[float | None, str | None]:
         """(power W, running preset) from the REST API; (None, None) when it fails: the
         reading then estimates power from hashrate, as for a rig that reports none."""
+        now = self._monotonic_s()
+        seen = self._preset_seen
+        fresh = seen is not None and now - seen[0] < PRESET_REREAD_S
         try:
-            summary, perf = await asyncio.gather(
-                self.web.get("summary"), self.web.get("perf-summary")
-            )
+            if fresh and seen is not None:
+                summary, preset = await self.web.get("summary"), seen[1]
+            else:
+                summary, perf = await asyncio.gather(
+                    self.web.get("summary"), self.web.get("perf-summary")
+                )
+                preset = current_preset(perf)
+                self._preset_seen = (now, preset)
         except DeviceError as exc:
             level = logging.DEBUG if self._web_failing else logging.WARNING
             log.log(level, "rig %s: REST read failed, power estimated: %s", self.rig_id, exc)
@@ -116,7 +128,7 @@ class VnishRig(CgminerRig):
         if self._web_failing:
             log.info("rig %s: REST API answers again", self.rig_id)
             self._web_failing = False
-        return power_w(summary), current_preset(perf)
+        return power_w(summary), preset
 
     def _as_profile(self, preset: str | None) -> tuple[str | None, float | None]:
         """(profile name for the reading, the preset's watts): the model profile of the same
@@ -136,6 +148,7 @@ class VnishRig(CgminerRig):
 
     async def apply(self, cmd: RigCommand) -> None:
         timeout_s = self.reaction.command_timeout_s
+        self._preset_seen = None  # the next read looks again
         async with self._lock:
             if cmd.action is RigAction.SLEEP:
                 await self.web.post("mining/pause", timeout_s=timeout_s)
@@ -179,7 +192,7 @@ class VnishRig(CgminerRig):
         return chosen
 
     async def _rig_presets(self, timeout_s: float) -> list[Preset]:
-        now = self.web_clock()
+        now = self._monotonic_s()
         if self._presets is not None and now - self._presets[0] < PRESETS_TTL_S:
             return self._presets[1]
         try:
@@ -194,7 +207,7 @@ class VnishRig(CgminerRig):
         self._presets = (now, presets)
         return presets
 
-    def web_clock(self) -> float:
+    def _monotonic_s(self) -> float:
         clock = self.target.clock
         return clock.monotonic_s() if clock is not None else asyncio.get_running_loop().time()
 

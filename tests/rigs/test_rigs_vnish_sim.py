@@ -194,3 +194,24 @@ async def test_a_hung_rig_times_out(fleet: RigFleet) -> None:
         assert "/api/v1/" in cmd_err.value.endpoint
     finally:
         await rig.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_preset_is_reread_after_a_command_or_a_minute(
+    fleet: RigFleet, driver: VnishRig
+) -> None:
+    listeners = fleet.family_listeners[RigProtocol.VNISH]
+    assert isinstance(listeners, VnishWebListeners)
+    clock = _clock(fleet)
+    await driver.read(clock.now_s())
+    before = listeners.replies(PLAIN)
+    await driver.read(clock.now_s())
+    assert listeners.replies(PLAIN) == before + 1  # summary only: the preset is known
+    clock.advance(61.0)
+    await driver.read(clock.now_s())
+    assert listeners.replies(PLAIN) == before + 3  # summary and perf-summary
+    # someone else (an operator, pyasic) changed the preset: seen within the minute
+    fleet.rigs[PLAIN].command_power_limit(2300, clock.now_s())
+    clock.advance(61.0)
+    reading = await driver.read(clock.now_s())
+    assert (reading.profile, reading.power_limit_w) == ("-2", 2300)
