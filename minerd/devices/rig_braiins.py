@@ -76,6 +76,7 @@ class BraiinsRig(CgminerRig):
         )
         self._ramping_login = -1  # the login whose session already has quick ramping set
         self._lock = asyncio.Lock()  # one command at a time per rig
+        self._grpc_problem = ""  # the last gRPC read failure, logged once
 
     @property
     def protocol(self) -> RigProtocol:
@@ -95,8 +96,12 @@ class BraiinsRig(CgminerRig):
         got = await grpc_part
         if isinstance(got, DeviceError):
             # 4028 answered, gRPC did not: keep the reading, power estimated from hashrate.
-            log.warning("%s: power not read over gRPC: %s", self.rig_id, got)
+            # Warn when the problem starts or changes, not on every poll of a broken rig.
+            level = logging.DEBUG if got.message == self._grpc_problem else logging.WARNING
+            log.log(level, "%s: power not read over gRPC: %s", self.rig_id, got)
+            self._grpc_problem = got.message
             return reading
+        self._grpc_problem = ""
         stats, limit_w = got
         return dataclasses.replace(
             reading,

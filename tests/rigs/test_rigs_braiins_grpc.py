@@ -4,6 +4,7 @@ hashrate, gRPC bos.v1 for power, login, pause/resume and the power target."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -212,14 +213,21 @@ async def test_a_hung_rig_times_out_instead_of_hanging(fleet: RigFleet) -> None:
 
 
 @pytest.mark.asyncio
-async def test_grpc_down_keeps_the_4028_reading_with_estimated_power(fleet: RigFleet) -> None:
+async def test_grpc_down_keeps_the_4028_reading_with_estimated_power(
+    fleet: RigFleet, caplog: pytest.LogCaptureFixture
+) -> None:
     rig = _rig(fleet)
     try:
         _server(fleet).close(RIG)
         await _server(fleet).close_all()
-        reading = await rig.read(fleet.clock.now_s())
-        assert reading.state is RigState.HASHING
-        assert reading.power_estimated is True
+        caplog.set_level(logging.DEBUG, logger="minerd.devices.rig_braiins")
+        for _ in range(3):
+            reading = await rig.read(fleet.clock.now_s())
+            assert reading.state is RigState.HASHING
+            assert reading.power_estimated is True
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1  # once when it starts, not every poll
+        assert "root" not in caplog.text  # no secret (the sim's password) in any line
         with pytest.raises(DeviceError) as info:
             await rig.apply(RigCommand(RIG, RigAction.SLEEP))
         assert info.value.endpoint == rig.grpc_endpoint
