@@ -176,7 +176,9 @@ class StockRig(CgminerRig):
                 self._watch.cancel()  # a newer write supersedes the one still answering
             send = asyncio.create_task(self.web.post_json(SET_PATH, body))
             try:
-                done, _ = await asyncio.wait({send}, timeout=self.ack_window_s)
+                # clock seconds: a simulated site running faster shortens the wall wait
+                wait_s = self.ack_window_s / self._clock.speed
+                done, _ = await asyncio.wait({send}, timeout=wait_s)
             except asyncio.CancelledError:
                 send.cancel()
                 raise
