@@ -141,7 +141,8 @@ class StockRig(CgminerRig):
         if self._clock.monotonic_s() - sent_at < settle_s:
             return reading
         try:
-            conf = await self.web.get_json(CONF_PATH)
+            # a read's own time limit: a hung web server must not hold the poll
+            conf = await self.web.get_json(CONF_PATH, timeout_s=self.target.timeout_s)
         except DeviceError as exc:
             log.debug("rig %s: config read-back failed, next read retries: %s", self.rig_id, exc)
             return reading
