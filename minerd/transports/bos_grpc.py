@@ -68,16 +68,21 @@ class BosClient:
     def _chan(self) -> grpc.aio.Channel:
         if self._channel is None:
             # One channel, kept: HTTP/2 multiplexes every call of every poll on it.
+            # A local subchannel pool: a new channel really reconnects instead of sharing
+            # the old one's connection in reconnect backoff (gRPC pools them per process).
             self._channel = grpc.aio.insecure_channel(
-                self._target, options=[("grpc.enable_retries", 0)]
+                self._target,
+                options=[
+                    ("grpc.enable_retries", 0),
+                    ("grpc.use_local_subchannel_pool", 1),
+                    ("grpc.max_reconnect_backoff_ms", 5000),
+                ],
             )
         return self._channel
 
     async def aclose(self) -> None:
-        chan, self._channel = self._channel, None
         self._token = None
-        if chan is not None:
-            await chan.close()
+        await self._drop_channel()
 
     async def call(self, path: str, request: bytes, *, auth: bool = True) -> bytes:
         """One unary call; `auth` adds the token (logging in first when needed)."""
@@ -86,6 +91,17 @@ class BosClient:
                 return await self._call(path, request, auth)
         except TimeoutError as e:
             raise self.timeout_error(path) from e
+        except DeviceUnreachable:
+            # A channel that failed to connect waits out gRPC's reconnect backoff (up to
+            # minutes) before it tries again: drop it, so the rig is reached as soon as it
+            # is back. The token is kept: the rig may still know it.
+            await self._drop_channel()
+            raise
+
+    async def _drop_channel(self) -> None:
+        chan, self._channel = self._channel, None
+        if chan is not None:
+            await chan.close()
 
     async def _call(self, path: str, request: bytes, auth: bool) -> bytes:
         if not auth:

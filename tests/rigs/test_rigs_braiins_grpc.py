@@ -13,7 +13,7 @@ import pytest_asyncio
 from minerd.clock import ManualClock
 from minerd.devices.rig_braiins import BraiinsRig
 from minerd.devices.target import RigTarget
-from minerd.errors import CommandRejected, DeviceError, DeviceTimeout
+from minerd.errors import CommandRejected, DeviceError, DeviceTimeout, DeviceUnreachable
 from minerd.model import RigAction, RigCommand, RigModel, RigProtocol, RigState
 from minerd.profiles import load_rig_model
 from minerd.sim.braiins_grpc import TOKEN_TIMEOUT_S, BraiinsListeners
@@ -233,3 +233,30 @@ async def test_grpc_down_keeps_the_4028_reading_with_estimated_power(
         assert info.value.endpoint == rig.grpc_endpoint
     finally:
         await rig.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_rig_back_from_offline_is_commanded_at_once() -> None:
+    # A fixed gRPC port (on the rig's own loopback address), so the listener comes back
+    # where the driver looks for it.
+    spec = SiteSpec(
+        groups=(RigGroupSpec(MODEL, 1, RigProtocol.BRAIINS),),
+        rig_port=0,
+        grpc_port=50051,
+        base_octet=119,
+    )
+    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
+    await f.start()
+    rig = _rig(f)
+    try:
+        await rig.apply(RigCommand(RIG, RigAction.SET_POWER, power_w=3000))
+        await f.inject(RIG, "offline")
+        with pytest.raises(DeviceUnreachable) as info:
+            await rig.apply(RigCommand(RIG, RigAction.SLEEP))
+        assert info.value.endpoint == rig.grpc_endpoint
+        await f.clear(RIG)
+        await rig.apply(RigCommand(RIG, RigAction.SLEEP))  # no reconnect backoff to wait out
+        assert f.rigs[RIG].awake is False
+    finally:
+        await rig.aclose()
+        await f.close()
