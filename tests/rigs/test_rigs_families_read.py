@@ -58,6 +58,8 @@ def _target(fleet: RigFleet, rig_id: str) -> RigTarget:
         model=load_rig_model(RIGS[rig_id][1]),
         timeout_s=5.0,
         password="not-logged",
+        web_port=fleet.family_port_of(rig_id) or 80,  # stock CGI / Vnish REST
+        grpc_port=fleet.family_port_of(rig_id) or 50051,  # Braiins OS+ gRPC
     )
 
 
@@ -77,7 +79,9 @@ async def test_family_driver_reads_the_simulated_rig(fleet: RigFleet, rig_id: st
         assert reading.state is RigState.HASHING, reading.reason
         assert reading.hashrate_ths == pytest.approx(truth.hashrate_ths, rel=1e-3)
         assert (reading.boards_ok, reading.boards_total) == (3, 3)
-        with pytest.raises(CommandRejected, match="not built yet") as info:
+        with pytest.raises(
+            CommandRejected, match=r"not built yet|wrong (admin )?password|refused"
+        ) as info:
             await rig.apply(RigCommand(rig_id, RigAction.SLEEP))
         assert info.value.device == rig_id
         assert "not-logged" not in repr(_target(fleet, rig_id))
