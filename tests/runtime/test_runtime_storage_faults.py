@@ -69,7 +69,7 @@ from minerd.sim import SimSite
 from minerd.storage import Database, Stores
 from minerd.supervisor import Supervisor
 
-SPEED = 10.0
+SPEED = 5.0  # sim seconds per wall second: slow enough for a loaded 2-core machine
 RIGS = 20  # about 71 kW at full load
 CYCLE_S = 1.0
 SLEEP_S = load_rig_model(MODEL).sleep_time_s
