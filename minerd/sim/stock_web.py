@@ -9,7 +9,7 @@ pyasic tells a stock Antminer. CGI endpoints under /cgi-bin/:
   the S19j Pro Dec 2022 firmware that ignores a `bitmain-work-mode` write; the command takes
   hold when the request arrives (the rig's family times ramp it), the reply `M000 OK!` comes
   after REPLY_DELAY_S of sim time, then the miner process restarts: the rig's 4028 API is
-  down for RESTART_DOWN_S;
+  down for RESTART_DOWN_S (not when the write changed nothing: the quirk faults below);
 - stats / summary: the newer firmware's layouts (STATUS an object, rate_unit "GH/s").
 Faults: hung (accepts, never answers), slow (answers SLOW_REPLY_S later), ignores_commands
 (M000 and nothing changes), ignores_sleep (the S21+ 2025 report: M000, the config says sleep,
@@ -218,16 +218,17 @@ class StockWebListeners:
             return
         self.writes += 1
         now_s = self.clock.now_s()
-        self._apply(rig, conf, now_s)
-        # the CGI answers after the miner restart began; then 4028 is down a few seconds
-        reply_at_s = now_s + self.reply_delay_s
-        rig.api_down_s = (reply_at_s, reply_at_s + self.restart_down_s)
+        if self._apply(rig, conf, now_s):
+            # the CGI answers as the miner restarts; then 4028 is down a few seconds
+            reply_at_s = now_s + self.reply_delay_s
+            rig.api_down_s = (reply_at_s, reply_at_s + self.restart_down_s)
         await asyncio.sleep(self.reply_delay_s / self.clock.speed)
         await _send(writer, 200, json.dumps(OK_REPLY).encode(), "application/json")
 
-    def _apply(self, rig: RigSim, conf: dict[str, object], now_s: float) -> None:
+    def _apply(self, rig: RigSim, conf: dict[str, object], now_s: float) -> bool:
+        """Take the write; whether the miner process restarts (not when nothing changed)."""
         if "ignores_commands" in rig.faults:
-            return  # M000 OK and nothing changes
+            return False  # M000 OK and nothing changes
         c = self._conf[rig.rig_id]
         pools = conf.get("pools")
         if isinstance(pools, list):
@@ -238,17 +239,19 @@ class StockWebListeners:
             c.freq_level = str(conf["freq-level"])
         mode = _int(conf.get("miner-mode"))  # bitmain-work-mode alone is ignored (3.5)
         if mode not in WORK_MODES:
-            return
+            return True
         c.work_mode = str(mode)
         if mode == 1:
-            if "ignores_sleep" not in rig.faults:
-                rig.command_sleep(now_s)
-            return
+            if "ignores_sleep" in rig.faults:
+                return False  # S21+ 2025: the config says sleep, nothing else happens
+            rig.command_sleep(now_s)
+            return True
         if mode == 3:
             rig.command_power_limit(low_power_w(rig), now_s)
         elif rig.power_limit_w is not None:
             rig.power_limit_w = None  # back to normal from low power
         rig.command_wake(now_s)
+        return True
 
     def _system_info(self, rig: RigSim) -> bytes:
         n = zlib.crc32(rig.rig_id.encode())

@@ -175,6 +175,9 @@ async def test_rigs_that_answer_ok_and_keep_hashing(site: Site, fault: str, conf
     resp = await _post(site, _fixture("set_miner_conf.request.json"))
     assert resp.json()["code"] == "M000"
     rig = site.fleet.rig(RIG)
+    site.clock.advance(0.05)  # at the reply: nothing changed, so the miner did not restart
+    raw = await cgminer_raw(rig.plan.host, site.fleet.port_of(rig), "summary")
+    assert raw.endswith(b"\x00")
     site.clock.advance(120.0)
     assert rig.awake and rig.view(site.clock.now_s()).hashrate_ths > 50
     assert site.web.work_mode(RIG) == conf_mode
