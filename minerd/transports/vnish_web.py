@@ -55,6 +55,7 @@ class VnishWebClient:
         self._unlock_refused: tuple[float, CommandRejected] | None = None
         self._token_lock = asyncio.Lock()
         self.unlocks = 0  # tokens taken since start (a test and an operator read it)
+        self._closed_reads: set[str] = set()  # reads this rig refused without a token
 
     def endpoint(self, path: str) -> str:
         return f"{self.host}:{self.port}/api/v1/{path}"
@@ -104,10 +105,15 @@ class VnishWebClient:
             ) from None
 
     async def _call(self, method: str, path: str, body: object, auth: bool) -> object:
+        # A read that needs no token is sent without one unless the rig asked for it before
+        # (builds differ on which reads are open: GET /summary's auth is "optional").
+        auth = auth or path in self._closed_reads
         token = await self._ensure_token(path) if auth else None
         status, data = await self._send(method, path, body, token)
-        if status == 401 and auth:
-            # Expired or revoked (reboot): one new unlock, one retry.
+        if status == 401 and self._password:
+            # Expired or revoked (reboot), or a read this build protects: one unlock, one retry.
+            if not auth:
+                self._closed_reads.add(path)
             self._drop_token(token)
             token = await self._ensure_token(path)
             status, data = await self._send(method, path, body, token)

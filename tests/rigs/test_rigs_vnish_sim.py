@@ -215,3 +215,19 @@ async def test_the_preset_is_reread_after_a_command_or_a_minute(
     clock.advance(61.0)
     reading = await driver.read(clock.now_s())
     assert (reading.profile, reading.power_limit_w) == ("-2", 2300)
+
+
+@pytest.mark.asyncio
+async def test_a_read_the_build_protects_is_retried_with_a_token(
+    fleet: RigFleet, driver: VnishRig
+) -> None:
+    # GET /settings needs a token on the simulated build; asked as an open read it is
+    # answered after one unlock, and later asks send the token at once.
+    settings = await driver.web.get("settings")
+    assert isinstance(settings, dict) and "miner" in settings
+    assert driver.web.unlocks == 1
+    listeners = fleet.family_listeners[RigProtocol.VNISH]
+    assert isinstance(listeners, VnishWebListeners)
+    before = listeners.replies(PLAIN)
+    await driver.web.get("settings")
+    assert listeners.replies(PLAIN) == before + 1 and driver.web.unlocks == 1
