@@ -11,10 +11,11 @@ correction is taken off:  budget = (target - aux_base - correction) / (1 + aux_f
 Shedding is immediate: the budget may fall at once, and measured import over the limit cuts
 it at once to the rig power that brings the import back to target. While rigs are still
 moving to their plan, the meter and the rig readings are taken at different moments (a cut
-shows in the readings before the meter): one cycle over is then a transient and only the
-integral acts, at its rate. The grid meter has the last word: over the limit for more than
-two cycles, the cut by the measured excess is made whatever the rigs claim, counting every
-rig not yet seen to obey at its measured or nominal power (distrusted_rig_power_w).
+shows in the readings before the meter): the excess is then judged against the rig power
+of the step before, which the meter may still be seeing. The grid meter has the last word:
+over the limit for more than two cycles, the cut by the measured excess is made whatever
+the rigs claim, counting every rig not yet seen to obey at its measured or nominal power
+(distrusted_rig_power_w).
 Raising is limited to ramp_up_kw_per_s * dt, less any rig power that arrived late (woken
 rigs reach their power after the wake time, so a raise must not stack on top of them).
 A stale grid meter means the fail-safe limit and the worst-case rig power (nominal for
@@ -129,11 +130,10 @@ def step(
     shedding = False
     jumped = False
     planned = inputs.planned_rig_power_w
-    settled = not inputs.moving and (
-        planned is None
-        or abs(inputs.rig_power_w - planned) / 1000.0
-        <= max(config.settle_tolerance_kw, 0.02 * planned / 1000.0)
+    consistent = planned is None or abs(inputs.rig_power_w - planned) / 1000.0 <= max(
+        config.settle_tolerance_kw, 0.02 * planned / 1000.0
     )
+    settled = consistent and not inputs.moving
 
     over = inputs.grid_fresh and inputs.grid_import_kw > limit.limit_kw
     over_cycles = state.over_cycles + 1 if over else 0
@@ -141,6 +141,11 @@ def step(
     rig_power_w = inputs.rig_power_w
     if distrust and inputs.distrusted_rig_power_w is not None:
         rig_power_w = max(rig_power_w, inputs.distrusted_rig_power_w)
+    # Rigs moving: the meter reading may predate a change the readings already show, so the
+    # meter's excess is judged against the rig power it may still be seeing (last step's).
+    seen_w = rig_power_w
+    if inputs.moving and state.rig_power_w is not None:
+        seen_w = max(rig_power_w, state.rig_power_w)
 
     if inputs.grid_fresh:
         predicted = predicted_import_kw(rig_power_w, config)
@@ -148,15 +153,15 @@ def step(
         innovation = error - integral
         # Rigs still moving to their plan: their readings lag, the error is not load.
         correction = integral + (config.kp * innovation if settled else 0.0)
-        if over and (settled or distrust):
+        if over and (consistent or distrust):
             # Over the limit: the budget is cut by the measured excess below.
             shedding = True
-        if over and settled:
-            # Readings agree with the plan, so the error is load: take it all now. (With rigs
-            # moving it may be timing; the cut acts meanwhile and the integral at its rate.)
+        if over and consistent:
+            # Readings agree with the plan, so the error is load: take it all now.
             jumped = True
-            integral = _clamp(max(integral, error), config.correction_max_kw)
-            correction = max(correction, error)
+            seen_error = inputs.grid_import_kw - predicted_import_kw(seen_w, config)
+            integral = _clamp(max(integral, seen_error), config.correction_max_kw)
+            correction = max(correction, seen_error)
     else:
         # Worst case: every rig not known asleep at nominal; keep only a pessimistic correction.
         predicted = predicted_import_kw(inputs.worst_case_rig_power_w, config)
@@ -167,7 +172,7 @@ def step(
     wanted_w = min(budget_for_import_kw(target_kw, correction, config), inputs.max_rig_power_w)
     if shedding:
         excess_kw = inputs.grid_import_kw - target_kw
-        cut_w = rig_power_w - excess_kw * 1000.0 / (1.0 + config.aux_fraction)
+        cut_w = seen_w - excess_kw * 1000.0 / (1.0 + config.aux_fraction)
         wanted_w = min(wanted_w, max(0.0, cut_w))
     if not inputs.grid_fresh:
         wanted_w = min(wanted_w, budget_for_import_kw(target_kw, correction, config))

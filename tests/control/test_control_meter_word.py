@@ -102,12 +102,15 @@ def inputs(t_s: float, meter_kw: float, rig_w: float, planned_w: float, **kw: ob
 @pytest.mark.parametrize(
     ("rows", "want"),
     [
-        # A cut seen by the rig readings before the meter (commands just went out): one
-        # cycle over is timing, not load. Old rule: the integral jumped by 40 kW and shed
-        # every rig. Now it moves at its rate and the budget stays at the target's.
+        # A cut seen by the rig readings before the meter (commands just went out): the
+        # meter still shows the rigs at 70 kW. Old rule: the integral jumped by 40 kW and
+        # shed every rig. Now the excess is judged against the power the meter still sees.
         (
-            [(0.0, 80.0, 30_000.0, 30_000.0, True, None)],
-            {"max_integral": 5.0, "min_budget_w": 30_000.0, "distrust": [False]},
+            [
+                (0.0, 78.6, 70_000.0, 70_000.0, False, None),
+                (1.0, 78.6, 30_000.0, 30_000.0, True, None),
+            ],
+            {"max_integral": 1.0, "min_budget_w": 29_900.0, "distrust": [False, False]},
         ),
         # Over for more than two cycles: the meter wins. The cut counts the rigs not seen
         # to obey (distrusted power) and takes the whole measured excess off it.
