@@ -260,3 +260,18 @@ async def test_a_rig_back_from_offline_is_commanded_at_once() -> None:
     finally:
         await rig.aclose()
         await f.close()
+
+
+@pytest.mark.asyncio
+async def test_a_slow_rig_is_waited_for_within_the_command_timeout(fleet: RigFleet) -> None:
+    await fleet.inject(RIG, "slow")  # every gRPC answer comes SLOW_REPLY_S (2 s) late
+    patient = _rig(fleet, timeout_s=30.0, command_s=30.0)
+    hasty = _rig(fleet, timeout_s=0.2, command_s=0.2)
+    try:
+        await patient.apply(RigCommand(RIG, RigAction.SLEEP))
+        assert fleet.rigs[RIG].awake is False
+        with pytest.raises(DeviceTimeout):
+            await hasty.apply(RigCommand(RIG, RigAction.WAKE))
+    finally:
+        await patient.aclose()
+        await hasty.aclose()
