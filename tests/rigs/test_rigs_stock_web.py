@@ -3,6 +3,7 @@ against the simulated rig (4028 + web CGI with Digest auth) over loopback socket
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -253,3 +254,22 @@ async def test_digest_client_renews_an_expired_nonce(site: Site) -> None:
     site.clock.advance(400.0)  # past the simulated nonce life
     assert isinstance(await client.get_json("/cgi-bin/get_system_info.cgi"), dict)
     assert client.challenges == 2
+
+
+@pytest.mark.asyncio
+async def test_late_reply_is_logged_when_refused(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = site.rig(S19)
+    assert rig._check_reply(_fixture("set_miner_conf.json")) is None
+    refused = rig._check_reply
+    with pytest.raises(CommandRejected, match="set_miner_conf refused") as err:
+        refused({"stats": "error", "code": "M001", "msg": "Invalid JSON"})
+    assert err.value.device == S19
+
+    async def late_refusal() -> object:
+        return {"stats": "error", "code": "M001", "msg": "Invalid JSON"}
+
+    with caplog.at_level(logging.WARNING):
+        await rig._watch_reply(asyncio.ensure_future(late_refusal()), 1)
+    assert any("work mode 1 write" in r.getMessage() for r in caplog.records)
