@@ -254,6 +254,7 @@ def _build_api(settings: Settings, site: Site, stores: Stores, parts: Components
         alerts=EngineAlertsView(engine, stores.alerts) if engine is not None else None,
         observe_request=prom.observe_api_request if prom is not None else None,
         throttle=parts.auth_throttle,
+        timezone=settings.site.timezone,
     )
     if prom is not None:
         throttle = parts.auth_throttle

@@ -335,6 +335,13 @@ class FleetSnapshot:
         return bool(grid) and all(m.fresh and m.reading is not None for m in grid)
 
     @property
+    def grid_read(self) -> bool:
+        """Every grid meter has answered once since start: before that the import is
+        unknown, not 0."""
+        grid = self.grid_meters
+        return bool(grid) and all(m.reading is not None for m in grid)
+
+    @property
     def grid_import_w(self) -> float:
         return sum(m.reading.power_w for m in self.grid_meters if m.reading is not None)
 

@@ -3,6 +3,10 @@
 Wiring (minerd/cli.py LAZY_COMMANDS): both "quota" and "status" map to this module;
 run(args) dispatches on args.command. Token: --token, --token-file or $MINERD_TOKEN;
 URL: --url or $MINERD_URL (default http://127.0.0.1:8080).
+
+A token file holds one token, or one `role = "token"` line per role (the PATH.tokens file
+`minerd sim --write-config` writes); --role picks one (default operator for status, grid
+for quota). No message or traceback ever prints a token.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import ssl
 import sys
 import urllib.error
@@ -22,6 +27,8 @@ from urllib.parse import urlencode
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
+ROLES = ("grid", "operator", "viewer")
+_KEYED_LINE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*)")
 
 JsonObj = dict[str, object]
 
@@ -41,7 +48,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("MINERD_URL", DEFAULT_URL), help="API base URL")
     tok = p.add_mutually_exclusive_group()
     tok.add_argument("--token", help="API token (visible in the process list: prefer --token-file)")
-    tok.add_argument("--token-file", type=Path, help="file holding the API token")
+    tok.add_argument(
+        "--token-file",
+        type=Path,
+        help='file holding the API token, or one `role = "token"` line per role',
+    )
+    p.add_argument(
+        "--role",
+        choices=ROLES,
+        help="which token of a several-role token file (default operator for status, "
+        "grid for quota)",
+    )
     p.add_argument("--cacert", type=Path, help="CA bundle to verify an https URL")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("--json", action="store_true", help="print the API's JSON answer")
@@ -73,16 +90,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _token(args: argparse.Namespace) -> str:
     if args.token:
-        return str(args.token)
+        return _checked(str(args.token), "--token")
     if args.token_file is not None:
-        try:
-            return Path(args.token_file).read_text().strip()
-        except OSError as exc:
-            raise CliError(f"cannot read token file {args.token_file}: {exc}", EXIT_USAGE) from exc
+        role = args.role or ("operator" if args.command == "status" else "grid")
+        return read_token_file(Path(args.token_file), role)
     env = os.environ.get("MINERD_TOKEN", "")
     if env:
-        return env
+        return _checked(env.strip(), "MINERD_TOKEN")
     raise CliError("no token: pass --token-file FILE, --token or set MINERD_TOKEN", EXIT_USAGE)
+
+
+def read_token_file(path: Path, role: str) -> str:
+    """The token in `path`: its only line, or the `role = "token"` line of that role.
+    Errors name the file, line and roles, never a token."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read token file {path}: {exc.strerror}", EXIT_USAGE) from None
+    except UnicodeDecodeError:
+        raise CliError(f"token file {path}: not UTF-8 text", EXIT_USAGE) from None
+    lines = [
+        (n, line.strip())
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not lines:
+        raise CliError(f"token file {path} holds no token", EXIT_USAGE)
+    by_role: dict[str, str] = {}
+    for n, line in lines:
+        m = _KEYED_LINE.fullmatch(line)
+        if m is None or m.group(1).lower() not in ROLES:
+            if len(lines) == 1:
+                return _checked(line, str(path))  # a file holding just the token
+            raise CliError(
+                f'token file {path}:{n}: expected `role = "token"` lines '
+                f"(roles {', '.join(ROLES)}) or a single token",
+                EXIT_USAGE,
+            )
+        by_role[m.group(1).lower()] = _unquote(m.group(2).strip())
+    if role not in by_role:
+        raise CliError(
+            f"token file {path} has no {role} token (it has {', '.join(sorted(by_role))}): "
+            "choose one with --role",
+            EXIT_USAGE,
+        )
+    return _checked(by_role[role], f"{path} ({role})")
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def _checked(token: str, where: str) -> str:
+    """A bearer token is one word of printable ASCII; anything else would end up in an
+    HTTP library's error message, token and all."""
+    if not token or not all(33 <= ord(c) <= 126 for c in token):
+        raise CliError(
+            f"the token from {where} is not one word of printable characters", EXIT_USAGE
+        )
+    return token
+
+
+def _redact(text: str, args: argparse.Namespace) -> str:
+    """`text` with every token the user could have given replaced (last line of defence)."""
+    secrets: list[str] = []
+    if getattr(args, "token", None):
+        secrets.append(str(args.token))
+    if os.environ.get("MINERD_TOKEN"):
+        secrets.append(os.environ["MINERD_TOKEN"].strip())
+    token_file = getattr(args, "token_file", None)
+    if token_file is not None:
+        try:
+            for line in Path(token_file).read_text(encoding="utf-8").splitlines():
+                m = _KEYED_LINE.fullmatch(line.strip())
+                secrets.append(_unquote(m.group(2).strip()) if m else line.strip())
+        except (OSError, UnicodeDecodeError):
+            pass
+    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "<token>")
+    return text
 
 
 def call(
@@ -111,6 +199,9 @@ def call(
         raise CliError(f"{method} {path}: HTTP {exc.code}: {message}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(f"cannot reach {url}: {exc}") from None
+    except ValueError:
+        # http.client quotes a refused header value, which would be the token.
+        raise CliError(f"{method} {path}: the request could not be built") from None
 
 
 def _json(raw: bytes) -> JsonObj:
@@ -231,8 +322,9 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     states = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
     lines = [
         f"site {s['site']} at {s['taken_at']}",
-        f"grid import   {s['grid_import_kw']:.1f} kW" + ("" if s["grid_fresh"] else " (STALE)"),
+        f"grid import   {_kw(s['grid_import_kw'])}" + ("" if s["grid_fresh"] else " (STALE)"),
         f"limit         {lim['limit_kw']:.1f} kW ({lim['origin']})",
+        f"in force      {_in_force(s.get('in_force'))}",
         f"rig budget    {s['rig_budget_kw']:.1f} kW; rigs draw {s['rig_power_kw']:.1f} kW",
         f"hashrate      {s['hashrate_ths']:.1f} TH/s",
         f"rigs          {s['rigs_total']}: {states}",
@@ -242,6 +334,18 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _in_force(lim: object) -> str:
+    """The quota, cap or contract in force (the fail-safe, when active, caps it)."""
+    if not isinstance(lim, dict):
+        return "unknown"
+    quota = f" {lim['quota_id']}" if lim.get("quota_id") else ""
+    return f"{lim['limit_kw']:.1f} kW ({lim['origin']}{quota})"
+
+
+def _kw(value: object) -> str:
+    return f"{value:.1f} kW" if isinstance(value, int | float) else "not read yet"
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     stream = out if out is not None else sys.stdout
     try:
@@ -249,8 +353,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return _status(args, stream)
         return _quota(args, stream)
     except CliError as exc:
-        print(f"minerd {args.command}: {exc}", file=sys.stderr)
+        print(f"minerd {args.command}: {_redact(str(exc), args)}", file=sys.stderr)
         return exc.code
+    except Exception as exc:  # no traceback: its frames would show the token
+        name = type(exc).__name__
+        print(f"minerd {args.command}: {name}: {_redact(str(exc), args)}", file=sys.stderr)
+        return EXIT_API
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from minerd.api.allowed_methods import AllowedMethods
 from minerd.api.auth import Authenticator, FailureThrottle, TokenBook
 from minerd.api.body_limit import BodyLimit
 from minerd.api.context import ApiContext
+from minerd.api.docs_page import docs_router
 from minerd.api.problems import install_error_handlers
 from minerd.api.request_metrics import ObserveRequest, RequestMetrics
 from minerd.runtime.service import SiteService
@@ -38,6 +39,7 @@ def create_app(
     *,
     throttle: FailureThrottle | None = None,
     observe_request: ObserveRequest | None = None,
+    timezone: str = "UTC",
 ) -> FastAPI:
     """Build the app. `metrics` renders Prometheus text (called in a worker thread);
     `alerts` is None when alerting is off. `throttle` defaults to 10 bad tokens per
@@ -48,7 +50,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         openapi_url=OPENAPI_URL,
-        docs_url="/docs",
+        docs_url=None,  # docs_router: Swagger UI from local files, not a CDN
         redoc_url=None,
     )
     app.state.minerd = ApiContext(
@@ -57,6 +59,7 @@ def create_app(
         auth=Authenticator(TokenBook(api.tokens), throttle or FailureThrottle()),
         metrics=metrics,
         alerts=alerts,
+        timezone=timezone,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
@@ -67,6 +70,7 @@ def create_app(
         routes_quotas.router,
         routes_ops.router,
         status_page.router,  # GET /: the embedded status page, no auth
+        docs_router(OPENAPI_URL, f"minerd {service.site_name}"),  # GET /docs, no auth
     )
     for router in routers:
         app.include_router(router)

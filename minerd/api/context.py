@@ -23,6 +23,7 @@ class ApiContext:
     auth: Authenticator
     metrics: Callable[[], bytes] | None
     alerts: AlertsView | None
+    timezone: str = "UTC"  # [site] timezone: how pages should show times
 
 
 def context(request: Request) -> ApiContext:

@@ -8,7 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from minerd.api.context import AUTH_RESPONSES, NOT_FOUND, Ctx, Reader, SiteReader
+from minerd.api.context import (
+    AUTH_RESPONSES,
+    NOT_FOUND,
+    ApiContext,
+    Ctx,
+    Reader,
+    SiteReader,
+)
 from minerd.api.params import FromQuery, ToQuery, span
 from minerd.api.problems import ApiError
 from minerd.api.schemas import (
@@ -25,21 +32,32 @@ from minerd.api.schemas import (
     finite,
 )
 from minerd.api.times import opt_dt, to_dt
-from minerd.model import MeterStatus, RigState, RigStatus
+from minerd.errors import StorageError
+from minerd.model import EffectiveLimit, MeterStatus, RigState, RigStatus
+from minerd.runtime.service import SiteStatus
+
+# Limit origins (minerd.control.quota names them; api may not import control).
+ORIGIN_FAILSAFE = "failsafe"
+ORIGIN_CONTRACTED = "contracted"
 
 router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
 
 
 @router.get("/site", response_model=SiteOut, summary="The site at a glance")
-async def get_site(ctx: Ctx, _: SiteReader) -> SiteOut:
+async def get_site(ctx: Ctx, who: SiteReader) -> SiteOut:
     st = ctx.service.status()
     by_state = {state: count for state, count in st.rigs_by_state}
+    grid_read = ctx.service.snapshot().grid_read
     return SiteOut(
         site=st.site,
         taken_at=to_dt(st.taken_at_s),
-        grid_import_kw=st.grid_import_kw,
+        timezone=ctx.timezone,
+        started_at=opt_dt(st.started_at_s),
+        role=who.role.value,
+        grid_import_kw=st.grid_import_kw if grid_read else None,
         grid_fresh=st.grid_fresh,
-        limit=LimitOut.of(st.limit),
+        limit=LimitOut.of(_held(st.limit)),
+        in_force=LimitOut.of(_in_force(ctx, st)),
         contracted_limit_kw=st.contracted_limit_kw,
         failsafe_limit_kw=st.failsafe_limit_kw,
         operator_cap_kw=st.operator_cap_kw,
@@ -52,6 +70,27 @@ async def get_site(ctx: Ctx, _: SiteReader) -> SiteOut:
         failsafe=FailsafeOut(active=st.failsafe, reason=st.failsafe_reason),
         cycle=st.cycle,
     )
+
+
+def _held(limit: EffectiveLimit) -> EffectiveLimit:
+    """The limit the site is held to. Under the fail-safe no quota is what holds it: the
+    quota (if any) is reported in `in_force`, never as the fail-safe's origin."""
+    if limit.origin == ORIGIN_FAILSAFE:
+        return EffectiveLimit(limit.limit_kw, ORIGIN_FAILSAFE, None)
+    return limit
+
+
+def _in_force(ctx: ApiContext, st: SiteStatus) -> EffectiveLimit:
+    """What the quotas, the operator cap and the contract set now, the fail-safe aside."""
+    try:
+        steps = ctx.service.limit_timeline(st.taken_at_s, st.taken_at_s + 1.0)
+    except StorageError:
+        steps = []  # the store is failing: say what the controller holds, if it is not
+    if steps:
+        return steps[0][2]
+    if st.limit.origin != ORIGIN_FAILSAFE:
+        return st.limit
+    return EffectiveLimit(st.contracted_limit_kw, ORIGIN_CONTRACTED, None)
 
 
 @router.get(

@@ -169,9 +169,13 @@ class FailsafeOut(BaseModel):
 class SiteOut(BaseModel):
     site: str
     taken_at: datetime
-    grid_import_kw: float
+    timezone: str  # the site's IANA time zone ([site] timezone), for showing local times
+    started_at: datetime | None  # when the daemon started (null if not known)
+    role: str  # the role of the token that asked (grid, operator, viewer)
+    grid_import_kw: float | None  # null until the grid meter has been read
     grid_fresh: bool
-    limit: LimitOut
+    limit: LimitOut  # what the controller holds the site to (origin "failsafe" while it applies)
+    in_force: LimitOut  # what the quota, operator cap or contract sets now, before the fail-safe
     contracted_limit_kw: float
     failsafe_limit_kw: float
     operator_cap_kw: float | None

@@ -36,6 +36,7 @@ class SiteStatus:
     failsafe: bool
     failsafe_reason: str  # "" when not in fail-safe
     cycle: int  # control cycles run since start
+    started_at_s: float | None = None  # when this daemon process started running the site
 
 
 @dataclass(frozen=True)

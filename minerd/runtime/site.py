@@ -67,6 +67,7 @@ class Site:
         self.cycle.poll_now = self.poller.poll_now
         self.history = SiteHistory()
         self.cycle.listeners.append(self.history)
+        self.started_at_s: float | None = None  # set when run() starts
 
     def _on_sent(self, cmd: RigCommand) -> None:
         self.cycle.on_command_sent(cmd)
@@ -76,6 +77,7 @@ class Site:
 
     async def run(self) -> None:
         """Restore state, then poll, control and execute until cancelled."""
+        self.started_at_s = self._clock.now_s()
         self.cycle.restore()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.poller.run(), name="poller")
@@ -138,6 +140,7 @@ class Site:
             failsafe=bool(reason),
             failsafe_reason=reason,
             cycle=cycles,
+            started_at_s=self.started_at_s,
         )
 
     def quotas_changed(self) -> None:

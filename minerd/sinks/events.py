@@ -26,6 +26,7 @@ _reading = attrgetter("reading")
 _power = attrgetter("power_w")
 _hashrate = attrgetter("hashrate_ths")
 _state = attrgetter("state")
+_taken = attrgetter("taken_at_s")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ class FleetTotals:
     power_w: float
     hashrate_ths: float
     by_state: dict[RigState, int]
+    unread: int = 0  # rigs not polled once since start: their 0 W / 0 TH/s is not a reading
+
+    @property
+    def all_read(self) -> bool:
+        """The sums are readings (no rig still holds its never-read placeholder)."""
+        return self.unread == 0
 
 
 def fleet_totals(rigs: Sequence[RigStatus]) -> FleetTotals:
@@ -41,8 +48,9 @@ def fleet_totals(rigs: Sequence[RigStatus]) -> FleetTotals:
     readings = list(map(_reading, rigs))
     counts = dict.fromkeys(RigState, 0)
     counts.update(Counter(map(_state, readings)))
+    unread = list(map(_taken, readings)).count(0.0)
     return FleetTotals(
-        len(readings), sum(map(_power, readings)), sum(map(_hashrate, readings)), counts
+        len(readings), sum(map(_power, readings)), sum(map(_hashrate, readings)), counts, unread
     )
 
 

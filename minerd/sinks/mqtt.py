@@ -92,16 +92,18 @@ def site_state(site: str, event: SnapshotEvent) -> dict[str, object]:
     """The retained site state document (docs/telemetry.md)."""
     snap = event.snapshot
     t = event.totals
+    grid_read = snap.grid_read
+    # Unknown is not zero: null until the grid meter (or every rig) was read once.
     return {
         "site": site,
         "taken_at_s": round(snap.taken_at_s, 3),
-        "power_w": _r(snap.grid_import_w, 0),
+        "power_w": _r(snap.grid_import_w, 0) if grid_read else None,
         "limit_w": _r(event.limit.limit_kw * 1000.0, 0),
         "limit_origin": event.limit.origin,
         "quota_id": event.limit.quota_id,
         "budget_w": _r(event.budget_w, 0),
-        "rig_power_w": _r(t.power_w, 0),
-        "hashrate_ths": _r(t.hashrate_ths, 2),
+        "rig_power_w": _r(t.power_w, 0) if t.all_read else None,
+        "hashrate_ths": _r(t.hashrate_ths, 2) if t.all_read else None,
         "failsafe": event.failsafe,
         "grid_fresh": snap.grid_fresh,
         "rigs_total": len(snap.rigs),

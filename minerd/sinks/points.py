@@ -3,6 +3,10 @@
 Timestamps are integer milliseconds (writers send `precision=ms`). Tags hold only bounded
 identities (site, meter, role, rig, model, container, action, rule, severity); anything
 per request (alert ids, quota ids, reasons) is a field.
+
+Unknown is not zero: a value not read yet is left out of its point, never written as 0
+(site power_w before every grid meter answered once; rig sums while a rig was never
+polled; a never-polled rig's power and hashrate).
 """
 
 from __future__ import annotations
@@ -84,12 +88,13 @@ class PointEncoder:
     ) -> str:
         self._fleet_hint = max(self._fleet_hint, len(snapshot.rigs))
         t = totals if totals is not None else fleet_totals(snapshot.rigs)
+        grid_read = snapshot.grid_read
         fields: list[str | None] = [
-            float_field("power_w", snapshot.grid_import_w),
+            float_field("power_w", snapshot.grid_import_w) if grid_read else None,
             float_field("limit_w", limit.limit_kw * 1000.0),
             float_field("budget_w", budget_w),
-            float_field("rig_power_w", t.power_w),
-            float_field("hashrate_ths", t.hashrate_ths),
+            float_field("rig_power_w", t.power_w) if t.all_read else None,
+            float_field("hashrate_ths", t.hashrate_ths) if t.all_read else None,
             f"rigs_total={t.rigs}i",
         ]
         fields += [f"{name}={t.by_state[state]}i" for state, name in _STATE_FIELDS]
@@ -150,7 +155,9 @@ class PointEncoder:
                 keys[k] = series
             rd = r.reading
             h, p = rd.hashrate_ths, rd.power_w
-            if isfinite(h + p):  # NaN or inf would make the server refuse the whole batch
+            if rd.taken_at_s == 0.0:  # never polled: its 0 W / 0 TH/s is a placeholder
+                text = f"{series} state={states[rd.state]}"
+            elif isfinite(h + p):  # NaN or inf would make the server refuse the whole batch
                 text = f"{series} hashrate_ths={h!r},power_w={p!r},state={states[rd.state]}"
             else:
                 text = f"{series} state={states[rd.state]}"

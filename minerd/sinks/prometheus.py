@@ -5,6 +5,10 @@ the fleet once per snapshot (cached) and renders aggregates: site, per state, pe
 per meter, plus the daemon's own health (cycle and poll durations, poll errors, API
 requests, sink and spool figures). Per-rig series are optional: "auto" turns them on only
 up to `PER_RIG_AUTO_MAX` rigs, because 50,000 labelled series cost seconds to render.
+
+Unknown is not zero: a value not read yet is left out of the exposition (no sample), never
+rendered as 0: the grid power before every grid meter answered once, rig sums (site or
+container) while one of their rigs was never polled, a never-polled rig's own series.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ class _Fleet:
     by_state: dict[RigState, int]
     containers: dict[str, tuple[int, float, float, dict[RigState, int]]]
     stale_rigs: int
+    unread: frozenset[str]  # containers holding a rig never polled ("" key: none)
+
+    @property
+    def all_read(self) -> bool:
+        return not self.unread
 
 
 def _summarise(snapshot: FleetSnapshot) -> _Fleet:
@@ -49,8 +58,11 @@ def _summarise(snapshot: FleetSnapshot) -> _Fleet:
     states: dict[str, dict[RigState, int]] = {}
     power = hashrate = 0.0
     stale = 0
+    unread: set[str] = set()
     for r in snapshot.rigs:
         rd = r.reading
+        if rd.taken_at_s == 0.0:
+            unread.add(r.container)
         by_state[rd.state] += 1
         power += rd.power_w
         hashrate += rd.hashrate_ths
@@ -70,6 +82,7 @@ def _summarise(snapshot: FleetSnapshot) -> _Fleet:
         by_state,
         {c: (int(a[0]), a[1], a[2], states[c]) for c, a in containers.items()},
         stale,
+        frozenset(unread),
     )
 
 
@@ -94,20 +107,33 @@ class _SnapshotCollector(Collector):
         fleet = self._fleet(event)
         site = owner.site
 
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+        def gauge(name: str, doc: str, value: float | None) -> GaugeMetricFamily:
+            """A site gauge; no sample when the value is not known yet (None)."""
             g = GaugeMetricFamily(name, doc, labels=["site"])
-            g.add_metric([site], value)
+            if value is not None:
+                g.add_metric([site], value)
             return g
+
+        grid_read = snap.grid_read
 
         yield gauge(
             "minerd_snapshot_timestamp_seconds", "Time of the latest snapshot", snap.taken_at_s
         )
-        yield gauge("minerd_site_grid_power_watts", "Grid import measured", snap.grid_import_w)
+        yield gauge(
+            "minerd_site_grid_power_watts",
+            "Grid import measured",
+            snap.grid_import_w if grid_read else None,
+        )
         yield gauge("minerd_site_limit_watts", "Effective limit", event.limit.limit_kw * 1000.0)
         yield gauge("minerd_site_budget_watts", "Power budget for the rigs", event.budget_w)
-        yield gauge("minerd_site_rig_power_watts", "Sum of rig power", fleet.power_w)
+        all_read = fleet.all_read
         yield gauge(
-            "minerd_site_hashrate_terahashes_per_second", "Sum of rig hashrate", fleet.hashrate_ths
+            "minerd_site_rig_power_watts", "Sum of rig power", fleet.power_w if all_read else None
+        )
+        yield gauge(
+            "minerd_site_hashrate_terahashes_per_second",
+            "Sum of rig hashrate",
+            fleet.hashrate_ths if all_read else None,
         )
         yield gauge("minerd_site_failsafe", "1 while the fail-safe limit applies", event.failsafe)
         yield gauge("minerd_site_grid_fresh", "1 while every grid meter is fresh", snap.grid_fresh)
@@ -133,8 +159,9 @@ class _SnapshotCollector(Collector):
             "minerd_container_rigs", "Rigs by state", labels=["site", "container", "state"]
         )
         for c, (_, p, h, states) in sorted(fleet.containers.items()):
-            power.add_metric([site, c], p)
-            rate.add_metric([site, c], h)
+            if c not in fleet.unread:
+                power.add_metric([site, c], p)
+                rate.add_metric([site, c], h)
             for state, n in states.items():
                 count.add_metric([site, c, state.value], n)
         return (power, rate, count)
@@ -185,9 +212,11 @@ class _SnapshotCollector(Collector):
         for r in snap.rigs:
             key = [site, r.rig_id, r.model, r.container]
             rd = r.reading
+            hashing.add_metric(key, rd.state is RigState.HASHING)
+            if rd.taken_at_s == 0.0:
+                continue  # never polled: power and hashrate unknown, not 0
             power.add_metric(key, rd.power_w)
             rate.add_metric(key, rd.hashrate_ths)
-            hashing.add_metric(key, rd.state is RigState.HASHING)
             if rd.chip_temp_max_c is not None:
                 temp.add_metric(key, rd.chip_temp_max_c)
         return (power, rate, temp, hashing)

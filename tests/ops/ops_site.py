@@ -83,8 +83,10 @@ class StaticAlerts:
 class OpsSite:
     """Implements minerd.runtime.service.SiteService over real components."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, *, started_ago_s: float = 7200.0) -> None:
         self.now_s = float(int(SystemClock().now_s()))
+        self.started_s = self.now_s - started_ago_s  # when "the daemon" started
+        self.timezone = "Asia/Kolkata"  # +05:30: differs from any test machine's zone
         self.clock = ManualClock(self.now_s)
         self.db = Database(db_path)
         self.stores = Stores.open(self.db)
@@ -189,6 +191,7 @@ class OpsSite:
             failsafe=bool(self.failsafe_reason),
             failsafe_reason=self.failsafe_reason,
             cycle=1234,
+            started_at_s=self.started_s,
         )
 
     def quotas_changed(self) -> None:
@@ -204,7 +207,8 @@ class OpsSite:
         return True, ()
 
     def site_history(self, from_s: float, to_s: float) -> list[HistoryPoint]:
-        return flat_history(self.status(), from_s, to_s)
+        # The real Site keeps points only since it started.
+        return flat_history(self.status(), max(from_s, self.started_s), to_s)
 
     def limit_timeline(
         self, from_s: float, to_s: float
@@ -225,7 +229,7 @@ class ServedSite:
     """The API app with the status page router, served by uvicorn in a thread."""
 
     def __init__(self, site: OpsSite, port: int) -> None:
-        app = create_app(site, api_settings(), None, site.alerts)
+        app = create_app(site, api_settings(), None, site.alerts, timezone=site.timezone)
         app.include_router(status_router)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)

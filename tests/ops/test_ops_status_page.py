@@ -1,7 +1,9 @@
 """The status page in headless Chromium against the real API: the figures it renders are
-the figures GET /api/v1/site answers; it lists rigs, alerts and the coming quotas.
+the figures GET /api/v1/site answers; it lists rigs, alerts and the coming quotas; under
+the fail-safe it tells one story; times are the site's, 24-hour; a new site's chart spans
+the data it has; the rig table scrolls inside its card.
 
-The screenshot is kept in test-artifacts/status-page.png."""
+Screenshots are kept in test-artifacts/status-page*.png."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import httpx
@@ -57,6 +62,8 @@ def served(tmp_path: Path) -> Iterator[tuple[OpsSite, ServedSite]]:
 def run_chromium(tmp_path: Path, url: str, *mode: str) -> str:
     profile = tmp_path / f"chromium-{len(list(tmp_path.glob('chromium-*')))}"
     argv = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *mode, url]
+    if any(m.startswith("--window-size=") for m in mode):
+        argv.remove("--window-size=1280,900")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=90, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -110,6 +117,7 @@ def test_status_page_renders_what_the_api_answers(
     assert by_id(dom, "limit") == f"{s['limit']['limit_kw']:.1f}" == "60.0"
     assert by_id(dom, "limit-origin") == s["limit"]["origin"] == "quota"
     assert by_id(dom, "limit-quota") == "(q-now)"
+    assert by_id(dom, "quota-now") == "In force: 60.0 kW quota q-now."
     assert by_id(dom, "headroom") == f"{s['limit']['limit_kw'] - s['grid_import_kw']:.1f}"
     assert by_id(dom, "budget") == f"{s['rig_budget_kw']:.1f}"
     assert by_id(dom, "hashrate") == f"{s['hashrate_ths']:.1f}" == "706.5"
@@ -119,6 +127,13 @@ def test_status_page_renders_what_the_api_answers(
         assert by_id(dom, f"state-{state}") == str(s["rigs_by_state"].get(state, 0))
     assert by_id(dom, "failsafe") == "off"
     assert by_id(dom, "cap-now") == "none"
+    # an operator token needs no note that it needs one
+    assert re.search(r'<p id="cap-msg" class="muted" hidden', dom)
+    # times in the site's zone (+05:30), 24-hour
+    zone = ZoneInfo(s["timezone"])
+    taken = datetime.fromisoformat(s["taken_at"]).astimezone(zone)
+    assert s["timezone"] == "Asia/Kolkata"
+    assert by_id(dom, "updated") == f"as of {taken:%H:%M:%S} Asia/Kolkata \u00b7 cycle 1234"
 
     # the chart has the polled import and the limit steps
     assert re.search(r'id="chart-limit"', dom) and re.search(r'id="chart-import"', dom)
@@ -135,6 +150,9 @@ def test_status_page_renders_what_the_api_answers(
     schedule = table_rows(dom, "schedule")
     assert schedule[0][0] == "now" and schedule[0][2] == "60.0" and schedule[0][4] == "q-now"
     assert ["45.0", "quota", "q-evening"] in [r[2:] for r in schedule]
+    evening = datetime.fromtimestamp(site.now_s + 2 * 3600.0, zone)
+    assert [f"{evening:%Y-%m-%d %H:%M}", "45.0"] in [[r[0], r[2]] for r in schedule]
+    assert not re.search(r"\b(AM|PM)\b", dom), "24-hour times"
     assert site.operator_cap_kw is None
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -161,13 +179,76 @@ def test_status_page_without_token_asks_for_one(
 def test_status_page_shows_the_failsafe(served: tuple[OpsSite, ServedSite], tmp_path: Path) -> None:
     site, srv = served
     site.failsafe_reason = "grid meter stale: grid-main"
-    dom = run_chromium(tmp_path, f"{srv.url}/#token={TOKENS['viewer']}", "--dump-dom")
+    headers = {"Authorization": f"Bearer {TOKENS['viewer']}"}
+    s = httpx.get(srv.url + "/api/v1/site", headers=headers).json()
+    # the payload keeps apart what holds the site and what is in force
+    assert s["limit"] == {"limit_kw": 20.0, "origin": "failsafe", "quota_id": None}
+    assert s["in_force"] == {"limit_kw": 60.0, "origin": "quota", "quota_id": "q-now"}
+    assert s["failsafe"] == {"active": True, "reason": "grid meter stale: grid-main"}
+    assert s["role"] == "viewer"
+
+    url = f"{srv.url}/#token={TOKENS['viewer']}"
+    dom = run_chromium(tmp_path, url, "--dump-dom")
     assert by_id(dom, "failsafe") == "ACTIVE"
     assert by_id(dom, "failsafe-reason") == "grid meter stale: grid-main"
-    assert by_id(dom, "limit") == "20.0" and by_id(dom, "limit-origin") == "failsafe"
+    # the limit card names the fail-safe and why, and no quota it overrides
+    assert by_id(dom, "limit") == "20.0" and by_id(dom, "limit-origin") == "fail-safe"
+    assert by_id(dom, "limit-quota") == "(grid meter stale: grid-main)"
+    # "quota now" says what is in force and that the fail-safe caps it
+    assert by_id(dom, "quota-now") == (
+        "In force: 60.0 kW quota q-now, capped by the fail-safe at 20.0 kW "
+        "(grid meter stale: grid-main)."
+    )
+    now = table_rows(dom, "schedule")[0]
+    assert now[0] == "now" and now[2:] == [
+        "60.0",
+        "quota, capped by the fail-safe at 20.0 kW",
+        "q-now",
+    ]
     assert by_id(dom, "banner").startswith("FAIL-SAFE: grid meter stale: grid-main")
-    # a viewer sees rigs and alerts, and no operator cap form result yet
+    # a viewer sees rigs and alerts, and the note that the cap needs an operator token
     assert len(table_rows(dom, "rigs")) == 8
+    assert by_id(dom, "cap-msg") == "Needs an operator token."
+    assert not re.search(r'<p id="cap-msg" class="muted" hidden', dom)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "status-page-failsafe.png"
+    run_chromium(tmp_path, url, f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000
+
+
+def test_a_new_site_chart_spans_the_data_it_has(tmp_path: Path) -> None:
+    site = OpsSite(tmp_path / "minerd.sqlite", started_ago_s=120.0)
+    try:
+        with ServedSite(site, free_port()) as srv:
+            url = f"{srv.url}/#token={TOKENS['operator']}"
+            dom = run_chromium(tmp_path, url, "--dump-dom")
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "status-page-new-site.png"
+            run_chromium(tmp_path, url, f"--screenshot={shot}")
+    finally:
+        site.close()
+    m = re.search(r'<svg [^>]*data-from="([0-9.]+)" data-to="([0-9.]+)"', dom)
+    assert m is not None, "the chart is drawn"
+    t0_ms, t1_ms = float(m.group(1)), float(m.group(2))
+    # from the daemon's start (not an hour back) to now
+    assert t0_ms == site.started_s * 1000 and t1_ms >= site.now_s * 1000
+    zone = ZoneInfo(site.timezone)
+    started = datetime.fromtimestamp(site.started_s, zone)
+    assert by_id(dom, "chart-span") == f"since {started:%H:%M} Asia/Kolkata"
+
+    def xs(path_id: str) -> list[float]:
+        d = re.search(rf'd="([^"]*)"[^>]*id="{path_id}"', dom)
+        assert d, f"no path #{path_id}"
+        return [float(v) for v in re.findall(r"[MLH]([0-9.]+)", d.group(1))]
+
+    imports, limits = xs("chart-import"), xs("chart-limit")
+    assert re.search(r'd="M[^"]*L[^"]*"[^>]*id="chart-import"', dom), "import drawn as a line"
+    # the import spans the chart (left edge at x=48, right at x=790), not its right end
+    assert imports[0] < 60 and imports[-1] > 700
+    # no limit before the daemon started: it starts where the data does
+    assert min(limits) >= imports[0] - 0.5
+    assert shot.stat().st_size > 10_000
 
 
 class PageGone(Exception):
@@ -177,11 +258,12 @@ class PageGone(Exception):
 class Browser:
     """Headless Chromium driven over the DevTools protocol (a pipe-free WebSocket)."""
 
-    def __init__(self, tmp_path: Path, url: str) -> None:
+    def __init__(self, tmp_path: Path, url: str, window: str = "1280,900") -> None:
         self.profile = tmp_path / "chromium-cdp"
         argv = [
             chromium(),
-            *CHROMIUM_FLAGS[:-1],  # no virtual time: the page runs in real time here
+            *[f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")][:-1],
+            f"--window-size={window}",  # no virtual time: the page runs in real time here
             f"--user-data-dir={self.profile}",
             "--remote-debugging-port=0",
             url,
@@ -299,3 +381,26 @@ async def test_a_viewer_cannot_set_the_cap(
         msg = await page.wait_text("cap-msg", "t => t.startsWith('Only')")
         assert msg == "Only an operator token may set the cap."
     assert site.operator_cap_kw is None
+
+
+@pytest.mark.asyncio
+async def test_the_rig_table_scrolls_inside_its_card_at_1400_px(
+    served: tuple[OpsSite, ServedSite], tmp_path: Path
+) -> None:
+    site, srv = served
+    long_reason = "offline: " + "connection refused by 127.0.2.16:4028 after 3 retries; " * 4
+    i = site.fleet.rig_index("c2-r06")
+    site.fleet.update_rig(
+        i, replace(site.fleet.reading("c2-r06"), reason=long_reason.strip(), profile="x" * 60)
+    )
+    async with Browser(tmp_path, f"{srv.url}/#token={TOKENS['operator']}", "1400,900") as page:
+        await page.wait_text("rigs-msg", "t => t.startsWith('rigs 1')")
+        assert await page.js("window.innerWidth") == 1400
+        page_w = await page.js("document.documentElement.scrollWidth")
+        client_w = await page.js("document.documentElement.clientWidth")
+        assert isinstance(page_w, int) and isinstance(client_w, int)
+        assert page_w <= client_w, "the page scrolls sideways"
+        wrap = "document.getElementById('rigs').parentElement"
+        assert await page.js(f"{wrap}.className") == "scroll"
+        assert await page.js(f"{wrap}.scrollWidth > {wrap}.clientWidth"), "the card scrolls"
+        assert await page.js(f"{wrap}.getBoundingClientRect().right") <= client_w

@@ -16,6 +16,10 @@
   let samplesSite = "";
   let timeline = []; // {start, end, limitKw, origin, quotaId}: effective-limit steps
   let siteNow = 0; // the daemon's clock (ms), from the last /site answer
+  let startedAt = 0; // when the daemon started (ms), 0 if it does not say
+  let siteTz = undefined; // the site's IANA time zone; undefined: the browser's
+  let lastSite = null; // the last /site answer
+  let capNote = true; // #cap-msg still holds its note, not the answer to a click
   let lastOkMs = 0; // browser time of the last good /site answer
   let rigOffset = 0;
   let rigTotal = 0;
@@ -41,8 +45,29 @@
   }
 
   const f1 = (x) => (x === null || x === undefined || !isFinite(x) ? "–" : Number(x).toFixed(1));
-  const hhmm = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  const when = (iso) => { const d = new Date(iso); return d.toLocaleDateString() + " " + hhmm(d.getTime()); };
+  // Times in the site's time zone, 24-hour: the operator and the grid authority talk
+  // site time, whatever the browser's locale.
+  const formats = new Map();
+  function parts(ms, opts) {
+    const key = (siteTz || "") + JSON.stringify(opts);
+    let f = formats.get(key);
+    if (!f) {
+      try { f = new Intl.DateTimeFormat("en-GB", Object.assign({ timeZone: siteTz, hourCycle: "h23" }, opts)); }
+      catch (e) { f = new Intl.DateTimeFormat("en-GB", Object.assign({ hourCycle: "h23" }, opts)); } // unknown zone
+      formats.set(key, f);
+    }
+    const out = {};
+    for (const p of f.formatToParts(new Date(ms))) out[p.type] = p.value;
+    return out;
+  }
+  const hhmm = (ms) => { const p = parts(ms, { hour: "2-digit", minute: "2-digit" }); return p.hour + ":" + p.minute; };
+  const hhmmss = (ms) => { const p = parts(ms, { hour: "2-digit", minute: "2-digit", second: "2-digit" }); return p.hour + ":" + p.minute + ":" + p.second; };
+  const when = (t) => {
+    const ms = typeof t === "number" ? t : Date.parse(t);
+    const p = parts(ms, { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+    return p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute;
+  };
+  const known = (x) => x !== null && x !== undefined && isFinite(x);
   const text = (id, value) => { $(id).textContent = value; };
   const denied = (e) => (e.status === 403 ? "this token's role may not see this" : e.message);
 
@@ -82,16 +107,31 @@
 
   // ---------------------------------------------------------------- site
 
+  const originName = (o) => (o === "failsafe" ? "fail-safe" : o);
+
+  // "60.0 kW quota q-1": what the quotas, the cap and the contract set now.
+  function inForce(s) {
+    const f = s.in_force || s.limit;
+    return f1(f.limit_kw) + " kW " + originName(f.origin) + (f.quota_id ? " " + f.quota_id : "");
+  }
+
   function renderSite(s) {
     const lim = s.limit;
+    lastSite = s;
+    if (s.timezone && s.timezone !== siteTz) { siteTz = s.timezone; formats.clear(); }
+    startedAt = s.started_at ? Date.parse(s.started_at) : 0;
     text("site-name", s.site);
     document.title = s.site + " · minerd";
     text("grid-import", f1(s.grid_import_kw));
-    text("grid-fresh", s.grid_fresh ? "grid meter fresh" : "GRID METER STALE");
+    text("grid-fresh", known(s.grid_import_kw) ? (s.grid_fresh ? "grid meter fresh" : "GRID METER STALE") : "grid meter not read yet");
     text("limit", f1(lim.limit_kw));
-    text("limit-origin", lim.origin);
-    text("limit-quota", lim.quota_id ? "(" + lim.quota_id + ")" : "");
-    text("headroom", f1(lim.limit_kw - s.grid_import_kw));
+    // Under the fail-safe the origin is the fail-safe and why, never a quota it overrides.
+    text("limit-origin", originName(lim.origin));
+    text("limit-quota", lim.origin === "failsafe" ? "(" + (s.failsafe.reason || "active") + ")" : lim.quota_id ? "(" + lim.quota_id + ")" : "");
+    text("quota-now", s.failsafe.active
+      ? "In force: " + inForce(s) + ", capped by the fail-safe at " + f1(lim.limit_kw) + " kW (" + (s.failsafe.reason || "active") + ")."
+      : "In force: " + inForce(s) + ".");
+    text("headroom", known(s.grid_import_kw) ? f1(lim.limit_kw - s.grid_import_kw) : "–");
     text("budget", f1(s.rig_budget_kw));
     text("hashrate", f1(s.hashrate_ths));
     text("rig-power", f1(s.rig_power_kw));
@@ -108,7 +148,8 @@
     text("failsafe", s.failsafe.active ? "ACTIVE" : "off");
     text("failsafe-reason", s.failsafe.reason);
     text("cap-now", s.operator_cap_kw === null ? "none" : f1(s.operator_cap_kw) + " kW");
-    text("updated", "as of " + new Date(s.taken_at).toLocaleTimeString() + " · cycle " + s.cycle);
+    if (capNote) $("cap-msg").hidden = s.role === "operator"; // the note is for other roles
+    text("updated", "as of " + hhmmss(Date.parse(s.taken_at)) + (siteTz ? " " + siteTz : "") + " · cycle " + s.cycle);
   }
 
   function renderBanner(s) {
@@ -119,7 +160,7 @@
       message = "";
     } else if (Date.now() - lastOkMs > 3 * POLL_MS) {
       message = lastOkMs
-        ? "No answer from minerd since " + new Date(lastOkMs).toLocaleTimeString() + ": figures are stale."
+        ? "No answer from minerd since " + hhmmss(lastOkMs) + ": figures are stale."
         : "No answer from minerd yet.";
       stale = true;
     } else if (s && s.failsafe.active) {
@@ -159,7 +200,7 @@
     const q = "?from=" + encodeURIComponent(new Date(to - HOUR_MS).toISOString()) + "&to=" + encodeURIComponent(site.taken_at);
     try {
       const h = await api("/api/v1/site/history" + q);
-      const pts = h.points.map((p) => ({ t: Date.parse(p.at), importKw: p.grid_import_kw, limitKw: p.limit_kw, budgetKw: p.rig_budget_kw }));
+      const pts = h.points.map((p) => ({ t: Date.parse(p.at), importKw: p.grid_import_kw, limitKw: p.limit_kw, budgetKw: p.rig_budget_kw })); // null: not read yet
       const merged = pts.concat(samplesSite === site.site ? samples : []).sort((a, b) => a.t - b.t);
       samples = merged.filter((p, i) => i === 0 || p.t !== merged[i - 1].t);
       samplesSite = site.site;
@@ -176,52 +217,76 @@
   }
 
   // The limit as steps: the timeline (quotas, cap, contract), replaced by what was polled
-  // where there are polls (a fail-safe shows only there).
+  // where there are polls (a fail-safe shows only there). Never before the daemon started:
+  // no limit was held then.
   function limitPoints(t0, t1) {
     const first = samples.length ? samples[0].t : Infinity;
     const last = samples.length ? samples[samples.length - 1].t : -Infinity;
+    const from = Math.max(t0, startedAt || -Infinity);
     const pts = [];
     for (const st of timeline) {
-      if (st.end <= t0 || st.start >= t1) continue;
-      const a = Math.max(st.start, t0);
+      if (st.end <= from || st.start >= t1) continue;
+      const a = Math.max(st.start, from);
       if (a < first || a > last) pts.push({ t: a, v: st.limitKw });
     }
-    for (const p of samples) pts.push({ t: p.t, v: p.limitKw });
+    for (const p of samples) if (p.t >= t0 && known(p.limitKw)) pts.push({ t: p.t, v: p.limitKw });
     return pts.sort((a, b) => a.t - b.t);
   }
 
+  // The span drawn: the last hour, or less when the site has less (a new site fills the
+  // chart instead of sitting at its right edge). At least a minute.
+  function chartSpan() {
+    const t1 = siteNow || Date.now();
+    let start = Infinity;
+    if (samples.length) start = samples[0].t;
+    if (startedAt) start = Math.min(start, startedAt);
+    const t0 = Math.min(Math.max(t1 - HOUR_MS, isFinite(start) ? start : -Infinity), t1 - 60e3);
+    return [t0, t1];
+  }
+
+  const TICK_STEPS_MS = [10e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 900e3, 1800e3];
+
   function drawChart() {
     const W = 800, H = 260, L = 48, R = 10, T = 10, B = 24;
-    const t1 = siteNow || Date.now();
-    const t0 = t1 - HOUR_MS;
+    const [t0, t1] = chartSpan();
+    const span = t1 - t0;
     const lim = limitPoints(t0, t1);
     const seen = samples.filter((p) => p.t >= t0);
     let top = 1;
-    for (const p of seen) top = Math.max(top, p.importKw, p.limitKw);
+    for (const p of seen) for (const v of [p.importKw, p.limitKw]) if (known(v)) top = Math.max(top, v);
     for (const p of lim) top = Math.max(top, p.v);
     // Four gridlines at a round step (1, 2, 2.5 or 5 times a power of ten).
     const rough = (top * 1.05) / 4;
     const pow = Math.pow(10, Math.floor(Math.log10(rough)));
     const step = pow * [1, 2, 2.5, 5, 10].find((m) => m * pow >= rough);
     top = 4 * step;
-    const x = (t) => (L + ((t - t0) / HOUR_MS) * (W - L - R)).toFixed(1);
+    const x = (t) => (L + ((t - t0) / span) * (W - L - R)).toFixed(1);
     const y = (v) => (T + (1 - v / top) * (H - T - B)).toFixed(1);
 
-    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none" });
+    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", "data-from": t0, "data-to": t1 });
     for (let i = 0; i <= 4; i++) {
       const v = (top * i) / 4;
       svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }, root);
       svg("text", { x: L - 4, y: Number(y(v)) + 4, "text-anchor": "end" }, root).textContent = String(+v.toFixed(1));
     }
-    for (let t = Math.ceil(t0 / 600e3) * 600e3; t <= t1; t += 600e3) {
+    const tick = TICK_STEPS_MS.find((s) => s >= span / 7) || 1800e3;
+    for (let t = Math.ceil(t0 / tick) * tick; t <= t1; t += tick) {
       svg("line", { x1: x(t), x2: x(t), y1: T, y2: H - B, class: "grid" }, root);
-      svg("text", { x: x(t), y: H - 6, "text-anchor": "middle" }, root).textContent = hhmm(t);
+      svg("text", { x: x(t), y: H - 6, "text-anchor": "middle" }, root).textContent = tick < 60e3 ? hhmmss(t) : hhmm(t);
     }
+    text("chart-span", span >= HOUR_MS - 60e3 ? "last hour" : "since " + hhmm(t0) + (siteTz ? " " + siteTz : ""));
+    // A gap (no line) where a value is unknown or the points are far apart for their
+    // usual spacing: the daemon was down or the page was closed.
     const line = (pts, key, stepped) => {
+      const steps = [];
+      for (let i = 1; i < pts.length; i++) steps.push(pts[i].t - pts[i - 1].t);
+      steps.sort((a, b) => a - b);
+      const gapMs = Math.max(3 * POLL_MS, 2.5 * (steps.length ? steps[steps.length >> 1] : 0));
       let d = "";
       let prev = null;
       for (const p of pts) {
-        const gap = prev === null || p.t - prev.t > 3 * POLL_MS;
+        if (!known(p[key])) { if (!stepped) prev = null; continue; }
+        const gap = prev === null || p.t - prev.t > gapMs;
         if (gap && !stepped) d += "M" + x(p.t) + " " + y(p[key]);
         else if (prev === null) d += "M" + x(p.t) + " " + y(p[key]);
         else d += (stepped ? "H" + x(p.t) + "V" + y(p[key]) : "L" + x(p.t) + " " + y(p[key]));
@@ -236,8 +301,9 @@
     limit.id = "chart-limit";
     const imp = svg("path", { d: line(seen, "importKw", false), fill: "none", stroke: "#1f6feb", "stroke-width": 2 }, root);
     imp.id = "chart-import";
-    if (seen.length === 1) {
-      svg("circle", { cx: x(seen[0].t), cy: y(seen[0].importKw), r: 3, fill: "#1f6feb" }, root);
+    const read = seen.filter((p) => known(p.importKw));
+    if (read.length === 1) {
+      svg("circle", { cx: x(read[0].t), cy: y(read[0].importKw), r: 3, fill: "#1f6feb" }, root);
     }
     $("chart").replaceChildren(root);
   }
@@ -253,12 +319,15 @@
       start: Date.parse(s.start), end: Date.parse(s.end), limitKw: s.limit_kw, origin: s.origin, quotaId: s.quota_id,
     }));
     const coming = timeline.filter((s) => s.end > t).slice(0, 20);
+    const held = lastSite && lastSite.failsafe.active ? lastSite.limit.limit_kw : null;
     fillTable("schedule", coming, (tr, s) => {
-      if (s.start <= t) tr.className = "now";
-      cell(tr, s.start <= t ? "now" : when(s.start));
+      const now = s.start <= t;
+      if (now) tr.className = "now";
+      cell(tr, now ? "now" : when(s.start));
       cell(tr, when(s.end));
       cell(tr, f1(s.limitKw), "num");
-      cell(tr, s.origin);
+      // The quota stays in force under the fail-safe, which caps it.
+      cell(tr, now && held !== null ? s.origin + ", capped by the fail-safe at " + f1(held) + " kW" : s.origin);
       cell(tr, s.quotaId || "");
     });
   }
@@ -357,6 +426,8 @@
   }
 
   async function setCap(capKw) {
+    capNote = false;
+    $("cap-msg").hidden = false;
     try {
       const r = await api("/api/v1/operator-cap", { method: "PUT", body: JSON.stringify({ cap_kw: capKw }) });
       text("cap-msg", r.cap_kw === null ? "Cap cleared by " + r.set_by + "." : "Cap " + f1(r.cap_kw) + " kW set by " + r.set_by + ".");
