@@ -403,4 +403,5 @@ async def test_the_rig_table_scrolls_inside_its_card_at_1400_px(
         wrap = "document.getElementById('rigs').parentElement"
         assert await page.js(f"{wrap}.className") == "scroll"
         assert await page.js(f"{wrap}.scrollWidth > {wrap}.clientWidth"), "the card scrolls"
-        assert await page.js(f"{wrap}.getBoundingClientRect().right") <= client_w
+        right = await page.js(f"{wrap}.getBoundingClientRect().right")
+        assert isinstance(right, int | float) and right <= client_w

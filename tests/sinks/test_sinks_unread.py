@@ -81,7 +81,8 @@ async def test_influxd_gets_no_zero_points_across_a_restart(
 
     def q(text: str) -> list[list[object]]:
         data = influx_query(influxd, "unread", text)
-        return data["results"][0]["series"][0]["values"]  # type: ignore[index,no-any-return]
+        series = data["results"][0]["series"]  # type: ignore[index]
+        return series[0]["values"]  # type: ignore[no-any-return]
 
     def offset(rows: list[list[object]]) -> list[float]:
         return [int(r[0]) / 1e9 - T0_S for r in rows]  # type: ignore[call-overload]
