@@ -9,6 +9,7 @@ from typing import IO
 
 from minerd.devices.inventory import read_inventory_csv
 from minerd.errors import ConfigError
+from minerd.profiles.loader import profile_name
 from minerd.settings import Settings, load_settings
 from minerd.settings.hosts import host_count
 
@@ -34,13 +35,13 @@ def summary(settings: Settings) -> str:
         f"meters: {len(s.meters)}",
     ]
     for m in s.meters:
-        lines.append(f"  {m.name}: {m.role} {m.profile} {m.endpoint} unit {m.unit_id}")
+        lines.append(f"  {m.name}: {m.role} {_profile(m.profile)} {m.endpoint} unit {m.unit_id}")
     by_model: Counter[str] = Counter()
     group_lines = []
     for g in s.rigs:
         n = rig_count(g.hosts, g.csv)
-        by_model[g.profile] += n
-        group_lines.append(f"  {g.name}: {n} x {g.profile} via {g.driver}")
+        by_model[profile_name(g.profile)] += n
+        group_lines.append(f"  {g.name}: {n} x {_profile(g.profile)} via {g.driver}")
     lines.append(f"rigs: {sum(by_model.values())} in {len(s.rigs)} groups")
     lines.extend(f"  {model}: {count}" for model, count in sorted(by_model.items()))
     lines.append("rig groups:")
@@ -53,7 +54,16 @@ def summary(settings: Settings) -> str:
     lines.append(f"  mqtt: {s.mqtt.url if s.mqtt.enabled else 'off'}")
     lines.append(f"influx: {f'{s.influx.url} ({s.influx.api})' if s.influx.enabled else 'off'}")
     lines.append(f"storage: {s.storage.path}")
+    if s.site.profiles_dir is not None:
+        lines.append(f"site profiles: {s.site.profiles_dir} (searched before the shipped ones)")
     return "\n".join(lines)
+
+
+def _profile(ref: str) -> str:
+    """A shipped profile by name; a site-local one by name and file, so the summary says
+    which file will be used."""
+    name = profile_name(ref)
+    return name if name == ref else f"{name} ({ref})"
 
 
 def run_check(path: str | Path, out: IO[str] | None = None, err: IO[str] | None = None) -> int:

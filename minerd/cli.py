@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
 from minerd import __version__
 from minerd.logging_setup import LOG_FORMATS, configure_logging
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
 
 # command -> (module, help); the module has run(args) and may have add_arguments(parser)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -98,6 +101,19 @@ def _cmd_lazy(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a pipe buffers: a closed reader shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # `minerd check ... | head`: the reader left; exit quietly like other Unix tools.
+        # stdout is pointed at /dev/null so the interpreter's final flush cannot fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     configure_logging(args.log_format, args.log_level)

@@ -1,4 +1,9 @@
-"""Load shipped (or explicitly located) device profiles from TOML, validated and cached."""
+"""Load shipped (or explicitly located) device profiles from TOML, validated and cached.
+
+A profile is named either by its shipped name ("bitmain-s21") or by the absolute path of a
+site-local file (what the settings loader resolves `profile = "acme-m1.toml"` to, see
+minerd.profiles.paths.site_profile_file).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ def _folder(subdir: str, directory: Path | None) -> Path:
 
 
 def _read_toml(folder: Path, name: str, what: str) -> dict[str, object]:
+    if Path(name).is_absolute():
+        return _read_file(Path(name), what)
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ProfileError(name, [f"invalid {what} profile name {name!r}"])
     path = folder / f"{name}.toml"
@@ -38,6 +45,26 @@ def _read_toml(folder: Path, name: str, what: str) -> dict[str, object]:
         raise ProfileError(name, [f"{path}: cannot read: {exc}"]) from exc
 
 
+def _read_file(path: Path, what: str) -> dict[str, object]:
+    """A site-local profile file; every error names the file."""
+    if path.suffix != ".toml":
+        raise ProfileError(str(path), [f"{path}: a {what} profile file must end in .toml"])
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ProfileError(str(path), [f"no {what} profile file {path}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(str(path), [f"{path}: invalid TOML: {exc}"]) from exc
+    except OSError as exc:
+        raise ProfileError(str(path), [f"{path}: cannot read: {exc}"]) from exc
+
+
+def profile_name(ref: str) -> str:
+    """The model name of a profile reference: a file's stem, or the shipped name itself."""
+    return Path(ref).stem if Path(ref).is_absolute() else ref
+
+
 def _list(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
@@ -47,12 +74,13 @@ def _list(folder: Path) -> list[str]:
 @functools.cache
 def load_rig_model(name: str, directory: Path | None = None) -> RigModel:
     """drivers/rigs/<name>.toml as a RigModel; raises ProfileError with every problem."""
-    return parse_rig_model(_read_toml(_folder(RIGS_SUBDIR, directory), name, "rig"), name)
+    data = _read_toml(_folder(RIGS_SUBDIR, directory), name, "rig")
+    return parse_rig_model(data, profile_name(name))
 
 
 def _load_map(name: str, subdir: str, kind: MapKind, directory: Path | None) -> RegisterMap:
     data = _read_toml(_folder(subdir, directory), name, kind)
-    return parse_register_map(data, name, kind)
+    return parse_register_map(data, profile_name(name), kind)
 
 
 @functools.cache
@@ -65,6 +93,11 @@ def load_meter_map(name: str, directory: Path | None = None) -> RegisterMap:
 def load_rig_register_map(name: str, directory: Path | None = None) -> RegisterMap:
     """drivers/rigs/registers/<name>.toml: the register map of a rig behind a container PLC."""
     return _load_map(name, RIG_REGISTERS_SUBDIR, "rig", directory)
+
+
+def list_profiles(folder: Path) -> list[str]:
+    """The profile names (file stems) in a site-local folder; none if it does not exist."""
+    return _list(folder)
 
 
 def list_rig_models(directory: Path | None = None) -> list[str]:

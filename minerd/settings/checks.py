@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from minerd.errors import ProfileError
+from minerd.profiles.paths import shipped_profile_name, site_profile_file
 from minerd.settings.models import (
     DEFAULT_RIG_USERNAMES,
     RIG_PORT_KEYS,
@@ -112,36 +114,91 @@ ProfileLoader = Callable[[str], object]
 
 
 class ProfileChecker:
-    """Loads each referenced profile once and reports problems at every key that names it."""
+    """Resolves profile references (site-local first, then shipped), loads each once, and
+    reports problems at every key that names it, naming the file for a site-local one."""
 
-    def __init__(self, kind: str, known: Sequence[str], load: ProfileLoader) -> None:
+    def __init__(
+        self,
+        kind: str,
+        shipped: Sequence[str],
+        load: ProfileLoader,
+        *,
+        subdir: str = "",
+        site_dir: Path | None = None,
+        base_dir: Path | None = None,
+    ) -> None:
+        from minerd.profiles.loader import list_profiles
+
         self.kind = kind
-        self.known = sorted(known)
+        self.subdir = subdir
+        self.shipped = set(shipped)
+        self.site_dir = site_dir
+        self.base_dir = base_dir or Path.cwd()
+        local = list_profiles(site_dir / subdir) if site_dir is not None else []
+        self.known = sorted(self.shipped | set(local))
         self.load = load
         self._errors: dict[str, list[str]] = {}
+
+    def resolve(self, name: str) -> str | None:
+        """The reference to load: a site-local file's absolute path, a shipped name, or None."""
+        path = site_profile_file(name, self.subdir, self.site_dir, self.base_dir)
+        if path is not None:
+            return str(path)
+        shipped = shipped_profile_name(name)
+        return shipped if shipped in self.shipped else None
 
     def check(self, key: str, name: object) -> list[str]:
         if not isinstance(name, str):
             return []
-        if name not in self.known:
+        ref = self.resolve(name)
+        if ref is None:
             known = ", ".join(self.known) or "none installed"
-            return [f"{key}: unknown {self.kind} profile '{name}' (known: {known})"]
-        if name not in self._errors:
+            where = (
+                f"; looked in {self.site_dir / self.subdir} and the shipped profiles"
+                if self.site_dir is not None
+                else ""
+            )
+            return [f"{key}: unknown {self.kind} profile '{name}' (known: {known}){where}"]
+        if ref not in self._errors:
             try:
-                self.load(name)
-                self._errors[name] = []
+                self.load(ref)
+                self._errors[ref] = []
             except ProfileError as e:
-                self._errors[name] = list(e.problems) or [str(e)]
-        return [f"{key}: {self.kind} profile '{name}' is invalid: {p}" for p in self._errors[name]]
+                self._errors[ref] = list(e.problems) or [str(e)]
+        label = ref if Path(ref).is_absolute() else f"'{name}'"
+        return [f"{key}: {self.kind} profile {label} is invalid: {p}" for p in self._errors[ref]]
 
 
-def profile_checkers() -> tuple[ProfileChecker, ProfileChecker, ProfileChecker]:
-    """(meter, rig model, rig register map) checkers over the installed drivers/ profiles."""
+def profile_checkers(
+    site_dir: Path | None = None, base_dir: Path | None = None
+) -> tuple[ProfileChecker, ProfileChecker, ProfileChecker]:
+    """(meter, rig model, rig register map) checkers: <site_dir>/{meters,rigs,rigs/registers}
+    first, then the profiles shipped in the package's drivers/."""
     from minerd import profiles
+    from minerd.profiles import loader
 
-    meters = ProfileChecker("meter", profiles.list_meter_maps(), profiles.load_meter_map)
-    rigs = ProfileChecker("rig", profiles.list_rig_models(), profiles.load_rig_model)
+    meters = ProfileChecker(
+        "meter",
+        profiles.list_meter_maps(),
+        profiles.load_meter_map,
+        subdir=loader.METERS_SUBDIR,
+        site_dir=site_dir,
+        base_dir=base_dir,
+    )
+    rigs = ProfileChecker(
+        "rig",
+        profiles.list_rig_models(),
+        profiles.load_rig_model,
+        subdir=loader.RIGS_SUBDIR,
+        site_dir=site_dir,
+        base_dir=base_dir,
+    )
     registers = ProfileChecker(
-        "rig register map", profiles.list_rig_register_maps(), profiles.load_rig_register_map
+        "rig register map",
+        profiles.list_rig_register_maps(),
+        profiles.load_rig_register_map,
+        subdir=loader.RIG_REGISTERS_SUBDIR,
+        site_dir=site_dir,
+        base_dir=base_dir,
     )
     return meters, rigs, registers

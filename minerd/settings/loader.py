@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from minerd.errors import ConfigError
 from minerd.settings import checks
+from minerd.settings.grid_protocols import check_grid_protocols
 from minerd.settings.hosts import (
     HostSpan,
     check_csv,
@@ -25,9 +26,11 @@ from minerd.settings.models import (
     ApiSettings,
     ControlSettings,
     GridSettings,
+    Iec104Settings,
     InfluxSettings,
     MeterSettings,
     MqttSettings,
+    OpenAdrSettings,
     PrometheusSettings,
     RigGroupSettings,
     Settings,
@@ -50,6 +53,8 @@ _TABLES: dict[str, type[BaseModel]] = {
     "prometheus": PrometheusSettings,
     "alerts": AlertSettings,
     "storage": StorageSettings,
+    "iec104": Iec104Settings,
+    "openadr": OpenAdrSettings,
 }
 _ARRAYS: dict[str, type[BaseModel]] = {"meters": MeterSettings, "rigs": RigGroupSettings}
 _REQUIRED = ("site", "grid", "meters")
@@ -121,9 +126,14 @@ def settings_from_dict(
     if isinstance(raw.get("meters"), list) and "grid" not in [m.get("role") for m in raw_meters]:
         problems.append('meters: at least one meter with role = "grid" is required')
     problems.extend(_mqtt_problems(tables, rigs))
+    check_grid_protocols(tables, base_dir, problems)
     resolved_rigs = _check_rig_hosts(rigs, raw_rigs, res, problems)
+    site_dir = _profiles_dir(tables, res, problems)
+    checkers = checks.profile_checkers(site_dir, base_dir)
     if check_profiles:
-        problems.extend(_profile_problems(raw_meters, raw_rigs))
+        problems.extend(_profile_problems(raw_meters, raw_rigs, checkers))
+    resolved_meters = [_with_profile_ref(m, checkers[0]) for _, m in meters]
+    resolved_rigs = [_with_rig_refs(g, checkers[1], checkers[2]) for g in resolved_rigs]
 
     # files and secrets
     for key, section in list(tables.items()):
@@ -135,7 +145,7 @@ def settings_from_dict(
         raise ConfigError(sort_problems(problems, order), source=str(source) if source else "")
     return Settings(
         **tables,
-        meters=tuple(m for _, m in meters),
+        meters=tuple(resolved_meters),
         rigs=tuple(resolved_rigs),
         source=source,
     )
@@ -250,11 +260,43 @@ def _resolve_rig_password(key: str, group: RigGroupSettings, res: Resolver) -> R
     return out
 
 
+def _profiles_dir(tables: dict[str, BaseModel], res: Resolver, problems: list[str]) -> Path | None:
+    """[site] profiles_dir made absolute (and written back); it must be a folder."""
+    site = tables.get("site")
+    if not isinstance(site, SiteSettings) or site.profiles_dir is None:
+        return None
+    folder = res.path(site.profiles_dir)
+    tables["site"] = site.model_copy(update={"profiles_dir": folder})
+    if not folder.is_dir():
+        problems.append(f"site.profiles_dir: {folder} is not a folder")
+        return None
+    return folder
+
+
+def _with_profile_ref(meter: MeterSettings, checker: checks.ProfileChecker) -> MeterSettings:
+    """The meter with its profile as the loader takes it (site-local file path or name)."""
+    ref = checker.resolve(meter.profile)
+    return meter if ref is None else meter.model_copy(update={"profile": ref})
+
+
+def _with_rig_refs(
+    group: RigGroupSettings, rigs: checks.ProfileChecker, registers: checks.ProfileChecker
+) -> RigGroupSettings:
+    profile = rigs.resolve(group.profile) or group.profile
+    register_map = registers.resolve(group.register_map) or group.register_map
+    if (profile, register_map) == (group.profile, group.register_map):
+        return group
+    # model_copy keeps the resolved password (a private attribute)
+    return group.model_copy(update={"profile": profile, "register_map": register_map})
+
+
 def _profile_problems(
-    raw_meters: list[Mapping[str, Any]], raw_rigs: list[Mapping[str, Any]]
+    raw_meters: list[Mapping[str, Any]],
+    raw_rigs: list[Mapping[str, Any]],
+    checkers: tuple[checks.ProfileChecker, checks.ProfileChecker, checks.ProfileChecker],
 ) -> list[str]:
     """Every profile named anywhere, loaded once; checked even where the item is invalid."""
-    meter_profiles, rig_profiles, register_maps = checks.profile_checkers()
+    meter_profiles, rig_profiles, register_maps = checkers
     problems = []
     for i, item in enumerate(raw_meters):
         problems.extend(meter_profiles.check(f"meters[{i}].profile", item.get("profile")))

@@ -121,6 +121,10 @@ class Section(BaseModel):
 class SiteSettings(Section):
     name: Name
     timezone: TimeZoneName = "UTC"
+    # Site-local device profiles, laid out like the shipped drivers/ (meters/, rigs/,
+    # rigs/registers/) and searched before them; relative to the config file, absolute
+    # after load. Survives package upgrades, unlike files added inside the package.
+    profiles_dir: Path | None = None
 
 
 class GridSettings(Section):
@@ -134,6 +138,8 @@ class GridSettings(Section):
 
 class MeterSettings(Section):
     name: Name
+    # A shipped name, a file name in [site] profiles_dir, or a path to a .toml file;
+    # after load: the shipped name or the site-local file's absolute path.
     profile: Name
     endpoint: TcpEndpoint
     unit_id: UnitId = 1
@@ -157,14 +163,14 @@ class RigGroupSettings(Section):
 
     name: Name
     driver: Literal["luxos", "cgminer", "modbus", "mqtt", "stock", "vnish", "whatsminer", "braiins"]
-    profile: Name
+    profile: Name  # as MeterSettings.profile
     # IPs, CIDRs, ranges ("10.0.0.10-20") and host names, as minerd.devices.inventory expands
     hosts: tuple[str, ...] = ()
     csv: Path | None = None  # columns id,host,port,container; absolute after load
     port: Port = 4028
     container: str = ""
     unit_id: UnitId = 1
-    register_map: Name = "container-plc-rig"  # driver modbus: drivers/rigs/registers/<name>.toml
+    register_map: Name = "container-plc-rig"  # driver modbus: rigs/registers/<name>.toml
     interval_s: PositiveSeconds = 15.0
     timeout_s: PositiveSeconds = 3.0
     password: str = ""  # LuxOS session password; empty means none
@@ -353,6 +359,88 @@ class StorageSettings(Section):
     spool_max_points: Annotated[int, Field(ge=0)] = 1_000_000
 
 
+# ---------------------------------------------------------------- grid protocols
+
+IoAddress = Annotated[int, Field(ge=1, le=16_777_215)]  # IEC 104 information object address
+Iec104Measure = Literal["M_ME_TF_1", "M_ME_NC_1", "M_ME_TE_1", "M_ME_NB_1"]
+Iec104Single = Literal["M_SP_TB_1", "M_SP_NA_1"]
+
+
+class Iec104Analog(Section):
+    """A measured value: wire value = value x scale (M_ME_TE_1/NB_1 round to an integer);
+    sent spontaneously when it moves by more than deadband (in the value's own unit)."""
+
+    ioa: IoAddress
+    type: Iec104Measure = "M_ME_TF_1"
+    scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    deadband: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class Iec104Status(Section):
+    ioa: IoAddress
+    type: Iec104Single = "M_SP_TB_1"
+
+
+class Iec104Points(Section):
+    """The point map (defaults documented in docs/grid-api.md)."""
+
+    grid_import_kw: Iec104Analog = Iec104Analog(ioa=1001, deadband=5.0)
+    limit_kw: Iec104Analog = Iec104Analog(ioa=1002)
+    limit_origin: Iec104Analog = Iec104Analog(ioa=1003)  # 0 contract 1 quota 2 cap 3 fail-safe
+    rig_power_kw: Iec104Analog = Iec104Analog(ioa=1004, deadband=5.0)
+    hashrate_ths: Iec104Analog = Iec104Analog(ioa=1005, deadband=50.0)
+    setpoint_kw: Iec104Analog = Iec104Analog(ioa=1006)  # the IEC 104 setpoint in force
+    failsafe: Iec104Status = Iec104Status(ioa=1101)
+    grid_fresh: Iec104Status = Iec104Status(ioa=1102)
+    setpoint_ioa: IoAddress = 2001  # C_SE_NC_1, short float, kW x setpoint_scale
+    setpoint_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    withdraw_ioa: IoAddress = 2002  # C_SC_NA_1, ON withdraws the setpoint
+
+    def addresses(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, Iec104Analog | Iec104Status):
+                out[name] = value.ioa
+        out["setpoint_ioa"] = self.setpoint_ioa
+        out["withdraw_ioa"] = self.withdraw_ioa
+        return out
+
+
+class Iec104Settings(Section):
+    """minerd as an IEC 60870-5-104 controlled station (outstation); off by default."""
+
+    enabled: bool = False
+    listen: ListenAddress = "0.0.0.0:2404"
+    common_address: Annotated[int, Field(ge=1, le=65534)] = 1
+    # Only these client IPs may connect; others are refused and logged. Required when on.
+    allowed_clients: tuple[str, ...] = ()
+    period_s: PositiveSeconds = 2.0  # cyclic transmission (COT 1)
+    commands: bool = True  # false: monitoring only, every command is refused
+    select_before_execute: bool = False
+    setpoint_min_kw: Kilowatts = 0.0
+    setpoint_max_kw: Kilowatts | None = None  # unset: the contracted limit
+    setpoint_duration_s: PositiveSeconds | None = None  # unset: until withdrawn or replaced
+    points: Iec104Points = Iec104Points()
+
+
+class OpenAdrSettings(Section):
+    """minerd as an OpenADR 2.0b VEN; off by default."""
+
+    enabled: bool = False
+    vtn_url: HttpUrl = "http://127.0.0.1:8000/OpenADR2/Simple/2.0b"
+    ven_name: Name = "minerd"
+    ven_id: str = ""  # empty: the VTN assigns one at registration
+    cert_file: Path | None = None  # PEM, signs messages and authenticates over TLS
+    key_file: Path | None = None
+    ca_file: Path | None = None
+    vtn_fingerprint: str = ""  # checks the VTN's signature when set
+    opt: Literal["in", "out"] = "in"
+    # SIMPLE level -> limit in kW; a level not listed (normally 0) sets no limit.
+    simple_level_kw: dict[Annotated[int, Field(ge=0, le=3)], Kilowatts] = {}
+    report_interval_s: PositiveSeconds = 10.0  # TELEMETRY_USAGE sampling offered to the VTN
+
+
 class Settings(Section):
     """The whole site config. Build it with minerd.settings.load_settings."""
 
@@ -367,6 +455,8 @@ class Settings(Section):
     prometheus: PrometheusSettings = PrometheusSettings()
     alerts: AlertSettings = AlertSettings()
     storage: StorageSettings = StorageSettings()
+    iec104: Iec104Settings = Iec104Settings()
+    openadr: OpenAdrSettings = OpenAdrSettings()
     source: Path | None = None  # the file this was loaded from (set by the loader)
 
     @property
