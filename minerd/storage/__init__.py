@@ -43,6 +43,9 @@ class Stores:
 
     @classmethod
     def open(cls, db: Database) -> Stores:
+        from minerd.storage.migrations import upgrade
+
+        upgrade(db)  # refuses a newer file; backs up, then migrates an older one
         return cls(
             db=db,
             quotas=QuotaStore(db),

@@ -27,6 +27,7 @@ The file and its -wal/-shm are created 0600: they hold live LuxOS session ids.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -270,6 +271,23 @@ class Database:
     def schema_versions(self) -> dict[str, int]:
         rows = self.query("SELECT component, version FROM schema_version", what="read schema")
         return {str(r[0]): int(r[1]) for r in rows}
+
+    def backup_to(self, target: Path) -> None:
+        """A consistent copy of the whole database at `target` (sqlite3 online backup API),
+        created 0600 like the database; a failed copy leaves no file behind."""
+        with self._lock:
+            conn = self._connection("backup")
+            try:
+                fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+            except OSError as exc:
+                raise StorageError(f"storage {self._path}: backup to {target}: {exc}") from exc
+            os.close(fd)
+            try:
+                with contextlib.closing(sqlite3.connect(target)) as dest:
+                    conn.backup(dest)
+            except sqlite3.Error as exc:
+                target.unlink(missing_ok=True)
+                raise self.error(f"backup to {target}", exc) from exc
 
     def integrity_check(self) -> list[str]:
         """PRAGMA integrity_check plus foreign_key_check; ["ok"] when the file is sound."""

@@ -1,0 +1,146 @@
+"""The schema version of the whole database file, and the upgrade run before the stores open.
+
+Each store keeps its own ordered migrations (`Migration`, per component, in schema_version);
+the file as a whole carries `PRAGMA user_version`, the schema release it was written by:
+
+    0  unversioned: release 1f8bb88 and before (every component at version 1)
+    1  this release: the file version exists; every component at its latest migration
+
+`upgrade` runs once at open, before any store: it refuses a file from a newer minerd, and if
+anything is to be migrated in a database that holds data, it first takes a backup copy next
+to the file (`<db>.pre-v<N>.bak`, sqlite3 online backup API), then runs each step in its own
+transaction. A failed step rolls back to the previous version, and the backup stays. To roll
+back after an upgrade: stop minerd, install the previous release, and copy the backup over
+the database file (docs/operator-guide.md, "Upgrades").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from minerd.errors import StorageError
+from minerd.storage import alert_state, audit, compliance, journal, quotas, spool, state
+from minerd.storage.db import Database, Migration
+
+log = logging.getLogger("minerd.storage")
+
+# Every store's migrations by component name: what "at the latest schema" means.
+COMPONENTS: Mapping[str, Sequence[Migration]] = {
+    "quotas": quotas.MIGRATIONS,
+    "audit": audit.MIGRATIONS,
+    "journal": journal.MIGRATIONS,
+    "compliance": compliance.MIGRATIONS,
+    "state": state.MIGRATIONS,
+    "alerts": alert_state.MIGRATIONS,
+    spool.COMPONENT: spool.MIGRATIONS,
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One file-level schema step: `apply` runs inside the step's transaction."""
+
+    version: int
+    what: str
+    apply: Callable[[Database], None]
+
+
+def _all_components_latest(db: Database) -> None:
+    for name, migrations in COMPONENTS.items():
+        db.apply_migrations(name, migrations)  # nested: a savepoint in the step's transaction
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "versioned file; every store at its latest schema", _all_components_latest),
+)
+SCHEMA_VERSION = STEPS[-1].version
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What `upgrade` did: versions before and after, and the backup it took (if any)."""
+
+    from_version: int
+    to_version: int
+    backup: Path | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.backup is not None or self.from_version != self.to_version
+
+
+def file_version(db: Database) -> int:
+    row = db.query_one("PRAGMA user_version", what="read schema version")
+    return int(row[0]) if row is not None else 0
+
+
+def upgrade(db: Database) -> Upgrade:
+    """Bring the database to SCHEMA_VERSION with every store at its latest migration.
+
+    Raises StorageError naming the file for a database written by a newer minerd, or when
+    the backup or a step fails (the file then stays at the last completed version)."""
+    current = file_version(db)
+    if current > SCHEMA_VERSION:
+        raise StorageError(
+            f"storage {db.path}: the database has schema version {current}, newer than this "
+            f"minerd knows ({SCHEMA_VERSION}); it was written by a newer release. Run that "
+            "release, or restore the backup taken before the upgrade (<db>.pre-v<N>.bak)"
+        )
+    if current == SCHEMA_VERSION and not _components_pending(db):
+        return Upgrade(current, current)  # nothing to write: opens on a read-only disk too
+    backup = _backup(db, SCHEMA_VERSION) if _holds_data(db) else None
+    steps = [s for s in STEPS if s.version > current] or [STEPS[-1]]
+    for step in steps:
+        with db.transaction(f"migrate schema to v{step.version}") as conn:
+            step.apply(db)
+            conn.execute(f"PRAGMA user_version = {int(step.version)}")
+        # An existing database upgraded is worth an operator's eye; a new file is not.
+        log.log(
+            logging.WARNING if backup else logging.INFO,
+            "storage %s: schema v%d -> v%d (%s)%s",
+            db.path,
+            current,
+            step.version,
+            step.what,
+            f"; backup of v{current} at {backup}" if backup else "",
+        )
+    return Upgrade(current, SCHEMA_VERSION, backup)
+
+
+def _components_pending(db: Database) -> bool:
+    versions = db.schema_versions()
+    return any(versions.get(name, 0) != len(m) for name, m in COMPONENTS.items())
+
+
+def _holds_data(db: Database) -> bool:
+    """A file with any store's tables in it (a new file needs no backup)."""
+    return any(name != "db" for name in db.schema_versions())
+
+
+def backup_path(db_path: Path, version: int) -> Path:
+    """<db>.pre-v<N>.bak next to the database; .2, .3... if one is already there (the first
+    copy is the state before the first attempt and is never overwritten)."""
+    base = db_path.with_name(f"{db_path.name}.pre-v{version}")
+    candidate = base.with_name(base.name + ".bak")
+    n = 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}.{n}.bak")
+        n += 1
+    return candidate
+
+
+def _backup(db: Database, version: int) -> Path:
+    target = backup_path(db.path, version)
+    db.backup_to(target)
+    uri = f"file:{urllib.parse.quote(str(target))}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as check:
+        ok = check.execute("PRAGMA quick_check").fetchone()[0]
+    if ok != "ok":
+        raise StorageError(f"storage {db.path}: the backup {target} fails its check: {ok}")
+    return target
