@@ -97,7 +97,12 @@ class RigGroup:
 
 
 async def _probe(
-    host: str, port: int, container: str, ports: FamilyPorts, timeout_s: float
+    host: str,
+    port: int,
+    container: str,
+    ports: FamilyPorts,
+    timeout_s: float,
+    profiles_dir: Path | None,
 ) -> DiscoveredRig | None:
     client = CgminerClient(host, port, timeout_s=timeout_s, connect_timeout_s=timeout_s)
     try:
@@ -106,7 +111,7 @@ async def _probe(
         return None
     try:
         async with asyncio.timeout(timeout_s * DETECT_CEILING_TIMEOUTS):
-            detection = await detect_family(host, port, reply, ports, timeout_s)
+            detection = await detect_family(host, port, reply, ports, timeout_s, profiles_dir)
     except TimeoutError:
         note = f"detection did not finish within {timeout_s * DETECT_CEILING_TIMEOUTS:g}s"
         detection = Detection(RigProtocol.CGMINER, "", None, "", note)
@@ -129,8 +134,10 @@ async def discover(
     container: str = "",
     progress: ProgressFn | None = None,
     progress_interval_s: float = 0.5,
+    profiles_dir: Path | None = None,
 ) -> list[DiscoveredRig]:
-    """Every host that answers `version`, with its family and model, in the order of `hosts`."""
+    """Every host that answers `version`, with its family and model, in the order of `hosts`;
+    models are matched to `profiles_dir`'s rig profiles first, then to the shipped ones."""
     family_ports = ports or FamilyPorts()
     found: dict[int, DiscoveredRig] = {}
     state = ScanProgress(len(hosts))
@@ -141,7 +148,7 @@ async def discover(
         while next_index < len(hosts):
             index = next_index
             next_index += 1
-            rig = await _probe(hosts[index], port, container, family_ports, timeout_s)
+            rig = await _probe(hosts[index], port, container, family_ports, timeout_s, profiles_dir)
             if rig is not None:
                 found[index] = rig
                 state.found += 1
@@ -252,9 +259,16 @@ def groups_toml(
     unknown: Sequence[DiscoveredRig],
     csv_paths: dict[str, Path],
     ports: FamilyPorts,
+    profiles_dir: Path | None = None,
 ) -> str:
     """The `[[rigs]]` groups for the config, with the rigs left out named in comments."""
-    lines = ["# [[rigs]] groups from `minerd discover`: one per firmware family and model", ""]
+    lines = ["# [[rigs]] groups from `minerd discover`: one per firmware family and model"]
+    if profiles_dir is not None:
+        lines.append(
+            f"# site profiles were matched first: the config needs [site] profiles_dir = "
+            f"{_q(str(profiles_dir))}"
+        )
+    lines.append("")
     for group in groups:
         lines += _group_lines(group, csv_paths[group.name], ports)
     if unknown:
@@ -287,7 +301,10 @@ def _unknown_rows(unknown: Sequence[DiscoveredRig]) -> list[InventoryRow]:
 
 
 def write_groups(
-    out_dir: Path, rigs: Sequence[DiscoveredRig], ports: FamilyPorts
+    out_dir: Path,
+    rigs: Sequence[DiscoveredRig],
+    ports: FamilyPorts,
+    profiles_dir: Path | None = None,
 ) -> tuple[str, list[RigGroup], list[DiscoveredRig]]:
     """One CSV per group (and unknown-models.csv) in out_dir; the TOML of the groups."""
     groups, unknown = group_rigs(rigs)
@@ -302,7 +319,7 @@ def write_groups(
         write_inventory_csv(unknown_path, _unknown_rows(unknown))
     elif unknown_path.exists():
         unknown_path.unlink()  # a stale list from an earlier scan would mislead
-    toml = groups_toml(groups, unknown, paths, ports)
+    toml = groups_toml(groups, unknown, paths, ports, profiles_dir)
     (out_dir / GROUPS_TOML).write_text(toml, encoding="utf-8")
     return toml, groups, unknown
 
@@ -349,6 +366,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=defaults.grpc_port,
         help=f"Braiins OS+ gRPC port ({defaults.grpc_port})",
+    )
+    parser.add_argument(
+        "--profiles-dir",
+        metavar="DIR",
+        help="the site's own profiles ([site] profiles_dir): DIR/rigs/*.toml are matched "
+        "before the shipped ones",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
@@ -405,6 +428,10 @@ def run(args: argparse.Namespace) -> int:
         print("minerd discover: --timeout must be > 0 and --concurrency >= 1", file=err)
         return 2
     ports = FamilyPorts(args.web_port, args.api_port, args.grpc_port)
+    profiles_dir = Path(args.profiles_dir).resolve() if args.profiles_dir else None
+    if profiles_dir is not None and not profiles_dir.is_dir():
+        print(f"minerd discover: --profiles-dir {profiles_dir} is not a directory", file=err)
+        return 2
     concurrency = _open_files_budget(args.concurrency)
     tty = err.isatty()
 
@@ -426,6 +453,7 @@ def run(args: argparse.Namespace) -> int:
             container=args.container,
             progress=show,
             progress_interval_s=0.5 if tty else 5.0,
+            profiles_dir=profiles_dir,
         )
     )
     if tty and not args.quiet:
@@ -434,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out_dir is not None:
         out_dir = Path(args.out_dir)
         try:
-            toml, groups, unknown = write_groups(out_dir, rigs, ports)
+            toml, groups, unknown = write_groups(out_dir, rigs, ports, profiles_dir)
         except OSError as exc:
             print(f"minerd discover: cannot write to {out_dir}: {exc}", file=err)
             return 2

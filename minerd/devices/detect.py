@@ -15,14 +15,17 @@ the answer less specific (it says why in `note`), it never raises.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from minerd.devices.rig_cgminer import normalise_model_type, profile_for_model_type
-from minerd.errors import DeviceError
+from minerd.devices.rig_cgminer import model_matches, normalise_model_type, profile_for_model_type
+from minerd.errors import DeviceError, ProfileError
 from minerd.model import RigProtocol
+from minerd.profiles.loader import RIGS_SUBDIR, list_profiles, load_rig_model
 from minerd.transports.cgminer import CgminerClient, CgminerReply
 from minerd.transports.http_digest import parse_challenge
 from minerd.transports.whatsminer import V3Client
@@ -62,8 +65,17 @@ class Detection:
 
 
 @functools.lru_cache(maxsize=256)
-def profile_for(model_type: str) -> str | None:
-    """The profile for a model, looked up once per model string (a scan sees few models)."""
+def profile_for(model_type: str, profiles_dir: Path | None = None) -> str | None:
+    """The profile for a model: the site's own (`[site] profiles_dir`, searched first, as the
+    config does), else a shipped one; looked up once per model (a scan sees few models)."""
+    if profiles_dir is not None:
+        folder = profiles_dir / RIGS_SUBDIR
+        for name in list_profiles(folder):
+            try:
+                if model_matches(model_type, load_rig_model(name, folder)):
+                    return name
+            except ProfileError:
+                continue  # `minerd check` names a broken profile; discover only skips it
     return profile_for_model_type(model_type)
 
 
@@ -181,7 +193,7 @@ async def _stats_model(host: str, port: int, timeout_s: float) -> str:
 
 
 def _found(family: RigProtocol, model: str, firmware: str, note: str = "") -> Detection:
-    return Detection(family, model, profile_for(model) if model else None, firmware, note)
+    return Detection(family, model, None, firmware, note)
 
 
 async def detect_family(
@@ -190,8 +202,18 @@ async def detect_family(
     version: CgminerReply,
     ports: FamilyPorts,
     timeout_s: float,
+    profiles_dir: Path | None = None,
 ) -> Detection:
-    """The family and model of a rig that answered `version` on host:port."""
+    """The family, model and profile of a rig that answered `version` on host:port."""
+    found = await _detect(host, port, version, ports, timeout_s)
+    if not found.model_type:
+        return found
+    return dataclasses.replace(found, profile=profile_for(found.model_type, profiles_dir))
+
+
+async def _detect(
+    host: str, port: int, version: CgminerReply, ports: FamilyPorts, timeout_s: float
+) -> Detection:
     v = _first(version, "VERSION")
     raw_type = _text(v.get("Type"))
     model = normalise_model_type(raw_type)

@@ -65,6 +65,10 @@ endpoint = "tcp://127.0.0.1:1502"
 role = "grid"
 
 """
+# A site-local rig profile (fictional model "M1") kept by the profiles_dir tests.
+ACME_M1 = (
+    Path(__file__).parents[1] / "config" / "fixtures" / "site-profiles" / "rigs" / "acme-m1.toml"
+)
 # Generous per-probe timeout: the simulated rigs answer at once, but the machine is loaded.
 TIMEOUT_S = "2.0"
 
@@ -272,3 +276,30 @@ async def test_unknown_models_are_listed_apart_not_crashed_on(
     doc = tomllib.loads(captured.out)
     assert [g["name"] for g in doc["rigs"]] == ["luxos-bitmain-s19jpro"]
     assert "# Not grouped: 2 rig(s)" in captured.out
+
+
+@pytest.mark.asyncio
+async def test_site_profiles_dir_groups_models_the_shipped_profiles_lack(
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profiles = tmp_path / "site-profiles"
+    (profiles / "rigs").mkdir(parents=True)
+    (profiles / "rigs" / "acme-m1.toml").write_text(ACME_M1.read_text())
+    out = tmp_path / "inv"
+    acme = _version(LUXminer="2025.4.8", API="3.7", Type="M1")
+    async with fake_server(f"{NET}.40", site.port, {"version": acme}):
+        code = await asyncio.to_thread(
+            run,
+            _args(site, f"{NET}.40", "--out-dir", str(out), "--profiles-dir", str(profiles)),
+        )
+    assert code == 0
+    captured = capsys.readouterr()
+    assert [r.host for r in read_inventory_csv(out / "luxos-acme-m1.csv")] == [f"{NET}.40"]
+    assert not (out / "unknown-models.csv").exists()
+    assert f"profiles_dir = {json.dumps(str(profiles))}" in captured.out
+    # The config that names the same profiles_dir accepts the group.
+    config = tmp_path / "site.toml"
+    site_table = f'timezone = "UTC"\nprofiles_dir = {json.dumps(str(profiles))}\n'
+    config.write_text(BASE_CONFIG.replace('timezone = "UTC"\n', site_table) + captured.out)
+    problems = io.StringIO()
+    assert run_check(config, out=io.StringIO(), err=problems) == 0, problems.getvalue()
