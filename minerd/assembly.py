@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from minerd.clock import Clock
 from minerd.devices.inventory import InventoryRow, read_inventory_csv, rows_for_hosts
@@ -86,10 +85,8 @@ def build_devices(
 
 def _mqtt_hub(out: SiteDevices, settings: Settings, group: RigGroupSettings) -> MqttRigHub:
     if out.mqtt_rigs is None:
-        url = urlsplit(settings.mqtt.url)
-        out.mqtt_rigs = MqttSession(
-            url.hostname or "127.0.0.1",
-            url.port or 1883,
+        out.mqtt_rigs = MqttSession.from_url(
+            settings.mqtt.url,
             name="mqtt-rigs",
             username=settings.mqtt.username or None,
             password=settings.mqtt.password_value,

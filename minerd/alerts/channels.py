@@ -10,21 +10,21 @@ import asyncio
 import hashlib
 import hmac
 import json
-import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
-import aiomqtt
 
 from minerd.alerts.changes import AlertChange, ChangeKind
-from minerd.errors import SinkError
+from minerd.errors import DeviceError, SinkError
 from minerd.model import Alert
 from minerd.storage import OutboxItem
+from minerd.transports.mqtt import MqttSession
+from minerd.transports.mqtt_url import MqttUrlError
 
 SIGNATURE_HEADER = "X-Minerd-Signature"
+RECONNECT_MAX_S = 10.0  # the MQTT channel's backoff cap: alerts should not wait long
 
 
 class PermanentFailure(SinkError):
@@ -158,7 +158,11 @@ class WebhookChannel:
 
 
 class MqttChannel:
-    """Publish each change to <prefix>/<site>/alerts at QoS 1 on one kept-open session."""
+    """Publish each change to <prefix>/<site>/alerts at QoS 1 on one kept-open session.
+
+    The session (started by the first send) reconnects in the background; a send while
+    it is backing off fails at once with the last error, and the outbox retries it.
+    """
 
     def __init__(
         self,
@@ -170,50 +174,38 @@ class MqttChannel:
         username: str = "",
         password: str | None = None,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp") or not parts.hostname:
-            raise SinkError(name, f"MQTT url must be mqtt://host:port, got {url!r}")
+        try:
+            self._session = MqttSession.from_url(
+                url,
+                key="mqtt.url",
+                name=f"alerts {name}",
+                client_id=client_id,
+                username=username or None,
+                password=password,
+                timeout_s=timeout_s,
+                backoff_max_s=RECONNECT_MAX_S,
+            )
+        except MqttUrlError as exc:
+            raise SinkError(name, str(exc)) from None
         self.name = name
         self.topic = topic
-        self._host = parts.hostname
-        self._tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
-        self._port = parts.port or (8883 if self._tls else 1883)
-        self._username = username or None
-        self._password = password
-        self._client_id = client_id
         self._timeout_s = timeout_s
-        self._client: aiomqtt.Client | None = None
-
-    async def _connected(self) -> aiomqtt.Client:
-        if self._client is None:
-            client = aiomqtt.Client(
-                self._host,
-                self._port,
-                identifier=self._client_id,
-                username=self._username,
-                password=self._password,
-                tls_context=self._tls,
-                timeout=self._timeout_s,
-            )
-            await client.__aenter__()
-            self._client = client
-        return self._client
+        self._running = False
 
     async def send(self, item: OutboxItem, change: AlertChange) -> None:
+        session = self._session
+        if not self._running:
+            await session.__aenter__()
+            self._running = True
         try:
             async with asyncio.timeout(self._timeout_s * 2):
-                client = await self._connected()
-                await client.publish(self.topic, item.payload_json.encode(), qos=1)
-        except (aiomqtt.MqttError, TimeoutError, OSError) as exc:
-            await self.close()
-            where = f"{self._host}:{self._port}"
+                await session.wait_connected(self._timeout_s * 2, fail_fast=True)
+                await session.publish(self.topic, item.payload_json.encode(), qos=1)
+        except (DeviceError, TimeoutError) as exc:
+            where = session.endpoint
             raise SinkError(self.name, f"publish to {where} {self.topic}: {exc}") from exc
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    await client.__aexit__(None, None, None)
-            except (aiomqtt.MqttError, TimeoutError, OSError):
-                pass  # the session is gone either way
+        if self._running:
+            self._running = False
+            await self._session.__aexit__(None, None, None)

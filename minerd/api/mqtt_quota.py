@@ -7,25 +7,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
-import ssl
-from urllib.parse import urlsplit
 
-import aiomqtt
 from pydantic import ValidationError
 
 from minerd.api.problems import QuotaConflict
 from minerd.api.quota_orders import submit_quota
 from minerd.api.schemas import QuotaRequest
 from minerd.api.times import iso
-from minerd.errors import ConfigError, QuotaError, StorageError
+from minerd.errors import DeviceError, QuotaError, StorageError
 from minerd.model import QuotaSource
 from minerd.runtime.service import SiteService
+from minerd.transports.mqtt import MqttSession
 
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 16_384
 OP_TIMEOUT_S = 10.0
+BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 30.0
 
 AckBody = dict[str, object]
@@ -84,14 +82,6 @@ def handle_quota_message(service: SiteService, payload: bytes, actor: str) -> Ac
     }
 
 
-def _broker(url: str) -> tuple[str, int, bool]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError([f"mqtt url {url!r}: expected mqtt://host:port or mqtts://host:port"])
-    tls = parts.scheme == "mqtts"
-    return parts.hostname, parts.port or (8883 if tls else 1883), tls
-
-
 async def run_mqtt_quota_input(
     service: SiteService,
     url: str,
@@ -101,41 +91,42 @@ async def run_mqtt_quota_input(
     username: str | None = None,
     password: str | None = None,
 ) -> None:
-    """Serve quota requests from the broker until cancelled, reconnecting with backoff."""
-    host, port, tls = _broker(url)
+    """Serve quota requests from the broker until cancelled, reconnecting with backoff.
+
+    Messages are handled one at a time, in arrival order, each acknowledged before the next.
+    A bad url raises MqttUrlError naming mqtt.url.
+    """
     base = f"{prefix}/{service.site_name}/quota"
     topic_set, topic_ack = f"{base}/set", f"{base}/ack"
-    backoff_s = 1.0
-    warned = False
-    while True:
-        try:
-            async with aiomqtt.Client(
-                host,
-                port,
-                username=username or None,
-                password=password,
-                timeout=OP_TIMEOUT_S,
-                tls_context=ssl.create_default_context() if tls else None,
-            ) as client:
-                await client.subscribe(topic_set, qos=1)
-                log.info("mqtt quota input: listening on %s at %s", topic_set, url)
-                backoff_s, warned = 1.0, False
-                async for message in client.messages:
-                    payload = message.payload
-                    raw = (
-                        payload if isinstance(payload, bytes | bytearray) else str(payload).encode()
-                    )
-                    ack = handle_quota_message(service, bytes(raw), actor)
-                    if ack["ok"]:
-                        log.info("mqtt quota input: %s", ack)
-                    else:
-                        log.warning("mqtt quota input refused: %s", ack["error"])
-                    await client.publish(topic_ack, json.dumps(ack), qos=1)
-        except aiomqtt.MqttError as exc:
-            level = logging.DEBUG if warned else logging.WARNING
-            log.log(
-                level, "mqtt quota input: broker %s: %s; retrying in %.0f s", url, exc, backoff_s
-            )
-            warned = True
-            await asyncio.sleep(backoff_s * random.uniform(0.8, 1.2))
-            backoff_s = min(BACKOFF_MAX_S, backoff_s * 2)
+    session = MqttSession.from_url(
+        url,
+        key="mqtt.url",
+        name="mqtt quota input",
+        username=username or None,
+        password=password,
+        timeout_s=OP_TIMEOUT_S,
+        backoff_min_s=BACKOFF_MIN_S,
+        backoff_max_s=BACKOFF_MAX_S,
+    )
+    inbox: asyncio.Queue[bytes] = asyncio.Queue()  # as the client's own: unbounded
+
+    def on_message(_topic: str, payload: bytes) -> None:
+        inbox.put_nowait(payload)
+
+    async def listening() -> None:
+        log.info("mqtt quota input: listening on %s at %s", topic_set, url)
+
+    session.on_connect(listening)
+    await session.subscribe(topic_set, on_message, qos=1)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(session.run(), name="mqtt-quota-session")
+        while True:
+            ack = handle_quota_message(service, await inbox.get(), actor)
+            if ack["ok"]:
+                log.info("mqtt quota input: %s", ack)
+            else:
+                log.warning("mqtt quota input refused: %s", ack["error"])
+            try:
+                await session.publish(topic_ack, json.dumps(ack), qos=1)
+            except DeviceError as exc:
+                log.warning("mqtt quota input: ack not sent: %s", exc)

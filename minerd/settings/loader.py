@@ -253,11 +253,7 @@ def _resolve_rig_password(key: str, group: RigGroupSettings, res: Resolver) -> R
         return group
     if group.driver in ("cgminer", "modbus", "mqtt"):
         return group  # refused by checks.rig_login_problems; nothing to read
-    inline = group.password or None
-    value, path = res.secret(key, "password", inline, group.password_file, group.password_env)
-    out = group.model_copy(update={"password_file": path})
-    out._password = value
-    return out
+    return res.secret_fields(key, group, ("password",), inline={"password": group.password or None})
 
 
 def _profiles_dir(tables: dict[str, BaseModel], res: Resolver, problems: list[str]) -> Path | None:
@@ -342,44 +338,12 @@ def _resolve(key: str, section: BaseModel, res: Resolver) -> BaseModel:
     if isinstance(section, InfluxSettings | MqttSettings) and not section.enabled:
         return section
     if isinstance(section, InfluxSettings):
-        token, token_file = res.secret(
-            key, "token", section.token, section.token_file, section.token_env
-        )
-        password, password_file = res.secret(
-            key,
-            "password",
-            None,
-            section.password_file,
-            section.password_env,
-            inline_allowed=False,
-        )
-        out = section.model_copy(update={"token_file": token_file, "password_file": password_file})
-        out._token, out._password = token, password
-        return out
+        inline = {"token": section.token}  # the only secret that may be written in the file
+        return res.secret_fields(key, section, ("token", "password"), inline=inline)
     if isinstance(section, MqttSettings):
-        password, password_file = res.secret(
-            key,
-            "password",
-            None,
-            section.password_file,
-            section.password_env,
-            inline_allowed=False,
-        )
-        out_mqtt = section.model_copy(update={"password_file": password_file})
-        out_mqtt._password = password
-        return out_mqtt
+        return res.secret_fields(key, section, ("password",))
     if isinstance(section, AlertSettings):
-        secret, secret_file = res.secret(
-            key,
-            "webhook_secret",
-            None,
-            section.webhook_secret_file,
-            section.webhook_secret_env,
-            inline_allowed=False,
-        )
-        out_alerts = section.model_copy(update={"webhook_secret_file": secret_file})
-        out_alerts._webhook_secret = secret
-        return out_alerts
+        return res.secret_fields(key, section, ("webhook_secret",))
     return section
 
 

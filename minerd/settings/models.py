@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
+from minerd.transports.mqtt_url import MqttUrlError, parse_mqtt_url
+
 # ---------------------------------------------------------------- field types
 
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -47,7 +49,10 @@ def _tcp_endpoint(value: str) -> str:
 
 
 def _mqtt_url(value: str) -> str:
-    parse_endpoint(value, ("mqtt", "mqtts"))
+    try:
+        parse_mqtt_url(value, "", require_port=True)
+    except MqttUrlError as e:
+        raise ValueError(e.detail) from None  # pydantic adds the key path
     return value
 
 
@@ -317,15 +322,15 @@ class MqttSettings(Section):
 
     @property
     def host(self) -> str:
-        return parse_endpoint(self.url, ("mqtt", "mqtts"))[1]
+        return parse_mqtt_url(self.url).host
 
     @property
     def port(self) -> int:
-        return parse_endpoint(self.url, ("mqtt", "mqtts"))[2]
+        return parse_mqtt_url(self.url).port
 
     @property
     def tls(self) -> bool:
-        return self.url.startswith("mqtts:")
+        return parse_mqtt_url(self.url).tls
 
 
 class PrometheusSettings(Section):

@@ -5,9 +5,14 @@ Problems name the key path and, for files, the resolved file path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -74,3 +79,34 @@ class Resolver:
                 return None, None
             return value.strip(), None
         return inline, None
+
+    def secret_fields(
+        self,
+        prefix: str,
+        section: M,
+        names: Sequence[str],
+        *,
+        inline: Mapping[str, str | None] | None = None,
+    ) -> M:
+        """Each secret `<name>` of a section, by the models' convention, resolved at once.
+
+        Reads `<name>_file` / `<name>_env` (and the inline value given in `inline`, for the
+        secrets that may be written in the file); returns a copy with `<name>_file` made
+        absolute and the value in the private `_<name>` that `<name>_value` reads.
+        """
+        inline = inline or {}
+        values: dict[str, str | None] = {}
+        files: dict[str, Path | None] = {}
+        for name in names:
+            values[name], files[f"{name}_file"] = self.secret(
+                prefix,
+                name,
+                inline.get(name),
+                getattr(section, f"{name}_file"),
+                getattr(section, f"{name}_env"),
+                inline_allowed=name in inline,
+            )
+        out = section.model_copy(update=files)
+        for name, value in values.items():
+            setattr(out, f"_{name}", value)
+        return out

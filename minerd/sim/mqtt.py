@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from urllib.parse import urlsplit
 
 import aiomqtt
 
 from minerd.clock import Clock
 from minerd.sim.cgminer import break_json
 from minerd.sim.rig import RigSim
+from minerd.transports.mqtt_url import parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,8 @@ def execute(rig: RigSim, command: object, now_s: float) -> dict[str, object]:
 
 class MqttRigs:
     def __init__(self, url: str, prefix: str, rigs: list[RigSim], clock: Clock) -> None:
-        parts = urlsplit(url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 1883
+        broker = parse_mqtt_url(url, "SiteSpec.mqtt_url")
+        self.host, self.port = broker.host, broker.port
         self.prefix = prefix
         self.rigs = {r.rig_id: r for r in rigs}
         self.clock = clock

@@ -9,7 +9,7 @@ Topics (prefix defaults to "minerd"):
 
 A broker restart loses retained messages unless it persists them, so after every
 (re)connect the status, the latest state and every rig state are published again.
-Sinks may not import transports, so this uses aiomqtt directly.
+Connection, backoff, last will and the URL are the shared transports.mqtt session's.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ import math
 import ssl
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
-import aiomqtt
-
-from minerd.errors import SinkError
+from minerd.errors import DeviceError
 from minerd.sinks.base import ErrorLog, SinkStats
 from minerd.sinks.events import SnapshotEvent, TelemetryEvent
+from minerd.transports.mqtt import MqttSession
+from minerd.transports.mqtt_url import parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +64,11 @@ class MqttSinkConfig:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> MqttSinkConfig:
-        """`mqtt://host:port` (1883) or `mqtts://host:port` (8883); other fields by keyword."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise SinkError("mqtt", f"url must look like mqtt://host:port, got {url!r}")
-        tls = parts.scheme == "mqtts"
-        port = parts.port or (8883 if tls else 1883)
-        return cls(host=parts.hostname, port=port, tls=tls, **kwargs)  # type: ignore[arg-type]
+        """`mqtt://host:port` (1883) or `mqtts://host:port` (8883); other fields by keyword.
+
+        A bad URL raises MqttUrlError naming mqtt.url."""
+        broker = parse_mqtt_url(url, "mqtt.url")
+        return cls(host=broker.host, port=broker.port, tls=broker.tls, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def from_section(cls, section: MqttSection) -> MqttSinkConfig:
@@ -128,7 +125,25 @@ class MqttSink:
         self._rig_keys: dict[str, tuple[object, ...]] = {}
         self._dirty_rigs: set[str] = set()
         self._errors = ErrorLog(log, f"sink {name} (mqtt://{config.host}:{config.port})")
-        self.connected = False
+        self._lock = asyncio.Lock()  # one publisher at a time: the reconnect hook or the loop
+        self._online = False  # "online" published on the current connection
+        self._session = MqttSession(
+            config.host,
+            config.port,
+            name=f"sink {name}",
+            username=config.username,
+            password=config.password,
+            client_id=config.client_id,
+            keepalive_s=config.keepalive_s,
+            timeout_s=config.timeout_s,
+            backoff_min_s=config.min_backoff_s,
+            backoff_max_s=config.max_backoff_s,
+            tls_context=ssl.create_default_context() if config.tls else None,
+            will_topic=self.status_topic,
+            will_payload=b"offline",
+            will_on_stop=True,
+        )
+        self._session.on_connect(self._on_connect)
         self.connects = 0
         self.published = 0
         self.dropped_events = 0
@@ -143,6 +158,10 @@ class MqttSink:
             self.dropped_events += 1
         self._queue.put_nowait(event)
 
+    @property
+    def connected(self) -> bool:
+        return self._online and self._session.connected
+
     def stats(self) -> SinkStats:
         return SinkStats(
             name=self.name,
@@ -150,94 +169,60 @@ class MqttSink:
             queued=self._queue.qsize(),
             dropped_events=self.dropped_events,
             points_written=self.published,
-            last_error=self._errors.last_error,
+            last_error=self._errors.last_error or self._session.last_error,
             kind="mqtt",
         )
 
     # ------------------------------------------------------------ connection
 
     async def run(self) -> None:
-        cfg = self.config
-        backoff = cfg.min_backoff_s
-        while True:
+        """Publish until cancelled; the session reconnects, and says offline on a clean stop."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._session.run(), name=f"{self.name}-session")
+            tg.create_task(self._publish_loop(), name=f"{self.name}-publish")
+
+    async def _on_connect(self) -> None:
+        """Say online, then publish again everything a restarted broker may have lost."""
+        self._online = False
+        async with self._lock:
             try:
-                await self._session()
-            except* aiomqtt.MqttError as group:
-                self._errors.failed("; ".join(str(e) for e in group.exceptions))
-            except* OSError as group:
-                self._errors.failed("; ".join(str(e) for e in group.exceptions))
-            except* Exception as group:  # a bug here must not end retained-state publishing
-                log.error("sink %s: unexpected error", self.name, exc_info=group)
-                self._errors.failed("; ".join(repr(e) for e in group.exceptions))
-            if self.connected:
-                backoff = cfg.min_backoff_s  # it worked for a while: retry quickly
-            self.connected = False
-            await asyncio.sleep(backoff)
-            backoff = min(cfg.max_backoff_s, backoff * 2)
+                await self._publish(self.status_topic, b"online")
+            except DeviceError as exc:
+                self._errors.failed(exc.message)
+                return
+            self._online = True
+            self._errors.ok()
+            self._published_key = None
+            self._dirty_rigs = set(self._rig_payloads)
+        await self._publish_changes()
+        self.connects += 1
 
-    async def _session(self) -> None:
-        cfg = self.config
-        will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
-        async with aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            username=cfg.username,
-            password=cfg.password,
-            identifier=cfg.client_id,
-            will=will,
-            keepalive=cfg.keepalive_s,
-            timeout=cfg.timeout_s,
-            tls_context=ssl.create_default_context() if cfg.tls else None,
-        ) as client:
-            try:
-                await self._publish(client, self.status_topic, b"online")
-                self.connected = True
-                self.connects += 1
-                self._errors.ok()
-                # The broker may have lost every retained message: publish them again.
-                if self._state_payload is not None:
-                    await self._publish(client, self.state_topic, self._state_payload)
-                    self._published_key = self._state_key
-                self._dirty_rigs = set(self._rig_payloads)
-                await self._flush_rigs(client)
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._watch(client), name=f"{self.name}-watch")
-                    tg.create_task(self._publish_loop(client), name=f"{self.name}-publish")
-            except asyncio.CancelledError:
-                await self._say_offline(client)
-                raise
-
-    async def _watch(self, client: aiomqtt.Client) -> None:
-        """Ends with MqttError when the connection drops, even while nothing is published."""
-        async for _ in client.messages:
-            pass
-
-    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+    async def _publish_loop(self) -> None:
         while True:
             event = await self._queue.get()
             self._update(event)
-            if self._state_key != self._published_key and self._state_payload is not None:
-                await self._publish(client, self.state_topic, self._state_payload)
-                self._published_key = self._state_key
-            await self._flush_rigs(client)
+            if self._session.connected:
+                await self._publish_changes()  # otherwise the next connect publishes it
 
-    async def _flush_rigs(self, client: aiomqtt.Client) -> None:
-        while self._dirty_rigs:
-            rig = next(iter(self._dirty_rigs))
-            await self._publish(client, self.rig_topic_prefix + rig, self._rig_payloads[rig])
-            self._dirty_rigs.discard(rig)
+    async def _publish_changes(self) -> None:
+        async with self._lock:
+            try:
+                if self._state_key != self._published_key and self._state_payload is not None:
+                    await self._publish(self.state_topic, self._state_payload)
+                    self._published_key = self._state_key
+                while self._dirty_rigs:
+                    rig = next(iter(self._dirty_rigs))
+                    await self._publish(self.rig_topic_prefix + rig, self._rig_payloads[rig])
+                    self._dirty_rigs.discard(rig)
+            except DeviceError as exc:
+                self._errors.failed(exc.message)  # the reconnect publishes it all again
+            except Exception as exc:  # a bug here must not end retained-state publishing
+                log.error("sink %s: unexpected error", self.name, exc_info=exc)
+                self._errors.failed(repr(exc))
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
-        await client.publish(topic, payload, qos=1, retain=True, timeout=self.config.timeout_s)
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        await self._session.publish(topic, payload, qos=1, retain=True)
         self.published += 1
-
-    async def _say_offline(self, client: aiomqtt.Client) -> None:
-        """A clean stop sends no last will: say offline ourselves (best effort)."""
-        try:
-            async with asyncio.timeout(1.0):
-                await client.publish(self.status_topic, b"offline", qos=1, retain=True)
-        except (aiomqtt.MqttError, TimeoutError):
-            pass
 
     # ------------------------------------------------------------ payloads
 

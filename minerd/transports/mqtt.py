@@ -7,8 +7,11 @@
   must be quick (update a cache, put on a queue). A handler that raises is logged, not fatal.
 - `publish()` and `request()` raise DeviceUnreachable while disconnected and DeviceTimeout
   when the broker or the peer does not answer in time.
+- A will (retained by default) is sent by the broker when the connection dies; with
+  `will_on_stop` the session also publishes it itself on a clean stop, which sends none.
 
-Generic on purpose (rig telemetry, quota input, the MQTT sink): imports only minerd.errors.
+The one reconnecting MQTT client of minerd (rig telemetry, quota input, the MQTT sink, the
+alert channel); build it from a broker URL with `from_url`. Imports only minerd.errors.
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ from types import TracebackType
 import aiomqtt
 
 from minerd.errors import DeviceTimeout, DeviceUnreachable
+from minerd.transports.mqtt_url import MqttUrl, parse_mqtt_url
 
 __all__ = ["ConnectHook", "MessageHandler", "MqttSession", "topic_matches"]
+
+STOP_WILL_TIMEOUT_S = 1.0  # a clean stop waits this long, at most, to say the will itself
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,7 @@ class MqttSession:
         will_topic: str | None = None,
         will_payload: bytes | str | None = None,
         will_retain: bool = True,
+        will_on_stop: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -103,19 +110,34 @@ class MqttSession:
             if will_topic is not None
             else None
         )
+        self._will_on_stop = will_on_stop
         self._subs: dict[str, int] = {}  # pattern -> qos
         self._handlers: list[tuple[str, MessageHandler]] = []
         self._routes: dict[str, tuple[MessageHandler, ...]] = {}  # topic -> handlers cache
         self._hooks: list[ConnectHook] = []
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
+        self._changed = asyncio.Event()  # replaced and set on every connect and every failure
         self._pending: dict[str, asyncio.Future[dict[str, object]]] = {}
         self._reply_subs: dict[str, asyncio.Future[None]] = {}
         self._ids = itertools.count(1)
         self._id_prefix = f"{random.getrandbits(32):08x}"
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self.last_error = ""  # why the last connection ended or failed; "" until one did
         self.connects = 0  # successful connections so far (1 + reconnects)
+
+    @classmethod
+    def from_url(
+        cls, url: str | MqttUrl, *, key: str = "mqtt.url", **kwargs: object
+    ) -> MqttSession:
+        """A session to `mqtt://host:port` or `mqtts://host:port` (TLS with the system CAs).
+
+        Raises MqttUrlError naming `key` for a bad URL; other arguments as for __init__.
+        """
+        broker = url if isinstance(url, MqttUrl) else parse_mqtt_url(url, key)
+        kwargs.setdefault("tls_context", broker.tls_context())
+        return cls(broker.host, broker.port, **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ state
 
@@ -123,13 +145,31 @@ class MqttSession:
     def connected(self) -> bool:
         return self._client is not None and self._connected.is_set()
 
-    async def wait_connected(self, timeout_s: float | None = None) -> None:
-        """Wait until subscribed on a live connection; DeviceTimeout otherwise."""
+    @property
+    def failing(self) -> bool:
+        """The last attempt to connect failed, or the connection dropped: backing off."""
+        return self._failing
+
+    async def wait_connected(
+        self, timeout_s: float | None = None, *, fail_fast: bool = False
+    ) -> None:
+        """Wait until subscribed on a live connection; DeviceTimeout otherwise.
+
+        fail_fast: raise DeviceUnreachable (with the last error) as soon as the session is
+        backing off after a failed attempt, instead of waiting for the next one.
+        """
         try:
             async with asyncio.timeout(self.timeout_s if timeout_s is None else timeout_s):
-                await self._connected.wait()
+                while not self.connected:
+                    if fail_fast and self._failing:
+                        raise DeviceUnreachable(self.name, self.endpoint, self.last_error)
+                    await self._changed.wait()
         except TimeoutError:
             raise DeviceTimeout(self.name, self.endpoint, "broker not connected") from None
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     # ------------------------------------------------------------ registration
 
@@ -275,13 +315,29 @@ class MqttSession:
             else:
                 log.info("%s: connected to %s", self.name, self.endpoint)
             self._failing = False
-            for hook in self._hooks:
-                try:
-                    await hook()
-                except Exception:
-                    log.exception("%s: on-connect hook failed", self.name)
-            async for message in client.messages:
-                self._dispatch(message.topic.value, _as_bytes(message.payload))
+            self._notify()
+            try:
+                for hook in self._hooks:
+                    try:
+                        await hook()
+                    except Exception:
+                        log.exception("%s: on-connect hook failed", self.name)
+                async for message in client.messages:
+                    self._dispatch(message.topic.value, _as_bytes(message.payload))
+            except asyncio.CancelledError:
+                await self._say_will(client)
+                raise
+
+    async def _say_will(self, client: aiomqtt.Client) -> None:
+        """A clean stop sends no last will: publish it ourselves (best effort)."""
+        will = self._will
+        if will is None or not self._will_on_stop:
+            return
+        try:
+            async with asyncio.timeout(STOP_WILL_TIMEOUT_S):
+                await client.publish(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        except (aiomqtt.MqttError, TimeoutError):
+            pass  # the broker is gone or slow: the will it holds says the same
 
     async def run(self) -> None:
         """Connect and dispatch forever, reconnecting with backoff; returns only if cancelled."""
@@ -306,6 +362,8 @@ class MqttSession:
             level = logging.DEBUG if self._failing else logging.WARNING
             log.log(level, "%s: %s: %s; retry in %.1fs", self.name, self.endpoint, why, backoff_s)
             self._failing = True
+            self.last_error = why
+            self._notify()
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(DeviceUnreachable(self.name, self.endpoint, why))

@@ -132,3 +132,61 @@ async def test_no_broker_publish_unreachable_wait_times_out() -> None:
             await s.wait_connected(0.3)
         with pytest.raises(DeviceUnreachable):
             await s.publish("x", b"y")
+
+
+async def _retained(port: int, topic: str) -> bytes:
+    """What a fresh subscriber sees on topic (the retained message)."""
+    got: list[bytes] = []
+    async with MqttSession("127.0.0.1", port, name="reader") as r:
+        await r.subscribe(topic, lambda t, p: got.append(p), qos=1)
+        await _until(lambda: bool(got))
+    return got[0]
+
+
+@pytest.mark.asyncio
+async def test_from_url_session_rejoins_a_restarted_broker(tmp_path: Path) -> None:
+    """The shared helper: hooks run again after a restart, the will stays set, and a clean
+    stop publishes the will itself (a broker sends none on a clean disconnect)."""
+    broker = start_mosquitto(tmp_path / "mq")
+    hooks: list[int] = []
+    try:
+        s = MqttSession.from_url(
+            broker.url,
+            name="t6",
+            backoff_min_s=0.1,
+            backoff_max_s=0.5,
+            will_topic="t6/status",
+            will_payload=b"offline",
+            will_on_stop=True,
+        )
+
+        async def online() -> None:
+            await s.publish("t6/status", b"online", qos=1, retain=True)
+            hooks.append(s.connects)
+
+        s.on_connect(online)
+        async with s:
+            await _until(lambda: hooks == [1])
+            assert await _retained(broker.port, "t6/status") == b"online"
+
+            await asyncio.to_thread(broker.restart)  # no persistence: retained state is gone
+            await _until(lambda: len(hooks) == 2, 20)
+            assert hooks == [1, 2] and not s.failing
+            assert s.last_error  # why the first connection ended
+            assert await _retained(broker.port, "t6/status") == b"online"
+        assert not s.connected
+        assert await _retained(broker.port, "t6/status") == b"offline"
+    finally:
+        broker.stop()
+
+
+@pytest.mark.asyncio
+async def test_fail_fast_wait_reports_the_last_error() -> None:
+    from servers import free_port
+
+    port = free_port()
+    async with MqttSession.from_url(f"mqtt://127.0.0.1:{port}", name="t7", backoff_min_s=5) as s:
+        # Without fail_fast the wait runs to its timeout; with it, the refusal comes back.
+        with pytest.raises(DeviceUnreachable, match=rf"t7 at 127\.0\.0\.1:{port}") as info:
+            await s.wait_connected(30, fail_fast=True)
+        assert s.failing and info.value.message == s.last_error != ""
