@@ -95,7 +95,7 @@ async def test_a_restarted_daemon_writes_no_zero_for_unread_values(
     site_rows = await asyncio.to_thread(q, "SELECT power_w, rig_power_w, hashrate_ths FROM site")
     assert len(site_rows) >= 4, "both runs wrote site points"
     for row in site_rows:
-        assert all(v is None or v > 0 for v in row[1:]), row  # type: ignore[operator]
+        assert all(v is None or (isinstance(v, float | int) and v > 0) for v in row[1:]), row
     zero_rigs = await asyncio.to_thread(
         q, "SELECT power_w, hashrate_ths FROM rig WHERE power_w = 0 OR hashrate_ths = 0"
     )
