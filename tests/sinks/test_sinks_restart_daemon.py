@@ -90,7 +90,7 @@ async def test_a_restarted_daemon_writes_no_zero_for_unread_values(
     def q(text: str) -> list[list[object]]:
         data = influx_query(influxd, DB, text)
         series = data["results"][0].get("series", [])  # type: ignore[index]
-        return series[0]["values"] if series else []  # type: ignore[no-any-return]
+        return series[0]["values"] if series else []
 
     site_rows = await asyncio.to_thread(q, "SELECT power_w, rig_power_w, hashrate_ths FROM site")
     assert len(site_rows) >= 4, "both runs wrote site points"
