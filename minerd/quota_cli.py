@@ -230,7 +230,9 @@ def _schedule_blocks(path: Path) -> list[JsonObj]:
             raise CliError(f'{path}: expected a list of blocks or {{"blocks": [...]}}', EXIT_USAGE)
         return [b for b in blocks if isinstance(b, dict)]
     out: list[JsonObj] = []
-    for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
+    reader = csv.DictReader(text.splitlines())
+    _check_schedule_header(path, reader.fieldnames)
+    for n, row in enumerate(reader, start=2):
         try:
             out.append(
                 {"start": row["start"], "end": row["end"], "limit_kw": float(row["limit_kw"])}
@@ -240,6 +242,35 @@ def _schedule_blocks(path: Path) -> list[JsonObj]:
                 f"{path}:{n}: need columns start,end,limit_kw ({exc})", EXIT_USAGE
             ) from exc
     return out
+
+
+SCHEDULE_COLUMNS = ("start", "end", "limit_kw")
+
+
+def _check_schedule_header(path: Path, fieldnames: Sequence[str] | None) -> None:
+    """Line 1 must name the columns; a file that starts with data says so, naming line 1."""
+    want = ",".join(SCHEDULE_COLUMNS)
+    if not fieldnames:
+        raise CliError(
+            f"{path}: empty; expected a header row {want} and one row per block", EXIT_USAGE
+        )
+    names = [f.strip() for f in fieldnames]
+    missing = [c for c in SCHEDULE_COLUMNS if c not in names]
+    if not missing:
+        return
+    if not any(c in names for c in SCHEDULE_COLUMNS):
+        raise CliError(
+            f"{path}:1: no header row: line 1 must be {want} (it is {','.join(names)!r})",
+            EXIT_USAGE,
+        )
+    raise CliError(f"{path}:1: header row lacks {', '.join(missing)} (need {want})", EXIT_USAGE)
+
+
+def _print_notes(ans: JsonObj, out: TextIO) -> None:
+    """The API's hints (e.g. a limit above the contract, which caps it)."""
+    notes = ans.get("notes")
+    for note in notes if isinstance(notes, list) else []:
+        print(f"note: {note}", file=out)
 
 
 def _print_quota(q: JsonObj, out: TextIO) -> None:
@@ -268,6 +299,7 @@ def _quota(args: argparse.Namespace, out: TextIO) -> int:
             print(
                 f"quota {ans['id']} {verb}: {args.limit_kw} kW from {ans['effective_at']}", file=out
             )
+            _print_notes(ans, out)
         return EXIT_OK
     if cmd == "show":
         params = {k: v for k, v in (("from", args.from_), ("to", args.to)) if v}
@@ -297,6 +329,7 @@ def _quota(args: argparse.Namespace, out: TextIO) -> int:
             n_added = len(added) if isinstance(added, list) else 0
             n_gone = len(withdrawn) if isinstance(withdrawn, list) else 0
             print(f"schedule accepted: {n_added} blocks, {n_gone} replaced", file=out)
+            _print_notes(ans, out)
         return EXIT_OK
     if cmd == "withdraw":
         _, ans = call(args, "DELETE", f"/api/v1/quotas/{args.quota_id}")

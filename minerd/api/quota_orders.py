@@ -168,6 +168,19 @@ def submit_quota(
     return QuotaOutcome(added.quota, added.created)
 
 
+def contract_notes(service: SiteService, limits: list[tuple[str, float]]) -> list[str]:
+    """A hint for each (field, limit) above the contracted limit: accepted and stored as
+    sent (it is the grid's order), but the site never goes above its contract."""
+    contracted_kw = service.status().contracted_limit_kw
+    return [
+        f"{field} {limit_kw:g} kW is above the contracted limit {contracted_kw:g} kW: the "
+        f"site is held at {contracted_kw:g} kW while it is in force (the contract caps "
+        "every quota)"
+        for field, limit_kw in limits
+        if limit_kw > contracted_kw
+    ]
+
+
 def submit_schedule(service: SiteService, req: ScheduleRequest, *, actor: str) -> ScheduleReplaced:
     """Replace the scheduled blocks the new ones overlap, atomically, and audit it."""
     now_s = service.clock.now_s()

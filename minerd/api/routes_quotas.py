@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import re
 from datetime import datetime
 from typing import Annotated
@@ -23,7 +24,12 @@ from minerd.api.context import (
 )
 from minerd.api.params import DAY_S, FromQuery, ToQuery, span
 from minerd.api.problems import ApiError
-from minerd.api.quota_orders import submit_quota, submit_schedule, withdraw_quota
+from minerd.api.quota_orders import (
+    contract_notes,
+    submit_quota,
+    submit_schedule,
+    withdraw_quota,
+)
 from minerd.api.schemas import (
     ComplianceOut,
     ComplianceReport,
@@ -38,6 +44,8 @@ from minerd.api.schemas import (
 from minerd.api.times import iso, to_dt, to_s
 from minerd.model import QuotaSource
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
 
 
@@ -46,6 +54,8 @@ class QuotaCreated(BaseModel):
     created: bool  # false: a repeat of a request already accepted
     effective_at: datetime
     quota: QuotaOut
+    # Hints about how the quota takes effect, e.g. a limit above the contract is capped by it.
+    notes: list[str] = []
 
 
 @router.post(
@@ -76,11 +86,15 @@ async def post_quota(
     )
     if not out.created:
         response.status_code = 200
+    notes = contract_notes(ctx.service, [("limit_kw", out.quota.limit_kw)])
+    if notes and out.created:
+        log.warning("quota %s: %s", out.quota.quota_id, notes[0])
     return QuotaCreated(
         id=out.quota.quota_id,
         created=out.created,
         effective_at=to_dt(out.effective_at_s),
         quota=QuotaOut.of(out.quota),
+        notes=notes,
     )
 
 
@@ -91,9 +105,15 @@ async def post_quota(
 )
 async def put_schedule(ctx: Ctx, who: GridUser, body: ScheduleRequest) -> ScheduleOut:
     result = submit_schedule(ctx.service, body, actor=who.name)
+    notes = contract_notes(
+        ctx.service, [(f"blocks[{i}].limit_kw", b.limit_kw) for i, b in enumerate(body.blocks)]
+    )
+    for note in notes:
+        log.warning("schedule: %s", note)
     return ScheduleOut(
         added=[QuotaOut.of(q) for q in result.added],
         withdrawn=[q.quota_id for q in result.withdrawn],
+        notes=notes,
     )
 
 

@@ -156,6 +156,7 @@ class QuotaList(BaseModel):
 class ScheduleOut(BaseModel):
     added: list[QuotaOut]
     withdrawn: list[str]
+    notes: list[str] = []  # e.g. blocks above the contracted limit, which caps them
 
 
 # ---------------------------------------------------------------- site, rigs, meters
