@@ -76,12 +76,13 @@ async def test_every_grid_curl_example_works(tmp_path: Path) -> None:
             await started.wait()
         quota_id = ""
         for cmd in examples:
-            if DOC_QUOTA_ID in cmd:
-                cmd = cmd.replace(DOC_QUOTA_ID, quota_id)
+            # A reader copies the commands: an id of the doc's own answer would be a 404.
+            assert DOC_QUOTA_ID not in cmd, f"{cmd}: use $QUOTA_ID, set from the answer"
             code, body = await _curl(cmd, env, tmp_path)
             assert 200 <= code < 300, f"{cmd}\n-> {code} {body}"
             if not quota_id and "POST" in cmd:
                 quota_id = json.loads(body)["id"]
+                env["QUOTA_ID"] = quota_id  # what the doc tells the reader to do
         assert (tmp_path / "alatau-1-2027-01-15.csv").read_text().startswith("interval_start,")
         withdrawn = site.stores.quotas.get(quota_id)
         assert withdrawn is not None and withdrawn.withdrawn_at_s is not None
