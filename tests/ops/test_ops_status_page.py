@@ -8,7 +8,9 @@ Screenshots are kept in test-artifacts/status-page*.png."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
+import json
 import re
 import shutil
 import subprocess
@@ -405,3 +407,50 @@ async def test_the_rig_table_scrolls_inside_its_card_at_1400_px(
         assert await page.js(f"{wrap}.scrollWidth > {wrap}.clientWidth"), "the card scrolls"
         right = await page.js(f"{wrap}.getBoundingClientRect().right")
         assert isinstance(right, int | float) and right <= client_w
+
+
+@pytest.mark.asyncio
+async def test_the_limit_of_an_earlier_run_is_not_drawn_through_the_restart(
+    tmp_path: Path,
+) -> None:
+    site = OpsSite(tmp_path / "minerd.sqlite", started_ago_s=600.0)
+    # what this browser polled from the previous run, 40 to 30 minutes ago
+    old = [
+        {"t": (site.now_s - 2400 + 60 * k) * 1000, "importKw": 70.0, "limitKw": 80.0}
+        for k in range(11)
+    ]
+    saved = {"site": "ops-site", "samples": [{**p, "budgetKw": 75.0} for p in old]}
+    try:
+        with ServedSite(site, free_port()) as srv:
+            async with Browser(tmp_path, f"{srv.url}/#token={TOKENS['operator']}") as page:
+                await page.wait_text("rigs-total", "t => t === '8'")
+                await page.js(
+                    f"localStorage.setItem('minerd.samples', {json.dumps(json.dumps(saved))});"
+                    "location.reload(); true"
+                )
+                await asyncio.sleep(0.5)  # the reload replaces the document
+                for _ in range(100):
+                    with contextlib.suppress(PageGone):
+                        if await page.js("document.readyState === 'complete'"):
+                            break
+                    await asyncio.sleep(0.05)
+                await page.wait_text("chart-span", "t => t.startsWith('since')")
+                d = await page.js("document.getElementById('chart-limit').getAttribute('d')")
+                svg_from = await page.js(
+                    "Number(document.querySelector('#chart svg').dataset.from)"
+                )
+                svg_to = await page.js("Number(document.querySelector('#chart svg').dataset.to)")
+    finally:
+        site.close()
+    assert isinstance(d, str) and isinstance(svg_from, int | float)
+    assert isinstance(svg_to, int | float)
+    assert svg_from == old[0]["t"]  # the chart reaches back to the data this browser has
+
+    def x(t_ms: float) -> float:
+        return 48 + (t_ms - svg_from) / (svg_to - svg_from) * 742
+
+    runs = re.findall(r"M([0-9.]+) ", d)
+    assert len(runs) == 2, d  # the old run's limit, then this run's from its start
+    first_run = d.split("M")[1]
+    assert max(float(v) for v in re.findall(r"H([0-9.]+)", first_run)) <= x(old[-1]["t"]) + 0.5
+    assert abs(float(runs[1]) - x(site.started_s * 1000)) < 0.5

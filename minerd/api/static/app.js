@@ -286,8 +286,10 @@
       let prev = null;
       for (const p of pts) {
         if (!known(p[key])) { if (!stepped) prev = null; continue; }
-        const gap = prev === null || p.t - prev.t > gapMs;
-        if (gap && !stepped) d += "M" + x(p.t) + " " + y(p[key]);
+        // The limit held by an earlier run does not carry on through the downtime.
+        const restart = startedAt > 0 && prev !== null && prev.t < startedAt && p.t >= startedAt;
+        const gap = prev === null || restart || p.t - prev.t > gapMs;
+        if (gap && (!stepped || restart)) d += "M" + x(p.t) + " " + y(p[key]);
         else if (prev === null) d += "M" + x(p.t) + " " + y(p[key]);
         else d += (stepped ? "H" + x(p.t) + "V" + y(p[key]) : "L" + x(p.t) + " " + y(p[key]));
         prev = p;
