@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import sys
@@ -37,10 +38,10 @@ from minerd.devices.inventory import (
     write_inventory_rows,
 )
 from minerd.devices.rig_cgminer import version_model_hint
-from minerd.errors import DeviceError
+from minerd.errors import CommandRejected, DeviceError
 from minerd.model import RigProtocol
 from minerd.settings.models import DEFAULT_RIG_USERNAMES, RIG_PORT_KEYS
-from minerd.transports.cgminer import CgminerClient
+from minerd.transports.cgminer import CgminerClient, check_status
 
 __all__ = [
     "DiscoveredRig",
@@ -58,9 +59,9 @@ __all__ = [
 ProgressFn = Callable[["ScanProgress"], None]
 UNKNOWN_CSV = "unknown-models.csv"
 GROUPS_TOML = "rigs.toml"
-# A rig's whole detection (version, then at most two more probes) ends within this many
-# timeouts, whatever a half-hung rig does.
-DETECT_CEILING_TIMEOUTS = 4.0
+# A rig's whole detection (version, then at most four more probes, each under the timeout)
+# ends within this many timeouts, whatever a half-hung rig does.
+DETECT_CEILING_TIMEOUTS = 6.0
 
 
 class ScanProgress:
@@ -106,9 +107,16 @@ async def _probe(
 ) -> DiscoveredRig | None:
     client = CgminerClient(host, port, timeout_s=timeout_s, connect_timeout_s=timeout_s)
     try:
-        reply = await client.command("version")
+        reply = await client.request("version")
     except DeviceError:
         return None
+    try:
+        check_status(reply, client.device, client.endpoint, "version")
+    except CommandRejected:
+        # A rig that refuses `version` is still a rig (btminer's `version` is unconfirmed,
+        # firmware-apis.md 5.1): its `summary` names the firmware in STATUS Description.
+        with contextlib.suppress(DeviceError):
+            reply = await client.command("summary")
     try:
         async with asyncio.timeout(timeout_s * DETECT_CEILING_TIMEOUTS):
             detection = await detect_family(host, port, reply, ports, timeout_s, profiles_dir)

@@ -129,6 +129,21 @@ class _WebAnswer:
     body: bytes
 
 
+def _complete(data: bytes) -> bool:
+    """Enough of a reply: the headers of anything but a 200, or a 200's Content-Length body."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    lines = head.decode("latin-1").split("\r\n")
+    if " 200" not in lines[0]:
+        return True  # the status and a 401's challenge are all the probe reads
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            return len(body) >= int(value.strip())
+    return False
+
+
 async def _web_get(host: str, port: int, path: str, timeout_s: float) -> _WebAnswer | str:
     """One unauthenticated GET (Connection: close): status, realm and at most 64 KiB of body,
     or why there is none ("" when nothing listens: a plain cgminer rig has no web server)."""
@@ -141,8 +156,13 @@ async def _web_get(host: str, port: int, path: str, timeout_s: float) -> _WebAns
                 "Accept: application/json\r\n\r\n".encode()
             )
             await writer.drain()
-            data = await reader.read(_MAX_WEB_BYTES)
-            while len(data) < _MAX_WEB_BYTES and (more := await reader.read(_MAX_WEB_BYTES)):
+            data = b""
+            # Up to EOF, or less: a server that keeps the connection open despite
+            # `Connection: close` must not turn into a timeout.
+            while len(data) < _MAX_WEB_BYTES and not _complete(data):
+                more = await reader.read(_MAX_WEB_BYTES)
+                if not more:
+                    break
                 data += more
     except TimeoutError:
         return f"web port {port} did not answer within {timeout_s:g}s"
@@ -174,7 +194,8 @@ def _vnish_info(answer: _WebAnswer) -> tuple[str, str] | None:
         return None
     text = answer.body.decode("utf-8", errors="replace")
     try:
-        info = json.loads(text[text.find("{") :]) if "{" in text else None
+        # raw_decode: a chunked body's trailing size line after the object is ignored
+        info = json.JSONDecoder().raw_decode(text[text.find("{") :])[0] if "{" in text else None
     except ValueError:
         info = None
     if isinstance(info, dict):
@@ -223,13 +244,13 @@ async def _detect(
     if "LUXminer" in v or "luxminer" in blob:
         return _found(RigProtocol.LUXOS, model, f"LUXminer {_text(v.get('LUXminer'))}".strip())
 
-    if "bosminer" in blob or "boser" in blob:
+    if "bosminer" in blob or "boser" in blob or "braiins" in blob:
         firmware = next((f"{k} {_text(val)}" for k, val in v.items() if "BOS" in k), "BOSminer")
         details = await _cgminer(host, port, "devdetails", timeout_s)
         model = model or normalise_model_type(_first(details or {}, "DEVDETAILS").get("Model"))
         if await _tcp_open(host, ports.grpc_port, timeout_s):
             return _found(RigProtocol.BRAIINS, model, firmware)
-        note = f"BOSminer without gRPC on port {ports.grpc_port}: read only"
+        note = f"Braiins without gRPC on port {ports.grpc_port} (not OS+?): read only"
         return _found(RigProtocol.CGMINER, model, firmware, note)
 
     if "btminer" in blob or "bitmicro" in blob:
@@ -245,6 +266,10 @@ async def _detect(
                 model = normalise_model_type(_whatsminer_model(code)) or model
         except DeviceError as exc:
             note = f"API v3 on port {ports.api_port}: {exc.message}"
+        if not model:  # API v3 off: btminer's devdetails `Model` (as pyasic reads it), stats
+            details = await _cgminer(host, port, "devdetails", timeout_s)
+            code = _text(_first(details or {}, "DEVDETAILS").get("Model"))
+            model = normalise_model_type(_whatsminer_model(code)) if code else ""
         if not model:
             model = await _stats_model(host, port, timeout_s)
         return _found(RigProtocol.WHATSMINER, model, "btminer", note)

@@ -9,13 +9,15 @@ import asyncio
 import contextlib
 import io
 import json
+import struct
 import tomllib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from firmware_fixtures import FIRMWARE_DIR, load
 from servers import free_port
 
 from minerd.check import run_check
@@ -103,11 +105,15 @@ async def site() -> AsyncIterator[Site]:
         await fleet.close()
 
 
+Answer = Callable[[bytes], bytes]
+
+
 @contextlib.asynccontextmanager
-async def fake_server(
-    host: str, port: int, replies: Mapping[str, object] | None
+async def fake_tcp(
+    host: str, port: int, answer: Answer | None, keep_open: bool = False
 ) -> AsyncIterator[None]:
-    """A cgminer-style server answering `replies[command]`; None: accepts, never answers."""
+    """A server that sends `answer(request)` and closes (or holds the connection open with
+    keep_open); answer None: accepts, reads, never answers (a hung rig)."""
     tasks: set[asyncio.Task[None]] = set()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -116,14 +122,11 @@ async def fake_server(
         tasks.add(task)
         try:
             data = await reader.read(4096)
-            table = replies
-            if table is None:
-                await asyncio.Event().wait()  # hung: holds the connection open
-                return
-            command = json.loads(data)["command"]
-            invalid = {"STATUS": [{"STATUS": "E", "Code": 14, "Msg": "Invalid command"}]}
-            writer.write(json.dumps(table.get(command, invalid)).encode() + b"\x00")
-            await writer.drain()
+            if answer is not None:
+                writer.write(answer(data))
+                await writer.drain()
+            if answer is None or keep_open:
+                await asyncio.Event().wait()
         finally:
             tasks.discard(task)
             writer.close()
@@ -136,6 +139,37 @@ async def fake_server(
         for task in list(tasks):
             task.cancel()
         await server.wait_closed()
+
+
+def cgminer(replies: Mapping[str, object]) -> Answer:
+    """A cgminer API: `replies[command]`, else "Invalid command" (Code 14)."""
+    invalid = {"STATUS": [{"STATUS": "E", "Code": 14, "Msg": "Invalid command"}], "id": 1}
+
+    def answer(data: bytes) -> bytes:
+        command = json.loads(data)["command"]
+        return json.dumps(replies.get(command, invalid)).encode() + b"\x00"
+
+    return answer
+
+
+def fake_server(
+    host: str, port: int, replies: Mapping[str, object] | None
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """A cgminer-style rig answering `replies`; None: hung."""
+    return fake_tcp(host, port, None if replies is None else cgminer(replies))
+
+
+def _bytes(body: bytes) -> Answer:
+    return lambda _request: body
+
+
+def _v3(body: bytes) -> Answer:
+    """Whatsminer API v3 framing: a 4-byte little-endian length, then the JSON."""
+    return lambda _request: struct.pack("<I", len(body)) + body
+
+
+def _fixture(family: str, name: str) -> bytes:
+    return (FIRMWARE_DIR / family / name).read_bytes()
 
 
 def _version(**fields: str) -> dict[str, object]:
@@ -303,3 +337,76 @@ async def test_site_profiles_dir_groups_models_the_shipped_profiles_lack(
     config.write_text(BASE_CONFIG.replace('timezone = "UTC"\n', site_table) + captured.out)
     problems = io.StringIO()
     assert run_check(config, out=io.StringIO(), err=problems) == 0, problems.getvalue()
+
+
+@pytest.mark.asyncio
+async def test_families_told_apart_from_recorded_replies(site: Site) -> None:
+    # Layouts recorded from real firmware (tests/fixtures/firmware), one rig per address.
+    ports = site.ports
+    servers = [
+        # Braiins OS+ without its gRPC port open: read only, model from legacy devdetails.
+        (
+            51,
+            site.port,
+            cgminer(
+                {
+                    "version": load("bosminer-plus", "version"),
+                    "devdetails": json.loads(_fixture("braiins-grpc", "legacy-devdetails.json")),
+                }
+            ),
+        ),
+        # Braiins OS (2018, bmminer): no OS+ API at all.
+        (52, site.port, cgminer({"version": load("braiins-bmminer", "version")})),
+        # Whatsminer refusing `version`; its summary names btminer, API v3 names the model.
+        (53, site.port, cgminer({"summary": load("whatsminer-m50s-v2", "summary")})),
+        (53, ports.api_port, _v3(_fixture("whatsminer-api", "v3_get.device.info.json"))),
+        # Vnish without the Type suffix, found by /api/v1/info from a server that keeps the
+        # connection open after the body.
+        (54, site.port, cgminer({"version": load("antminer-s19j-pro", "version")})),
+        (
+            54,
+            ports.web_port,
+            _bytes(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(_fixture("vnish-web", "GET_info.json"))).encode()
+                + b"\r\n\r\n"
+                + _fixture("vnish-web", "GET_info.json")
+            ),
+        ),
+        # Stock: the recorded 401 with Bitmain's digest realm.
+        (55, site.port, cgminer({"version": load("antminer-s19j-pro", "version")})),
+        (55, ports.web_port, _bytes(_fixture("stock-cgi", "unauthorized.http"))),
+        (56, site.port, cgminer({"version": load("luxos-s19kpro", "version")})),
+        (57, site.port, cgminer({"version": load("vnish-s17plus", "version")})),
+        (58, site.port, cgminer({"version": load("antminer-s9", "version")})),
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for octet, port, answer in servers:
+            keep_open = octet == 54 and port == ports.web_port
+            await stack.enter_async_context(fake_tcp(f"{NET}.{octet}", port, answer, keep_open))
+        rigs = await discover(
+            [f"{NET}.{o}" for o in range(51, 59)], site.port, ports=ports, timeout_s=1.0
+        )
+    found = {
+        int(r.row.host.rsplit(".", 1)[1]): (
+            r.detection.family.value,
+            r.detection.model_type,
+            r.detection.profile,
+        )
+        for r in rigs
+    }
+    assert found == {
+        51: ("cgminer", "Antminer S19j Pro", "bitmain-s19jpro"),
+        52: ("cgminer", "Antminer S9", None),
+        53: ("whatsminer", "Whatsminer M50S", "microbt-m50s"),
+        54: ("vnish", "Antminer S19j Pro", "bitmain-s19jpro"),
+        55: ("stock", "Antminer S19j Pro", "bitmain-s19jpro"),
+        56: ("luxos", "Antminer S19k Pro", None),
+        57: ("vnish", "Antminer S17+", None),
+        58: ("cgminer", "Antminer S9", None),
+    }
+    notes = {int(r.row.host.rsplit(".", 1)[1]): r.detection.note for r in rigs}
+    assert "without gRPC" in notes[51] and "without gRPC" in notes[52]
+    assert notes[53] == notes[54] == notes[55] == ""
+    firmware = {int(r.row.host.rsplit(".", 1)[1]): r.detection.firmware for r in rigs}
+    assert firmware[54] == "vnish 1.2.6" and firmware[57] == "vnish 2.0.3"
