@@ -150,7 +150,10 @@ class Site:
         self.cycle.note_grid_contact()
 
     def set_operator_cap(self, cap_kw: float | None, by: str) -> None:
-        log.info("operator cap set to %s kW by %s", cap_kw, by)
+        if cap_kw is None:
+            log.info("operator cap cleared by %s", by)
+        else:
+            log.info("operator cap set to %g kW by %s", cap_kw, by)
         self.cycle.set_operator_cap(cap_kw)
 
     def set_maintenance(self, rig_id: str, on: bool) -> None:
