@@ -20,13 +20,20 @@ import pytest_asyncio
 from firmware_fixtures import FIRMWARE_DIR, load
 from servers import free_port
 
+from minerd.assembly import build_devices
 from minerd.check import run_check
 from minerd.clock import ManualClock
 from minerd.devices.detect import FamilyPorts
 from minerd.devices.inventory import read_inventory_csv
+from minerd.devices.rig_braiins import BraiinsRig
+from minerd.devices.rig_luxos import CgminerRig, LuxosRig
+from minerd.devices.rig_stock import StockRig
+from minerd.devices.rig_vnish import VnishRig
+from minerd.devices.rig_whatsminer import WhatsminerRig
 from minerd.discover import ScanProgress, add_arguments, discover, run
 from minerd.model import RigProtocol
 from minerd.settings.loader import load_settings
+from minerd.sim.family_base import SIM_LOGINS
 from minerd.sim.fleet import RigFleet
 from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
 
@@ -49,6 +56,14 @@ EXPECTED = {  # group name -> last octets of its rigs
     "whatsminer-microbt-m50s": [7],
     "braiins-bitmain-s19jpro": [8],
     "cgminer-bitmain-s21": [9],
+}
+DRIVER_CLASSES: dict[RigProtocol, type] = {
+    RigProtocol.LUXOS: LuxosRig,
+    RigProtocol.STOCK: StockRig,
+    RigProtocol.VNISH: VnishRig,
+    RigProtocol.WHATSMINER: WhatsminerRig,
+    RigProtocol.BRAIINS: BraiinsRig,
+    RigProtocol.CGMINER: CgminerRig,
 }
 BASE_CONFIG = """\
 [site]
@@ -234,8 +249,8 @@ async def test_mixed_fleet_one_inventory_per_family_and_model_that_check_accepts
     # accepts it and the daemon's loader sees every group with its rigs, driver and profile.
     config = tmp_path / "site.toml"
     config.write_text(BASE_CONFIG + captured.out)
-    for family in ("stock", "vnish", "whatsminer", "braiins"):
-        (tmp_path / f"{family}.password").write_text("secret\n")
+    for family, (_user, password) in SIM_LOGINS.items():
+        (tmp_path / f"{family}.password").write_text(password + "\n")
     report = io.StringIO()
     problems = io.StringIO()
     assert run_check(config, out=report, err=problems) == 0, problems.getvalue()
@@ -246,7 +261,23 @@ async def test_mixed_fleet_one_inventory_per_family_and_model_that_check_accepts
         group = loaded[name]
         assert (group.driver, group.profile) == tuple(name.split("-", 1)), name
         assert group.csv is not None and len(read_inventory_csv(group.csv)) == len(octets)
-    assert loaded["vnish-bitmain-s19jpro"].password_value == "secret"
+    assert loaded["vnish-bitmain-s19jpro"].password_value == SIM_LOGINS["vnish"][1]
+
+    # The daemon's assembly builds each family's own driver from the groups, and each reads
+    # its rig through the ports and logins the groups name.
+    devices = build_devices(settings)
+    try:
+        by_id = {rig.rig_id: rig for rig in devices.rigs}
+        assert len(by_id) == sum(len(o) for o in EXPECTED.values())
+        for name, octets in EXPECTED.items():
+            family = RigProtocol(name.split("-", 1)[0])
+            for octet in octets:
+                rig = by_id[f"{NET}.{octet}:{site.port}"]
+                assert type(rig) is DRIVER_CLASSES[family], name
+                reading = await rig.read(0.0)
+                assert reading.hashrate_ths > 0, (name, reading)
+    finally:
+        await devices.aclose()
 
 
 @pytest.mark.asyncio
