@@ -429,7 +429,7 @@ class AlertEngine:
             labels = (("container", container), ("rig", rid), ("site", self.site))
             summary = texts.rig_summary(spec.name, rid)
             if st is not None:
-                measured = rig_measured(spec.name, st, self._limits.get(st.model), th, now_s)
+                measured = rig_measured(spec.name, st, self._limits.get(st.model), th, now_s, held)
                 extra = [("model", st.model), ("host", f"{st.host}:{st.port}")]
             else:
                 measured = f"Rig {rid}."

@@ -82,14 +82,23 @@ def rig_mask(
 
 
 def rig_measured(
-    rule: str, st: RigStatus, lim: ModelLimits | None, th: AlertThresholds, now_s: float
+    rule: str,
+    st: RigStatus,
+    lim: ModelLimits | None,
+    th: AlertThresholds,
+    now_s: float,
+    held_s: float = 0.0,
 ) -> str:
-    """The measured values behind a rig alert, for its description."""
+    """The measured values behind a rig alert, for its description; held_s is how long the
+    condition has held (the alert's pending time)."""
     rd = st.reading
     where = f"{st.rig_id} ({st.model}, {st.host}:{st.port}, container {st.container or '-'})"
     if rule == "RigOffline":
         why = rd.reason or rd.state.value
-        return f"{where} has not answered for {now_s - rd.taken_at_s:.0f} s (last state: {why})."
+        # An offline reading is the last failed poll, seconds old: the rig has been silent
+        # since the condition began (its last answer came before that).
+        silent_s = max(held_s, now_s - rd.taken_at_s)
+        return f"{where} has not answered for {silent_s:.0f} s (last state: {why})."
     if rule == "RigHashrateLow" and lim is not None:
         exp = lim.expected_ths(rd.power_w, rd.profile)
         pct = 100.0 * rd.hashrate_ths / exp if exp > 0 else 0.0
