@@ -26,6 +26,7 @@ from minerd.model import FleetSnapshot, RigState
 from minerd.sinks.base import SinkStats
 from minerd.sinks.events import CommandsEvent, SnapshotEvent, TelemetryEvent
 
+JOULES_PER_KWH = 3_600_000.0
 PER_RIG_AUTO_MAX = 2000
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PerRigSeries = Literal["auto", "on", "off"]
@@ -175,8 +176,10 @@ class _SnapshotCollector(Collector):
         pl = ["site", "meter", "phase"]
         volts = GaugeMetricFamily("minerd_meter_voltage_volts", "Phase voltage", labels=pl)
         amps = GaugeMetricFamily("minerd_meter_current_amperes", "Phase current", labels=pl)
-        energy = GaugeMetricFamily(
-            "minerd_meter_energy_import_kilowatt_hours", "Imported energy register", labels=ml
+        # Base units (promtool): the meter's kWh register in joules; it only grows (a counter,
+        # reset when a meter is replaced), so rate() gives the import power over a window.
+        energy = CounterMetricFamily(
+            "minerd_meter_energy_import_joules", "Imported energy register", labels=ml
         )
         for m in snap.meters:
             key = [site, m.meter, m.role.value, m.container]
@@ -187,7 +190,7 @@ class _SnapshotCollector(Collector):
                 continue
             power.add_metric(key, rd.power_w)
             if rd.energy_import_kwh is not None:
-                energy.add_metric(key, rd.energy_import_kwh)
+                energy.add_metric(key, rd.energy_import_kwh * JOULES_PER_KWH)
             for ph, v, a in zip(
                 _PHASES,
                 (rd.voltage_l1_v, rd.voltage_l2_v, rd.voltage_l3_v),
