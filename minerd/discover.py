@@ -432,6 +432,9 @@ def run(args: argparse.Namespace) -> int:
         if not 1 <= value <= 65535:
             print(f"minerd discover: --{flag.replace('_', '-')} {value} is not 1..65535", file=err)
             return 2
+    if args.out_dir is not None and args.output != "-":
+        print("minerd discover: use either --out-dir or -o/--output, not both", file=err)
+        return 2
     if args.timeout <= 0 or args.concurrency < 1:
         print("minerd discover: --timeout must be > 0 and --concurrency >= 1", file=err)
         return 2

@@ -87,7 +87,7 @@ ACME_M1 = (
     Path(__file__).parents[1] / "config" / "fixtures" / "site-profiles" / "rigs" / "acme-m1.toml"
 )
 # Generous per-probe timeout: the simulated rigs answer at once, but the machine is loaded.
-TIMEOUT_S = "2.0"
+TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def _args(site: Site, *argv: str) -> argparse.Namespace:
             "--grpc-port",
             str(ports.grpc_port),
             "--timeout",
-            TIMEOUT_S,
+            str(TIMEOUT_S),
         ]
     )
 
@@ -298,7 +298,7 @@ async def test_hung_rigs_do_not_stall_discovery(site: Site) -> None:
             [f"{NET}.{i}" for i in (*range(1, 10), 20, 21)],
             site.port,
             ports=site.ports,
-            timeout_s=1.0,
+            timeout_s=TIMEOUT_S,
             concurrency=1,
             progress=seen.append,
         )
@@ -341,6 +341,9 @@ async def test_unknown_models_are_listed_apart_not_crashed_on(
     doc = tomllib.loads(captured.out)
     assert [g["name"] for g in doc["rigs"]] == ["luxos-bitmain-s19jpro"]
     assert "# Not grouped: 2 rig(s)" in captured.out
+    both = _args(site, f"{NET}.1", "--out-dir", str(out), "-o", str(tmp_path / "x.csv"))
+    assert await asyncio.to_thread(run, both) == 2
+    assert "either --out-dir or -o" in capsys.readouterr().err
 
 
 @pytest.mark.asyncio
@@ -416,7 +419,7 @@ async def test_families_told_apart_from_recorded_replies(site: Site) -> None:
             keep_open = octet == 54 and port == ports.web_port
             await stack.enter_async_context(fake_tcp(f"{NET}.{octet}", port, answer, keep_open))
         rigs = await discover(
-            [f"{NET}.{o}" for o in range(51, 59)], site.port, ports=ports, timeout_s=1.0
+            [f"{NET}.{o}" for o in range(51, 59)], site.port, ports=ports, timeout_s=TIMEOUT_S
         )
     found = {
         int(r.row.host.rsplit(".", 1)[1]): (
