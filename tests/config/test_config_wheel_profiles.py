@@ -135,3 +135,17 @@ def test_wheel_check_names_the_broken_site_profile_file(installed: Path, tmp_pat
     assert all(
         p.startswith(f"rigs[0].profile: rig profile {rig_file} is invalid: ") for p in problems
     )
+
+
+def test_wheel_installs_the_docs_the_systemd_unit_points_at(installed: Path) -> None:
+    """Documentation=file:///usr/share/doc/minerd/... is <prefix>/share/doc/minerd/... of a
+    /usr install: the same file must be under the venv's prefix after pip install."""
+    unit = (REPO / "systemd" / "minerd.service").read_text()
+    docs = [ln.split("=", 1)[1] for ln in unit.splitlines() if ln.startswith("Documentation=")]
+    assert docs, "the unit names its documentation"
+    prefix = installed.parent
+    for uri in docs:
+        assert uri.startswith("file:///usr/"), uri
+        relative = uri.removeprefix("file:///usr/")
+        assert (prefix / relative).is_file(), f"{uri}: not installed by the wheel"
+    assert (prefix / "share" / "doc" / "minerd" / "families").is_dir()
