@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,8 @@ def _type_suffix(raw: str) -> str:
 
 
 def _whatsminer_model(code: str) -> str:
-    """API v3 `miner.type` "M60S_VK40" (board version after '_') -> "Whatsminer M60S"."""
-    model = code.split("_", 1)[0].strip()
+    """API v3 `miner.type` "M60S_VK40" (board version after '_' or '.') -> "Whatsminer M60S"."""
+    model = re.split(r"[_.]", code, maxsplit=1)[0].strip()
     return f"Whatsminer {model}" if model and not model.lower().startswith("whatsminer") else model
 
 
@@ -242,6 +243,7 @@ async def _detect(
     suffix = _type_suffix(raw_type)
 
     if "LUXminer" in v or "luxminer" in blob:
+        model = model or await _stats_model(host, port, timeout_s)
         return _found(RigProtocol.LUXOS, model, f"LUXminer {_text(v.get('LUXminer'))}".strip())
 
     if "bosminer" in blob or "boser" in blob or "braiins" in blob:
@@ -275,6 +277,7 @@ async def _detect(
         return _found(RigProtocol.WHATSMINER, model, "btminer", note)
 
     if "vnish" in suffix.lower() or "vnish" in blob:
+        model = model or await _stats_model(host, port, timeout_s)
         return _found(RigProtocol.VNISH, model, suffix or "vnish")
 
     # cgminer/bmminer on 4028: stock Antminer when its web port asks for Bitmain's digest login.
