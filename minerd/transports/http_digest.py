@@ -29,7 +29,14 @@ from minerd.errors import (
     ProtocolError,
 )
 
-__all__ = ["Challenge", "DigestClient", "HttpReply", "digest_authorization", "parse_challenge"]
+__all__ = [
+    "Challenge",
+    "DigestClient",
+    "HttpReply",
+    "digest_authorization",
+    "digest_supported",
+    "parse_challenge",
+]
 
 MAX_BODY_BYTES = 1_048_576
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -79,6 +86,11 @@ def parse_challenge(header: str) -> Challenge | None:
         algorithm=algorithm,
         stale=params.get("stale", "").lower() == "true",
     )
+
+
+def digest_supported(challenge: Challenge) -> bool:
+    """Whether digest_authorization can answer this challenge's algorithm."""
+    return challenge.algorithm.removesuffix("-SESS") in _HASHES
 
 
 def digest_authorization(
@@ -182,6 +194,11 @@ class DigestClient:
             challenge = parse_challenge(reply.headers.get("www-authenticate", ""))
             if challenge is None:
                 raise self._rejected(path, reply, "401 without a Digest challenge")
+            if not digest_supported(challenge):
+                # a DeviceError, not a ValueError: a caller shedding many rigs counts it
+                raise self._rejected(
+                    path, reply, f"digest algorithm {challenge.algorithm} not supported"
+                )
             # First contact, or our kept nonce expired: answer the new challenge once.
             self._challenge, self._nc = challenge, 0
             self.challenges += 1
@@ -280,7 +297,16 @@ async def _read_reply(reader: asyncio.StreamReader, device: str, endpoint: str) 
         except asyncio.IncompleteReadError:
             raise ProtocolError(device, endpoint, "reply body cut short") from None
     else:
-        body = await reader.read(MAX_BODY_BYTES)
+        # No length (Connection: close): the body ends where the server closes. One read()
+        # returns only what has arrived so far, so read to EOF, bounded.
+        body = await reader.read(MAX_BODY_BYTES + 1)
+        while body and len(body) <= MAX_BODY_BYTES:
+            more = await reader.read(MAX_BODY_BYTES + 1 - len(body))
+            if not more:
+                break
+            body += more
+        if len(body) > MAX_BODY_BYTES:
+            raise ProtocolError(device, endpoint, "reply too large")
     return HttpReply(int(parts[1]), headers, body)
 
 
