@@ -187,6 +187,8 @@ class RigModel:
                 return replace(
                     self, sleep_time_s=r.sleep_time_s, wake_time_s=r.wake_time_s, modes=r.modes
                 )
+        if family is RigProtocol.CGMINER:  # read only: the planner must not count on it
+            return replace(self, modes=frozenset())
         return self
 
     def hashrate_at(self, power_w: float) -> float:

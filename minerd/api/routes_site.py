@@ -64,6 +64,8 @@ async def get_site(ctx: Ctx, who: SiteReader) -> SiteOut:
         rig_budget_kw=st.rig_budget_kw,
         planned_power_kw=st.planned_power_kw,
         rig_power_kw=st.rig_power_kw,
+        commandable_power_kw=round(st.commandable_power_kw, 3),
+        commandable_share=round(st.commandable_share, 4),
         hashrate_ths=st.hashrate_ths,
         rigs_by_state=by_state,
         rigs_total=sum(by_state.values()),

@@ -183,6 +183,8 @@ class SiteOut(BaseModel):
     rig_budget_kw: float
     planned_power_kw: float
     rig_power_kw: float
+    commandable_power_kw: float  # drawn now by rigs minerd can command (read-only ones not)
+    commandable_share: float  # commandable share of the fleet's nominal power, 0..1
     hashrate_ths: float
     rigs_by_state: dict[RigState, int]
     rigs_total: int

@@ -37,6 +37,8 @@ class SiteStatus:
     failsafe_reason: str  # "" when not in fail-safe
     cycle: int  # control cycles run since start
     started_at_s: float | None = None  # when this daemon process started running the site
+    commandable_power_kw: float = 0.0  # drawn now by rigs minerd can command
+    commandable_share: float = 1.0  # their share of the fleet's nominal power (rest read only)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from minerd.clock import Clock
 from minerd.control.quota import limit_timeline
 from minerd.errors import StorageError
 from minerd.model import EffectiveLimit, FleetSnapshot, RigCommand, RigModel, RigState
+from minerd.runtime.commandable import commandable
 from minerd.runtime.cycle import ControlCycle, CycleConfig
 from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
 from minerd.runtime.executor import Executor
@@ -114,6 +115,7 @@ class Site:
         last = self.cycle.last
         snap = self.snapshot()
         counts = snap.counts_by_state()
+        able = commandable(snap.rigs, self.cycle.models)
         if last is None:
             limit = EffectiveLimit(self.config.contracted_limit_kw, "contracted")
             budget_kw = planned_kw = 0.0
@@ -141,6 +143,8 @@ class Site:
             failsafe_reason=reason,
             cycle=cycles,
             started_at_s=self.started_at_s,
+            commandable_power_kw=able.power_w / 1000.0,
+            commandable_share=able.share,
         )
 
     def quotas_changed(self) -> None:

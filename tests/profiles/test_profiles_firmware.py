@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -161,4 +162,5 @@ def test_model_for_family_carries_the_family_times_and_modes() -> None:
     assert stock.modes == {ControlMode.SLEEP_WAKE}  # no LuxOS profiles on stock firmware
     assert (stock.name, stock.nominal_power_w) == (base.name, base.nominal_power_w)
     assert base.for_family(RigProtocol.LUXOS) == base  # LuxOS as before
-    assert base.for_family(RigProtocol.CGMINER) is base  # no table: unchanged
+    # no table: the times stay, but plain cgminer is read only, so the planner gets no modes
+    assert base.for_family(RigProtocol.CGMINER) == replace(base, modes=frozenset())

@@ -14,7 +14,7 @@ import itertools
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import httpx
 from servers import free_port
 
 from minerd.app import Daemon
-from minerd.model import Quota, QuotaSource
+from minerd.model import Quota, QuotaSource, RigProtocol
 from minerd.runtime.cycle import CycleResult
 from minerd.runtime.site import Site
 from minerd.settings import load_settings
@@ -40,6 +40,62 @@ def site_spec(rigs: int, base_octet: int, speed: float, **kw: object) -> SiteSpe
         base_octet=base_octet,
         speed=speed,
         workers=1,
+        feeder_meters=False,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# The mixed fleet of issue 13, by firmware family: the model each family's rigs run here.
+FAMILY_MODELS: Mapping[RigProtocol, str] = {
+    RigProtocol.LUXOS: "bitmain-s19jpro",
+    RigProtocol.STOCK: "bitmain-s19jpro",
+    RigProtocol.VNISH: "bitmain-s19jpro",
+    RigProtocol.WHATSMINER: "microbt-m50s",
+    RigProtocol.BRAIINS: "bitmain-s19jpro",
+    RigProtocol.CGMINER: "bitmain-s19jpro",  # read-only: no command path
+}
+# Shares of a real mixed site (the issue's `--fleet` example, per 10,000 rigs).
+FLEET_SHARES: Mapping[RigProtocol, int] = {
+    RigProtocol.LUXOS: 2000,
+    RigProtocol.STOCK: 4000,
+    RigProtocol.VNISH: 2000,
+    RigProtocol.WHATSMINER: 1000,
+    RigProtocol.BRAIINS: 500,
+    RigProtocol.CGMINER: 500,
+}
+COMMANDED = tuple(f for f in FLEET_SHARES if f is not RigProtocol.CGMINER)
+
+
+def fleet_counts(rigs: int) -> dict[RigProtocol, int]:
+    """`rigs` split over the families by FLEET_SHARES, every family at least one rig."""
+    total = sum(FLEET_SHARES.values())
+    counts = {f: max(1, rigs * share // total) for f, share in FLEET_SHARES.items()}
+    counts[RigProtocol.STOCK] += rigs - sum(counts.values())  # rounding goes to the largest
+    return counts
+
+
+def mixed_site_spec(
+    counts: Mapping[RigProtocol, int],
+    base_octet: int,
+    speed: float,
+    workers: int = 1,
+    **kw: object,
+) -> SiteSpec:
+    """One group per family (FAMILY_MODELS), 4028 on ephemeral ports, family servers on
+    fixed ports: every rig has its own loopback address, and a written config can only carry
+    one family port per group (an ephemeral port per rig cannot be written)."""
+    groups = tuple(RigGroupSpec(FAMILY_MODELS[f], n, f) for f, n in counts.items() if n > 0)
+    rigs = sum(counts.values())
+    return SiteSpec(
+        groups=groups,
+        rigs_per_container=max(rigs, 1),
+        rig_port=0,
+        web_port=18080,
+        whatsminer_api_port=14433,
+        grpc_port=15051,
+        base_octet=base_octet,
+        speed=speed,
+        workers=workers,
         feeder_meters=False,
         **kw,  # type: ignore[arg-type]
     )
