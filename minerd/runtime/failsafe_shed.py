@@ -101,7 +101,7 @@ async def shed_to_failsafe(
             try:
                 async with asyncio.timeout(rig_timeout_s / clock.speed):
                     await rigs[cmd.rig_id].apply(cmd)
-            except (TimeoutError, MinerdError, OSError) as exc:
+            except Exception as exc:  # a driver bug on one rig must not stop the others' shed
                 log.warning("fail-safe sleep to %s failed: %s", cmd.rig_id, exc)
                 if ids:
                     results.append((ids[i], False, str(exc) or type(exc).__name__))

@@ -1,0 +1,81 @@
+"""The fail-safe shed before exit: every rig it orders to sleep is tried, whatever one of
+them raises (a driver bug is not a reason to leave the rest of the site awake)."""
+
+from __future__ import annotations
+
+import pytest
+
+from minerd.clock import SystemClock
+from minerd.control.loop import LoopConfig
+from minerd.errors import DeviceTimeout
+from minerd.model import (
+    FleetSnapshot,
+    RigAction,
+    RigCommand,
+    RigProtocol,
+    RigReading,
+    RigState,
+    RigStatus,
+)
+from minerd.profiles import load_rig_model
+from minerd.runtime.failsafe_shed import shed_to_failsafe
+
+MODEL = "bitmain-s19jpro"
+
+
+class _Rig:
+    def __init__(self, rig_id: str, error: Exception | None = None) -> None:
+        self.rig_id = rig_id
+        self.error = error
+        self.applied: list[RigCommand] = []
+
+    async def read(self, now_s: float) -> RigReading:
+        raise AssertionError("the shed does not read")
+
+    async def apply(self, cmd: RigCommand) -> None:
+        self.applied.append(cmd)
+        if self.error is not None:
+            raise self.error
+
+
+def _status(rig_id: str) -> RigStatus:
+    return RigStatus(
+        rig_id=rig_id,
+        model=MODEL,
+        container="c1",
+        host="127.0.0.1",
+        port=4028,
+        protocol=RigProtocol.LUXOS,
+        reading=RigReading(rig_id, 100.0, RigState.HASHING, "", power_w=3000.0),
+        fresh=True,
+    )
+
+
+@pytest.mark.asyncio
+async def test_one_rig_raising_anything_leaves_the_others_shed() -> None:
+    rigs = {
+        "r1": _Rig("r1", ValueError("driver bug")),
+        "r2": _Rig("r2", DeviceTimeout("r2", "127.0.0.1:4028", "no answer")),
+        "r3": _Rig("r3"),
+        "r4": _Rig("r4"),
+    }
+    model = load_rig_model(MODEL)
+    snap = FleetSnapshot(100.0, tuple(_status(r) for r in rigs), ())
+    loop = LoopConfig(
+        margin_kw=0.0,
+        aux_base_kw=0.0,
+        aux_fraction=0.0,
+        ramp_up_kw_per_s=1.0,
+        failsafe_limit_kw=0.0,
+    )
+    report = await shed_to_failsafe(
+        snap,
+        {r: model for r in rigs},
+        rigs,
+        failsafe_limit_kw=0.0,
+        loop=loop,
+        clock=SystemClock(),
+    )
+    assert all(len(r.applied) == 1 for r in rigs.values())
+    assert all(r.applied[0].action is RigAction.SLEEP for r in rigs.values())
+    assert (report.sent, report.ok, report.failed) == (4, 2, 2)
