@@ -159,17 +159,25 @@ class BraiinsRig(CgminerRig):
 
     async def _ensure_quick_ramping(self) -> None:
         # Once per login: the ramp times persist (SAVE_AND_APPLY), a new token may mean the
-        # rig was reset. Firmware without quick ramping still pauses, only slower.
+        # rig was reset. Firmware without quick ramping still pauses, only slower; so its
+        # failure never fails the command (a shed above all), and it waits at most a read's
+        # time limit, leaving the command its own.
+        await self.grpc.login()  # a refused login fails the command here, saying so
         if self._ramping_login == self.grpc.logins:
             return
         r = self.quick_ramping
         request = SetQuickRampingRequest(SaveAction.SAVE_AND_APPLY, r.up_s, r.down_s)
         try:
-            await self.grpc.call(SET_QUICK_RAMPING, request.encode())
+            await self.grpc.call(
+                SET_QUICK_RAMPING, request.encode(), timeout_s=self.target.timeout_s
+            )
         except CommandRejected as e:
-            if "login" in e.message or "password" in e.message:
-                raise
-            log.warning("%s: quick ramping not set: %s", self.rig_id, e)
+            log.warning("%s: quick ramping not set (firmware refused it): %s", self.rig_id, e)
+        except DeviceError as e:
+            log.warning(
+                "%s: quick ramping not set, tried with the next command: %s", self.rig_id, e
+            )
+            return
         self._ramping_login = self.grpc.logins
 
     def _note_reply(self, cmd: RigCommand, path: str, reply: bytes) -> None:

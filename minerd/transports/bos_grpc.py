@@ -84,19 +84,30 @@ class BosClient:
         self._token = None
         await self._drop_channel()
 
-    async def call(self, path: str, request: bytes, *, auth: bool = True) -> bytes:
+    async def call(
+        self, path: str, request: bytes, *, auth: bool = True, timeout_s: float | None = None
+    ) -> bytes:
         """One unary call; `auth` adds the token (logging in first when needed)."""
+        limit_s = self._timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(limit_s):
                 return await self._call(path, request, auth)
         except TimeoutError as e:
-            raise self.timeout_error(path) from e
+            raise self.timeout_error(path, limit_s) from e
         except DeviceUnreachable:
             # A channel that failed to connect waits out gRPC's reconnect backoff (up to
             # minutes) before it tries again: drop it, so the rig is reached as soon as it
             # is back. The token is kept: the rig may still know it.
             await self._drop_channel()
             raise
+
+    async def login(self) -> None:
+        """Take a token now unless a valid one is kept (a refused login raises here)."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._valid_token()
+        except TimeoutError as e:
+            raise self.timeout_error(LOGIN) from e
 
     async def _drop_channel(self) -> None:
         chan, self._channel = self._channel, None
@@ -184,10 +195,11 @@ class BosClient:
             return ProtocolError(self.device, self.endpoint, detail)
         return CommandRejected(self.device, self.endpoint, detail)
 
-    def timeout_error(self, path: str) -> DeviceTimeout:
+    def timeout_error(self, path: str, limit_s: float | None = None) -> DeviceTimeout:
         where = path.rsplit(".", 1)[-1]
+        waited_s = self._timeout_s if limit_s is None else limit_s
         return DeviceTimeout(
-            self.device, self.endpoint, f"{where}: no answer within {self._timeout_s:g} s"
+            self.device, self.endpoint, f"{where}: no answer within {waited_s:g} s"
         )
 
 

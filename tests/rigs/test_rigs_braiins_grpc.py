@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from minerd.clock import ManualClock
-from minerd.devices.rig_braiins import BraiinsRig
+from minerd.devices.rig_braiins import SET_QUICK_RAMPING, BraiinsRig
 from minerd.devices.target import RigTarget
 from minerd.errors import CommandRejected, DeviceError, DeviceTimeout, DeviceUnreachable
 from minerd.model import RigAction, RigCommand, RigModel, RigProtocol, RigState
@@ -275,3 +276,29 @@ async def test_a_slow_rig_is_waited_for_within_the_command_timeout(fleet: RigFle
     finally:
         await patient.aclose()
         await hasty.aclose()
+
+
+@pytest.mark.asyncio
+async def test_quick_ramping_failing_never_stops_the_pause(
+    fleet: RigFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = _rig(fleet)
+    real_call = rig.grpc.call
+    ramping_tries: list[float | None] = []
+
+    async def call(path: str, request: bytes, **kw: Any) -> bytes:
+        if path == SET_QUICK_RAMPING:
+            ramping_tries.append(kw.get("timeout_s"))
+            raise DeviceTimeout(RIG, rig.grpc_endpoint, "SetQuickRamping: no answer")
+        return await real_call(path, request, **kw)
+
+    monkeypatch.setattr(rig.grpc, "call", call)
+    try:
+        await rig.apply(RigCommand(RIG, RigAction.SLEEP))  # the shed goes out regardless
+        assert fleet.rigs[RIG].awake is False
+        await rig.apply(RigCommand(RIG, RigAction.WAKE))  # and ramping is tried again
+        assert fleet.rigs[RIG].awake is True
+        # each try under a read's time limit, not the command's
+        assert ramping_tries == [rig.target.timeout_s, rig.target.timeout_s]
+    finally:
+        await rig.aclose()
