@@ -174,7 +174,7 @@ class Daemon:
         """Best effort within FAILSAFE_SHED_TIMEOUT_S: the process exits either way."""
         cycle = site.cycle
         try:
-            async with asyncio.timeout(FAILSAFE_SHED_TIMEOUT_S / self.clock.speed):
+            async with self.clock.timeout(FAILSAFE_SHED_TIMEOUT_S):
                 report = await shed_to_failsafe(
                     site.fleet.snapshot(self.clock.now_s()),
                     cycle.models,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from minerd.clock import Clock
+from minerd.clock import Clock, system_clock
 from minerd.devices.inventory import InventoryRow, read_inventory_csv, rows_for_hosts
 from minerd.devices.meter import Meter
 from minerd.devices.registry import BUILDERS, build_rig
@@ -83,7 +83,9 @@ def build_devices(
     return out
 
 
-def _mqtt_hub(out: SiteDevices, settings: Settings, group: RigGroupSettings) -> MqttRigHub:
+def _mqtt_hub(
+    out: SiteDevices, settings: Settings, group: RigGroupSettings, clock: Clock | None
+) -> MqttRigHub:
     if out.mqtt_rigs is None:
         out.mqtt_rigs = MqttSession.from_url(
             settings.mqtt.url,
@@ -94,7 +96,12 @@ def _mqtt_hub(out: SiteDevices, settings: Settings, group: RigGroupSettings) -> 
     for hub in out.mqtt_rig_hubs:
         if hub.prefix == group.topic_prefix.rstrip("/"):
             return hub
-    hub = MqttRigHub(out.mqtt_rigs, group.topic_prefix, stale_after_s=rig_stale_after_s(group))
+    hub = MqttRigHub(
+        out.mqtt_rigs,
+        group.topic_prefix,
+        stale_after_s=rig_stale_after_s(group),
+        clock=clock or system_clock,
+    )
     out.mqtt_rig_hubs.append(hub)
     return hub
 
@@ -155,7 +162,7 @@ def _add_group(
         else:
             rig = MqttRig(
                 row.id,
-                _mqtt_hub(out, settings, group),
+                _mqtt_hub(out, settings, group, clock),
                 model,
                 container=row.container,
                 timeout_s=group.timeout_s,

@@ -1,14 +1,54 @@
-"""The injected clock. The daemon uses SystemClock; the simulator and tests may run faster."""
+"""The injected clock. The daemon uses SystemClock; the simulator and tests may run faster.
+
+Every wait (sleep, timeout, delayed call) and every reading of time goes through here, so
+that a scaled or manual clock changes all of them at once. No other module reads wall time
+(tests/test_no_wall_clock.py keeps it so). `elapsed_s()` is the one exception by design:
+the loop's seconds for measuring how long work took (latency metrics, the watchdog), which
+must not scale with a simulated clock and never decide control.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
+import itertools
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Protocol
+
+__all__ = [
+    "Clock",
+    "ManualClock",
+    "ScaledClock",
+    "SystemClock",
+    "TimerHandle",
+    "elapsed_s",
+    "system_clock",
+]
+
+
+def elapsed_s() -> float:
+    """The event loop's own seconds, for measuring durations and the watchdog only.
+
+    Real monotonic time on the daemon's loop (and outside any loop); on a test's
+    virtual-time loop, that loop's time, so a measured duration matches its timers.
+    """
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
-    # How many clock seconds pass per wall second: real timeouts are clock timeouts / speed.
+    # How many clock seconds pass per wall second. Callers never divide by it themselves:
+    # sleep, timeout and call_later take clock seconds.
     speed: float
 
     def now_s(self) -> float:
@@ -19,6 +59,12 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Sleep `seconds` of this clock's time."""
+
+    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[object]:
+        """Like asyncio.timeout: TimeoutError after `seconds` of this clock's time (None: never)."""
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        """Call `callback` on the loop after `seconds` of this clock's time."""
 
 
 class SystemClock:
@@ -31,10 +77,20 @@ class SystemClock:
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[object]:
+        return asyncio.timeout(None if seconds is None else max(0.0, seconds) / self.speed)
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        loop = asyncio.get_running_loop()
+        return loop.call_later(max(0.0, seconds) / self.speed, callback)
 
 
-class ScaledClock:
+system_clock = SystemClock()  # for code that is given no clock: the daemon's default
+
+
+class ScaledClock(SystemClock):
     """Time that runs `speed` times faster than the wall, from a fixed origin.
 
     The simulator and scenario tests share one so that a 15-minute settlement interval
@@ -54,18 +110,44 @@ class ScaledClock:
     def monotonic_s(self) -> float:
         return (time.monotonic() - self._mono0) * self.speed
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+class _ManualTimer:
+    """A ManualClock timer: fires once, when the clock passes it or its real delay ends."""
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self.callback = callback
+        self.done = False
+        self.real: asyncio.TimerHandle | None = None
+
+    def fire(self) -> None:
+        if not self.done:
+            self.done = True
+            if self.real is not None:
+                self.real.cancel()
+            self.callback()
+
+    def cancel(self) -> None:
+        self.done = True
+        if self.real is not None:
+            self.real.cancel()
 
 
 class ManualClock:
-    """A clock that moves only when told: for table-driven controller tests."""
+    """A clock that moves only when told: for table-driven controller tests.
+
+    A wait (call_later, timeout) ends when advance() or sleep() moves the clock past it, in
+    deadline order, through the loop as asyncio's own timers do; or, at the latest, after
+    the same span of real time (speed 1), so code under test never hangs on a clock nobody
+    moves. sleep() advances the clock itself and yields to the loop once.
+    """
 
     speed: float = 1.0
 
     def __init__(self, start_s: float = 1_800_000_000.0) -> None:
         self._t = start_s
         self._start = start_s
+        self._timers: list[tuple[float, int, _ManualTimer]] = []
+        self._seq = itertools.count()
 
     def now_s(self) -> float:
         return self._t
@@ -74,8 +156,71 @@ class ManualClock:
         return self._t - self._start
 
     def advance(self, seconds: float) -> None:
-        self._t += seconds
+        self._t += max(0.0, seconds)
+        due: list[_ManualTimer] = []
+        while self._timers and self._timers[0][0] <= self._t:
+            due.append(heapq.heappop(self._timers)[2])
+        if not due:
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        for timer in due:
+            if loop is None:
+                timer.fire()  # no loop to wait for (a synchronous test): fire now
+            else:
+                loop.call_soon(timer.fire)
 
     async def sleep(self, seconds: float) -> None:
-        self._t += max(0.0, seconds)
+        self.advance(seconds)
         await asyncio.sleep(0)
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> _ManualTimer:
+        timer = _ManualTimer(callback)
+        seconds = max(0.0, seconds)
+        if len(self._timers) > 1024:  # drop finished ones: timeouts mostly end unexpired
+            self._timers = [entry for entry in self._timers if not entry[2].done]
+            heapq.heapify(self._timers)
+        heapq.heappush(self._timers, (self._t + seconds, next(self._seq), timer))
+        with contextlib.suppress(RuntimeError):  # no loop: only advance() fires it
+            timer.real = asyncio.get_running_loop().call_later(seconds, timer.fire)
+        return timer
+
+    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[object]:
+        if seconds is None:
+            return asyncio.timeout(None)
+        cm = asyncio.timeout(max(0.0, seconds))  # the real-time bound
+        loop = asyncio.get_running_loop()
+        # Expire early through asyncio's own Timeout, so cancellation works exactly as there.
+        timer = self.call_later(seconds, lambda: _expire(cm, loop))
+        if timer.real is not None:
+            timer.real.cancel()  # the Timeout keeps the real bound itself
+            timer.real = None
+        return _Guarded(cm, timer)
+
+
+def _expire(cm: asyncio.Timeout, loop: asyncio.AbstractEventLoop) -> None:
+    if not cm.expired():
+        with contextlib.suppress(RuntimeError):  # the block already ended
+            cm.reschedule(loop.time())
+
+
+class _Guarded:
+    """asyncio.Timeout plus the manual timer that expires it (dropped when the block ends)."""
+
+    def __init__(self, cm: asyncio.Timeout, timer: _ManualTimer) -> None:
+        self._cm = cm
+        self._timer = timer
+
+    async def __aenter__(self) -> asyncio.Timeout:
+        return await self._cm.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._timer.cancel()
+        await self._cm.__aexit__(exc_type, exc, tb)

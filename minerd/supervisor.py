@@ -7,7 +7,6 @@ here: if it fails the site is shed to its fail-safe limit and the process exits.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -34,14 +33,13 @@ class Supervisor:
 
     async def keep(self, name: str, factory: TaskFactory) -> None:
         """Run factory() until it returns; restart it whenever it raises."""
-        loop = asyncio.get_running_loop()
         attempt = 0
         while True:
-            started = loop.time()
+            started = self._clock.monotonic_s()
             try:
                 await factory()
             except Exception as exc:  # CancelledError (a deliberate stop) passes through
-                if loop.time() - started >= RESTART_MAX_S:
+                if self._clock.monotonic_s() - started >= RESTART_MAX_S:
                     attempt = 0  # it had been running well: not the same failure
                 attempt += 1
                 self.restarts[name] = self.restarts.get(name, 0) + 1

@@ -12,6 +12,8 @@ import os
 import socket
 from collections.abc import Callable
 
+from minerd.clock import elapsed_s
+
 log = logging.getLogger("minerd.systemd")
 
 
@@ -61,10 +63,9 @@ async def feed_watchdog(
     stall_after_s: float,
 ) -> None:
     """Send WATCHDOG=1 every interval while the control loop has cycled recently."""
-    loop = asyncio.get_running_loop()
     stalled = False
     while True:
-        age_s = loop.time() - last_cycle_mono_s()
+        age_s = elapsed_s() - last_cycle_mono_s()
         if age_s <= stall_after_s:
             notifier.notify("WATCHDOG=1")
             if stalled:

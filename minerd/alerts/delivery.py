@@ -128,11 +128,10 @@ class Deliverer:
             else:
                 if len(items) == _BATCH:
                     continue  # more queued: go on without waiting
-                loop_t = asyncio.get_running_loop().time()
                 if isinstance(ch, AlertmanagerChannel) and (
-                    loop_t - last_resend >= s.resend_interval_s
+                    now - last_resend >= s.resend_interval_s
                 ):
-                    last_resend = loop_t
+                    last_resend = now
                     await self._resend(ch)
             try:
                 async with asyncio.timeout(max(0.01, wait_s)):

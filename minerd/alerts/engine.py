@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
@@ -33,6 +32,7 @@ from minerd.alerts.identity import alert_id
 from minerd.alerts.metercheck import MeterTracker, meter_mask, meter_measured
 from minerd.alerts.rigcheck import ModelLimits, limits_by_model, rig_mask, rig_measured
 from minerd.alerts.tracks import Track, TrackKey, TrackTable
+from minerd.clock import system_clock
 from minerd.errors import StorageError
 from minerd.model import (
     Alert,
@@ -50,11 +50,6 @@ log = logging.getLogger(__name__)
 
 class NowClock(Protocol):
     def now_s(self) -> float: ...
-
-
-class _WallClock:
-    def now_s(self) -> float:
-        return time.time()
 
 
 _RIG_BITS = tuple((r.bit, r) for r in RIG_RULES)
@@ -85,7 +80,7 @@ class AlertEngine:
         self.store = store
         self.thresholds = thresholds or AlertThresholds()
         self.delivery = delivery or DeliverySettings()
-        self._clock: NowClock = clock or _WallClock()
+        self._clock: NowClock = clock or system_clock
         self._db = db  # when given, one evaluation's writes share one transaction (one fsync)
         self._channels = channel_names(self.delivery)
         self._limits: dict[str, ModelLimits] = limits_by_model(models, self.thresholds)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from minerd.clock import elapsed_s
 from minerd.errors import MinerdError, QuotaError, StorageError
 from minerd.storage import NotFoundError
 
@@ -127,7 +127,7 @@ async def _on_storage(_: Request, exc: Exception) -> JSONResponse:
     # A full disk answers every retry with 503: one line a minute, not one per request
     # (storage health already warns when writes start failing).
     global _storage_logged_at_s
-    now_s = time.monotonic()
+    now_s = elapsed_s()  # real seconds: a log rate limit
     if now_s - _storage_logged_at_s >= _STORAGE_LOG_EVERY_S:
         _storage_logged_at_s = now_s
         log.error("storage failed while answering a request: %s", exc)

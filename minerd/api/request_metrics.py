@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from minerd.clock import elapsed_s
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        t0 = time.perf_counter()
+        t0 = elapsed_s()
         status = 500  # what the client gets if the app raises before answering
 
         async def tracking_send(message: Message) -> None:
@@ -38,9 +39,7 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             try:
-                self.observe(
-                    str(route), str(scope.get("method", "")), status, time.perf_counter() - t0
-                )
+                self.observe(str(route), str(scope.get("method", "")), status, elapsed_s() - t0)
             except Exception as exc:  # metrics must never break an answer
                 log.log(logging.DEBUG if self._warned else logging.WARNING, "api metrics: %s", exc)
                 self._warned = True

@@ -8,9 +8,9 @@ subscription and the latest raw telemetry per rig; a read decodes it on demand.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
+from minerd.clock import Clock, system_clock
 from minerd.devices.rig import Rig, estimate_power_w
 from minerd.errors import DeviceTimeout, ProtocolError
 from minerd.model import RigAction, RigCommand, RigModel, RigProtocol, RigReading, RigState
@@ -23,11 +23,18 @@ __all__ = ["MqttRig", "MqttRigHub"]
 class MqttRigHub:
     """Latest telemetry of every rig under one topic prefix, on one broker session."""
 
-    def __init__(self, session: MqttSession, prefix: str = "rigs", stale_after_s: float = 30.0):
+    def __init__(
+        self,
+        session: MqttSession,
+        prefix: str = "rigs",
+        stale_after_s: float = 30.0,
+        clock: Clock = system_clock,
+    ):
         self.session = session
+        self.clock = clock
         self.prefix = prefix.rstrip("/")
         self.stale_after_s = stale_after_s
-        # rig id -> (time.monotonic() of arrival, raw payload)
+        # rig id -> (clock.monotonic_s() of arrival, raw payload)
         self._latest: dict[str, tuple[float, bytes]] = {}
         self._last_good: dict[str, tuple[float, Mapping[str, object]]] = {}
         self.messages = 0
@@ -43,7 +50,7 @@ class MqttRigHub:
         parts = topic.split("/")
         if len(parts) >= 2:
             self.messages += 1
-            self._latest[parts[-2]] = (time.monotonic(), payload)
+            self._latest[parts[-2]] = (self.clock.monotonic_s(), payload)
 
     def telemetry(self, rig_id: str) -> tuple[float, Mapping[str, object]]:
         """(age_s, decoded telemetry) of rig_id; DeviceTimeout/ProtocolError when unusable."""
@@ -53,7 +60,7 @@ class MqttRigHub:
         if entry is None:
             raise DeviceTimeout(rig_id, endpoint, f"no telemetry on {topic} yet")
         arrived, raw = entry
-        now = time.monotonic()
+        now = self.clock.monotonic_s()
         try:
             body = loads_lenient(raw)
             if not isinstance(body, dict):

@@ -176,10 +176,12 @@ class StockRig(CgminerRig):
             if self._watch is not None:
                 self._watch.cancel()  # a newer write supersedes the one still answering
             send = asyncio.create_task(self.web.post_json(SET_PATH, body))
+            done: set[asyncio.Task[object]] = set()
             try:
-                # clock seconds: a simulated site running faster shortens the wall wait
-                wait_s = self.ack_window_s / self._clock.speed
-                done, _ = await asyncio.wait({send}, timeout=wait_s)
+                async with self._clock.timeout(self.ack_window_s):  # clock seconds
+                    done, _ = await asyncio.wait({send})
+            except TimeoutError:
+                pass  # still answering: watched below
             except asyncio.CancelledError:
                 send.cancel()
                 raise

@@ -21,6 +21,7 @@ import contextlib
 import logging
 from dataclasses import replace
 
+from minerd.clock import system_clock
 from minerd.devices.rig import Rig
 from minerd.devices.rig_cgminer import parse_reading
 from minerd.devices.rig_luxos import CgminerRig
@@ -209,7 +210,7 @@ class VnishRig(CgminerRig):
 
     def _monotonic_s(self) -> float:
         clock = self.target.clock
-        return clock.monotonic_s() if clock is not None else asyncio.get_running_loop().time()
+        return (clock or system_clock).monotonic_s()
 
     async def aclose(self) -> None:
         await self.web.aclose()

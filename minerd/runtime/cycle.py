@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from minerd.clock import Clock
+from minerd.clock import Clock, elapsed_s
 from minerd.control.compliance import Compliance, Sample
 from minerd.control.fleet import (
     distrusted_w,
@@ -236,8 +236,8 @@ class ControlCycle:
         so read it then, before the grid meter has to judge it."""
         show_s = self.book.acknowledged(cmd.rig_id, self.clock.now_s())
         if show_s is not None and self.poll_now is not None:
-            delay_s = show_s / max(self.clock.speed, 1e-9)
-            asyncio.get_running_loop().call_later(delay_s, self.poll_now, cmd.rig_id)
+            poll, rig_id = self.poll_now, cmd.rig_id
+            self.clock.call_later(show_s, lambda: poll(rig_id))
 
     def on_command_failed(self, cmd: RigCommand, error: str) -> None:
         """The executor gave up on a command: count the rig at nominal until it obeys."""
@@ -259,7 +259,7 @@ class ControlCycle:
                 )
             self._wake.clear()
             try:
-                async with asyncio.timeout(max(0.0, interval_s - elapsed) / self.clock.speed):
+                async with self.clock.timeout(max(0.0, interval_s - elapsed)):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -279,6 +279,7 @@ class ControlCycle:
 
     def run_once(self) -> CycleResult:
         t0 = self.clock.monotonic_s()
+        t0_real = elapsed_s()  # the cycle's cost in real seconds, whatever the clock's speed
         now_s = self.clock.now_s()
         snap = self.fleet.snapshot(now_s)
         reason = self.failsafe_reason(snap, now_s)
@@ -382,12 +383,12 @@ class ControlCycle:
             dispatch=dispatch,
             failsafe_reason=reason,
             operator_cap_kw=self.operator_cap_kw,
-            duration_s=(self.clock.monotonic_s() - t0) / max(self.clock.speed, 1e-9),
+            duration_s=elapsed_s() - t0_real,
             compliance=tuple(closed),
         )
         self.last = result
         self.first_cycle.set()
-        self.last_cycle_mono_s = asyncio.get_running_loop().time()
+        self.last_cycle_mono_s = elapsed_s()
         for listener in self.listeners:
             try:
                 listener(result)

@@ -193,7 +193,7 @@ class Executor:
                 self._wake.clear()
                 wait_s = 1.0 if not self._raise else 1.0 / max(self.raise_rate_per_s, 1.0)
                 try:
-                    async with asyncio.timeout(wait_s / self.clock.speed):
+                    async with self.clock.timeout(wait_s):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
@@ -213,7 +213,7 @@ class Executor:
         self.stats.sent += 1
         error = ""
         try:
-            async with asyncio.timeout(self.timeout_s / self.clock.speed):
+            async with self.clock.timeout(self.timeout_s):
                 await rig.apply(cmd)
         except TimeoutError:
             error = f"no answer to {cmd.action} within {self.timeout_s}s"
@@ -237,7 +237,7 @@ class Executor:
             self.stats.retried += 1
             delay_s = backoff_s(p.attempt, 0.5, 10.0)
             log.debug("retrying %s for %s in %.1fs: %s", cmd.action, cmd.rig_id, delay_s, error)
-            asyncio.get_running_loop().call_later(delay_s / self.clock.speed, self._requeue, p)
+            self.clock.call_later(delay_s, lambda: self._requeue(p))
             return
         self.stats.failed += 1
         self._outcome(p.journal_id, False, error)

@@ -99,7 +99,7 @@ async def shed_to_failsafe(
     async def send(i: int, cmd: RigCommand) -> bool:
         async with gate:
             try:
-                async with asyncio.timeout(rig_timeout_s / clock.speed):
+                async with clock.timeout(rig_timeout_s):
                     await rigs[cmd.rig_id].apply(cmd)
             except Exception as exc:  # a driver bug on one rig must not stop the others' shed
                 log.warning("fail-safe sleep to %s failed: %s", cmd.rig_id, exc)

@@ -137,13 +137,10 @@ class Poller:
             delay = heap[0][0] - now if heap else 1.0
             self._wake.clear()
             try:
-                async with asyncio.timeout(max(0.002, min(delay, 1.0)) / self._speed()):
+                async with self.clock.timeout(max(0.002, min(delay, 1.0))):
                     await self._wake.wait()
             except TimeoutError:
                 pass
-
-    def _speed(self) -> float:
-        return self.clock.speed
 
     async def _rig_worker(self) -> None:
         infos = self.fleet.rig_infos
@@ -195,7 +192,7 @@ class Poller:
         self.stats.rig_polls += 1
         rig = self.rigs[i]
         try:
-            async with asyncio.timeout(info.timeout_s / self._speed()):
+            async with self.clock.timeout(info.timeout_s):
                 reading = await rig.read(self.clock.now_s())
         except TimeoutError:
             err: DeviceError = DeviceTimeout(
@@ -237,7 +234,7 @@ class Poller:
             started = self.clock.monotonic_s()
             self.stats.meter_polls += 1
             try:
-                async with asyncio.timeout(info.timeout_s / self._speed()):
+                async with self.clock.timeout(info.timeout_s):
                     reading = await meter.read(self.clock.now_s())
             except (TimeoutError, DeviceError) as e:
                 err = (

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from minerd.clock import elapsed_s
 from minerd.model import RigProtocol
 from minerd.sim.catalog import rig_model_names
 from minerd.sim.fleet_spec import parse_fleet
@@ -122,12 +123,12 @@ async def _serve(spec: SiteSpec, config_path: str | None, api_listen: str) -> No
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    started = loop.time()
+    started = elapsed_s()
     async with SimSite(spec) as site:
         print(
             f"minerd sim: {spec.rig_count} rigs in {site.containers} containers, "
             f"{len(site.meters)} meters, {site.workers_n} rig process(es), "
-            f"speed {spec.speed:g}, up in {loop.time() - started:.1f} s",
+            f"speed {spec.speed:g}, up in {elapsed_s() - started:.1f} s",
             flush=True,
         )
         print(f"minerd sim: control endpoint {site.control_url} (GET /truth)", flush=True)

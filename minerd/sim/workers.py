@@ -15,10 +15,9 @@ import json
 import logging
 import pickle
 import sys
-import time
 from dataclasses import dataclass, field
 
-from minerd.clock import ScaledClock
+from minerd.clock import ScaledClock, system_clock
 from minerd.sim.faults import UnknownDevice, UnknownFault
 from minerd.sim.fleet import Aggregate, RigFleet
 from minerd.sim.spec import TCP_PROTOCOLS, SiteSpec, plan_rigs
@@ -63,7 +62,7 @@ class WorkerPool:
             self._on_connect, "127.0.0.1", 0, limit=STREAM_LIMIT
         )
         port = int(self._server.sockets[0].getsockname()[1])
-        sim_origin, wall_origin = self.clock.now_s(), time.time()
+        sim_origin, wall_origin = self.clock.now_s(), system_clock.now_s()
         for n, (lo, hi) in enumerate(self.ranges):
             # a fresh interpreter per worker: no fork of a running loop, and no re-import of
             # the caller's __main__ (multiprocessing's spawn would need a __main__ guard)
@@ -192,7 +191,9 @@ async def _worker(
     sim_origin: float,
     wall_origin: float,
 ) -> None:
-    clock = ScaledClock(spec.speed, origin_s=sim_origin + (time.time() - wall_origin) * spec.speed)
+    clock = ScaledClock(
+        spec.speed, origin_s=sim_origin + (system_clock.now_s() - wall_origin) * spec.speed
+    )
     plans = [p for p in plan_rigs(spec)[lo:hi] if p.protocol in TCP_PROTOCOLS]
     fleet = RigFleet(plans, clock, spec.ambient_c)
     await fleet.start()

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from minerd.clock import Clock, system_clock
 from minerd.errors import SinkError, StorageError
 from minerd.sinks.base import ErrorLog, SinkStats
 from minerd.sinks.events import (
@@ -57,8 +57,10 @@ class InfluxSink:
         config: InfluxSinkConfig | None = None,
         *,
         name: str = "influx",
+        clock: Clock = system_clock,
     ) -> None:
         self.name = name
+        self._clock = clock
         self.config = cfg = config or InfluxSinkConfig()
         self._writer = writer
         self._spool = spool
@@ -185,15 +187,15 @@ class InfluxSink:
         self._sending = True  # held by the sender from now on: not idle
         batch = [first]
         points = first.points
-        deadline = time.monotonic() + cfg.flush_interval_s
+        deadline = self._clock.monotonic_s() + cfg.flush_interval_s
         try:
             while points < cfg.batch_size:
                 if self._chunks.empty():
-                    remaining = deadline - time.monotonic()
+                    remaining = deadline - self._clock.monotonic_s()
                     if remaining <= 0:
                         break
                     try:
-                        async with asyncio.timeout(remaining):
+                        async with self._clock.timeout(remaining):
                             chunk = await self._chunks.get()
                     except TimeoutError:
                         break
@@ -263,10 +265,10 @@ class InfluxSink:
         else:
             delay = min(cfg.max_backoff_s, cfg.min_backoff_s * 2 ** (self._failures - 1))
             delay *= random.uniform(0.8, 1.2)  # jitter, not crypto
-        deadline = time.monotonic() + delay
-        while (remaining := deadline - time.monotonic()) > 0:
+        deadline = self._clock.monotonic_s() + delay
+        while (remaining := deadline - self._clock.monotonic_s()) > 0:
             try:
-                async with asyncio.timeout(remaining):
+                async with self._clock.timeout(remaining):
                     chunk = await self._chunks.get()
             except TimeoutError:
                 break

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -23,6 +22,7 @@ from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.client.write_api_async import WriteApiAsync
 from influxdb_client.domain.write_precision import WritePrecision
 
+from minerd.clock import system_clock
 from minerd.errors import SinkError
 
 # Statuses that say "not now": keep the batch and retry after a while.
@@ -57,7 +57,7 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    now = time.time() if now_s is None else now_s
+    now = system_clock.now_s() if now_s is None else now_s
     return max(0.0, when.timestamp() - now)
 
 

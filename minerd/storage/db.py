@@ -32,7 +32,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
+from minerd.clock import system_clock
 from minerd.errors import StorageError
 from minerd.storage.health import OPEN_OP, StorageHealth, op_label
 
@@ -285,6 +285,8 @@ class Database:
             try:
                 with contextlib.closing(sqlite3.connect(target)) as dest:
                     conn.backup(dest)
+                    # The copy inherits the WAL flag: make it one self-contained file.
+                    dest.execute("PRAGMA journal_mode=DELETE")
             except sqlite3.Error as exc:
                 target.unlink(missing_ok=True)
                 raise self.error(f"backup to {target}", exc) from exc
@@ -309,7 +311,7 @@ class Database:
             raise StorageError(f"storage {self._path}: the database file is not readable")
         conn = self._connect_read_only()
         self.read_only = True
-        self._reopen_at_s = time.monotonic() + self._reopen_every_s
+        self._reopen_at_s = system_clock.monotonic_s() + self._reopen_every_s
         log.warning(
             "storage %s: the database file is not writable: opened read-only; control goes "
             "on, writes wait until the file is writable again",
@@ -332,7 +334,7 @@ class Database:
 
         The read-only connection is closed first: connections of one process share the
         -shm mapping, which it opened read-only."""
-        now_s = time.monotonic()
+        now_s = system_clock.monotonic_s()
         if now_s < self._reopen_at_s or not os.access(self._path, os.W_OK):
             return None
         self._reopen_at_s = now_s + self._reopen_every_s

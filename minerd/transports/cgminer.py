@@ -195,12 +195,13 @@ class CgminerClient:
         done: asyncio.Future[bytes] = loop.create_future()
         proto = _OneShot(request, done, self.max_reply_bytes)
         phase = "connect"
-        start = loop.time()
         try:
-            # One timer: the connect deadline first, then moved to the total deadline.
-            async with asyncio.timeout_at(start + self.connect_timeout_s) as deadline:
+            # One timer: the connect deadline first, then moved to the total deadline
+            # (counted from the same start, so the wire timeout stays real seconds).
+            async with asyncio.timeout(self.connect_timeout_s) as deadline:
                 await loop.create_connection(lambda: proto, self.host, self.port)
                 phase = "reply"
+                start = (deadline.when() or 0.0) - self.connect_timeout_s
                 deadline.reschedule(start + self.timeout_s)
                 data = await done
         except TimeoutError:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import aiohttp
 
+from minerd.clock import Clock, system_clock
 from minerd.errors import (
     CommandRejected,
     DeviceTimeout,
@@ -43,7 +43,9 @@ class VnishWebClient:
         device: str,
         password: str | None,
         timeout_s: float = 3.0,
+        clock: Clock = system_clock,
     ) -> None:
+        self._clock = clock
         self.host = host
         self.port = port
         self.device = device
@@ -170,7 +172,7 @@ class VnishWebClient:
                 return self._token
             if self._unlock_refused is not None:
                 at, error = self._unlock_refused
-                if time.monotonic() - at < UNLOCK_BACKOFF_S:
+                if self._clock.monotonic_s() - at < UNLOCK_BACKOFF_S:
                     raise error
                 self._unlock_refused = None
             self._token = await self._unlock()
@@ -193,7 +195,7 @@ class VnishWebClient:
                 f"unlock refused: {why} (HTTP {status}); not retried for {UNLOCK_BACKOFF_S:g} s",
                 status,
             )
-            self._unlock_refused = (time.monotonic(), error)
+            self._unlock_refused = (self._clock.monotonic_s(), error)
             raise error
         token = data.get("token") if isinstance(data, dict) else None
         if status != 200 or not isinstance(token, str) or not token:

@@ -47,7 +47,7 @@ from scenario_kit import MODEL, DaemonProcess, Recorder, Sample, Tuning, site_sp
 from servers import ServerProcess, free_port, start_mosquitto, start_victoria_metrics
 
 from minerd.app import Daemon
-from minerd.clock import ScaledClock
+from minerd.clock import ScaledClock, TimerHandle
 from minerd.profiles import load_rig_model
 from minerd.runtime.cycle import CycleResult
 from minerd.settings import load_settings
@@ -240,6 +240,12 @@ class SteppedClock:
 
     async def sleep(self, seconds: float) -> None:
         await self.base.sleep(seconds)
+
+    def timeout(self, seconds: float | None) -> contextlib.AbstractAsyncContextManager[object]:
+        return self.base.timeout(seconds)
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        return self.base.call_later(seconds, callback)
 
 
 # ---------------------------------------------------------------- storage faults
