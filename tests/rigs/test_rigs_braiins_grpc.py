@@ -3,6 +3,7 @@ hashrate, gRPC bos.v1 for power, login, pause/resume and the power target."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -300,5 +301,25 @@ async def test_quick_ramping_failing_never_stops_the_pause(
         assert fleet.rigs[RIG].awake is True
         # each try under a read's time limit, not the command's
         assert ramping_tries == [rig.target.timeout_s, rig.target.timeout_s]
+    finally:
+        await rig.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_hung_grpc_api_still_gives_the_4028_reading_within_the_poll_limit(
+    fleet: RigFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = _rig(fleet, timeout_s=5.0, command_s=60.0)
+
+    async def hung(*_: object) -> bytes:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(rig.grpc, "_call", hung)  # connected, never answers
+    try:
+        async with asyncio.timeout(rig.target.timeout_s):  # the poller's limit on a read
+            reading = await rig.read(fleet.clock.now_s())
+        assert reading.state is RigState.HASHING
+        assert reading.power_estimated is True
     finally:
         await rig.aclose()
