@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 
@@ -24,7 +25,7 @@ from minerd.devices.rig import Rig
 from minerd.devices.rig_cgminer import hashrate_ths_of, parse_reading
 from minerd.devices.rig_luxos import CgminerRig
 from minerd.devices.target import RigTarget
-from minerd.errors import CommandRejected, DeviceUnreachable
+from minerd.errors import CommandRejected, DeviceError
 from minerd.model import (
     ControlMode,
     RigAction,
@@ -38,6 +39,8 @@ from minerd.transports.cgminer import CgminerReply
 from minerd.transports.whatsminer import V2Client, V3Client
 
 __all__ = ["WhatsminerRig", "build", "parse_boards", "power_percent"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ACCOUNT = "super"  # API v3 account (firmware default; pyasic sends the same)
 
@@ -152,15 +155,20 @@ class WhatsminerRig(CgminerRig):
             api = await self._choose_api()
             try:
                 await self._send(api, cmd)
-            except DeviceUnreachable:
-                self.api = None  # v3 may have gone (firmware change): probe again next time
+            except DeviceError:
+                # v3 may have gone (firmware change) or come back: probe again next time
+                self.api = None
                 raise
 
     async def _choose_api(self) -> str:
         if self.api is None:
             try:
-                await self.v3.salt()
-            except DeviceUnreachable:
+                # a read's time limit: a filtered port must not eat the command's own time
+                await self.v3.salt(timeout_s=self.target.timeout_s)
+            except DeviceError as exc:
+                # closed, filtered, another service or refused: whatever stops v3 must not
+                # stop every command (a shed above all); the v2 API on 4028 is tried
+                log.info("rig %s: API v3 not usable, commands over API v2: %s", self.rig_id, exc)
                 self.api = "v2"
             else:
                 self.api = "v3"

@@ -280,7 +280,9 @@ class V3Client:
         self.timeout_s = timeout_s
         self._salt: str | None = None
 
-    async def request(self, cmd: str, param: object = None) -> Reply:
+    async def request(
+        self, cmd: str, param: object = None, *, timeout_s: float | None = None
+    ) -> Reply:
         body: dict[str, object] = {"cmd": cmd, "param": param}
         if cmd.startswith("set."):
             salt = await self.salt()
@@ -294,7 +296,7 @@ class V3Client:
             self.port,
             struct.pack("<I", len(raw)) + raw,
             cmd,
-            self.timeout_s,
+            self.timeout_s if timeout_s is None else timeout_s,
         )
         reply = _json(self.device, self.endpoint, cmd, data)
         code = reply.get("code")
@@ -310,9 +312,9 @@ class V3Client:
             )
         return reply
 
-    async def salt(self) -> str:
+    async def salt(self, *, timeout_s: float | None = None) -> str:
         if self._salt is None:
-            reply = await self.request("get.device.info", "salt")
+            reply = await self.request("get.device.info", "salt", timeout_s=timeout_s)
             msg = reply.get("msg")
             salt = msg.get("salt") if isinstance(msg, Mapping) else None
             if not isinstance(salt, str):

@@ -5,6 +5,7 @@ apply() only sends; each test reads the rig afterwards to see what it did."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import json
@@ -254,3 +255,34 @@ async def test_write_not_enabled_is_named_in_the_error() -> None:
         server.close()
         await server.wait_closed()
     assert info.value.code == 45 and "write API not enabled" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_a_v3_port_that_never_answers_falls_back_to_v2(fleet: RigFleet) -> None:
+    """A port that takes the connection and says nothing (a firewall, another service) is
+    not API v3: the sleep goes out over v2, after at most the read time limit."""
+    rig = fleet.rigs[RIG]
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(silent, rig.plan.host, 0)
+    try:
+        target = RigTarget(
+            rig_id=RIG,
+            host=rig.plan.host,
+            port=fleet.port_of(rig),
+            model=model(),
+            timeout_s=0.5,
+            password=PASSWORD,
+            api_port=int(server.sockets[0].getsockname()[1]),
+            clock=fleet.clock,
+        )
+        d = WhatsminerRig(target)
+        await d.apply(RigCommand(RIG, RigAction.SLEEP))
+        assert d.api == "v2" and not rig.awake
+    finally:
+        server.close()
+        await server.wait_closed()
