@@ -1,4 +1,4 @@
-"""The minerd command line: check, run, demo, sim, discover.
+"""The minerd command line: check, run, demo, sim, discover, quota, status, backup.
 
 Commands other than check import their modules only when chosen, so `minerd check` stays
 fast and does not need the daemon's or the simulator's dependencies to import.
@@ -25,6 +25,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "discover": ("minerd.discover", "scan hosts for rigs and write an inventory CSV"),
     "quota": ("minerd.quota_cli", "set, show or schedule quotas through the daemon's API"),
     "status": ("minerd.quota_cli", "show the site's status through the daemon's API"),
+    "backup": ("minerd.backup", "copy the database online (checked) and prune old copies"),
 }
 
 

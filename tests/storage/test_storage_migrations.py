@@ -67,6 +67,7 @@ def test_upgrade_keeps_a_checked_backup_of_the_old_file_next_to_it(tmp_path: Pat
     assert (done.from_version, done.to_version) == (0, SCHEMA_VERSION)
     assert backup.stat().st_mode & 0o777 == 0o600
     assert _user_version(backup) == 0
+    assert not list(tmp_path.glob("*.bak-*"))  # one self-contained file: no -wal/-shm
     with contextlib.closing(sqlite3.connect(backup)) as conn:
         rows = conn.execute("SELECT quota_id FROM quota").fetchall()
     assert rows == [("q-fixture-1",)]
