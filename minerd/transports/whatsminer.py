@@ -110,6 +110,8 @@ async def _exchange(
             if payload[:1] == b"{":
                 data = await reader.read(MAX_REPLY_BYTES)
                 while data and not data.endswith(b"\x00"):
+                    if len(data) > MAX_REPLY_BYTES:  # a rig that never ends its reply
+                        raise ProtocolError(device, endpoint, f"{what}: reply over 1 MiB")
                     more = await reader.read(MAX_REPLY_BYTES)
                     if not more:
                         break

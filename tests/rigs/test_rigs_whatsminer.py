@@ -24,7 +24,7 @@ from minerd.devices.rig_whatsminer import (
     whatsminer_reading,
 )
 from minerd.devices.target import RigTarget
-from minerd.errors import CommandRejected, DeviceTimeout
+from minerd.errors import CommandRejected, DeviceTimeout, ProtocolError
 from minerd.model import RigAction, RigCommand, RigModel, RigProtocol, RigState
 from minerd.profiles import load_rig_model
 from minerd.sim import whatsminer_api
@@ -284,5 +284,29 @@ async def test_a_v3_port_that_never_answers_falls_back_to_v2(fleet: RigFleet) ->
         await d.apply(RigCommand(RIG, RigAction.SLEEP))
         assert d.api == "v2" and not rig.awake
     finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_v2_reply_that_never_ends_is_cut_at_its_bound() -> None:
+    hold = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"x" * (2 * 1024 * 1024))  # no NUL, no close
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            await hold.wait()
+        writer.close()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = V2Client(RIG, "127.0.0.1", port, PASSWORD, ManualClock(0.0).monotonic_s, 30.0)
+        with pytest.raises(ProtocolError, match="over 1 MiB"):
+            await client.token()
+    finally:
+        hold.set()
         server.close()
         await server.wait_closed()
