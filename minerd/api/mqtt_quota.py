@@ -11,7 +11,7 @@ import logging
 from pydantic import ValidationError
 
 from minerd.api.problems import QuotaConflict
-from minerd.api.quota_orders import submit_quota
+from minerd.api.quota_orders import contract_notes, submit_quota
 from minerd.api.schemas import QuotaRequest
 from minerd.api.times import iso
 from minerd.errors import DeviceError, QuotaError, StorageError
@@ -79,6 +79,7 @@ def handle_quota_message(service: SiteService, payload: bytes, actor: str) -> Ac
         "end": None if q.end_s is None else iso(q.end_s),
         "effective_at": iso(out.effective_at_s),
         "reference": q.reference,
+        "notes": contract_notes(service, [("limit_kw", q.limit_kw)]),  # as the HTTP answer
     }
 
 

@@ -3,6 +3,7 @@ note that the contract caps it (the effective limit stays at the contract)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from api_site import CONTRACTED_KW, START_S, SiteUnderTest, api_settings, bearer
 
 from minerd.api import create_app
+from minerd.api.mqtt_quota import handle_quota_message
 from minerd.api.times import iso
 from minerd.clock import ManualClock
 
@@ -48,5 +50,18 @@ async def test_quota_above_contract_is_accepted_with_a_note(tmp_path: Path) -> N
             assert s.status_code == 200, s.text
             assert len(s.json()["added"]) == 2
             assert s.json()["notes"] == [_note("blocks[1].limit_kw", above)]
+    finally:
+        site.close()
+
+
+def test_mqtt_quota_above_contract_is_acknowledged_with_the_note(tmp_path: Path) -> None:
+    site = SiteUnderTest(tmp_path / "q.sqlite", ManualClock(START_S))
+    try:
+        above = CONTRACTED_KW * 2
+        ack = handle_quota_message(site, json.dumps({"limit_kw": above}).encode(), "mqtt")
+        assert ack["ok"] is True and ack["limit_kw"] == above
+        assert ack["notes"] == [_note("limit_kw", above)]
+        ack = handle_quota_message(site, b'{"limit_kw": 10}', "mqtt")
+        assert ack["notes"] == []
     finally:
         site.close()
