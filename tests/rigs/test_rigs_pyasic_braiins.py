@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pyasic
 import pytest
 import pytest_asyncio
+from sim_truth import rig_truth
 
 from minerd.model import RigProtocol
 from minerd.sim import RigGroupSpec, SimSite, SiteSpec
@@ -36,14 +36,6 @@ async def site() -> AsyncIterator[SimSite]:
         yield s
 
 
-async def _truth(site: SimSite) -> dict[str, object]:
-    async with httpx.AsyncClient(base_url=site.control_url, timeout=10.0) as http:
-        resp = await http.get("/truth")
-    resp.raise_for_status()
-    rigs: dict[str, dict[str, object]] = {r["id"]: r for r in resp.json()["rigs"]}
-    return rigs[RIG]
-
-
 @pytest.mark.asyncio
 @pytest.mark.timeout(120)
 async def test_pyasic_detects_reads_pauses_and_resumes(site: SimSite) -> None:
@@ -55,17 +47,17 @@ async def test_pyasic_detects_reads_pauses_and_resumes(site: SimSite) -> None:
     assert "S19j Pro" in str(miner.model)
 
     data = await miner.get_data()
-    truth = await _truth(site)
+    truth = await rig_truth(site, RIG)
     assert data.hashrate is not None
     assert float(data.hashrate) == pytest.approx(float(str(truth["hashrate_ths"])), rel=0.01)
     assert data.wattage is not None  # from gRPC GetMinerStats (uint64 W)
     assert data.wattage == pytest.approx(float(str(truth["power_w"])), rel=0.01)
 
     assert await miner.stop_mining() is True
-    assert (await _truth(site))["awake"] is False
+    assert (await rig_truth(site, RIG))["awake"] is False
     assert await miner.resume_mining() is True
-    assert (await _truth(site))["awake"] is True
+    assert (await rig_truth(site, RIG))["awake"] is True
 
     # set_power_limit: SetPowerTarget (pyasic sends SAVE_AND_FORCE_APPLY and wants the echo)
     assert await miner.set_power_limit(2800) is True
-    assert (await _truth(site))["power_limit_w"] == 2800
+    assert (await rig_truth(site, RIG))["power_limit_w"] == 2800

@@ -13,15 +13,13 @@ Where pyasic and the reference (firmware-apis.md) disagree, the reference wins:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
-import httpx
 import pyasic  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 from pyasic.miners.backends.luxminer import LUXMiner  # type: ignore[import-untyped]
+from sim_truth import rig_truth, until_truth
 
 from minerd.devices.rig_luxos import LuxosRig
 from minerd.model import RigAction, RigCommand, RigProtocol
@@ -31,7 +29,6 @@ from minerd.sim import RigGroupSpec, SimSite, SiteSpec
 MODEL = "bitmain-s19jpro"
 RIG = "c001-r001"
 SPEED = 5.0  # sim seconds per wall second: a LuxOS session lives 12 s of wall time
-WAIT_WALL_S = 30.0  # generous bound for a ramp on a loaded machine (no timing is asserted)
 
 
 @pytest_asyncio.fixture
@@ -45,24 +42,6 @@ async def site() -> AsyncIterator[SimSite]:
     )
     async with SimSite(spec) as s:
         yield s
-
-
-async def truth(site: SimSite) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=site.control_url, timeout=5.0) as http:
-        reply = await http.get("/truth")
-    reply.raise_for_status()
-    rigs = {r["id"]: r for r in reply.json()["rigs"]}
-    return rigs[RIG]  # type: ignore[no-any-return]
-
-
-async def until(site: SimSite, ok: Any) -> dict[str, Any]:
-    """The rig's truth once ok(truth) holds; fails after WAIT_WALL_S of wall time."""
-    async with asyncio.timeout(WAIT_WALL_S):
-        while True:
-            t = await truth(site)
-            if ok(t):
-                return t
-            await asyncio.sleep(0.1)
 
 
 async def luxos_miner(site: SimSite) -> LUXMiner:
@@ -85,7 +64,7 @@ async def test_get_miner_finds_the_luxos_class_and_model(site: SimSite) -> None:
 async def test_get_data_matches_truth(site: SimSite) -> None:
     miner = await luxos_miner(site)
     data = await miner.get_data()
-    t = await truth(site)
+    t = await rig_truth(site, RIG)
     # pyasic sums the boards of STATS[1] (chain_rateN, temp_chipN/temp_pcbN strings)
     assert data.hashrate is not None
     assert float(data.hashrate.into(data.hashrate.unit.TH)) == pytest.approx(
@@ -101,7 +80,7 @@ async def test_stop_and_resume_mining_move_the_rig_alongside_minerd(site: SimSit
     model = load_rig_model(MODEL)
     miner = await luxos_miner(site)
     assert await miner.stop_mining()
-    t = await until(site, lambda t: t["power_w"] <= model.sleep_power_w * 1.5)
+    t = await until_truth(site, RIG, lambda t: t["power_w"] <= model.sleep_power_w * 1.5)
     assert t["awake"] is False and t["hashrate_ths"] == 0
     # minerd on the same rig takes the session pyasic holds instead of failing on 402.
     host, port = site.rig_endpoint(RIG)
@@ -110,5 +89,5 @@ async def test_stop_and_resume_mining_move_the_rig_alongside_minerd(site: SimSit
     assert driver.logons == 0 and driver.session_recoveries["adopted"] == 1
     # ...and pyasic's session still works: it was shared, not stolen.
     assert await miner.resume_mining()
-    t = await until(site, lambda t: t["power_w"] >= model.nominal_power_w * 0.97)
+    t = await until_truth(site, RIG, lambda t: t["power_w"] >= model.nominal_power_w * 0.97)
     assert t["awake"] is True and t["hashrate_ths"] > 0

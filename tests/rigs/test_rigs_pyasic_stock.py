@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pyasic
 import pytest
 import pytest_asyncio
+from sim_truth import rig_truth
 
 from minerd.model import RigProtocol
 from minerd.sim import RigGroupSpec, SimSite, SiteSpec
@@ -40,13 +40,6 @@ async def site() -> AsyncIterator[SimSite]:
         yield s
 
 
-async def _truth(site: SimSite) -> dict[str, dict[str, object]]:
-    async with httpx.AsyncClient(base_url=site.control_url, timeout=10.0) as http:
-        resp = await http.get("/truth")
-    resp.raise_for_status()
-    return {r["id"]: r for r in resp.json()["rigs"]}
-
-
 @pytest.mark.asyncio
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("rig_id", sorted(RIGS))
@@ -60,7 +53,7 @@ async def test_pyasic_finds_the_model_and_reads_hashrate(site: SimSite, rig_id: 
     assert miner.model == f"{model} (Stock)"  # pyasic names the firmware it detected
 
     data = await miner.get_data()
-    truth = (await _truth(site))[rig_id]
+    truth = await rig_truth(site, rig_id)
     assert data.hashrate is not None
     assert float(data.hashrate) == pytest.approx(float(str(truth["hashrate_ths"])), rel=0.01)
     assert len(data.fans) == 4 and all(f.speed and f.speed > 1000 for f in data.fans)
@@ -73,6 +66,6 @@ async def test_pyasic_finds_the_model_and_reads_hashrate(site: SimSite, rig_id: 
     # A dead hashboard: pyasic's hashrate follows the rig, still within 1 % of truth.
     await site.inject(rig_id, "dead_board")
     data = await miner.get_data()
-    truth = (await _truth(site))[rig_id]
+    truth = await rig_truth(site, rig_id)
     assert truth["boards_ok"] == 2
     assert float(data.hashrate) == pytest.approx(float(str(truth["hashrate_ths"])), rel=0.01)

@@ -9,13 +9,12 @@ than the wall so the CGI's ~21 s reply comes within pyasic's own 3 s POST timeou
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-import httpx
 import pyasic  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
+from sim_truth import rig_truth, until_truth
 
 from minerd.model import RigProtocol
 from minerd.sim import RigGroupSpec, SimSite, SiteSpec
@@ -45,13 +44,6 @@ async def site() -> AsyncIterator[SimSite]:
         yield s
 
 
-async def _truth(site: SimSite) -> dict[str, dict[str, object]]:
-    async with httpx.AsyncClient(base_url=site.control_url, timeout=10.0) as http:
-        resp = await http.get("/truth")
-    resp.raise_for_status()
-    return {r["id"]: r for r in resp.json()["rigs"]}
-
-
 @pytest.mark.asyncio
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("rig_id", sorted(RIGS))
@@ -64,7 +56,7 @@ async def test_pyasic_detects_reads_stops_and_resumes(site: SimSite, rig_id: str
     assert miner.model == f"{model} (Stock)"
 
     data = await miner.get_data()
-    truth = (await _truth(site))[rig_id]
+    truth = await rig_truth(site, rig_id)
     assert data.hashrate is not None
     assert float(data.hashrate) == pytest.approx(float(str(truth["hashrate_ths"])), rel=0.01)
     assert data.is_mining is True  # from get_miner_conf bitmain-work-mode "0"
@@ -72,28 +64,16 @@ async def test_pyasic_detects_reads_stops_and_resumes(site: SimSite, rig_id: str
     # pyasic reads no power from stock firmware (firmware-apis.md 1.6: none over 4028 on
     # S19; the S21's chain_power it does not read), so there is no wattage to compare.
 
-    asleep = await _wait_truth(
-        site, rig_id, lambda r: r["awake"] is False and _f(r["power_w"]) < 100.0, "asleep"
+    asleep = await until_truth(
+        site, rig_id, lambda r: r["awake"] is False and _f(r["power_w"]) < 100.0, "asleep", 60.0
     )
     assert asleep["target_w"] == pytest.approx(25.0)  # sleep power, from the profile
     assert await miner.is_mining() is False  # get_miner_conf says "1"
 
     assert await miner.resume_mining()
-    await _wait_truth(site, rig_id, lambda r: _f(r["hashrate_ths"]) > 50.0, "hashing again")
+    await until_truth(site, rig_id, lambda r: _f(r["hashrate_ths"]) > 50.0, "hashing again", 60.0)
     assert await miner.is_mining() is True
 
 
 def _f(value: object) -> float:
     return float(str(value))
-
-
-async def _wait_truth(
-    site: SimSite, rig_id: str, pred: Callable[[dict[str, object]], bool], what: str
-) -> dict[str, object]:
-    """/truth of the rig once pred holds; the bound only turns a hang into a failure."""
-    for _ in range(600):
-        r = (await _truth(site))[rig_id]
-        if pred(r):
-            return r
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{rig_id} never {what}: {r}")

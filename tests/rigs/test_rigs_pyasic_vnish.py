@@ -15,15 +15,14 @@ reference wins and the simulator follows it:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pyasic
 import pytest
 import pytest_asyncio
 from pyasic.errors import APIError
+from sim_truth import rig_truth, until_truth
 
 from minerd.model import RigProtocol
 from minerd.profiles import load_rig_model
@@ -31,7 +30,6 @@ from minerd.sim import RigGroupSpec, SimSite, SiteSpec
 
 MODEL = "bitmain-s19jpro"
 RIG = "c001-r001"
-WAIT_WALL_S = 30.0  # generous bound for a ramp on a loaded machine (no timing is asserted)
 
 
 @pytest_asyncio.fixture
@@ -46,22 +44,6 @@ async def site() -> AsyncIterator[SimSite]:
     )
     async with SimSite(spec) as s:
         yield s
-
-
-async def truth(site: SimSite) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=site.control_url, timeout=10.0) as http:
-        reply = await http.get("/truth")
-    reply.raise_for_status()
-    return {r["id"]: r for r in reply.json()["rigs"]}[RIG]  # type: ignore[no-any-return]
-
-
-async def until(site: SimSite, ok: Any) -> dict[str, Any]:
-    async with asyncio.timeout(WAIT_WALL_S):
-        while True:
-            t = await truth(site)
-            if ok(t):
-                return t
-            await asyncio.sleep(0.1)
 
 
 async def vnish_miner(site: SimSite) -> Any:
@@ -79,7 +61,7 @@ async def test_pyasic_finds_the_vnish_class_and_reads_hashrate(site: SimSite) ->
     assert type(miner).__name__ == "VNishS19jPro"
     assert miner.model == "S19j Pro (VNish)"
     data = await miner.get_data()
-    t = await truth(site)
+    t = await rig_truth(site, RIG)
     assert data.hashrate is not None
     assert float(data.hashrate) == pytest.approx(t["hashrate_ths"], rel=0.01)
     assert data.fw_ver == "1.2.6"  # from summary.miner.miner_type "(Vnish 1.2.6)"
@@ -97,9 +79,9 @@ async def test_stop_and_resume_move_the_rig(site: SimSite) -> None:
     miner = await vnish_miner(site)
     with pytest.raises(APIError, match="empty response"):  # the rig's empty 200 (see above)
         await miner.stop_mining()
-    t = await until(site, lambda t: t["power_w"] <= model.sleep_power_w * 1.5)
+    t = await until_truth(site, RIG, lambda t: t["power_w"] <= model.sleep_power_w * 1.5)
     assert t["awake"] is False and t["hashrate_ths"] == 0
     with pytest.raises(APIError, match="empty response"):
         await miner.resume_mining()
-    t = await until(site, lambda t: t["power_w"] >= model.nominal_power_w * 0.97)
+    t = await until_truth(site, RIG, lambda t: t["power_w"] >= model.nominal_power_w * 0.97)
     assert t["awake"] is True and t["hashrate_ths"] > 0

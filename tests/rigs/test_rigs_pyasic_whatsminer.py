@@ -15,16 +15,15 @@ Where pyasic and the reference (firmware-apis.md) disagree, the reference wins:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pyasic  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 from pyasic.miners.backends.btminer import BTMinerV3  # type: ignore[import-untyped]
 from pyasic.rpc.btminer import BTMinerRPCAPI  # type: ignore[import-untyped]
+from sim_truth import rig_truth, until_truth
 
 from minerd.model import RigProtocol
 from minerd.profiles import load_rig_model
@@ -32,7 +31,6 @@ from minerd.sim import RigGroupSpec, SimSite, SiteSpec
 
 MODEL = "microbt-m50s"
 RIG = "c001-r001"
-WAIT_WALL_S = 30.0  # generous bound for a ramp on a loaded machine (no timing is asserted)
 
 
 @pytest_asyncio.fixture
@@ -47,24 +45,6 @@ async def site() -> AsyncIterator[SimSite]:
     )
     async with SimSite(spec) as s:
         yield s
-
-
-async def truth(site: SimSite) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=site.control_url, timeout=5.0) as http:
-        reply = await http.get("/truth")
-    reply.raise_for_status()
-    rigs = {r["id"]: r for r in reply.json()["rigs"]}
-    return rigs[RIG]  # type: ignore[no-any-return]
-
-
-async def until(site: SimSite, ok: Any) -> dict[str, Any]:
-    """The rig's truth once ok(truth) holds; fails after WAIT_WALL_S of wall time."""
-    async with asyncio.timeout(WAIT_WALL_S):
-        while True:
-            t = await truth(site)
-            if ok(t):
-                return t
-            await asyncio.sleep(0.1)
 
 
 async def whatsminer(site: SimSite) -> Any:
@@ -85,10 +65,10 @@ async def test_get_miner_finds_the_whatsminer_class_and_model(site: SimSite) -> 
 @pytest.mark.asyncio
 async def test_get_data_matches_truth(site: SimSite) -> None:
     model = load_rig_model(MODEL)
-    await until(site, lambda t: t["power_w"] >= model.nominal_power_w * 0.97)
+    await until_truth(site, RIG, lambda t: t["power_w"] >= model.nominal_power_w * 0.97)
     miner = await whatsminer(site)
     data = await miner.get_data()
-    t = await truth(site)
+    t = await rig_truth(site, RIG)
     assert data.hashrate is not None
     assert float(data.hashrate.into(data.hashrate.unit.TH)) == pytest.approx(
         t["hashrate_ths"], rel=0.01
@@ -101,10 +81,10 @@ async def test_stop_and_resume_mining_move_the_rig(site: SimSite) -> None:
     model = load_rig_model(MODEL)
     miner = await whatsminer(site)
     assert await miner.stop_mining()
-    t = await until(site, lambda t: t["power_w"] <= model.sleep_power_w * 1.5)
+    t = await until_truth(site, RIG, lambda t: t["power_w"] <= model.sleep_power_w * 1.5)
     assert t["awake"] is False and t["hashrate_ths"] == 0
     assert await miner.resume_mining()
-    t = await until(site, lambda t: t["power_w"] >= model.nominal_power_w * 0.97)
+    t = await until_truth(site, RIG, lambda t: t["power_w"] >= model.nominal_power_w * 0.97)
     assert t["awake"] is True and t["hashrate_ths"] > 0
 
 
@@ -115,11 +95,11 @@ async def test_pyasic_v2_privileged_client_powers_the_rig_off_and_on(site: SimSi
     rpc.pwd = "super"
     off = await rpc.power_off(respbefore=True)
     assert off["Code"] == 131 and off["Msg"] == "API command OK"
-    t = await until(site, lambda t: t["awake"] is False)
+    t = await until_truth(site, RIG, lambda t: t["awake"] is False)
     assert t["awake"] is False
     status = await rpc.status()
     assert status["Msg"]["mineroff"] == "true"
     on = await rpc.power_on()
     assert on["Code"] == 131
-    t = await until(site, lambda t: t["awake"] is True)
+    t = await until_truth(site, RIG, lambda t: t["awake"] is True)
     assert t["awake"] is True
