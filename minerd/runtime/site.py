@@ -19,9 +19,29 @@ from minerd.runtime.history import SiteHistory
 from minerd.runtime.intents import IntentBook
 from minerd.runtime.poller import Poller
 from minerd.runtime.service import HistoryPoint, SiteStatus
-from minerd.storage import Stores
+from minerd.storage import QuotaStore, Stores
 
 log = logging.getLogger("minerd.site")
+
+
+def site_limit_timeline(
+    quotas: QuotaStore,
+    from_s: float,
+    to_s: float,
+    *,
+    contracted_limit_kw: float,
+    operator_cap_kw: float | None,
+) -> list[tuple[float, float, EffectiveLimit]]:
+    """Site.limit_timeline: the limit steps over [from_s, to_s) from the stored quotas.
+
+    A function so that the test doubles of the site service show the same timeline."""
+    return limit_timeline(
+        quotas.covering(from_s, to_s),
+        from_s,
+        to_s,
+        contracted_limit_kw=contracted_limit_kw,
+        operator_cap_kw=operator_cap_kw,
+    )
 
 
 class Site:
@@ -166,8 +186,8 @@ class Site:
     def limit_timeline(
         self, from_s: float, to_s: float
     ) -> list[tuple[float, float, EffectiveLimit]]:
-        return limit_timeline(
-            self._stores.quotas.covering(from_s, to_s),
+        return site_limit_timeline(
+            self._stores.quotas,
             from_s,
             to_s,
             contracted_limit_kw=self.config.contracted_limit_kw,

@@ -9,7 +9,7 @@ from site_doubles import flat_history
 
 from minerd.api.auth import hash_token
 from minerd.clock import ManualClock
-from minerd.control.quota import effective_limit, limit_timeline
+from minerd.control.quota import effective_limit
 from minerd.model import (
     EffectiveLimit,
     FleetSnapshot,
@@ -22,6 +22,7 @@ from minerd.model import (
 from minerd.runtime.devices import MeterInfo, RigInfo
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.service import HistoryPoint, SiteStatus
+from minerd.runtime.site import site_limit_timeline
 from minerd.settings.models import ApiSettings, ApiToken
 from minerd.storage import Database, Stores
 
@@ -139,7 +140,7 @@ class SiteUnderTest:
 
     def _limit(self, now_s: float, failsafe: bool) -> EffectiveLimit:
         return effective_limit(
-            self.stores.quotas.active_at(now_s),
+            self.stores.quotas.all(),  # what the control cycle loads
             now_s,
             contracted_limit_kw=CONTRACTED_KW,
             operator_cap_kw=self.operator_cap_kw,
@@ -203,8 +204,9 @@ class SiteUnderTest:
     def limit_timeline(
         self, from_s: float, to_s: float
     ) -> list[tuple[float, float, EffectiveLimit]]:
-        return limit_timeline(
-            self.stores.quotas.covering(from_s, to_s),
+        # The real Site's, on this double's store, contract and cap.
+        return site_limit_timeline(
+            self.stores.quotas,
             from_s,
             to_s,
             contracted_limit_kw=CONTRACTED_KW,

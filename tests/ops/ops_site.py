@@ -16,7 +16,7 @@ from waiting import wait_until_sync
 from minerd.api import create_app, hash_token
 from minerd.api.status_page import router as status_router
 from minerd.clock import ManualClock, SystemClock
-from minerd.control.quota import effective_limit, limit_timeline
+from minerd.control.quota import effective_limit
 from minerd.model import (
     Alert,
     EffectiveLimit,
@@ -33,6 +33,7 @@ from minerd.model import (
 from minerd.runtime.devices import MeterInfo, RigInfo
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.service import HistoryPoint, SiteStatus
+from minerd.runtime.site import site_limit_timeline
 from minerd.settings.models import ApiSettings, ApiToken
 from minerd.storage import Database, NotFoundError, Stores
 
@@ -162,7 +163,7 @@ class OpsSite:
 
     def _limit(self, now_s: float) -> EffectiveLimit:
         return effective_limit(
-            self.stores.quotas.active_at(now_s),
+            self.stores.quotas.all(),  # what the control cycle loads
             now_s,
             contracted_limit_kw=CONTRACTED_KW,
             operator_cap_kw=self.operator_cap_kw,
@@ -213,8 +214,9 @@ class OpsSite:
     def limit_timeline(
         self, from_s: float, to_s: float
     ) -> list[tuple[float, float, EffectiveLimit]]:
-        return limit_timeline(
-            self.stores.quotas.covering(from_s, to_s),
+        # The real Site's, on this double's store, contract and cap.
+        return site_limit_timeline(
+            self.stores.quotas,
             from_s,
             to_s,
             contracted_limit_kw=CONTRACTED_KW,
