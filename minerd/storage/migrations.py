@@ -17,6 +17,7 @@ the database file (docs/operator-guide.md, "Upgrades").
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import sqlite3
 import urllib.parse
@@ -84,7 +85,8 @@ def upgrade(db: Database) -> Upgrade:
     """Bring the database to SCHEMA_VERSION with every store at its latest migration.
 
     Raises StorageError naming the file for a database written by a newer minerd, or when
-    the backup or a step fails (the file then stays at the last completed version)."""
+    the backup or a step fails (the file then stays at the last completed version), unless
+    every table is already current and only the version stamp could not be written."""
     current = file_version(db)
     if current > SCHEMA_VERSION:
         raise StorageError(
@@ -92,8 +94,27 @@ def upgrade(db: Database) -> Upgrade:
             f"minerd knows ({SCHEMA_VERSION}); it was written by a newer release. Run that "
             "release, or restore the backup taken before the upgrade (<db>.pre-v<N>.bak)"
         )
-    if current == SCHEMA_VERSION and not _components_pending(db):
+    pending = _components_pending(db)
+    if current == SCHEMA_VERSION and not pending:
         return Upgrade(current, current)  # nothing to write: opens on a read-only disk too
+    try:
+        return _migrate(db, current)
+    except StorageError as exc:
+        if pending or not _disk_trouble(exc):
+            raise
+        # Every table is already current; only the version stamp is missing. A full or
+        # read-only disk must not stop control over that (the daemon opens degraded, as it
+        # does for a current file): the stamp is written at a later start.
+        log.warning(
+            "storage %s: schema version %d not recorded yet (the tables are current): %s",
+            db.path,
+            SCHEMA_VERSION,
+            exc,
+        )
+        return Upgrade(current, current)
+
+
+def _migrate(db: Database, current: int) -> Upgrade:
     backup = _backup(db, SCHEMA_VERSION) if _holds_data(db) else None
     steps = [s for s in STEPS if s.version > current] or [STEPS[-1]]
     for step in steps:
@@ -113,9 +134,27 @@ def upgrade(db: Database) -> Upgrade:
     return Upgrade(current, SCHEMA_VERSION, backup)
 
 
+def _disk_trouble(exc: StorageError) -> bool:
+    """The write failed for lack of space or a read-only file or disk, not on the schema."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError):
+        return cause.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES)
+    code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR)
+
+
+# Created when its sink first runs: a file without it is not behind for that reason alone.
+_LAZY_COMPONENTS = frozenset({spool.COMPONENT})
+
+
 def _components_pending(db: Database) -> bool:
+    """A store's tables are missing or older than its latest migration."""
     versions = db.schema_versions()
-    return any(versions.get(name, 0) != len(m) for name, m in COMPONENTS.items())
+    return any(
+        versions.get(name, 0) != len(m)
+        for name, m in COMPONENTS.items()
+        if name in versions or name not in _LAZY_COMPONENTS
+    )
 
 
 def _holds_data(db: Database) -> bool:

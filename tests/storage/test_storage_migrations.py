@@ -4,6 +4,7 @@ and a database from a newer minerd is refused."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import sqlite3
 from pathlib import Path
 
@@ -128,3 +129,43 @@ def test_backup_names_never_overwrite_an_earlier_backup(tmp_path: Path) -> None:
     first.write_bytes(b"older")
     second = migrations.backup_path(db_path, 3)
     assert (first.name, second.name) == ("minerd.sqlite.pre-v3.bak", "minerd.sqlite.pre-v3.2.bak")
+
+
+def test_a_full_disk_does_not_stop_a_current_schema_from_opening(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The previous release's tables are current already: when the backup (or the version
+    stamp) cannot be written, the stores still open, and the stamp waits for a later start."""
+    path = _previous_release_db(tmp_path / "minerd.sqlite")
+
+    def disk_full(db: Database, version: int) -> Path:
+        no_space = OSError(errno.ENOSPC, "No space left on device")
+        raise StorageError(f"storage {db.path}: backup: {no_space}") from no_space
+
+    monkeypatch.setattr(migrations, "_backup", disk_full)
+    with Database(path) as db:
+        stores = Stores.open(db)
+        assert stores.quotas.get("q-fixture-1") is not None
+    assert _user_version(path) == 0
+    assert "schema version 1 not recorded yet (the tables are current)" in caplog.text
+    monkeypatch.undo()
+    with Database(path) as db:
+        assert migrations.upgrade(db).to_version == SCHEMA_VERSION
+
+
+def test_a_failed_backup_stops_a_real_schema_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _previous_release_db(tmp_path / "minerd.sqlite")
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE schema_version SET version = 0 WHERE component = 'audit'")
+        conn.execute("DROP TABLE audit")
+
+    def disk_full(db: Database, version: int) -> Path:
+        no_space = OSError(errno.ENOSPC, "No space left on device")
+        raise StorageError(f"storage {db.path}: backup: {no_space}") from no_space
+
+    monkeypatch.setattr(migrations, "_backup", disk_full)
+    with Database(path) as db, pytest.raises(StorageError, match="No space left"):
+        Stores.open(db)
+    assert _user_version(path) == 0
