@@ -127,49 +127,84 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-class RigListeners:
-    """The TCP listeners of some rigs; 'offline' closes a rig's listener, clearing reopens it."""
+class ServerBook:
+    """One listening server per rig on its own loopback address, for any of the rig's APIs:
+    a rig reopened after 'offline' gets the port it had, and closing them all also ends the
+    connections and handler tasks still open."""
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
+    def __init__(self) -> None:
         self._servers: dict[str, asyncio.Server] = {}
         self._ports: dict[str, int] = {}
-        self._counter = [0]
-        self._live: set[asyncio.Transport] = set()  # open connections, closed with the fleet
+        self.live: set[asyncio.Transport] = set()  # open connections (protocol servers)
+        self.tasks: set[asyncio.Task[None]] = set()  # running handlers (stream servers)
 
-    @property
-    def replies(self) -> int:
-        return self._counter[0]
+    def bind(self, rig_id: str, host: str, port: int) -> socket.socket:
+        """The rig's listening socket: on the port it had before, else on port."""
+        return bind_listener(host, self._ports.get(rig_id, port))
 
-    def port_of(self, rig_id: str) -> int:
+    def add(self, rig_id: str, server: asyncio.Server, sock: socket.socket) -> int:
+        self._servers[rig_id] = server
+        bound = int(sock.getsockname()[1])
+        self._ports[rig_id] = bound
+        return bound
+
+    def bound_port(self, rig_id: str) -> int:
+        """The port the rig's server was last bound to (open or not)."""
         return self._ports[rig_id]
 
-    async def open(self, rig: RigSim) -> int:
-        loop = asyncio.get_running_loop()
-        port = self._ports.get(rig.rig_id, rig.plan.port)
-        sock = bind_listener(rig.plan.host, port)
-        server = await loop.create_server(
-            lambda: CgminerConnection(rig, self._clock, self._counter, self._live), sock=sock
-        )
-        self._servers[rig.rig_id] = server
-        bound = int(sock.getsockname()[1])
-        self._ports[rig.rig_id] = bound
-        return bound
+    def port_of(self, rig_id: str) -> int | None:
+        return self._ports.get(rig_id) if rig_id in self._servers else None
+
+    def is_open(self, rig_id: str) -> bool:
+        return rig_id in self._servers
 
     def close(self, rig_id: str) -> None:
         server = self._servers.pop(rig_id, None)
         if server is not None:
             server.close()
 
-    def is_open(self, rig_id: str) -> bool:
-        return rig_id in self._servers
-
     async def close_all(self) -> None:
         servers = list(self._servers.values())
         self._servers.clear()
         for server in servers:
             server.close()
-        for transport in list(self._live):
+        for transport in list(self.live):
             transport.abort()
+        for task in list(self.tasks):
+            task.cancel()
         for server in servers:
             await server.wait_closed()
+
+
+class RigListeners:
+    """The TCP listeners of some rigs; 'offline' closes a rig's listener, clearing reopens it."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._book = ServerBook()
+        self._counter = [0]
+
+    @property
+    def replies(self) -> int:
+        return self._counter[0]
+
+    def port_of(self, rig_id: str) -> int:
+        return self._book.bound_port(rig_id)
+
+    async def open(self, rig: RigSim) -> int:
+        loop = asyncio.get_running_loop()
+        sock = self._book.bind(rig.rig_id, rig.plan.host, rig.plan.port)
+        live = self._book.live
+        server = await loop.create_server(
+            lambda: CgminerConnection(rig, self._clock, self._counter, live), sock=sock
+        )
+        return self._book.add(rig.rig_id, server, sock)
+
+    def close(self, rig_id: str) -> None:
+        self._book.close(rig_id)
+
+    def is_open(self, rig_id: str) -> bool:
+        return self._book.is_open(rig_id)
+
+    async def close_all(self) -> None:
+        await self._book.close_all()

@@ -19,7 +19,6 @@ the rig keeps hashing). The offline fault closes the listener (RigFleet).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -31,7 +30,7 @@ from collections.abc import Mapping
 from minerd.clock import Clock
 from minerd.sim.family_base import SIM_LOGINS
 from minerd.sim.rig import RigSim
-from minerd.sim.rigserver import HUNG_HOLD_S, SLOW_REPLY_S, bind_listener
+from minerd.sim.rigserver import HUNG_HOLD_S, SLOW_REPLY_S, ServerBook
 
 __all__ = ["REALM", "REPLY_DELAY_S", "RESTART_DOWN_S", "StockWebListeners", "listeners"]
 
@@ -75,56 +74,39 @@ class StockWebListeners:
         self.clock = clock
         self.reply_delay_s = reply_delay_s
         self.restart_down_s = restart_down_s
-        self._servers: dict[str, asyncio.Server] = {}
-        self._ports: dict[str, int] = {}
+        self._book = ServerBook()
         self._conf: dict[str, _Conf] = {}
         self._nonces: dict[str, float] = {}  # nonce -> issued at (sim s)
-        self._tasks: set[asyncio.Task[None]] = set()
         self.writes = 0  # set_miner_conf requests accepted (tests count them)
 
     async def open(self, rig: RigSim) -> int:
-        loop = asyncio.get_running_loop()
-        port = self._ports.get(rig.rig_id, rig.plan.family_port)
-        sock = bind_listener(rig.plan.host, port)
+        sock = self._book.bind(rig.rig_id, rig.plan.host, rig.plan.family_port)
         self._conf.setdefault(rig.rig_id, _Conf(rig))
+        tasks = self._book.tasks
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
-            self._tasks.add(task)
+            tasks.add(task)
             try:
                 await self._serve(rig, reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 pass
             finally:
-                self._tasks.discard(task)
+                tasks.discard(task)
                 writer.close()
 
         server = await asyncio.start_server(on_connect, sock=sock)
-        del loop
-        self._servers[rig.rig_id] = server
-        bound = int(sock.getsockname()[1])
-        self._ports[rig.rig_id] = bound
-        return bound
+        return self._book.add(rig.rig_id, server, sock)
 
     def port_of(self, rig_id: str) -> int | None:
-        return self._ports.get(rig_id) if rig_id in self._servers else None
+        return self._book.port_of(rig_id)
 
     def close(self, rig_id: str) -> None:
-        server = self._servers.pop(rig_id, None)
-        if server is not None:
-            server.close()
+        self._book.close(rig_id)
 
     async def close_all(self) -> None:
-        servers = list(self._servers.values())
-        self._servers.clear()
-        for server in servers:
-            server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for server in servers:
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
+        await self._book.close_all()
 
     def work_mode(self, rig_id: str) -> str:
         """The `bitmain-work-mode` the rig's config shows (tests)."""

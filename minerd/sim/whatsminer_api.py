@@ -27,7 +27,7 @@ from minerd.clock import Clock
 from minerd.sim import firmware
 from minerd.sim.family_base import SIM_LOGINS, FamilyListeners
 from minerd.sim.rig import RigSim
-from minerd.sim.rigserver import HUNG_HOLD_S, SLOW_REPLY_S, bind_listener
+from minerd.sim.rigserver import HUNG_HOLD_S, SLOW_REPLY_S, ServerBook
 from minerd.transports.whatsminer import (
     CODE_INVALID,
     CODE_OK,
@@ -505,39 +505,23 @@ class WhatsminerV3Listeners:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._servers: dict[str, asyncio.Server] = {}
-        self._ports: dict[str, int] = {}
-        self._live: set[asyncio.Transport] = set()
+        self._book = ServerBook()
 
     async def open(self, rig: RigSim) -> int:
         loop = asyncio.get_running_loop()
-        port = self._ports.get(rig.rig_id, rig.plan.family_port)
-        sock = bind_listener(rig.plan.host, port)
-        server = await loop.create_server(
-            lambda: _V3Connection(rig, self._clock, self._live), sock=sock
-        )
-        self._servers[rig.rig_id] = server
-        bound = int(sock.getsockname()[1])
-        self._ports[rig.rig_id] = bound
-        return bound
+        sock = self._book.bind(rig.rig_id, rig.plan.host, rig.plan.family_port)
+        live = self._book.live
+        server = await loop.create_server(lambda: _V3Connection(rig, self._clock, live), sock=sock)
+        return self._book.add(rig.rig_id, server, sock)
 
     def port_of(self, rig_id: str) -> int | None:
-        return self._ports.get(rig_id) if rig_id in self._servers else None
+        return self._book.port_of(rig_id)
 
     def close(self, rig_id: str) -> None:
-        server = self._servers.pop(rig_id, None)
-        if server is not None:
-            server.close()
+        self._book.close(rig_id)
 
     async def close_all(self) -> None:
-        servers = list(self._servers.values())
-        self._servers.clear()
-        for server in servers:
-            server.close()
-        for transport in list(self._live):
-            transport.abort()
-        for server in servers:
-            await server.wait_closed()
+        await self._book.close_all()
 
 
 def listeners(clock: Clock) -> FamilyListeners:
