@@ -20,6 +20,7 @@ from minerd.api.auth import FailureThrottle
 from minerd.api.connections import reserved_fds
 from minerd.api.mqtt_quota import run_mqtt_quota_input
 from minerd.clock import Clock
+from minerd.gridlink.tasks import GridLinks, build_grid_links
 from minerd.model import ComplianceRecord, RigCommand
 from minerd.runtime.cycle import CycleResult
 from minerd.runtime.sessions import session_recoveries
@@ -93,6 +94,7 @@ class Components:
     tsdb_reachable: bool = True
     # The API's brake on wrong tokens: its recent count feeds the AuthFailures alert.
     auth_throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    grid_links: GridLinks = field(default_factory=GridLinks)  # IEC 104, OpenADR (if on)
     _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
 
     def tasks(self) -> list[tuple[str, TaskFactory]]:
@@ -217,6 +219,8 @@ def build_components(settings: Settings, site: Site, stores: Stores, clock: Cloc
     )
     parts._tasks.append(("alerts-deliver", engine.run))
     _build_api(settings, site, stores, parts)
+    parts.grid_links = build_grid_links(settings, site)
+    parts._tasks.extend(parts.grid_links.tasks)
     return parts
 
 

@@ -91,6 +91,8 @@ class QuotaSource(StrEnum):
     MQTT = "mqtt"
     SCHEDULE = "schedule"
     CONFIG = "config"
+    IEC104 = "iec104"  # a setpoint from the dispatcher's SCADA (IEC 60870-5-104)
+    OPENADR = "openadr"  # an OpenADR 2.0b event from a VTN
 
 
 class Severity(StrEnum):
@@ -410,6 +412,8 @@ class EffectiveLimit:
     limit_kw: float
     origin: str  # "quota", "operator-cap", "contracted", "failsafe"
     quota_id: str | None = None
+    # Who sent the quota (origin "quota"); a label, not part of what the limit is.
+    source: QuotaSource | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ async def get_site(ctx: Ctx, who: SiteReader) -> SiteOut:
     st = ctx.service.status()
     by_state = {state: count for state, count in st.rigs_by_state}
     grid_read = ctx.service.snapshot().grid_read
+    in_force = _in_force(ctx, st)
     return SiteOut(
         site=st.site,
         taken_at=to_dt(st.taken_at_s),
@@ -57,7 +58,8 @@ async def get_site(ctx: Ctx, who: SiteReader) -> SiteOut:
         grid_import_kw=st.grid_import_kw if grid_read else None,
         grid_fresh=st.grid_fresh,
         limit=LimitOut.of(_held(st.limit)),
-        in_force=LimitOut.of(_in_force(ctx, st)),
+        in_force=LimitOut.of(in_force),
+        quota_source=in_force.source,
         contracted_limit_kw=st.contracted_limit_kw,
         failsafe_limit_kw=st.failsafe_limit_kw,
         operator_cap_kw=st.operator_cap_kw,

@@ -177,6 +177,8 @@ class SiteOut(BaseModel):
     grid_fresh: bool
     limit: LimitOut  # what the controller holds the site to (origin "failsafe" while it applies)
     in_force: LimitOut  # what the quota, operator cap or contract sets now, before the fail-safe
+    # Who sent the quota in force (api, mqtt, schedule, iec104, openadr); null: no quota.
+    quota_source: QuotaSource | None = None
     contracted_limit_kw: float
     failsafe_limit_kw: float
     operator_cap_kw: float | None

@@ -12,7 +12,13 @@ from minerd.model import EffectiveLimit, Quota, QuotaSource
 
 # Quotas from these sources are orders of the grid authority; CONFIG ones are not.
 GRID_SOURCES: frozenset[QuotaSource] = frozenset(
-    {QuotaSource.API, QuotaSource.MQTT, QuotaSource.SCHEDULE}
+    {
+        QuotaSource.API,
+        QuotaSource.MQTT,
+        QuotaSource.SCHEDULE,
+        QuotaSource.IEC104,
+        QuotaSource.OPENADR,
+    }
 )
 
 ORIGIN_QUOTA = "quota"
@@ -52,7 +58,7 @@ def combine_limit(
     if operator_cap_kw is not None and operator_cap_kw <= limit.limit_kw:
         limit = EffectiveLimit(operator_cap_kw, ORIGIN_OPERATOR_CAP, None)
     if quota is not None and quota.limit_kw <= limit.limit_kw:
-        limit = EffectiveLimit(quota.limit_kw, ORIGIN_QUOTA, quota.quota_id)
+        limit = EffectiveLimit(quota.limit_kw, ORIGIN_QUOTA, quota.quota_id, quota.source)
     if failsafe:
         qid = quota.quota_id if quota is not None else None
         cap_kw = limit.limit_kw if failsafe_limit_kw is None else failsafe_limit_kw

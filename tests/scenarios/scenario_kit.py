@@ -344,13 +344,17 @@ class DaemonProcess:
 
 @contextlib.asynccontextmanager
 async def running_site(
-    spec: SiteSpec, workdir: Path, tuning: Tuning = Tuning()
+    spec: SiteSpec, workdir: Path, tuning: Tuning = Tuning(), extra_toml: str = ""
 ) -> AsyncIterator[Running]:
-    """The simulated site and the real daemon on it, warmed up and controlling."""
+    """The simulated site and the real daemon on it, warmed up and controlling.
+    extra_toml: sections appended to the config (e.g. [iec104])."""
     async with SimSite(spec) as sim:
         config = workdir / "site.toml"
         sim.write_config(config, api_listen=f"127.0.0.1:{free_port()}")
         tune_config(config, tuning)
+        if extra_toml:
+            with config.open("a", encoding="utf-8") as f:
+                f.write("\n" + extra_toml)
         settings = load_settings(config)
         daemon = Daemon(settings, clock=sim.clock)
         site = daemon.build()
