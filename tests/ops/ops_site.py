@@ -187,6 +187,8 @@ class OpsSite:
             rig_budget_kw=limit.limit_kw - MARGIN_KW - 1.25,
             planned_power_kw=snap.rig_power_w / 1000.0,
             rig_power_kw=snap.rig_power_w / 1000.0,
+            commandable_power_kw=snap.rig_power_w / 1000.0 - 3.0,  # one read-only rig's draw
+            commandable_share=0.95,
             hashrate_ths=snap.hashrate_ths,
             rigs_by_state=tuple(snap.counts_by_state().items()),
             failsafe=bool(self.failsafe_reason),

@@ -125,6 +125,8 @@ def test_status_page_renders_what_the_api_answers(
     assert by_id(dom, "hashrate") == f"{s['hashrate_ths']:.1f}" == "706.5"
     assert by_id(dom, "efficiency") == f"{s['rig_power_kw'] * 1000 / s['hashrate_ths']:.1f}"
     assert by_id(dom, "rigs-total") == str(s["rigs_total"]) == "8"
+    assert by_id(dom, "commandable-share") == f"{s['commandable_share'] * 100:.1f}" == "95.0"
+    assert by_id(dom, "commandable-power") == f"{s['commandable_power_kw']:.1f}"
     for state in ("hashing", "sleeping", "offline", "fault"):
         assert by_id(dom, f"state-{state}") == str(s["rigs_by_state"].get(state, 0))
     assert by_id(dom, "failsafe") == "off"

@@ -137,6 +137,8 @@
     text("rig-power", f1(s.rig_power_kw));
     text("efficiency", s.hashrate_ths > 0 ? f1((s.rig_power_kw * 1000) / s.hashrate_ths) : "–");
     text("rigs-total", String(s.rigs_total));
+    text("commandable-share", f1(s.commandable_share * 100));
+    text("commandable-power", f1(s.commandable_power_kw));
     const states = $("rig-states");
     states.replaceChildren();
     for (const name of STATES) {
