@@ -13,9 +13,8 @@ import asyncio
 import dataclasses
 import logging
 
-from minerd.clock import SystemClock
 from minerd.devices.rig import Rig, pick_profile
-from minerd.devices.rig_luxos import CgminerRig
+from minerd.devices.rig_family import FamilyRig
 from minerd.devices.target import RigTarget
 from minerd.errors import CommandRejected, DeviceError, ProtocolError
 from minerd.model import ControlMode, RigAction, RigCommand, RigProtocol, RigReading
@@ -49,25 +48,18 @@ DEFAULT_USERNAME = "root"
 GRPC_READ_SHARE = 0.8
 
 
-class BraiinsRig(CgminerRig):
+class BraiinsRig(FamilyRig):
     """A Braiins OS+ rig: 4028 reads joined with gRPC power; gRPC commands."""
 
+    FAMILY = RigProtocol.BRAIINS
+
     def __init__(self, target: RigTarget) -> None:
-        super().__init__(
-            target.rig_id,
-            target.host,
-            target.model,
-            target.port,
-            container=target.container,
-            timeout_s=target.timeout_s,
-        )
-        self.target = target
-        reaction = target.model.reaction(RigProtocol.BRAIINS)
+        super().__init__(target)
+        reaction = self.reaction
         self.command_timeout_s = reaction.command_timeout_s
         self.quick_ramping = QuickRamping(
             up_s=max(1, round(reaction.wake_time_s)), down_s=max(1, round(reaction.sleep_time_s))
         )
-        clock = target.clock if target.clock is not None else SystemClock()
         self.grpc = BosClient(
             target.rig_id,
             target.host,
@@ -75,15 +67,11 @@ class BraiinsRig(CgminerRig):
             username=target.username or DEFAULT_USERNAME,
             password=target.password,
             timeout_s=max(target.timeout_s, reaction.command_timeout_s),
-            monotonic_s=clock.monotonic_s,
+            monotonic_s=self.clock.monotonic_s,
         )
         self._ramping_login = -1  # the login whose session already has quick ramping set
         self._lock = asyncio.Lock()  # one command at a time per rig
         self._grpc_problem = ""  # the last gRPC read failure, logged once
-
-    @property
-    def protocol(self) -> RigProtocol:
-        return RigProtocol.BRAIINS
 
     @property
     def grpc_endpoint(self) -> str:

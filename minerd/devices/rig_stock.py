@@ -21,10 +21,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 
-from minerd.clock import Clock, SystemClock
 from minerd.devices.rig import Rig
 from minerd.devices.rig_cgminer import parse_reading
-from minerd.devices.rig_luxos import CgminerRig
+from minerd.devices.rig_family import FamilyRig
 from minerd.devices.target import RigTarget
 from minerd.errors import DeviceError, ProtocolError
 from minerd.model import ControlMode, RigAction, RigCommand, RigProtocol, RigReading, RigState
@@ -79,22 +78,15 @@ def _chain_power_w(stats: object) -> float | None:
     return None
 
 
-class StockRig(CgminerRig):
+class StockRig(FamilyRig):
     """A stock rig: cgminer-API reads, sleep/wake (and low power) over the web CGI."""
 
+    FAMILY = RigProtocol.STOCK
+
     def __init__(self, target: RigTarget) -> None:
-        super().__init__(
-            target.rig_id,
-            target.host,
-            target.model,
-            target.port,
-            container=target.container,
-            timeout_s=target.timeout_s,
-        )
-        self.target = target
-        reaction = target.model.reaction(RigProtocol.STOCK)
-        self.command_timeout_s = reaction.command_timeout_s
-        self.power_steps_w = reaction.power_steps_w
+        super().__init__(target)
+        self.command_timeout_s = self.reaction.command_timeout_s
+        self.power_steps_w = self.reaction.power_steps_w
         user = target.username or DEFAULT_LOGIN[0]
         password = target.password if target.password is not None else DEFAULT_LOGIN[1]
         self.web = DigestClient(
@@ -106,17 +98,12 @@ class StockRig(CgminerRig):
             timeout_s=self.command_timeout_s,
         )
         self.ack_window_s = ACK_WINDOW_S
-        self._clock: Clock = target.clock if target.clock is not None else SystemClock()
         self._lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
         # the last write not yet read back: (mode, monotonic time sent)
         self._unverified: tuple[int, float] | None = None
         self.conf_mode: int | None = None  # what get_miner_conf showed at the last check
         self._warned: str = ""
-
-    @property
-    def protocol(self) -> RigProtocol:
-        return RigProtocol.STOCK
 
     # ------------------------------------------------------------ read
 
@@ -138,7 +125,7 @@ class StockRig(CgminerRig):
         assert self._unverified is not None
         mode, sent_at = self._unverified
         settle_s = self.model.sleep_time_s if mode == MODE_SLEEP else self.model.wake_time_s
-        if self._clock.monotonic_s() - sent_at < settle_s:
+        if self.clock.monotonic_s() - sent_at < settle_s:
             return reading
         try:
             # a read's own time limit: a hung web server must not hold the poll
@@ -178,14 +165,14 @@ class StockRig(CgminerRig):
             send = asyncio.create_task(self.web.post_json(SET_PATH, body))
             done: set[asyncio.Task[object]] = set()
             try:
-                async with self._clock.timeout(self.ack_window_s):  # clock seconds
+                async with self.clock.timeout(self.ack_window_s):  # clock seconds
                     done, _ = await asyncio.wait({send})
             except TimeoutError:
                 pass  # still answering: watched below
             except asyncio.CancelledError:
                 send.cancel()
                 raise
-            self._unverified = (mode, self._clock.monotonic_s())
+            self._unverified = (mode, self.clock.monotonic_s())
             if send in done:
                 self._check_reply(send.result())
                 return

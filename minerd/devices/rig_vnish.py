@@ -21,10 +21,9 @@ import contextlib
 import logging
 from dataclasses import replace
 
-from minerd.clock import system_clock
 from minerd.devices.rig import Rig
 from minerd.devices.rig_cgminer import parse_reading
-from minerd.devices.rig_luxos import CgminerRig
+from minerd.devices.rig_family import FamilyRig
 from minerd.devices.target import RigTarget
 from minerd.devices.vnish_parse import (
     Preset,
@@ -45,28 +44,21 @@ PRESETS_TTL_S = 600.0  # presets change only when someone tunes the rig: re-list
 PRESET_REREAD_S = 60.0  # the running preset is re-read this often, and after every command
 
 
-class VnishRig(CgminerRig):
+class VnishRig(FamilyRig):
     """A Vnish rig: cgminer-API reads plus REST power/preset; REST commands."""
 
+    FAMILY = RigProtocol.VNISH
     REPORTS = ("summary", "stats")
 
     def __init__(self, target: RigTarget) -> None:
-        super().__init__(
-            target.rig_id,
-            target.host,
-            target.model,
-            target.port,
-            container=target.container,
-            timeout_s=target.timeout_s,
-        )
-        self.target = target
-        self.reaction = target.model.reaction(RigProtocol.VNISH)
+        super().__init__(target)
         self.web = VnishWebClient(
             target.host,
             target.web_port,
             device=target.rig_id,
             password=target.password,
             timeout_s=target.timeout_s,
+            clock=self.clock,
         )
         self._lock = asyncio.Lock()  # one command at a time per rig
         self._presets: tuple[float, list[Preset]] | None = None  # (listed at, presets)
@@ -74,10 +66,6 @@ class VnishRig(CgminerRig):
         # The running preset as last read: (read at, name). Only a command (ours or someone
         # else's) changes it, so a poll re-reads it after ours and once a minute.
         self._preset_seen: tuple[float, str | None] | None = None
-
-    @property
-    def protocol(self) -> RigProtocol:
-        return RigProtocol.VNISH
 
     # ------------------------------------------------------------ read
 
@@ -109,7 +97,7 @@ class VnishRig(CgminerRig):
     async def _web_state(self) -> tuple[float | None, str | None]:
         """(power W, running preset) from the REST API; (None, None) when it fails: the
         reading then estimates power from hashrate, as for a rig that reports none."""
-        now = self._monotonic_s()
+        now = self.clock.monotonic_s()
         seen = self._preset_seen
         fresh = seen is not None and now - seen[0] < PRESET_REREAD_S
         try:
@@ -193,7 +181,7 @@ class VnishRig(CgminerRig):
         return chosen
 
     async def _rig_presets(self, timeout_s: float) -> list[Preset]:
-        now = self._monotonic_s()
+        now = self.clock.monotonic_s()
         if self._presets is not None and now - self._presets[0] < PRESETS_TTL_S:
             return self._presets[1]
         try:
@@ -207,10 +195,6 @@ class VnishRig(CgminerRig):
             return []
         self._presets = (now, presets)
         return presets
-
-    def _monotonic_s(self) -> float:
-        clock = self.target.clock
-        return (clock or system_clock).monotonic_s()
 
     async def aclose(self) -> None:
         await self.web.aclose()

@@ -20,10 +20,9 @@ import logging
 import math
 from collections.abc import Mapping
 
-from minerd.clock import Clock, SystemClock
 from minerd.devices.rig import Rig
 from minerd.devices.rig_cgminer import hashrate_ths_of, parse_reading
-from minerd.devices.rig_luxos import CgminerRig
+from minerd.devices.rig_family import FamilyRig
 from minerd.devices.target import RigTarget
 from minerd.errors import CommandRejected, DeviceError
 from minerd.model import (
@@ -99,30 +98,22 @@ def whatsminer_reading(
     )
 
 
-class WhatsminerRig(CgminerRig):
+class WhatsminerRig(FamilyRig):
     """A Whatsminer: reads summary+devs on 4028; sleep/wake and power percent over v3 or v2."""
 
+    FAMILY = RigProtocol.WHATSMINER
     REPORTS = ("summary", "devs")
 
     def __init__(self, target: RigTarget) -> None:
-        super().__init__(
-            target.rig_id,
-            target.host,
-            target.model,
-            target.port,
-            container=target.container,
-            timeout_s=target.timeout_s,
-        )
-        self.target = target
-        clock: Clock = target.clock if target.clock is not None else SystemClock()
-        self.command_timeout_s = target.model.reaction(RigProtocol.WHATSMINER).command_timeout_s
+        super().__init__(target)
+        self.command_timeout_s = self.reaction.command_timeout_s
         password = target.password or ""
         self.v2 = V2Client(
             target.rig_id,
             target.host,
             target.port,
             password,
-            clock.monotonic_s,
+            self.clock.monotonic_s,
             self.command_timeout_s,
         )
         self.v3 = V3Client(
@@ -131,15 +122,11 @@ class WhatsminerRig(CgminerRig):
             target.api_port,
             password,
             target.username or DEFAULT_ACCOUNT,
-            clock.now_s,
+            self.clock.now_s,
             self.command_timeout_s,
         )
         self.api: str | None = None  # "v3" or "v2" once the rig showed which it answers
         self._lock = asyncio.Lock()  # one token / salt renewal at a time
-
-    @property
-    def protocol(self) -> RigProtocol:
-        return RigProtocol.WHATSMINER
 
     async def read(self, now_s: float) -> RigReading:
         res = await self.client.batch(self.REPORTS)
