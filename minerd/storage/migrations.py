@@ -12,6 +12,12 @@ to the file (`<db>.pre-v<N>.bak`, sqlite3 online backup API), then runs each ste
 transaction. A failed step rolls back to the previous version, and the backup stays. To roll
 back after an upgrade: stop minerd, install the previous release, and copy the backup over
 the database file (docs/operator-guide.md, "Upgrades").
+
+Changing a store's schema: append its Migration, and append a Step with the next version
+(usually `_all_components_latest` again) so the file version moves with it. Forgetting the
+Step is still safe (a pending component is migrated, with its copy, under the last step;
+an older minerd refuses the component by its own version), but the file version is what an
+operator reads in the log and in `minerd backup --verify`.
 """
 
 from __future__ import annotations
