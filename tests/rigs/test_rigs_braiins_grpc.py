@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from sim_fleet import manual_fleet
 
 from minerd.clock import ManualClock
 from minerd.devices.rig_braiins import SET_QUICK_RAMPING, BraiinsRig
@@ -35,13 +36,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         grpc_port=0,
         base_octet=113,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
-    await f.start()
-    clock = f.clock
-    assert isinstance(clock, ManualClock)
-    clock.advance(600)  # past warm-up
-    yield f
-    await f.close()
+    async with manual_fleet(spec, start_s=1_764_400_000.0, warm_up_s=600) as f:  # past warm-up
+        yield f
 
 
 def _model(command_timeout_s: float | None = None) -> RigModel:

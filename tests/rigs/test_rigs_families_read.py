@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sim_fleet import manual_fleet
 
 from minerd.assembly import build_devices
 from minerd.clock import ManualClock
@@ -22,7 +23,7 @@ from minerd.model import RigAction, RigCommand, RigProtocol, RigState
 from minerd.profiles import load_rig_model
 from minerd.settings import settings_from_dict
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 
 # rig id -> (family, model)
 RIGS = {
@@ -43,10 +44,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         whatsminer_api_port=0,
         grpc_port=0,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
-    await f.start()
-    yield f
-    await f.close()
+    async with manual_fleet(spec, start_s=1_764_400_000.0) as f:
+        yield f
 
 
 def _target(fleet: RigFleet, rig_id: str) -> RigTarget:

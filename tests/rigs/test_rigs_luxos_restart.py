@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sim_fleet import manual_fleet
 
 from minerd.clock import ManualClock
 from minerd.devices.rig_luxos import LuxosRig
@@ -18,7 +19,7 @@ from minerd.model import RigAction, RigCommand, RigProtocol, RigState
 from minerd.profiles import load_rig_model
 from minerd.runtime.sessions import StoredSessions
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 from minerd.storage import Database, StateStore
 
 MODEL = "bitmain-s19jpro"
@@ -27,10 +28,8 @@ MODEL = "bitmain-s19jpro"
 @pytest_asyncio.fixture
 async def fleet() -> AsyncIterator[RigFleet]:
     spec = SiteSpec(groups=(RigGroupSpec(MODEL, 1, RigProtocol.LUXOS),), rig_port=0, base_octet=43)
-    f = RigFleet(plan_rigs(spec), ManualClock())
-    await f.start()
-    yield f
-    await f.close()
+    async with manual_fleet(spec) as f:
+        yield f
 
 
 def _driver(fleet: RigFleet, sessions: StoredSessions | None) -> LuxosRig:

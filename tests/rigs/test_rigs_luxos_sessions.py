@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from sim_fleet import manual_clock, manual_fleet
 
-from minerd.clock import ManualClock
 from minerd.devices.rig_luxos import LuxosRig
 from minerd.errors import DeviceError
 from minerd.model import RigAction, RigCommand, RigProtocol
@@ -26,7 +26,7 @@ from minerd.profiles import load_rig_model
 from minerd.runtime.sessions import StoredSessions, session_recoveries
 from minerd.sim.fleet import RigFleet
 from minerd.sim.rig import RigSim
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 from minerd.sinks.prometheus import PrometheusSink
 from minerd.storage import Database, StateStore
 
@@ -40,15 +40,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
     spec = SiteSpec(
         groups=(RigGroupSpec(MODEL, RIGS, RigProtocol.LUXOS),), rig_port=0, base_octet=97
     )
-    f = RigFleet(plan_rigs(spec), ManualClock())
-    await f.start()
-    yield f
-    await f.close()
-
-
-def _clock(fleet: RigFleet) -> ManualClock:
-    assert isinstance(fleet.clock, ManualClock)
-    return fleet.clock
+    async with manual_fleet(spec) as f:
+        yield f
 
 
 def _sim(fleet: RigFleet, index: int) -> RigSim:
@@ -105,7 +98,7 @@ STEPS = (
 async def test_soak_commands_50_to_70_s_apart_for_10_minutes(
     fleet: RigFleet, tmp_path: Path
 ) -> None:
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     stored = _stored(tmp_path / "state.sqlite")
     drivers = [_driver(fleet, i, stored) for i in range(RIGS)]
     rng = random.Random(12)
@@ -149,7 +142,7 @@ async def test_soak_commands_50_to_70_s_apart_for_10_minutes(
 async def test_another_tool_holding_the_session_does_not_fail_our_command(
     fleet: RigFleet,
 ) -> None:
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     logon = await _other_tool(fleet, 0, "logon")
     assert logon["STATUS"][0]["Code"] == 316
     theirs = logon["SESSION"][0]["SessionID"]
@@ -187,7 +180,7 @@ async def test_recoveries_are_exposed_in_metrics(fleet: RigFleet) -> None:
 
 @pytest.mark.asyncio
 async def test_daemon_restart_takes_the_stored_session(fleet: RigFleet, tmp_path: Path) -> None:
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     db_path = tmp_path / "state.sqlite"
     before = _driver(fleet, 2, _stored(db_path))
     await before.apply(RigCommand(before.rig_id, RigAction.SLEEP))
@@ -210,7 +203,7 @@ async def test_daemon_restart_takes_the_stored_session(fleet: RigFleet, tmp_path
 
 @pytest.mark.asyncio
 async def test_aclose_logs_off_so_another_tool_can_log_on(fleet: RigFleet, tmp_path: Path) -> None:
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     stored = _stored(tmp_path / "state.sqlite")
     driver = _driver(fleet, 1, stored)
     await driver.apply(RigCommand(driver.rig_id, RigAction.SLEEP))
@@ -226,7 +219,7 @@ async def test_aclose_logs_off_so_another_tool_can_log_on(fleet: RigFleet, tmp_p
 async def test_a_failing_session_store_never_fails_a_command(
     fleet: RigFleet, tmp_path: Path
 ) -> None:
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     db = Database(tmp_path / "state.sqlite")
     stored = StoredSessions(StateStore(db))
     driver = _driver(fleet, 0, stored)

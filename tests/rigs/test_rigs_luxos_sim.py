@@ -6,15 +6,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from sim_fleet import manual_clock, manual_fleet
 
-from minerd.clock import ManualClock
 from minerd.devices.rig import classify_failure
 from minerd.devices.rig_luxos import CgminerRig, LuxosRig
 from minerd.errors import CommandRejected, DeviceError, DeviceTimeout, DeviceUnreachable
 from minerd.model import RigAction, RigCommand, RigProtocol, RigState
 from minerd.profiles import load_rig_model
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 
 MODEL = "bitmain-s19jpro"
 
@@ -29,10 +29,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         rig_port=0,
         base_octet=41,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock())
-    await f.start()
-    yield f
-    await f.close()
+    async with manual_fleet(spec) as f:
+        yield f
 
 
 def _rig(fleet: RigFleet, index: int, timeout_s: float = 3.0) -> LuxosRig:
@@ -47,15 +45,10 @@ def _rig(fleet: RigFleet, index: int, timeout_s: float = 3.0) -> LuxosRig:
     )
 
 
-def _clock(fleet: RigFleet) -> ManualClock:
-    assert isinstance(fleet.clock, ManualClock)
-    return fleet.clock
-
-
 @pytest.mark.asyncio
 async def test_read_hashing_rig(fleet: RigFleet) -> None:
     rig = _rig(fleet, 0)
-    r = await rig.read(_clock(fleet).now_s())
+    r = await rig.read(manual_clock(fleet).now_s())
     assert r.state is RigState.HASHING, r.reason
     assert r.hashrate_ths == pytest.approx(104.0, rel=0.02)
     assert r.power_w == pytest.approx(3068, rel=0.01)
@@ -70,7 +63,7 @@ async def test_read_hashing_rig(fleet: RigFleet) -> None:
 @pytest.mark.asyncio
 async def test_sleep_then_wake_verified_by_reads(fleet: RigFleet) -> None:
     rig = _rig(fleet, 1)
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     await rig.apply(RigCommand(rig.rig_id, RigAction.SLEEP))
     clock.advance(30)
     r = await rig.read(clock.now_s())
@@ -88,7 +81,7 @@ async def test_sleep_then_wake_verified_by_reads(fleet: RigFleet) -> None:
 @pytest.mark.asyncio
 async def test_profiles_and_power_target(fleet: RigFleet) -> None:
     rig = _rig(fleet, 2)
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     await rig.apply(RigCommand(rig.rig_id, RigAction.SET_PROFILE, profile="-2"))
     clock.advance(60)
     r = await rig.read(clock.now_s())
@@ -106,7 +99,7 @@ async def test_profiles_and_power_target(fleet: RigFleet) -> None:
 @pytest.mark.asyncio
 async def test_expired_session_is_renewed(fleet: RigFleet) -> None:
     rig = _rig(fleet, 0)
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     await rig.apply(RigCommand(rig.rig_id, RigAction.SET_PROFILE, profile="+1"))
     clock.advance(120)  # the rig forgets the session after 60 s idle (sim time)
     await rig.apply(RigCommand(rig.rig_id, RigAction.SET_PROFILE, profile="default"))
@@ -139,7 +132,7 @@ async def test_session_held_by_someone_else_is_shared_not_refused(fleet: RigFlee
 )
 async def test_faults_read_as_fault(fleet: RigFleet, fault: str, reason: str) -> None:
     rig = _rig(fleet, 0)
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     await fleet.inject(rig.rig_id, fault)
     clock.advance(30)
     r = await rig.read(clock.now_s())
@@ -149,7 +142,7 @@ async def test_faults_read_as_fault(fleet: RigFleet, fault: str, reason: str) ->
 
 @pytest.mark.asyncio
 async def test_offline_hung_and_broken_json(fleet: RigFleet) -> None:
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     rig0, rig1, rig2 = _rig(fleet, 0), _rig(fleet, 1, timeout_s=0.3), _rig(fleet, 2)
     await fleet.inject(rig0.rig_id, "offline")
     with pytest.raises(DeviceUnreachable) as info:
@@ -182,7 +175,7 @@ async def test_plain_cgminer_rig_reads_estimated_power_and_refuses_commands(
 ) -> None:
     sim = list(fleet.rigs.values())[3]
     rig = CgminerRig(sim.rig_id, sim.plan.host, load_rig_model(MODEL), fleet.port_of(sim))
-    r = await rig.read(_clock(fleet).now_s())
+    r = await rig.read(manual_clock(fleet).now_s())
     assert r.state is RigState.HASHING
     assert r.power_estimated and r.power_w == pytest.approx(3068, rel=0.03)
     assert r.profile is None

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 import pytest_asyncio
+from sim_fleet import manual_clock, manual_fleet
 
-from minerd.clock import ManualClock
 from minerd.devices.registry import build_rig
 from minerd.devices.rig_vnish import VnishRig
 from minerd.devices.target import RigTarget
@@ -19,7 +19,7 @@ from minerd.errors import CommandRejected, DeviceTimeout
 from minerd.model import RigAction, RigCommand, RigProtocol, RigState
 from minerd.profiles import load_rig_model
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 from minerd.sim.vnish_web import VnishWebListeners
 
 MODEL = "bitmain-s19jpro"
@@ -35,15 +35,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         web_port=0,
         base_octet=172,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
-    await f.start()
-    yield f
-    await f.close()
-
-
-def _clock(fleet: RigFleet) -> ManualClock:
-    assert isinstance(fleet.clock, ManualClock)
-    return fleet.clock
+    async with manual_fleet(spec, start_s=1_764_400_000.0) as f:
+        yield f
 
 
 def _target(
@@ -78,7 +71,7 @@ async def driver(fleet: RigFleet) -> AsyncIterator[VnishRig]:
 
 async def _settled_read(fleet: RigFleet, rig: VnishRig) -> tuple[float, float]:
     """(reading power, true power) after the ramps settle."""
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     clock.advance(SETTLE_S)
     reading = await rig.read(clock.now_s())
     return reading.power_w, fleet.rigs[rig.rig_id].view(clock.now_s()).power_w
@@ -86,7 +79,7 @@ async def _settled_read(fleet: RigFleet, rig: VnishRig) -> tuple[float, float]:
 
 @pytest.mark.asyncio
 async def test_read_takes_power_and_preset_from_rest(fleet: RigFleet, driver: VnishRig) -> None:
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     clock.advance(SETTLE_S)
     now_s = clock.now_s()
     reading = await driver.read(now_s)
@@ -101,7 +94,7 @@ async def test_read_takes_power_and_preset_from_rest(fleet: RigFleet, driver: Vn
 
 @pytest.mark.asyncio
 async def test_sleep_and_wake(fleet: RigFleet, driver: VnishRig) -> None:
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     await driver.apply(RigCommand(PLAIN, RigAction.SLEEP))
     clock.advance(SETTLE_S)
     asleep = await driver.read(clock.now_s())
@@ -124,7 +117,7 @@ async def test_power_moves_between_presets(fleet: RigFleet, rig_id: str) -> None
         # 2900 W: the highest tuned preset at or below is 2700 (profile "-1")
         await rig.apply(RigCommand(rig_id, RigAction.SET_POWER, power_w=2900))
         power_w, true_w = await _settled_read(fleet, rig)
-        reading = await rig.read(_clock(fleet).now_s())
+        reading = await rig.read(manual_clock(fleet).now_s())
         assert (reading.profile, reading.power_limit_w) == ("-1", 2700)
         assert power_w == pytest.approx(2700, abs=2.0) and true_w == pytest.approx(2700, abs=1)
         # the planner names model profiles: "-2" is 2300 W, preset "2300"
@@ -151,7 +144,7 @@ async def test_wrong_password_is_a_clear_error_and_reads_go_on(fleet: RigFleet) 
         listeners = fleet.family_listeners[RigProtocol.VNISH]
         assert isinstance(listeners, VnishWebListeners)
         assert fleet.rigs[PLAIN].awake
-        reading = await rig.read(_clock(fleet).now_s())  # reads need no token
+        reading = await rig.read(manual_clock(fleet).now_s())  # reads need no token
         assert reading.state is RigState.HASHING and not reading.power_estimated
     finally:
         await rig.aclose()
@@ -173,8 +166,8 @@ async def test_ignored_commands_show_in_the_next_read(fleet: RigFleet, driver: V
     await fleet.inject(PLAIN, "ignores_commands")
     await driver.apply(RigCommand(PLAIN, RigAction.SLEEP))  # answered 200, as the rig does
     await driver.apply(RigCommand(PLAIN, RigAction.SET_POWER, power_w=2300))  # {false,false}
-    _clock(fleet).advance(SETTLE_S)
-    reading = await driver.read(_clock(fleet).now_s())
+    manual_clock(fleet).advance(SETTLE_S)
+    reading = await driver.read(manual_clock(fleet).now_s())
     assert reading.state is RigState.HASHING  # it did not sleep
     assert (reading.profile, reading.power_limit_w) == ("default", 3068)  # nor change preset
     assert reading.power_w == pytest.approx(3068, abs=2.0)
@@ -186,7 +179,7 @@ async def test_a_hung_rig_times_out(fleet: RigFleet) -> None:
     try:
         await fleet.inject(PLAIN, "hung")
         with pytest.raises(DeviceTimeout) as read_err:
-            await rig.read(_clock(fleet).now_s())
+            await rig.read(manual_clock(fleet).now_s())
         assert read_err.value.device == PLAIN
         with pytest.raises(DeviceTimeout) as cmd_err:
             await rig.apply(RigCommand(PLAIN, RigAction.SLEEP))
@@ -202,7 +195,7 @@ async def test_the_preset_is_reread_after_a_command_or_a_minute(
 ) -> None:
     listeners = fleet.family_listeners[RigProtocol.VNISH]
     assert isinstance(listeners, VnishWebListeners)
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     await driver.read(clock.now_s())
     before = listeners.replies(PLAIN)
     await driver.read(clock.now_s())

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from firmware_fixtures import load
+from sim_fleet import manual_fleet
 
 from minerd.clock import ManualClock
 from minerd.devices.rig_whatsminer import (
@@ -29,7 +30,7 @@ from minerd.model import RigAction, RigCommand, RigModel, RigProtocol, RigState
 from minerd.profiles import load_rig_model
 from minerd.sim import whatsminer_api
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 from minerd.transports.whatsminer import V2Client
 
 RIG = "c001-r001"
@@ -86,13 +87,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         base_octet=179,
         whatsminer_api_port=0,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
-    await f.start()
-    clock = f.clock
-    assert isinstance(clock, ManualClock)
-    clock.advance(600)  # past warm-up
-    yield f
-    await f.close()
+    async with manual_fleet(spec, start_s=1_764_400_000.0, warm_up_s=600) as f:  # past warm-up
+        yield f
 
 
 def driver(

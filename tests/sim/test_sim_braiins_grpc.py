@@ -25,12 +25,12 @@ from pyasic.web.braiins_os.proto.braiins.bos.v1 import (
     ResumeMiningResponse,
     SetPowerTargetResponse,
 )
+from sim_fleet import manual_fleet
 
-from minerd.clock import ManualClock
 from minerd.model import RigProtocol
 from minerd.sim import cgminer
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 from minerd.transports.bos_messages import (
     LoginRequest,
     SaveAction,
@@ -52,13 +52,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         grpc_port=0,
         base_octet=114,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
-    await f.start()
-    clock = f.clock
-    assert isinstance(clock, ManualClock)
-    clock.advance(600)
-    yield f
-    await f.close()
+    async with manual_fleet(spec, start_s=1_764_400_000.0, warm_up_s=600) as f:
+        yield f
 
 
 @pytest_asyncio.fixture

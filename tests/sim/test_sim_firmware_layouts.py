@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from firmware_fixtures import load
+from sim_fleet import manual_clock, manual_fleet
 from simtest_helpers import cgminer
 
-from minerd.clock import ManualClock
 from minerd.devices.rig_cgminer import parse_reading, profile_for_model_type, version_model_hint
 from minerd.model import RigProtocol, RigState
 from minerd.sim.fleet import RigFleet
 from minerd.sim.rig import RigSim
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 
 # rig id -> (model, protocol, fixture directory, commands with a fixture)
 REPORTS = ("version", "summary", "stats", "devs")
@@ -41,10 +41,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         rig_port=0,
         base_octet=73,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
-    await f.start()
-    yield f
-    await f.close()
+    async with manual_fleet(spec, start_s=1_764_400_000.0) as f:
+        yield f
 
 
 def _kind(value: object) -> str:
@@ -66,17 +64,12 @@ async def _ask(fleet: RigFleet, rig: RigSim, command: str) -> Any:
     return await cgminer(rig.plan.host, fleet.port_of(rig), command)
 
 
-def _clock(fleet: RigFleet) -> ManualClock:
-    assert isinstance(fleet.clock, ManualClock)
-    return fleet.clock
-
-
 @pytest.mark.asyncio
 @pytest.mark.parametrize("rig_id", sorted(RIGS))
 async def test_replies_have_the_fixture_layout(fleet: RigFleet, rig_id: str) -> None:
     _, _, fixture, commands = RIGS[rig_id]
     rig = fleet.rigs[rig_id]
-    _clock(fleet).advance(600)  # past warm-up: counters and uptime are non-zero
+    manual_clock(fleet).advance(600)  # past warm-up: counters and uptime are non-zero
     for command in commands:
         want, got = load(fixture, command), await _ask(fleet, rig, command)
         section = SECTIONS[command]
@@ -103,8 +96,8 @@ def _diff(got: dict[str, str], want: dict[str, str]) -> dict[str, tuple[str, str
 async def test_units_and_model_as_firmware_sends_them(fleet: RigFleet, rig_id: str) -> None:
     model_name, protocol, _, _ = RIGS[rig_id]
     rig = fleet.rigs[rig_id]
-    _clock(fleet).advance(600)
-    now_s = _clock(fleet).now_s()
+    manual_clock(fleet).advance(600)
+    now_s = manual_clock(fleet).now_s()
     truth_ths = rig.view(now_s).hashrate_ths
     assert truth_ths > 50
     summary = (await _ask(fleet, rig, "summary"))["SUMMARY"][0]
@@ -142,7 +135,7 @@ async def test_minerd_reads_the_simulator_as_it_is(fleet: RigFleet, rig_id: str)
 
     model_name, _, _, _ = RIGS[rig_id]
     rig = fleet.rigs[rig_id]
-    clock = _clock(fleet)
+    clock = manual_clock(fleet)
     model = load_rig_model(model_name)
     clock.advance(600)
     now_s = clock.now_s()

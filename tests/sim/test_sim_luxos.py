@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from sim_fleet import manual_fleet
 from simtest_helpers import cgminer
 
 from minerd.clock import ManualClock
 from minerd.model import RigProtocol
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 
 MODEL = "bitmain-s19jpro"
 
@@ -22,10 +23,8 @@ MODEL = "bitmain-s19jpro"
 @pytest_asyncio.fixture
 async def fleet() -> AsyncIterator[RigFleet]:
     spec = SiteSpec(groups=(RigGroupSpec(MODEL, 1, RigProtocol.LUXOS),), rig_port=0, base_octet=98)
-    f = RigFleet(plan_rigs(spec), ManualClock())
-    await f.start()
-    yield f
-    await f.close()
+    async with manual_fleet(spec) as f:
+        yield f
 
 
 class Rig:

@@ -12,12 +12,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from firmware_fixtures import load
+from sim_fleet import manual_fleet
 
 from minerd.clock import ManualClock
 from minerd.model import RigProtocol
 from minerd.sim import RigGroupSpec, SiteSpec
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import plan_rigs
 from minerd.sim.vnish_web import UNLOCK_FAILS, VnishWebListeners
 
 FIX = "vnish-web"
@@ -32,10 +32,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         web_port=0,
         base_octet=171,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
-    await f.start()
-    yield f
-    await f.close()
+    async with manual_fleet(spec, start_s=1_764_400_000.0) as f:
+        yield f
 
 
 def _http(fleet: RigFleet, rig_id: str) -> httpx.AsyncClient:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from firmware_fixtures import load
+from sim_fleet import manual_fleet
 
-from minerd.clock import ManualClock
 from minerd.model import RigProtocol
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
+from minerd.sim.spec import RigGroupSpec, SiteSpec
 from minerd.transports.whatsminer import aes_decrypt, aes_encrypt, v2_token, v3_token
 
 RIG = "c001-r001"
@@ -33,13 +33,8 @@ async def fleet() -> AsyncIterator[RigFleet]:
         base_octet=177,
         whatsminer_api_port=0,
     )
-    f = RigFleet(plan_rigs(spec), ManualClock(1_764_400_000.0))
-    await f.start()
-    clock = f.clock
-    assert isinstance(clock, ManualClock)
-    clock.advance(600)  # past warm-up
-    yield f
-    await f.close()
+    async with manual_fleet(spec, start_s=1_764_400_000.0, warm_up_s=600) as f:  # past warm-up
+        yield f
 
 
 async def v3(fleet: RigFleet, body: dict[str, Any]) -> dict[str, Any]:
