@@ -119,7 +119,8 @@ def event_steps(
             steps[-1] = Step(steps[-1].start_s, b, kw)
         else:
             steps.append(Step(a, b, kw))
-    ramp_s = _seconds(period.get("ramp_up_period"))
+    # openleadr parses <x-eiRampUp> as "ramp_up"; its own objects call it ramp_up_period.
+    ramp_s = _seconds(period.get("ramp_up", period.get("ramp_up_period")))
     if steps and ramp_s > 0:
         steps[0] = Step(steps[0].start_s - ramp_s, steps[0].end_s, steps[0].limit_kw)
     return steps

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -83,3 +85,34 @@ def test_example_config_documents_both_sections_off() -> None:
     data = tomllib.loads(EXAMPLE.read_text())
     assert data["iec104"]["enabled"] is False
     assert data["openadr"]["enabled"] is False
+
+
+BLOCK_EXTRAS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("c104", "openleadr"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, Block())
+import minerd.app, minerd.components
+from minerd.gridlink.tasks import build_grid_links
+from minerd.settings import settings_from_dict
+from pathlib import Path
+raw = {
+    "site": {"name": "s"},
+    "grid": {"contracted_limit_kw": 500.0, "failsafe_limit_kw": 200.0},
+    "meters": [{"name": "g", "profile": "x", "endpoint": "tcp://127.0.0.1:502", "role": "grid"}],
+}
+settings = settings_from_dict(raw, base_dir=Path("/"), check_profiles=False)
+assert build_grid_links(settings, None).tasks == []
+print("ok", [m for m in ("c104", "openleadr") if m in sys.modules])
+"""
+
+
+def test_the_daemon_builds_without_the_extras_when_both_are_off() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_EXTRAS], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok []"

@@ -8,6 +8,7 @@ simulated seconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import statistics
 from pathlib import Path
@@ -183,3 +184,31 @@ async def test_client_from_an_address_not_allowed_is_refused(tmp_path: Path) -> 
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+@pytest.mark.asyncio
+async def test_link_loss_counts_as_the_grid_authority_going_silent(tmp_path: Path) -> None:
+    port = free_port()
+    spec = site_spec(4, base_octet=123, speed=SPEED)
+    async with running_site(spec, tmp_path, extra_toml=iec104_toml(port)) as run:
+        # [grid] quota_heartbeat_s = 8 (the written config has no hook for it).
+        cycle = run.site.cycle
+        cycle.config = dataclasses.replace(cycle.config, quota_heartbeat_s=8.0)
+        await run.wait_for("silent before any link", lambda: run.site.status().failsafe, 20.0)
+        scada = Scada("127.0.0.1", port, run.sim.clock)
+        scada.start()
+        try:
+            await run.wait_for("SCADA connected", scada.active, 20.0)
+            linked = lambda: not run.site.status().failsafe  # noqa: E731
+            await run.wait_for("link up: no fail-safe", linked, 10.0)
+            await run.sleep_sim(12.0)  # longer than the heartbeat: the link itself is the contact
+            assert not run.site.status().failsafe, run.site.status().failsafe_reason
+        finally:
+            scada.stop()
+        t_down = run.now_s()
+        t_silent = await run.wait_for(
+            "fail-safe after link loss", lambda: run.site.status().failsafe, 30.0
+        )
+        assert "silent" in run.site.status().failsafe_reason
+        # Silent from the last contact (at most one look before the link went down) on.
+        assert 7.0 <= t_silent - t_down <= 8.0 + 6 * CYCLE_S

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from openleadr import objects
+from openleadr.messaging import create_message, parse_message
+
 from minerd.gridlink.openadr_events import Step, event_orders, event_steps
 from minerd.gridlink.orders import Refused
 
@@ -32,7 +35,7 @@ def signal(name: str, kind: str, *intervals: tuple[float | None, float, float]) 
 def event(*signals: dict[str, Any], ramp_s: float = 0.0) -> dict[str, Any]:
     period: dict[str, Any] = {"dtstart": at(0), "duration": timedelta(seconds=600)}
     if ramp_s:
-        period["ramp_up_period"] = timedelta(seconds=ramp_s)
+        period["ramp_up"] = timedelta(seconds=ramp_s)
     return {
         "event_descriptor": {"event_id": "e1", "modification_number": 0},
         "active_period": period,
@@ -103,3 +106,33 @@ def test_orders_skip_steps_without_limit_and_past_ones_and_start_now_when_begun(
         (0.0, T0 + 120, T0 + 180, "openadr:e1:3:2"),
     ]
     assert event_orders(steps, "e1", 3, now_s=T0 + 200) == []
+
+
+def test_ramp_up_as_openleadr_parses_it_off_the_wire() -> None:
+    ev = objects.Event(
+        event_descriptor=objects.EventDescriptor(
+            event_id="e1",
+            modification_number=0,
+            market_context="http://program.example",
+            event_status="far",
+            created_date_time=at(-60),
+        ),
+        active_period=objects.ActivePeriod(
+            dtstart=at(0), duration=timedelta(seconds=60), ramp_up_period=timedelta(seconds=30)
+        ),
+        event_signals=[
+            objects.EventSignal(
+                intervals=[objects.Interval(at(0), timedelta(seconds=60), signal_payload=2.0)],
+                signal_name="simple",
+                signal_type="level",
+                signal_id="s1",
+            )
+        ],
+        targets=[{"ven_id": "v1"}],
+    )
+    xml = create_message(
+        "oadrDistributeEvent", request_id="r1", vtn_id="VTN", events=[ev], disable_signature=True
+    )
+    _, payload = parse_message(xml)
+    (parsed,) = payload["events"]
+    assert event_steps(parsed, LEVELS, CONTRACT_KW) == [Step(T0 - 30, T0 + 60, 150.0)]

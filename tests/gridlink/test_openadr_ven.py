@@ -15,6 +15,9 @@ from vtn import VEN_ID, Vtn
 from minerd.model import QuotaSource
 from minerd.profiles import load_rig_model
 
+# The test VTN (openleadr's aiohttp app) stores itself under a plain string key.
+pytestmark = pytest.mark.filterwarnings("ignore:It is recommended to use web.AppKey")
+
 SPEED = 4.0
 RIGS = 12
 CYCLE_S = 1.0
