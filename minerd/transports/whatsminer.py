@@ -161,7 +161,31 @@ def _status(reply: Mapping[str, object]) -> tuple[str, int, object]:
     )
 
 
-class V2Client:
+class _Link:
+    """One rig's API port: where it is, the admin password, and one request-reply over it."""
+
+    def __init__(self, device: str, host: str, port: int, password: str, timeout_s: float) -> None:
+        self.device = device
+        self.host = host
+        self.port = port
+        self.endpoint = f"{host}:{port}"
+        self._password = password
+        self.timeout_s = timeout_s
+
+    async def _roundtrip(self, payload: bytes, what: str, timeout_s: float | None = None) -> Reply:
+        data = await _exchange(
+            self.device,
+            self.endpoint,
+            self.host,
+            self.port,
+            payload,
+            what,
+            self.timeout_s if timeout_s is None else timeout_s,
+        )
+        return _json(self.device, self.endpoint, what, data)
+
+
+class V2Client(_Link):
     """Privileged API v2 of one rig: one token reused until near its end, renewed on 135."""
 
     def __init__(
@@ -173,27 +197,13 @@ class V2Client:
         monotonic_s: Callable[[], float],
         timeout_s: float,
     ) -> None:
-        self.device = device
-        self.host = host
-        self.port = port
-        self.endpoint = f"{host}:{port}"
-        self._password = password
+        super().__init__(device, host, port, password, timeout_s)
         self._monotonic_s = monotonic_s
-        self.timeout_s = timeout_s
         self._token: V2Token | None = None
         self.tokens_fetched = 0
 
     async def _request(self, payload: Mapping[str, object], what: str) -> Reply:
-        data = await _exchange(
-            self.device,
-            self.endpoint,
-            self.host,
-            self.port,
-            json.dumps(payload, separators=(",", ":")).encode(),
-            what,
-            self.timeout_s,
-        )
-        return _json(self.device, self.endpoint, what, data)
+        return await self._roundtrip(json.dumps(payload, separators=(",", ":")).encode(), what)
 
     async def token(self) -> V2Token:
         now = self._monotonic_s()
@@ -259,7 +269,7 @@ def _explain(cmd: str, code: int, msg: object) -> str:
     return f"{text}: {hint}" if hint else text
 
 
-class V3Client:
+class V3Client(_Link):
     """API v3 of one rig (TCP 4433): salt fetched once and refetched after an auth error."""
 
     def __init__(
@@ -272,14 +282,9 @@ class V3Client:
         wall_s: Callable[[], float],
         timeout_s: float,
     ) -> None:
-        self.device = device
-        self.host = host
-        self.port = port
-        self.endpoint = f"{host}:{port}"
-        self._password = password
+        super().__init__(device, host, port, password, timeout_s)
         self.account = account
         self._wall_s = wall_s
-        self.timeout_s = timeout_s
         self._salt: str | None = None
 
     async def request(
@@ -291,16 +296,7 @@ class V3Client:
             ts = int(self._wall_s())
             body.update(ts=ts, account=self.account, token=v3_token(cmd, self._password, salt, ts))
         raw = json.dumps(body, separators=(",", ":")).encode()
-        data = await _exchange(
-            self.device,
-            self.endpoint,
-            self.host,
-            self.port,
-            struct.pack("<I", len(raw)) + raw,
-            cmd,
-            self.timeout_s if timeout_s is None else timeout_s,
-        )
-        reply = _json(self.device, self.endpoint, cmd, data)
+        reply = await self._roundtrip(struct.pack("<I", len(raw)) + raw, cmd, timeout_s)
         code = reply.get("code")
         if code != 0:
             if cmd.startswith("set."):
