@@ -23,6 +23,7 @@ from minerd.errors import (
     ProtocolError,
 )
 from minerd.transports.bos_messages import LoginRequest, LoginResponse, method
+from minerd.transports.deadline import device_deadline
 from minerd.transports.protowire import WireError
 
 __all__ = ["DEFAULT_GRPC_PORT", "BosClient"]
@@ -90,10 +91,8 @@ class BosClient:
         """One unary call; `auth` adds the token (logging in first when needed)."""
         limit_s = self._timeout_s if timeout_s is None else timeout_s
         try:
-            async with asyncio.timeout(limit_s):
+            async with device_deadline(self.device, self.endpoint, limit_s, _rpc_name(path)):
                 return await self._call(path, request, auth)
-        except TimeoutError as e:
-            raise self.timeout_error(path, limit_s) from e
         except DeviceUnreachable:
             # A channel that failed to connect waits out gRPC's reconnect backoff (up to
             # minutes) before it tries again: drop it, so the rig is reached as soon as it
@@ -103,11 +102,8 @@ class BosClient:
 
     async def login(self) -> None:
         """Take a token now unless a valid one is kept (a refused login raises here)."""
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._valid_token()
-        except TimeoutError as e:
-            raise self.timeout_error(LOGIN) from e
+        async with device_deadline(self.device, self.endpoint, self._timeout_s, _rpc_name(LOGIN)):
+            await self._valid_token()
 
     async def _drop_channel(self) -> None:
         chan, self._channel = self._channel, None
@@ -185,8 +181,7 @@ class BosClient:
 
     def _error(self, path: str, e: grpc.aio.AioRpcError) -> DeviceError:
         code = e.code()
-        where = path.rsplit(".", 1)[-1]  # "ActionsService/PauseMining"
-        detail = f"{where}: {code.name} {e.details() or ''}".rstrip()
+        detail = f"{_rpc_name(path)}: {code.name} {e.details() or ''}".rstrip()
         if code is grpc.StatusCode.UNAVAILABLE:
             return DeviceUnreachable(self.device, self.endpoint, detail)
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -195,12 +190,10 @@ class BosClient:
             return ProtocolError(self.device, self.endpoint, detail)
         return CommandRejected(self.device, self.endpoint, detail)
 
-    def timeout_error(self, path: str, limit_s: float | None = None) -> DeviceTimeout:
-        where = path.rsplit(".", 1)[-1]
-        waited_s = self._timeout_s if limit_s is None else limit_s
-        return DeviceTimeout(
-            self.device, self.endpoint, f"{where}: no answer within {waited_s:g} s"
-        )
+
+def _rpc_name(path: str) -> str:
+    """The service and method of a gRPC path, e.g. ActionsService/PauseMining."""
+    return path.rsplit(".", 1)[-1]
 
 
 def _header_token(header: grpc.aio.Metadata | None) -> str:

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from minerd.errors import (
     CommandRejected,
     DeviceError,
-    DeviceTimeout,
     DeviceUnreachable,
     ProtocolError,
 )
+from minerd.transports.deadline import device_deadline
 
 __all__ = [
     "Challenge",
@@ -180,13 +180,8 @@ class DigestClient:
     ) -> HttpReply:
         """One authenticated request; the whole exchange (retry included) under one timeout."""
         limit_s = self.timeout_s if timeout_s is None else timeout_s
-        try:
-            async with asyncio.timeout(limit_s):
-                return await self._authenticated(method, path, body)
-        except TimeoutError:
-            raise DeviceTimeout(
-                self.device, self.endpoint(path), f"no reply within {limit_s:g}s"
-            ) from None
+        async with device_deadline(self.device, self.endpoint(path), limit_s):
+            return await self._authenticated(method, path, body)
 
     async def _authenticated(self, method: str, path: str, body: bytes) -> HttpReply:
         reply = await self._exchange(method, path, body, self._authorization(method, path))

@@ -21,10 +21,10 @@ import aiohttp
 from minerd.clock import Clock, system_clock
 from minerd.errors import (
     CommandRejected,
-    DeviceTimeout,
     DeviceUnreachable,
     ProtocolError,
 )
+from minerd.transports.deadline import device_deadline
 
 __all__ = ["UNLOCK_BACKOFF_S", "VnishWebClient"]
 
@@ -98,13 +98,8 @@ class VnishWebClient:
     ) -> object:
         """The JSON reply of one call (None for an empty 200 body), under one timeout."""
         limit_s = self.timeout_s if timeout_s is None else timeout_s
-        try:
-            async with asyncio.timeout(limit_s):
-                return await self._call(method, path, body, auth)
-        except TimeoutError:
-            raise DeviceTimeout(
-                self.device, self.endpoint(path), f"no answer within {limit_s:g} s"
-            ) from None
+        async with device_deadline(self.device, self.endpoint(path), limit_s):
+            return await self._call(method, path, body, auth)
 
     async def _call(self, method: str, path: str, body: object, auth: bool) -> object:
         # A read that needs no token is sent without one unless the rig asked for it before

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from minerd.errors import CommandRejected, DeviceTimeout, DeviceUnreachable, ProtocolError
+from minerd.errors import CommandRejected, DeviceUnreachable, ProtocolError
+from minerd.transports.deadline import device_deadline
 from minerd.transports.md5crypt import md5_crypt_hash
 
 __all__ = [
@@ -99,7 +100,7 @@ async def _exchange(
     """One request on its own connection; the reply read to EOF (v2) or by length (v3)."""
     writer: asyncio.StreamWriter | None = None
     try:
-        async with asyncio.timeout(timeout_s):
+        async with device_deadline(device, endpoint, timeout_s, what):
             try:
                 reader, writer = await asyncio.open_connection(host, port)
             except OSError as exc:
@@ -122,8 +123,6 @@ async def _exchange(
             if size > MAX_REPLY_BYTES:
                 raise ProtocolError(device, endpoint, f"{what}: frame of {size} bytes")
             return await reader.readexactly(size)
-    except TimeoutError:
-        raise DeviceTimeout(device, endpoint, f"{what}: no reply within {timeout_s:g}s") from None
     except asyncio.IncompleteReadError:
         raise ProtocolError(device, endpoint, f"{what}: reply cut short") from None
     except (ConnectionError, OSError) as exc:
