@@ -372,14 +372,7 @@ def devs(rig: RigSim, v: RigView) -> list[Reply]:
                 "Status": "Alive",
                 # Vnish fixes the stock typo (fixture vnish-s19)
                 ("Temperature" if real or _vnish(rig) else "Tenperature"): temp,
-                "MHS av": mhs,
-                "MHS 5s": mhs,
-                "MHS 1m": mhs,
-                "MHS 5m": mhs,
-                "MHS 15m": mhs,
-                "Accepted": 0,
-                "Rejected": 0,
-                "Hardware Errors": 0,
+                **_dev_counters(mhs),
                 "Utility": 0.0,
                 "Last Share Pool": 0,
                 "Last Share Time": 0,
@@ -413,18 +406,7 @@ def devs(rig: RigSim, v: RigView) -> list[Reply]:
                     "Fan Speed Out": v.fan_rpms[-1],
                 }
             )
-        common.update(
-            {
-                "MHS av": mhs,
-                "MHS 5s": mhs,
-                "MHS 1m": mhs,
-                "MHS 5m": mhs,
-                "MHS 15m": mhs,
-                "Accepted": 0,
-                "Rejected": 0,
-                "Hardware Errors": 0,
-            }
-        )
+        common.update(_dev_counters(mhs))
         if fam == LUXOS:
             prof = rig.model.profile(rig.profile) if rig.profile else None
             common.update(
@@ -444,6 +426,20 @@ def devs(rig: RigSim, v: RigView) -> list[Reply]:
             common.update(_btminer_dev_tail(v, b, elapsed))
         entries.append(common)
     return entries
+
+
+def _dev_counters(mhs: float) -> Reply:
+    """The rate and share keys every `devs` entry carries, in the firmware's order."""
+    return {
+        "MHS av": mhs,
+        "MHS 5s": mhs,
+        "MHS 1m": mhs,
+        "MHS 5m": mhs,
+        "MHS 15m": mhs,
+        "Accepted": 0,
+        "Rejected": 0,
+        "Hardware Errors": 0,
+    }
 
 
 def _btminer_dev_tail(v: RigView, b: int, elapsed: int) -> Reply:
