@@ -234,11 +234,13 @@ class CyclePlant:
 
     def step(self) -> CycleResult:
         """One second: rigs move, the meter and due rigs are read, the cycle runs."""
-        self.clock.advance(1.0)
-        self._tick += 1
-        now = self.clock.now_s()
+        # Rigs move first: reads the cycle scheduled on the clock (a shed's show time) fire
+        # inside advance() and must see the second that just passed, as on a real site.
+        now = self.clock.now_s() + 1.0
         for r in self.rigs.values():
             r.advance(now, 1.0)
+        self.clock.advance(1.0)
+        self._tick += 1
         self.read_meter()
         self.read_due_rigs()
         result = self.cycle.run_once()

@@ -6,7 +6,9 @@ Per cycle:  target import = limit - margin
 A PI loop tracks that error (the correction, kW): innovation = error - integral,
 integral += ki * dt * innovation (clamped; held while stale; held downward while rigs move
 or the ramp holds the budget, but never upward while the site is over the limit),
-correction = integral + kp * innovation. The rig budget is what the model allows once the
+correction = integral + kp * innovation; from below (settled, meter under the prediction)
+the integral itself follows at the kp pace, so power counted but not drawn is given back
+within a few settled cycles. The rig budget is what the model allows once the
 correction is taken off:  budget = (target - aux_base - correction) / (1 + aux_fraction).
 Shedding is immediate: the budget may fall at once, and measured import over the limit cuts
 it at once to the rig power that brings the import back to target. While rigs are still
@@ -209,7 +211,15 @@ def step(
         and (settled or (over and innovation > 0.0))
         and not (ramp_limited and innovation < 0.0)
     ):
-        integral = _clamp(integral + config.ki * dt_s * innovation, config.correction_max_kw)
+        rate = config.ki * dt_s
+        if settled and not over and innovation < 0.0:
+            # From below: rigs at their plan and the meter under what the model plus the
+            # correction predict (a correction learnt at a cut from timing, a rig counted at
+            # nominal that draws less): give it back at the kp pace, not ki's, or the site
+            # sits under its limit for minutes. Raising stays ramp-limited and the next
+            # cycle's meter judges it, so this never raises over the limit.
+            rate = max(rate, config.kp)
+        integral = _clamp(integral + min(1.0, rate) * innovation, config.correction_max_kw)
 
     decision = LoopDecision(
         rig_budget_w=budget_w,

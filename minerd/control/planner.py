@@ -20,7 +20,8 @@ from minerd.model import ControlMode, RigModel, RigSetpoint, RigState
 _EPS_W = 1e-6
 _BUCKET_W = 10.0  # rigs whose current power differs by less than this share a class (x0.1)
 _MAX_FIXUPS = 24
-_MIN_OFF = "min-off: kept asleep"
+MIN_OFF_REASON = "min-off: kept asleep"
+_MIN_OFF = MIN_OFF_REASON
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,25 @@ from minerd.control.fleet import (
     plan_rig,
     worst_case_rig_power_w,
 )
-from minerd.control.loop import LoopConfig, LoopDecision, LoopInputs, LoopState, step
-from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
+from minerd.control.loop import (
+    LoopConfig,
+    LoopDecision,
+    LoopInputs,
+    LoopState,
+    budget_for_import_kw,
+    step,
+)
+from minerd.control.options import awake_points
+from minerd.control.planner import MIN_OFF_REASON, Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
+from minerd.control.utilization import Gap, gap
 from minerd.errors import StorageError
 from minerd.model import (
     ComplianceRecord,
     EffectiveLimit,
     FleetSnapshot,
     Quota,
+    RigAction,
     RigCommand,
     RigModel,
     RigSetpoint,
@@ -84,6 +94,7 @@ class CycleResult:
     operator_cap_kw: float | None
     duration_s: float
     compliance: tuple[ComplianceRecord, ...] = ()  # settlement intervals closed this cycle
+    utilization: Gap | None = None  # where the power under the limit went (fresh meter only)
 
 
 CycleListener = Callable[[CycleResult], None]
@@ -302,6 +313,7 @@ class ControlCycle:
         counted_w = sum(_counted_w(r) for r in plan_rigs)
         planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
         unseen = self._unseen_sheds(snap, plan_rigs)
+        fleet_max_w = max_rig_power_w(snap.rigs, self._by_name)
         self.loop_state, decision = step(
             self.loop_state,
             LoopInputs(
@@ -311,7 +323,7 @@ class ControlCycle:
                 grid_import_kw=snap.grid_import_w / 1000.0,
                 rig_power_w=counted_w,
                 worst_case_rig_power_w=worst_case_rig_power_w(snap.rigs, self._by_name),
-                max_rig_power_w=max_rig_power_w(snap.rigs, self._by_name),
+                max_rig_power_w=fleet_max_w,
                 planned_rig_power_w=planned_w,
                 moving=now_s < self._moving_until_s,
                 distrusted_rig_power_w=counted_w + sum(extra for _, extra in unseen.values()),
@@ -325,6 +337,12 @@ class ControlCycle:
         if decision.distrust and unseen:
             plan_rigs = self._distrust(plan_rigs, unseen, now_s)
             constraints = replace(constraints, shed_fastest_first=True)
+        elif self._caught:
+            # Told to shed, read since it should show, and unchanged: its claimed reduction
+            # is not handed to other rigs (that would raise the import over the limit on a
+            # guess); it is counted at what it draws and left alone until it is seen to
+            # obey or verification judges it. The meter gives back what it does not draw.
+            plan_rigs = self._hold_caught(plan_rigs, unseen)
         measured = self._measured
         if not measured:
             constraints = replace(constraints, max_wakes_per_cycle=0)
@@ -362,8 +380,12 @@ class ControlCycle:
                 last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
             self.executor.submit(dispatch.shed, dispatch.raise_)
             if dispatch.shed or dispatch.raise_:
-                self._moving_until_s = now_s + self.moving_s
+                moving_s = self._moving_for_s(dispatch)
+                self._moving_until_s = max(self._moving_until_s, now_s + moving_s)
         self._verify(snap, now_s)
+        gap_now = None
+        if the_plan is not None and snap.grid_fresh:
+            gap_now = self._gap(snap, decision, the_plan, plan_rigs, fleet_max_w)
         if not measured and self._measured_since_start(snap):
             self._measured = True  # raising may start next cycle, from this measurement
             log.info("site measured against its limit since start: raising allowed")
@@ -385,6 +407,7 @@ class ControlCycle:
             operator_cap_kw=self.operator_cap_kw,
             duration_s=elapsed_s() - t0_real,
             compliance=tuple(closed),
+            utilization=gap_now,
         )
         self.last = result
         self.first_cycle.set()
@@ -421,6 +444,56 @@ class ControlCycle:
             )
         return w.done
 
+    def _moving_for_s(self, dispatch: Dispatch) -> float:
+        """How long the commands just sent keep rigs moving: the slowest of their own
+        reactions (sleep, wake, or a profile/power change, per family), plus a cycle. The
+        loop learns from the meter only once they have landed; waiting for the slowest rig
+        model of the site after every command would keep it from ever learning."""
+        slowest_s = 0.0
+        for cmd in (*dispatch.shed, *dispatch.raise_):
+            m = self.models[cmd.rig_id]
+            if cmd.action is RigAction.SLEEP:
+                react_s = m.sleep_time_s
+            elif cmd.action is RigAction.WAKE:
+                react_s = m.wake_time_s
+            else:
+                react_s = max(m.sleep_time_s, m.wake_time_s)
+            slowest_s = max(slowest_s, react_s)
+        return min(self.moving_s, slowest_s + self.config.loop.interval_s)
+
+    def _gap(
+        self,
+        snap: FleetSnapshot,
+        decision: LoopDecision,
+        the_plan: Plan,
+        plan_rigs: list[PlanRig],
+        fleet_max_w: float,
+    ) -> Gap:
+        cfg = self.config.loop
+        unclipped_w = budget_for_import_kw(decision.target_import_kw, decision.correction_kw, cfg)
+        min_off_w = 0.0
+        unresponsive_w = 0.0
+        for pr, sp in zip(plan_rigs, the_plan.setpoints, strict=True):
+            if sp.reason == MIN_OFF_REASON:
+                m = pr.model
+                min_off_w += awake_points(m)[0].power_w - m.sleep_power_w
+            elif pr.unresponsive:
+                unresponsive_w += max(0.0, _counted_w(pr) - pr.power_w)
+        return gap(
+            limit_kw=decision.limit.limit_kw,
+            import_kw=snap.grid_import_w / 1000.0,
+            target_kw=decision.target_import_kw,
+            correction_kw=decision.correction_kw,
+            aux_base_kw=cfg.aux_base_kw,
+            aux_fraction=cfg.aux_fraction,
+            wanted_unclipped_w=unclipped_w,
+            wanted_w=min(unclipped_w, fleet_max_w),
+            budget_w=decision.rig_budget_w,
+            planned_w=the_plan.planned_power_w,
+            min_off_w=min_off_w,
+            unresponsive_w=unresponsive_w,
+        )
+
     def _measured_since_start(self, snap: FleetSnapshot) -> bool:
         """A fresh grid-meter reading and a reading (or failed read) of every rig, all taken
         after this process started: the loop then knows where the site stands."""
@@ -453,6 +526,15 @@ class ControlCycle:
             extra = distrusted_w(st, self.models[rig_id]) - _counted_w(pr)
             out[rig_id] = (i, max(0.0, extra))
         return out
+
+    def _hold_caught(
+        self, plan_rigs: list[PlanRig], unseen: dict[str, tuple[int, float]]
+    ) -> list[PlanRig]:
+        rigs = list(plan_rigs)
+        for rig_id in self._caught:
+            i = unseen[rig_id][0]
+            rigs[i] = replace(rigs[i], unresponsive=True)
+        return rigs
 
     def _distrust(
         self, plan_rigs: list[PlanRig], unseen: dict[str, tuple[int, float]], now_s: float
@@ -536,14 +618,25 @@ class ControlCycle:
         for rig_id in good:
             self._unresponsive_since.pop(rig_id, None)
             self.fleet.set_unresponsive(rig_id, False)
+        retries: list[RigCommand] = []
         for rig_id, since in list(self._unresponsive_since.items()):
             if now_s - since >= self.config.retry_unresponsive_s:
                 self._unresponsive_since[rig_id] = now_s
+                st = snap.rigs[self.fleet.rig_index(rig_id)]
+                cmd = self.book.retry(rig_id, st.reading, now_s)
+                if cmd is not None:
+                    # Sent again while still counted at nominal: if it has come back to
+                    # life, verification clears it; if not, nobody was raised on its behalf.
+                    retries.append(cmd)
+                    continue
                 self.book.forget(rig_id)  # the next diff sends the command again
                 self._setpoints.pop(rig_id, None)
                 # ...which it only does for a rig the planner may move: give it that chance
                 # (counted at its fresh reading meanwhile); verification marks it again.
                 self.fleet.set_unresponsive(rig_id, False)
+        if retries:
+            sleeps = tuple(c for c in retries if c.action is RigAction.SLEEP)
+            self.executor.submit(sleeps, tuple(c for c in retries if c not in sleeps))
 
     def _account(
         self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit

@@ -42,6 +42,7 @@ class Intent:
     sent_at_s: float
     switched_at_s: float  # last sleep/wake change, for min on/off times
     mismatches: int = 0
+    profile_misses: int = 0  # readings since the command still at another profile
     # A shed in progress: the power it had when told (None: not a shed, or seen to obey).
     shed_from_w: float | None = None
     read_after_show: bool = False  # a reading from after its show time did not show it
@@ -157,10 +158,15 @@ class IntentBook:
             else:
                 switched = self._switched.get(sp.rig_id, now_s)
             new = Intent(sp.awake, sp.power_w, sp.profile, now_s, switched)
-            if is_shed:
-                # From what it draws now (its reading), else from what it was told.
-                r = st.reading
-                new.shed_from_w = r.power_w if st.fresh and r.power_w > 0 else cur_power_w
+            if it is not None and cmd.action is RigAction.SET_PROFILE:
+                new.profile_misses = it.profile_misses  # a re-send: the misses add up
+            r = st.reading
+            from_w = r.power_w if st.fresh and r.power_w > 0 else cur_power_w
+            if is_shed and from_w > sp.power_w:
+                # From what it draws now (its reading), else from what it was told. A rig
+                # already drawing no more than its new setpoint (told to wake at a lower
+                # profile, still ramping) has nothing to show: never "not seen to obey".
+                new.shed_from_w = from_w
                 self._unseen.add(sp.rig_id)
             else:
                 self._unseen.discard(sp.rig_id)
@@ -186,6 +192,34 @@ class IntentBook:
         if it is not None:
             self._switched[rig_id] = it.switched_at_s  # min on/off still hold
         self._unseen.discard(rig_id)
+
+    def retry(self, rig_id: str, reading: RigReading, now_s: float) -> RigCommand | None:
+        """The command that puts a rig where it was last told, sent again to a rig counted
+        unresponsive (it stays counted at nominal until a reading shows it obeys, so its
+        planned power is never handed to others on a guess). None: no intent to repeat."""
+        it = self._intents.get(rig_id)
+        if it is None:
+            return None
+        model = self.models[rig_id]
+        asleep = reading.state in (RigState.SLEEPING, RigState.OFFLINE)
+        reason = "retry: counted at nominal until it obeys"
+        if not it.awake:
+            cmd = RigCommand(rig_id, RigAction.SLEEP, reason=reason)
+        elif asleep or reading.state is RigState.UNKNOWN:
+            cmd = RigCommand(
+                rig_id, RigAction.WAKE, profile=it.profile, power_w=it.power_w, reason=reason
+            )
+        elif it.profile is not None and ControlMode.PROFILES in model.modes:
+            cmd = RigCommand(rig_id, RigAction.SET_PROFILE, profile=it.profile, reason=reason)
+        elif ControlMode.POWER_TARGET in model.modes:
+            cmd = RigCommand(rig_id, RigAction.SET_POWER, power_w=it.power_w, reason=reason)
+        else:
+            cmd = RigCommand(rig_id, RigAction.WAKE, reason=reason)
+        # profile_misses stay: it is judged to obey once a reading shows the profile too.
+        it.sent_at_s = now_s
+        it.acked_at_s = None
+        self._checked.pop(rig_id, None)
+        return cmd
 
     def acknowledged(self, rig_id: str, at_s: float) -> float | None:
         """The rig answered the command: a shed should show from now on (not from when it
@@ -257,6 +291,8 @@ class IntentBook:
             checked[st.rig_id] = st.reading
             state = st.reading.state
             obeys = (state is RigState.HASHING) if it.awake else (state is RigState.SLEEPING)
+            if obeys and it.profile_misses >= 2:
+                obeys = False  # hashing, but at a profile it was told twice to leave
             if state is RigState.FAULT:
                 obeys = not it.awake or obeys  # a faulted rig cannot hash; not disobedience
             if obeys:
@@ -276,12 +312,20 @@ class IntentBook:
         take (LuxOS wakes a rig at its old profile; a lost profileset) is sent again by the
         next diff, as a shed when the rig runs above its setpoint."""
         r = st.reading
+        if r.profile is not None and r.profile == it.profile:
+            it.profile_misses = 0
         if not it.awake or it.profile is None or r.profile is None or r.profile == it.profile:
             return
         if r.state is not RigState.HASHING or r.taken_at_s <= it.sent_at_s:
             return
         running = model.profile(r.profile)
         if running is None:
+            return
+        # Told again and still at the old profile: it ignores profile commands. Sending the
+        # same command every reading would keep the site "moving" (the loop then never
+        # learns from the meter); verification marks it unresponsive instead.
+        it.profile_misses += 1
+        if it.profile_misses > 2:
             return
         it.profile = r.profile
         it.power_w = running.power_w

@@ -70,7 +70,11 @@ async def test_rigs_not_seen_to_obey_are_counted_at_nominal_once_the_meter_wins(
     plan = distrusted[0].plan
     assert plan is not None
     counted = {sp.rig_id: sp for sp in plan.setpoints if "unresponsive" in sp.reason}
-    assert set(counted) == {"r019", "r020"}
+    # The ignoring rigs, and any rig whose shed the meter could show and no reading has yet
+    # (issue 19: a rig caught not obeying is held at its power before the meter says over,
+    # so others are shed for it one cycle earlier, and their sheds are the unseen ones).
+    assert {"r019", "r020"} <= set(counted)
+    assert all(p.cycle.book.get(r) is not None for r in counted)
     assert all(sp.power_w >= PROFILE_RIG.nominal_power_w for sp in counted.values())
 
 
