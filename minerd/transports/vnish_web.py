@@ -118,6 +118,11 @@ class VnishWebClient:
 
     def _result(self, path: str, status: int, data: object) -> object:
         where = self.endpoint(path)
+        if status == 401 and not self._password:
+            # no unlock was tried: say what is missing, not that a token was refused
+            raise CommandRejected(
+                self.device, where, "needs a token (401); no password configured", 401
+            )
         if status == 401:
             raise CommandRejected(self.device, where, "token refused (401) after a new unlock", 401)
         if status >= 400:

@@ -224,3 +224,15 @@ async def test_a_read_the_build_protects_is_retried_with_a_token(
     before = listeners.replies(PLAIN)
     await driver.web.get("settings")
     assert listeners.replies(PLAIN) == before + 1 and driver.web.unlocks == 1
+
+
+@pytest.mark.asyncio
+async def test_a_protected_read_without_a_password_says_what_is_missing(fleet: RigFleet) -> None:
+    rig = build_rig(RigProtocol.VNISH, _target(fleet, PLAIN, password=""))
+    assert isinstance(rig, VnishRig)
+    try:
+        with pytest.raises(CommandRejected, match="no password configured") as info:
+            await rig.web.get("settings")
+        assert info.value.code == 401 and rig.web.unlocks == 0
+    finally:
+        await rig.aclose()
