@@ -218,11 +218,12 @@ class StockRig(FamilyRig):
             log.warning("rig %s: work mode %d write: %s", self.rig_id, mode, exc)
 
     async def aclose(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            # wait() never raises the watcher's CancelledError, so a cancel of aclose
+            # itself is not swallowed with it
+            await asyncio.wait({watch})
 
 
 def build(target: RigTarget) -> Rig:

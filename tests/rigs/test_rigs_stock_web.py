@@ -273,3 +273,18 @@ async def test_late_reply_is_logged_when_refused(
     with caplog.at_level(logging.WARNING):
         await rig._watch_reply(asyncio.ensure_future(late_refusal()), 1)
     assert any("work mode 1 write" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_close_stays_cancelled(site: Site) -> None:
+    site.web.reply_delay_s = 30.0  # wall seconds here: the watcher is still waiting
+    rig = site.rig(S19)
+    rig.ack_window_s = 0.2
+    await rig.apply(RigCommand(S19, RigAction.SLEEP))
+    assert rig._watch is not None
+    closing = asyncio.create_task(rig.aclose())
+    await asyncio.sleep(0)  # aclose now waits for the cancelled watcher
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert closing.cancelled() and rig._watch is None
