@@ -15,9 +15,11 @@ The common plan of a row (sim seconds):
 - "rigs-ignore" is a cut itself: from full load to 30 % with 10 % of rigs ignoring commands.
 
 Target per row: seconds over <= sleep time + 2 control cycles (3 for "rigs-ignore"), control
-continued (daemon alive and cycling), and for the lock-out row no fail-safe.
+continued (daemon alive and cycling), and for the lock-out row no fail-safe for the grid's
+silence. Fail-safe seconds (by reason) and the longest gap between cycles are reported too.
 
-Rows run the daemon in this process on a ScaledClock shared with the simulator, except
+Rows run the daemon in this process on the simulator's ScaledClock (seen through
+SteppedClock, so the clock rows can step its wall time), except
 "kill-9" and "api-flood", which run `python -m minerd run` as a child in real time (the kill
 needs a process; the flood needs the daemon's own file-descriptor limit).
 """
@@ -87,7 +89,7 @@ class Row:
     extra_cycles: int = 2
     window_s: float = CUT_AFTER_S + 20.0  # sim seconds judged after the fault
     meter_fault: str = ""  # grid meter fault: fail-safe is the expected response
-    no_failsafe: bool = False  # the fault must not push the site into fail-safe
+    no_failsafe: bool = False  # set the grid heartbeat; its silence must not cause fail-safe
     tuning: Tuning = TUNING
 
     @property
