@@ -9,7 +9,6 @@ async with SimSite(SiteSpec(groups=(RigGroupSpec("bitmain-s19jpro", 10),))) as s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from pathlib import Path
@@ -191,9 +190,8 @@ class SimSite:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # their errors are returned, not raised; a cancel of close() itself still is
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.control.close()
         for gw in [*self.gateways, *self.plc_gateways.values()]:
