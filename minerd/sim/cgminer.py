@@ -61,9 +61,9 @@ def handle(rig: RigSim, command: str, parameter: str, now_s: float) -> Reply:
 
 def handle_request(rig: RigSim, request: dict[str, object], now_s: float) -> Reply | None:
     """A family's requests outside cgminer's `command` set (None: not one): Whatsminer API v2
-    `get_token`, encrypted privileged frames and btminer reads (minerd.sim.whatsminer_api)."""
+    `get_token`, encrypted privileged frames and btminer reads (minerd.sim.whatsminer_v2)."""
     if rig.plan.protocol is RigProtocol.WHATSMINER:
-        from minerd.sim.whatsminer_api import handle_v2  # here: import cycle
+        from minerd.sim.whatsminer_v2 import handle_v2  # here: import cycle
 
         return handle_v2(rig, request, now_s)
     return None
