@@ -43,9 +43,6 @@ SET_QUICK_RAMPING = method("PerformanceService", "SetQuickRamping")
 ACTIVE_MODE = method("PerformanceService", "GetActivePerformanceMode")
 MINER_STATS = method("MinerService", "GetMinerStats")
 DEFAULT_USERNAME = "root"
-# gRPC reads get this share of the read time limit: a hung gRPC API ends before the poll's
-# own limit, so the 4028 part of the reading is still returned (power estimated).
-GRPC_READ_SHARE = 0.8
 
 
 class BraiinsRig(FamilyRig):
@@ -103,7 +100,7 @@ class BraiinsRig(FamilyRig):
 
     async def _read_grpc(self) -> tuple[MinerStats, int | None] | DeviceError:
         try:
-            limit_s = self.target.timeout_s * GRPC_READ_SHARE
+            limit_s = self.side_read_limit_s
             stats_raw, mode_raw = await asyncio.gather(
                 self.grpc.call(MINER_STATS, b"", timeout_s=limit_s),
                 self.grpc.call(ACTIVE_MODE, b"", timeout_s=limit_s),

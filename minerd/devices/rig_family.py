@@ -14,7 +14,12 @@ from minerd.devices.rig_luxos import CgminerRig
 from minerd.devices.target import RigTarget
 from minerd.model import FirmwareReaction, RigProtocol
 
-__all__ = ["FamilyRig"]
+__all__ = ["SIDE_READ_SHARE", "FamilyRig"]
+
+# A read's second API (Vnish REST, Braiins gRPC) gets this share of the read time limit: a
+# hung side API ends before the poll's own limit, so the 4028 part of the reading is still
+# returned (power estimated from hashrate) instead of the whole read being cancelled.
+SIDE_READ_SHARE = 0.8
 
 
 class FamilyRig(CgminerRig):
@@ -38,3 +43,8 @@ class FamilyRig(CgminerRig):
     @property
     def protocol(self) -> RigProtocol:
         return self.FAMILY
+
+    @property
+    def side_read_limit_s(self) -> float:
+        """The time limit of a read's call to the family's own API (SIDE_READ_SHARE)."""
+        return self.target.timeout_s * SIDE_READ_SHARE

@@ -100,12 +100,14 @@ class VnishRig(FamilyRig):
         now = self.clock.monotonic_s()
         seen = self._preset_seen
         fresh = seen is not None and now - seen[0] < PRESET_REREAD_S
+        limit_s = self.side_read_limit_s
         try:
             if fresh and seen is not None:
-                summary, preset = await self.web.get("summary"), seen[1]
+                summary, preset = await self.web.get("summary", timeout_s=limit_s), seen[1]
             else:
                 summary, perf = await asyncio.gather(
-                    self.web.get("summary"), self.web.get("perf-summary")
+                    self.web.get("summary", timeout_s=limit_s),
+                    self.web.get("perf-summary", timeout_s=limit_s),
                 )
                 preset = current_preset(perf)
                 self._preset_seen = (now, preset)

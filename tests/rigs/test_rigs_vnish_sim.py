@@ -5,6 +5,7 @@ rig gives a timeout error, not a hang. Sim time is a ManualClock moved by the te
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -234,5 +235,28 @@ async def test_a_protected_read_without_a_password_says_what_is_missing(fleet: R
         with pytest.raises(CommandRejected, match="no password configured") as info:
             await rig.web.get("settings")
         assert info.value.code == 401 and rig.web.unlocks == 0
+    finally:
+        await rig.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_hung_rest_api_still_gives_the_4028_reading_within_the_poll_limit(
+    fleet: RigFleet,
+) -> None:
+    rig = build_rig(RigProtocol.VNISH, replace(_target(fleet, PLAIN), timeout_s=5.0))
+    assert isinstance(rig, VnishRig)
+
+    async def hung(*_: object) -> object:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    rig.web._call = hung  # type: ignore[method-assign,assignment]  # connected, silent
+    try:
+        clock = manual_clock(fleet)
+        clock.advance(SETTLE_S)
+        async with asyncio.timeout(rig.target.timeout_s):  # the poller's limit on a read
+            reading = await rig.read(clock.now_s())
+        assert reading.state is RigState.HASHING
+        assert reading.power_estimated is True
     finally:
         await rig.aclose()
