@@ -426,6 +426,16 @@ class ComplianceRecord:
     seconds_over: float
     energy_over_kwh: float
     samples: int
+    # Why the interval drew under 97 % of its limit (control.utilization's reasons: "margin",
+    # "fleet could not", "rigs unresponsive", "min-off hold", ...); "" when it did not.
+    under_reason: str = ""
+
+    @property
+    def utilization(self) -> float:
+        """Mean import / limit over the interval (0 with no limit known)."""
+        if not self.limit_kw > 0.0 or self.limit_kw == float("inf"):
+            return 0.0
+        return self.avg_import_kw / self.limit_kw
 
 
 # ---------------------------------------------------------------- alerts

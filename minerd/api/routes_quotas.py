@@ -186,7 +186,16 @@ _CSV_COLUMNS = (
     "energy_over_kwh",
     "samples",
     "compliant",
+    "utilization",
+    "under_reason",
 )
+
+
+def _mean_utilization(records: list[ComplianceOut]) -> float:
+    """Energy drawn / energy allowed over the records (intervals of one length)."""
+    allowed = sum(r.limit_kw for r in records if r.limit_kw > 0)
+    drawn = sum(r.avg_import_kw for r in records if r.limit_kw > 0)
+    return round(drawn / allowed, 5) if allowed > 0 else 0.0
 
 
 def _csv(records: list[ComplianceOut]) -> str:
@@ -206,6 +215,8 @@ def _csv(records: list[ComplianceOut]) -> str:
                 f"{r.energy_over_kwh:.4f}",
                 r.samples,
                 "yes" if r.compliant else "no",
+                f"{r.utilization:.4f}",
+                r.under_reason,
             ]
         )
     return buf.getvalue()
@@ -246,6 +257,8 @@ async def get_compliance(
             energy_over_kwh=r.energy_over_kwh,
             samples=r.samples,
             compliant=r.max_excess_kw <= 0 and r.seconds_over <= 0,
+            utilization=round(r.utilization, 5),
+            under_reason=r.under_reason,
         )
         for r in rows
     ]
@@ -261,6 +274,8 @@ async def get_compliance(
             intervals_over=sum(1 for r in records if not r.compliant),
             energy_over_kwh=sum(r.energy_over_kwh for r in records),
             max_excess_kw=max((r.max_excess_kw for r in records), default=0.0),
+            mean_utilization=_mean_utilization(records),
+            intervals_under_target=sum(1 for r in records if r.under_reason),
         ),
         records=records,
     )

@@ -73,6 +73,10 @@ async def get_site(ctx: Ctx, who: SiteReader) -> SiteOut:
         rigs_total=sum(by_state.values()),
         failsafe=FailsafeOut(active=st.failsafe, reason=st.failsafe_reason),
         cycle=st.cycle,
+        interval_utilization=(
+            round(st.interval_utilization, 5) if st.interval_utilization is not None else None
+        ),
+        interval_under_reason=st.interval_under_reason,
     )
 
 

@@ -192,6 +192,10 @@ class SiteOut(BaseModel):
     rigs_total: int
     failsafe: FailsafeOut
     cycle: int
+    # The settlement interval in progress: mean import / limit so far (null before data),
+    # and why it is under 97 % ("" when it is not): margin, fleet could not, min-off hold...
+    interval_utilization: float | None = None
+    interval_under_reason: str = ""
 
 
 class HistoryPointOut(BaseModel):
@@ -289,6 +293,8 @@ class ComplianceOut(BaseModel):
     energy_over_kwh: float
     samples: int
     compliant: bool
+    utilization: float  # mean import / limit
+    under_reason: str  # why under 97 % of the limit ("" when not): margin, fleet could not...
 
 
 class ComplianceSummary(BaseModel):
@@ -296,6 +302,8 @@ class ComplianceSummary(BaseModel):
     intervals_over: int
     energy_over_kwh: float
     max_excess_kw: float
+    mean_utilization: float  # over the records, weighted by their limit
+    intervals_under_target: int  # under 97 % of the limit
 
 
 class ComplianceReport(BaseModel):

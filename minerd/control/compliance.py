@@ -3,6 +3,8 @@
 Samples are step values: (t_s, import_kw, limit_kw) holds until the next sample's t_s (the
 last one until the interval closes). Intervals are aligned to multiples of interval_s on the
 unix time axis. Pure: feed samples, collect closed records; nothing reads a clock.
+A sample may carry the control cycle's gap breakdown (control.utilization terms): each
+record then names, when its import stayed under 97 % of its limit, the term that took most.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from minerd.control.utilization import TARGET_UTILIZATION, reason_of
 from minerd.model import ComplianceRecord
 
 _KWS_PER_KWH = 3600.0
@@ -20,6 +23,8 @@ class Sample:
     t_s: float
     import_kw: float
     limit_kw: float
+    # (term, kW) of control.utilization.Gap.terms_kw(); () when no breakdown (warm-up)
+    terms_kw: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class _Bucket:
     seconds_over: float = 0.0
     over_kws: float = 0.0
     samples: int = 0
+    terms_kws: tuple[tuple[str, float], ...] = ()  # each term integrated over time
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,18 @@ class Accumulator:
             max_excess_kw=max(bucket.max_excess_kw, sample.import_kw - sample.limit_kw),
         )
         return replace(acc, last=sample, bucket=bucket), closed
+
+    def progress(self) -> tuple[float, str] | None:
+        """The open interval so far: (mean import / limit, reason if under 97 %); None
+        before any covered time or without a finite limit."""
+        b = self.bucket
+        if b is None or b.covered_s <= 0.0 or not 0.0 < b.limit_kw < math.inf:
+            return None
+        used = b.energy_kws / b.covered_s / b.limit_kw
+        reason = ""
+        if used < TARGET_UTILIZATION:
+            reason = reason_of(dict(b.terms_kws)) if b.terms_kws else "no breakdown"
+        return used, reason
 
     def close(self, t_s: float) -> tuple[Accumulator, list[ComplianceRecord]]:
         """Integrate the last sample up to t_s and emit every interval that ends by t_s."""
@@ -99,8 +117,15 @@ def _integrate(b: _Bucket, s: Sample, dt_s: float) -> _Bucket:
         return b
     excess = s.import_kw - s.limit_kw
     over = excess > 0.0
+    terms = b.terms_kws
+    if s.terms_kw:
+        acc = dict(terms)
+        for k, v in s.terms_kw:
+            acc[k] = acc.get(k, 0.0) + v * dt_s
+        terms = tuple(acc.items())
     return replace(
         b,
+        terms_kws=terms,
         energy_kws=b.energy_kws + s.import_kw * dt_s,
         covered_s=b.covered_s + dt_s,
         seconds_over=b.seconds_over + (dt_s if over else 0.0),
@@ -110,6 +135,9 @@ def _integrate(b: _Bucket, s: Sample, dt_s: float) -> _Bucket:
 
 def _record(b: _Bucket, interval_s: float) -> ComplianceRecord:
     avg = b.energy_kws / b.covered_s if b.covered_s > 0 else 0.0
+    reason = ""
+    if b.limit_kw > 0.0 and b.limit_kw != math.inf and avg < TARGET_UTILIZATION * b.limit_kw:
+        reason = reason_of(dict(b.terms_kws)) if b.terms_kws else "no breakdown"
     return ComplianceRecord(
         interval_start_s=b.start_s,
         interval_s=interval_s,
@@ -119,6 +147,7 @@ def _record(b: _Bucket, interval_s: float) -> ComplianceRecord:
         seconds_over=b.seconds_over,
         energy_over_kwh=b.over_kws / _KWS_PER_KWH,
         samples=b.samples,
+        under_reason=reason,
     )
 
 

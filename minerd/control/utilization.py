@@ -1,7 +1,8 @@
 """Where the power under the limit goes, per cycle: the gap between the limit and the
 measured import, split into terms the controller can name.
 
-    limit - measured = margin   limit - target, by configuration
+    limit - measured = ahead    a lower limit coming within the look-ahead, met early
+                     + margin   limit - target, by configuration
                      + fleet    the budget clipped at what the fleet can draw
                      + ramp     raising held by the ramp, deadband or wake stagger
                      + plan     budget the plan did not spend (profile granularity, min-off
@@ -22,7 +23,7 @@ REASON_MIN_OFF = "min-off hold"
 REASON_MARGIN = "margin"
 REASON_RAMP = "following a raised limit"
 REASON_LOOP = "closed loop settling"
-REASON_METER = "grid meter stale"
+REASON_AHEAD = "meeting the next cut"
 
 # Utilization an interval should reach when the fleet can draw it (issue 19).
 TARGET_UTILIZATION = 0.97
@@ -39,11 +40,13 @@ class Gap:
     ramp_kw: float
     plan_kw: float
     loop_kw: float
+    ahead_kw: float = 0.0
     min_off_kw: float = 0.0  # of plan_kw: held asleep by min-off while the budget had room
     unresponsive_kw: float = 0.0  # counted at nominal above their last reading (diagnostic)
 
     def terms_kw(self) -> dict[str, float]:
         return {
+            "ahead": self.ahead_kw,
             "margin": self.margin_kw,
             "fleet": self.fleet_kw,
             "ramp": self.ramp_kw,
@@ -62,6 +65,7 @@ def reason_of(terms_kw: dict[str, float]) -> str:
     """The largest term of a (summed or averaged) breakdown, by its operator's name."""
     plan_rest = terms_kw.get("plan", 0.0) - terms_kw.get("min_off", 0.0)
     named = {
+        REASON_AHEAD: terms_kw.get("ahead", 0.0),
         REASON_MARGIN: terms_kw.get("margin", 0.0),
         REASON_FLEET: terms_kw.get("fleet", 0.0) + max(0.0, plan_rest),
         REASON_RAMP: terms_kw.get("ramp", 0.0),
@@ -76,6 +80,7 @@ def reason_of(terms_kw: dict[str, float]) -> str:
 def gap(
     *,
     limit_kw: float,
+    limit_now_kw: float,
     import_kw: float,
     target_kw: float,
     correction_kw: float,
@@ -88,9 +93,10 @@ def gap(
     min_off_w: float,
     unresponsive_w: float,
 ) -> Gap:
-    """wanted_unclipped_w: the budget the target asks for; wanted_w: the same clipped at the
-    fleet's maximum; budget_w: what the loop granted; planned_w: what the plan spent;
-    min_off_w: power rigs held asleep by min-off could have taken within the budget."""
+    """limit_kw: the limit the loop used; limit_now_kw: the one in force (higher while a
+    coming cut is met early); wanted_unclipped_w: the budget the target asks for; wanted_w:
+    the same clipped at the fleet's maximum; budget_w: what the loop granted; planned_w:
+    what the plan spent; min_off_w: power rigs held asleep by min-off could have taken."""
     f = 1.0 + aux_fraction
 
     def imp(rig_w: float) -> float:
@@ -102,7 +108,8 @@ def gap(
     margin = limit_kw - target_kw
     loop = (limit_kw - import_kw) - margin - fleet - ramp - plan
     return Gap(
-        limit_kw=limit_kw,
+        limit_kw=limit_now_kw,
+        ahead_kw=max(0.0, limit_now_kw - limit_kw),
         import_kw=import_kw,
         margin_kw=margin,
         fleet_kw=fleet,

@@ -383,14 +383,17 @@ class ControlCycle:
                 moving_s = self._moving_for_s(dispatch)
                 self._moving_until_s = max(self._moving_until_s, now_s + moving_s)
         self._verify(snap, now_s)
+        # Compliance is judged against the limit in force now, not the one looked ahead to.
+        limit_in_force = decision.limit if limit is limit_now else limit_now
         gap_now = None
         if the_plan is not None and snap.grid_fresh:
-            gap_now = self._gap(snap, decision, the_plan, plan_rigs, fleet_max_w)
+            gap_now = self._gap(
+                snap, decision, the_plan, plan_rigs, fleet_max_w, limit_in_force.limit_kw
+            )
         if not measured and self._measured_since_start(snap):
             self._measured = True  # raising may start next cycle, from this measurement
             log.info("site measured against its limit since start: raising allowed")
-        # Compliance is judged against the limit in force now, not the one looked ahead to.
-        closed = self._account(now_s, snap, decision.limit if limit is limit_now else limit_now)
+        closed = self._account(now_s, snap, limit_in_force, gap_now)
         self.cycles += 1
         if self.cycles % 10 == 0:
             # A failed write is counted by storage health; the integral lives on in memory.
@@ -468,6 +471,7 @@ class ControlCycle:
         the_plan: Plan,
         plan_rigs: list[PlanRig],
         fleet_max_w: float,
+        limit_now_kw: float,
     ) -> Gap:
         cfg = self.config.loop
         unclipped_w = budget_for_import_kw(decision.target_import_kw, decision.correction_kw, cfg)
@@ -481,6 +485,7 @@ class ControlCycle:
                 unresponsive_w += max(0.0, _counted_w(pr) - pr.power_w)
         return gap(
             limit_kw=decision.limit.limit_kw,
+            limit_now_kw=limit_now_kw,
             import_kw=snap.grid_import_w / 1000.0,
             target_kw=decision.target_import_kw,
             correction_kw=decision.correction_kw,
@@ -639,13 +644,14 @@ class ControlCycle:
             self.executor.submit(sleeps, tuple(c for c in retries if c not in sleeps))
 
     def _account(
-        self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit
+        self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit, gap_now: Gap | None
     ) -> list[ComplianceRecord]:
         """Feed compliance; returns the settlement intervals this sample closed."""
         if not snap.grid_fresh:
             return []
+        terms = tuple(gap_now.terms_kw().items()) if gap_now is not None else ()
         self.compliance, minutes, intervals = self.compliance.add(
-            Sample(now_s, snap.grid_import_w / 1000.0, limit.limit_kw)
+            Sample(now_s, snap.grid_import_w / 1000.0, limit.limit_kw, terms)
         )
         self._store(minutes, "minute")
         self._store(intervals, "interval")

@@ -39,6 +39,9 @@ class SiteStatus:
     started_at_s: float | None = None  # when this daemon process started running the site
     commandable_power_kw: float = 0.0  # drawn now by rigs minerd can command
     commandable_share: float = 1.0  # their share of the fleet's nominal power (rest read only)
+    # The settlement interval in progress: mean import / limit so far, and why under 97 %.
+    interval_utilization: float | None = None
+    interval_under_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,7 @@ class Site:
         snap = self.snapshot()
         counts = snap.counts_by_state()
         able = commandable(snap.rigs, self.cycle.models)
+        progress = self.cycle.compliance.settlement.progress()
         if last is None:
             limit = EffectiveLimit(self.config.contracted_limit_kw, "contracted")
             budget_kw = planned_kw = 0.0
@@ -165,6 +166,8 @@ class Site:
             started_at_s=self.started_at_s,
             commandable_power_kw=able.power_w / 1000.0,
             commandable_share=able.share,
+            interval_utilization=progress[0] if progress else None,
+            interval_under_reason=progress[1] if progress else "",
         )
 
     def quotas_changed(self) -> None:

@@ -29,11 +29,19 @@ MIGRATIONS = (
             )""",
         ),
     ),
+    # Issue 19: mean import / limit per record, and why it stayed under 97 %.
+    Migration(
+        2,
+        (
+            "ALTER TABLE compliance ADD COLUMN utilization REAL NOT NULL DEFAULT 0",
+            "ALTER TABLE compliance ADD COLUMN under_reason TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 _COLS = (
     "interval_start_s, interval_s, avg_import_kw, limit_kw, max_excess_kw, seconds_over, "
-    "energy_over_kwh, samples"
+    "energy_over_kwh, samples, utilization, under_reason"
 )
 
 
@@ -49,7 +57,7 @@ class ComplianceStore:
     def upsert_many(self, records: Iterable[ComplianceRecord], kind: ComplianceKind) -> None:
         with self._db.transaction("upsert compliance") as conn:
             conn.executemany(
-                f"INSERT OR REPLACE INTO compliance(kind, {_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO compliance(kind, {_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         kind,
@@ -61,6 +69,8 @@ class ComplianceStore:
                         r.seconds_over,
                         r.energy_over_kwh,
                         r.samples,
+                        r.utilization,
+                        r.under_reason,
                     )
                     for r in records
                 ],
@@ -99,4 +109,5 @@ def _record(r: sqlite3.Row) -> ComplianceRecord:
         seconds_over=float(r["seconds_over"]),
         energy_over_kwh=float(r["energy_over_kwh"]),
         samples=int(r["samples"]),
+        under_reason=str(r["under_reason"]),
     )

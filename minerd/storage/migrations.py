@@ -4,7 +4,8 @@ Each store keeps its own ordered migrations (`Migration`, per component, in sche
 the file as a whole carries `PRAGMA user_version`, the schema release it was written by:
 
     0  unversioned: release 1f8bb88 and before (every component at version 1)
-    1  this release: the file version exists; every component at its latest migration
+    1  the file version exists; every component at its latest migration
+    2  compliance records carry utilization and the reason under 97 % (issue 19)
 
 `upgrade` runs once at open, before any store: it refuses a file from a newer minerd, and if
 anything is to be migrated in a database that holds data, it first takes a backup copy next
@@ -65,6 +66,7 @@ def _all_components_latest(db: Database) -> None:
 
 STEPS: tuple[Step, ...] = (
     Step(1, "versioned file; every store at its latest schema", _all_components_latest),
+    Step(2, "compliance: utilization and the reason under 97 %", _all_components_latest),
 )
 SCHEMA_VERSION = STEPS[-1].version
 

@@ -108,7 +108,7 @@ def _terms(cycles: list[CycleResult], from_s: float, to_s: float) -> dict[str, f
     sums: dict[str, float] = {}
     n = 0
     for c in cycles:
-        if not from_s <= c.snapshot.taken_at_s < to_s or c.utilization is None:
+        if not from_s <= c.snapshot.taken_at_s < to_s or getattr(c, "utilization", None) is None:
             continue
         n += 1
         g = c.utilization

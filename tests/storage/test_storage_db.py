@@ -24,7 +24,7 @@ def test_storage_migrates_an_empty_file_and_reopens(tmp_path: Path) -> None:
         "quotas": 1,
         "audit": 1,
         "journal": 1,
-        "compliance": 1,
+        "compliance": 2,
         "state": 1,
         "alerts": 1,
         "telemetry_spool": 1,  # the upgrade at open brings every store, the spool too
