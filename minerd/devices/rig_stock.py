@@ -129,7 +129,7 @@ class StockRig(FamilyRig):
             return reading
         try:
             # a read's own time limit: a hung web server must not hold the poll
-            conf = await self.web.get_json(CONF_PATH, timeout_s=self.target.timeout_s)
+            conf = await self.web.get_json(CONF_PATH, timeout_s=self.side_read_limit_s)
         except DeviceError as exc:
             log.debug("rig %s: config read-back failed, next read retries: %s", self.rig_id, exc)
             return reading

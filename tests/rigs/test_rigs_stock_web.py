@@ -288,3 +288,26 @@ async def test_a_cancelled_close_stays_cancelled(site: Site) -> None:
     with pytest.raises(asyncio.CancelledError):
         await closing
     assert closing.cancelled() and rig._watch is None
+
+
+@pytest.mark.asyncio
+async def test_a_hung_config_read_back_still_gives_the_reading_within_the_poll_limit(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = site.rig(S19)
+    rig.target = replace(rig.target, timeout_s=5.0)  # the poller's limit below
+    try:
+        await rig.apply(RigCommand(S19, RigAction.SLEEP))
+        await _settle(site, rig, rig.model.sleep_time_s + 1)
+
+        async def hung(*_: object, **__: object) -> object:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        monkeypatch.setattr(rig.web, "_authenticated", hung)  # the CGI takes it, never answers
+        async with asyncio.timeout(rig.target.timeout_s):  # the poller's limit on a read
+            reading = await rig.read(site.clock.now_s())
+        assert reading.state is RigState.SLEEPING
+        assert rig.conf_mode is None  # not verified: the next read tries again
+    finally:
+        await rig.aclose()
