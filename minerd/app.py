@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minerd.assembly import SiteDevices, build_devices
-from minerd.clock import Clock, SystemClock
+from minerd.clock import Clock, SiteClock, SystemClock
 from minerd.components import Components, build_components
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
@@ -102,6 +102,8 @@ class Daemon:
     notifier: Notifier = field(default_factory=Notifier)
 
     def __post_init__(self) -> None:
+        # Site time: a stepped system clock must not move quota times (docs/operator-guide.md).
+        self.clock = SiteClock.wrap(self.clock)
         self.db: Database | None = None
         self.devices: SiteDevices | None = None
         self.sessions: StoredSessions | None = None

@@ -5,6 +5,9 @@ that a scaled or manual clock changes all of them at once. No other module reads
 (tests/test_no_wall_clock.py keeps it so). `elapsed_s()` is the one exception by design:
 the loop's seconds for measuring how long work took (latency metrics, the watchdog), which
 must not scale with a simulated clock and never decide control.
+
+The daemon wraps whatever clock it is given in a SiteClock: site time is the wall time at
+start carried on by monotonic time, so a stepped system clock never moves quota times.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
@@ -23,11 +29,16 @@ __all__ = [
     "Clock",
     "ManualClock",
     "ScaledClock",
+    "SiteClock",
+    "StepStatus",
     "SystemClock",
     "TimerHandle",
     "elapsed_s",
+    "step_status",
     "system_clock",
 ]
+
+log = logging.getLogger("minerd.clock")
 
 
 def elapsed_s() -> float:
@@ -224,3 +235,125 @@ class _Guarded:
     ) -> None:
         self._timer.cancel()
         await self._cm.__aexit__(exc_type, exc, tb)
+
+
+# Wall and site time further apart than this is a clock step, not NTP's slewing.
+STEP_THRESHOLD_S = 2.0
+# Site time follows a smaller difference by running at most 1 % fast or slow: 2 s in 200 s,
+# never backwards, and a quota boundary moves by 0.6 s at most within a minute.
+SLEW_RATE = 0.01
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    """How the wall clock stands against site time, for the ClockStepped alert and /metrics.
+
+    offset_s: wall minus site time, seconds (positive: the wall clock is ahead).
+    stepped: the offset is beyond the step threshold, so site time does not follow it.
+    steps_total: wall-clock steps seen since start.
+    """
+
+    offset_s: float = 0.0
+    stepped: bool = False
+    steps_total: int = 0
+
+
+class SiteClock:
+    """The daemon's time: `source`'s wall time at start, carried on by its monotonic time.
+
+    A step of the system clock moves time.time() but not time.monotonic(), so site time
+    does not jump with it: quotas in force stay in force, and a quota that starts later
+    starts when the monotonic seconds say. A difference within STEP_THRESHOLD_S (NTP
+    corrections, a small step) is followed by slewing at SLEW_RATE; a larger one is held
+    off, reported by status() (the ClockStepped alert, minerd_clock_offset_seconds) and
+    logged once, until the wall comes back within the threshold or the daemon restarts,
+    which takes the wall time as its new start. Site time never runs backwards.
+    Waits are the source's: they are intervals already, which no step changes.
+    """
+
+    def __init__(
+        self,
+        source: Clock,
+        step_threshold_s: float = STEP_THRESHOLD_S,
+        slew_rate: float = SLEW_RATE,
+    ) -> None:
+        if not 0.0 <= slew_rate < 1.0:
+            raise ValueError(f"slew_rate must be in [0, 1), got {slew_rate}")
+        self.source = source
+        self.speed = source.speed
+        self.step_threshold_s = step_threshold_s
+        self.slew_rate = slew_rate
+        self._lock = threading.Lock()  # storage and API threads read time too
+        self._mono_s = source.monotonic_s()
+        self._site_s = source.now_s()
+        self._offset_s = 0.0
+        self._stepped = False
+        self._step_ref_s = 0.0  # the offset last reported as a step
+        self._steps = 0
+
+    @classmethod
+    def wrap(cls, clock: Clock) -> SiteClock:
+        """`clock` as site time; a SiteClock already is."""
+        return clock if isinstance(clock, SiteClock) else cls(clock)
+
+    def now_s(self) -> float:
+        """Site time, unix seconds UTC."""
+        with self._lock:
+            wall_s = self.source.now_s()
+            mono_s = self.source.monotonic_s()
+            dt_s = max(0.0, mono_s - self._mono_s)
+            self._mono_s = max(self._mono_s, mono_s)
+            site_s = self._site_s + dt_s
+            offset_s = wall_s - site_s
+            if abs(offset_s) <= self.step_threshold_s:
+                most_s = self.slew_rate * dt_s
+                site_s += min(most_s, max(-most_s, offset_s))
+            self._site_s = site_s
+            self._offset_s = wall_s - site_s
+            self._note(self._offset_s)
+            return site_s
+
+    def _note(self, offset_s: float) -> None:
+        """Log a step once (and each further step), and the wall's return."""
+        threshold = self.step_threshold_s
+        if abs(offset_s) > threshold:
+            if not self._stepped or abs(offset_s - self._step_ref_s) > threshold:
+                self._steps += 1
+                log.warning(
+                    "system clock stepped: wall time is %+.1f s from site time; minerd keeps "
+                    "site time on the monotonic clock (quotas in force stay in force) until "
+                    "the wall clock is back within %.1f s or minerd restarts",
+                    offset_s,
+                    threshold,
+                )
+            self._stepped, self._step_ref_s = True, offset_s
+        elif self._stepped:
+            self._stepped, self._step_ref_s = False, 0.0
+            log.warning(
+                "system clock back within %.1f s of site time (%+.3f s): following it again",
+                threshold,
+                offset_s,
+            )
+
+    def status(self) -> StepStatus:
+        """Where the wall clock stands now against site time."""
+        self.now_s()
+        with self._lock:
+            return StepStatus(self._offset_s, self._stepped, self._steps)
+
+    def monotonic_s(self) -> float:
+        return self.source.monotonic_s()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.source.sleep(seconds)
+
+    def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[object]:
+        return self.source.timeout(seconds)
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> TimerHandle:
+        return self.source.call_later(seconds, callback)
+
+
+def step_status(clock: Clock) -> StepStatus:
+    """The step status of a SiteClock; any other clock cannot step (its time is its own)."""
+    return clock.status() if isinstance(clock, SiteClock) else StepStatus()

@@ -19,7 +19,7 @@ from minerd.api import EngineAlertsView, create_app, serve
 from minerd.api.auth import FailureThrottle
 from minerd.api.connections import reserved_fds
 from minerd.api.mqtt_quota import run_mqtt_quota_input
-from minerd.clock import Clock
+from minerd.clock import Clock, step_status
 from minerd.gridlink.tasks import GridLinks, build_grid_links
 from minerd.model import ComplianceRecord, RigCommand
 from minerd.runtime.cycle import CycleResult
@@ -36,6 +36,7 @@ from minerd.sinks import (
     build_influx_sink,
 )
 from minerd.sinks.auth_metrics import AuthFailuresCollector
+from minerd.sinks.clock_metrics import ClockOffsetCollector
 from minerd.sinks.health_metrics import StorageCollector
 from minerd.storage import StorageHealth, Stores
 
@@ -143,6 +144,7 @@ async def _evaluate_alerts(
         if result.plan is None:
             continue  # warming up: meters and rigs not read yet is not a fault
         auth_failures, auth_sources = parts.auth_throttle.recent()
+        step = step_status(clock)
         facts = SiteFacts(
             effective_limit_kw=result.decision.limit.limit_kw,
             failsafe_engaged=bool(result.failsafe_reason),
@@ -155,6 +157,8 @@ async def _evaluate_alerts(
             storage_problem=health.summary(),
             auth_failures=auth_failures,
             auth_failure_sources=auth_sources,
+            clock_stepped=step.stepped,
+            clock_offset_s=step.offset_s,
         )
         try:
             changes = engine.evaluate(result.snapshot, facts, clock.now_s())
@@ -219,9 +223,16 @@ def build_components(settings: Settings, site: Site, stores: Stores, clock: Cloc
     )
     parts._tasks.append(("alerts-deliver", engine.run))
     _build_api(settings, site, stores, parts)
+    if parts.prometheus is not None:
+        parts.prometheus.add_collector(ClockOffsetCollector(lambda: _clock_metrics(clock)))
     parts.grid_links = build_grid_links(settings, site)
     parts._tasks.extend(parts.grid_links.tasks)
     return parts
+
+
+def _clock_metrics(clock: Clock) -> tuple[float, int]:
+    step = step_status(clock)
+    return step.offset_s, step.steps_total
 
 
 def _build_sinks(settings: Settings, site: Site, stores: Stores, parts: Components) -> None:

@@ -237,6 +237,15 @@ SITE_RULES: tuple[RuleSpec, ...] = (
         "an old token, or a guesser to block at the firewall. Valid tokens are never "
         "refused, so the grid authority's check-ins go on.",
     ),
+    RuleSpec(
+        "ClockStepped",
+        Scope.SITE,
+        _W,
+        64,
+        "The system clock jumped; minerd keeps site time (quotas in force stay in force). "
+        "Check time sync (chronyc tracking / timedatectl): if the wall clock is wrong, fix "
+        "its source and the alert clears; if it is right now, restart minerd to take it.",
+    ),
 )
 
 ALL_RULES: tuple[RuleSpec, ...] = RIG_RULES + CONTAINER_RULES + METER_RULES + SITE_RULES

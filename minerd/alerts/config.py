@@ -36,6 +36,7 @@ DEFAULT_TIMINGS: dict[str, RuleTiming] = {
     "TsdbUnreachable": RuleTiming(60.0, 60.0),
     "StorageFailing": RuleTiming(0.0, 20.0),
     "AuthFailures": RuleTiming(0.0, 300.0),  # quiet for 5 min before it resolves
+    "ClockStepped": RuleTiming(0.0, 60.0),
 }
 
 

@@ -378,6 +378,8 @@ class AlertEngine:
             m |= 16
         if facts.auth_failures >= th.auth_failures_per_min:
             m |= 32
+        if facts.clock_stepped:
+            m |= 64
         prev, self._site_mask = self._site_mask, m
         for bit, spec in _SITE_BITS:
             if (m ^ prev) & bit:

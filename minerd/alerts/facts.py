@@ -18,6 +18,8 @@ class SiteFacts:
     storage_problem: which database writes fail and why ("" while storage works).
     auth_failures: wrong API tokens within the last minute, all addresses.
     auth_failure_sources: the addresses that sent most of them, with their counts.
+    clock_stepped: the system clock is further from site time than a slew explains.
+    clock_offset_s: wall minus site time, seconds.
     """
 
     effective_limit_kw: float
@@ -29,3 +31,5 @@ class SiteFacts:
     storage_problem: str = ""
     auth_failures: int = 0
     auth_failure_sources: tuple[tuple[str, int], ...] = ()
+    clock_stepped: bool = False
+    clock_offset_s: float = 0.0

@@ -84,4 +84,10 @@ def site_texts(
             f"{sources}. Valid tokens are still admitted; wrong ones are slowed, then "
             "answered 429, per address.",
         )
+    if rule == "ClockStepped":
+        return (
+            f"Site {site}: system clock stepped {facts.clock_offset_s:+.0f} s",
+            f"The wall clock is {facts.clock_offset_s:+.1f} s from minerd's site time. Quotas "
+            "are timed on site time, which did not jump.",
+        )
     return (f"Site {site}: {rule}", "")
