@@ -227,15 +227,22 @@ async def test_mixed_fleet_day_ahead_schedule_with_faults(tmp_path: Path) -> Non
         assert faulted == {rig_id for rig_id, _ in faults}
 
 
-def fault_rigs(run: Running) -> list[tuple[str, str]]:
-    """FAULTS on real rigs: the first, second... rig of each family named."""
+def fault_rigs(run: Running, share: float = 0.10) -> list[tuple[str, str]]:
+    """`share` of the rigs faulted, FAULTS taken in turn (the first, second... rig of each
+    family named): on 60 rigs exactly FAULTS."""
     by_family: dict[RigProtocol, list[str]] = {}
     for plan in run.sim.plans:
         by_family.setdefault(plan.protocol, []).append(plan.rig_id)
+    want = round(share * len(run.sim.plans))
     taken: dict[RigProtocol, int] = {}
-    out = []
-    for family, fault in FAULTS:
-        i = taken.get(family, 0)
-        taken[family] = i + 1
-        out.append((by_family[family][i], fault))
+    out: list[tuple[str, str]] = []
+    while len(out) < want:
+        before = len(out)
+        for family, fault in FAULTS:
+            i = taken.get(family, 0)
+            if len(out) < want and i < len(by_family.get(family, [])):
+                taken[family] = i + 1
+                out.append((by_family[family][i], fault))
+        if len(out) == before:
+            break
     return out
