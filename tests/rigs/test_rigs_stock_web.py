@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from firmware_fixtures import FIRMWARE_DIR
+from sim_fleet import manual_clock, manual_fleet, stock_pair
 
 from minerd.clock import ManualClock
 from minerd.devices.rig_stock import StockRig, rebuild_conf, work_mode_of
@@ -20,8 +21,8 @@ from minerd.devices.target import RigTarget
 from minerd.errors import CommandRejected, DeviceTimeout
 from minerd.model import ControlMode, RigAction, RigCommand, RigProtocol, RigState
 from minerd.profiles import load_rig_model
+from minerd.sim.family_base import FamilyListeners
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
 from minerd.sim.stock_web import StockWebListeners, low_power_w
 from minerd.transports.http_digest import (
     Challenge,
@@ -110,25 +111,13 @@ class Site:
 
 @pytest_asyncio.fixture
 async def site() -> AsyncIterator[Site]:
-    clock = ManualClock()
-    spec = SiteSpec(
-        groups=(
-            RigGroupSpec("bitmain-s19jpro", 1, RigProtocol.STOCK),
-            RigGroupSpec("bitmain-s21", 1, RigProtocol.STOCK),
-        ),
-        rig_port=0,
-        web_port=0,
-        base_octet=138,
-        workers=1,
-    )
-    fleet = RigFleet(plan_rigs(spec), clock)
-    web = StockWebListeners(clock, reply_delay_s=0.05, restart_down_s=2.0)
-    fleet.family_listeners[RigProtocol.STOCK] = web
-    await fleet.start()
-    try:
-        yield Site(fleet, web, clock)
-    finally:
-        await fleet.close()
+    def servers(clock: ManualClock) -> dict[RigProtocol, FamilyListeners]:
+        return {RigProtocol.STOCK: StockWebListeners(clock, reply_delay_s=0.05, restart_down_s=2.0)}
+
+    async with manual_fleet(stock_pair(138), family=servers) as fleet:
+        web = fleet.family_listeners[RigProtocol.STOCK]
+        assert isinstance(web, StockWebListeners)
+        yield Site(fleet, web, manual_clock(fleet))
 
 
 async def _settle(site: Site, rig: StockRig, seconds: float) -> None:

@@ -13,12 +13,13 @@ import httpx
 import pytest
 import pytest_asyncio
 from firmware_fixtures import FIRMWARE_DIR
+from sim_fleet import manual_clock, manual_fleet, stock_pair
 from simtest_helpers import cgminer_raw
 
 from minerd.clock import ManualClock
 from minerd.model import RigProtocol
+from minerd.sim.family_base import FamilyListeners
 from minerd.sim.fleet import RigFleet
-from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
 from minerd.sim.stock_web import REALM, StockWebListeners
 
 FIX = FIRMWARE_DIR / "stock-cgi"
@@ -54,25 +55,13 @@ class Site:
 
 @pytest_asyncio.fixture
 async def site() -> AsyncIterator[Site]:
-    clock = ManualClock()
-    spec = SiteSpec(
-        groups=(
-            RigGroupSpec("bitmain-s19jpro", 1, RigProtocol.STOCK),
-            RigGroupSpec("bitmain-s21", 1, RigProtocol.STOCK),
-        ),
-        rig_port=0,
-        web_port=0,
-        base_octet=137,
-        workers=1,
-    )
-    fleet = RigFleet(plan_rigs(spec), clock)
-    web = StockWebListeners(clock, reply_delay_s=0.05)
-    fleet.family_listeners[RigProtocol.STOCK] = web
-    await fleet.start()
-    try:
-        yield Site(fleet, web, clock)
-    finally:
-        await fleet.close()
+    def servers(clock: ManualClock) -> dict[RigProtocol, FamilyListeners]:
+        return {RigProtocol.STOCK: StockWebListeners(clock, reply_delay_s=0.05)}
+
+    async with manual_fleet(stock_pair(137), family=servers) as fleet:
+        web = fleet.family_listeners[RigProtocol.STOCK]
+        assert isinstance(web, StockWebListeners)
+        yield Site(fleet, web, manual_clock(fleet))
 
 
 async def _get(site: Site, path: str, rig_id: str = RIG, auth: Any = AUTH) -> httpx.Response:
