@@ -15,7 +15,12 @@ from pathlib import Path
 TIMEOUT_S = 600
 # Benchmarks that run a whole scenario series take longer (the fault matrix: 13 sites; the
 # mixed fleet: 3 sites of 2,000 rigs in real time; the mixed poll: a 50,000-rig site).
-TIMEOUTS_S = {"bench_fault_matrix": 1500, "bench_mixed_fleet": 1500, "bench_mixed_poll": 900}
+TIMEOUTS_S = {
+    "bench_fault_matrix": 1500,
+    "bench_mixed_fleet": 1500,
+    "bench_mixed_poll": 900,
+    "bench_utilization": 1800,  # two runs of a 1,000-rig site through four blocks
+}
 
 
 def main() -> int:

@@ -135,6 +135,7 @@ class CyclePlant:
     db_name: str = "plant.sqlite"
     start_s: float = 1_800_000_000.0
     restore: bool = False  # a restart: state from the database first, as Site.run does
+    retry_unresponsive_s: float = 120.0
     history: list[tuple[float, float, float]] = field(default_factory=list)  # t, import, limit
     results: list[CycleResult] = field(default_factory=list)
 
@@ -182,6 +183,7 @@ class CyclePlant:
                 min_on_s=self.min_on_s, min_off_s=self.min_off_s, max_wakes_per_cycle=50
             ),
             warmup_s=5.0,
+            retry_unresponsive_s=self.retry_unresponsive_s,
         )
         models = {r: self.model for r in ids}
         self.cycle = ControlCycle(

@@ -373,8 +373,16 @@ class ControlCycle:
             # Raise only once every shed command has its outcome: until then the planner
             # counts those rigs as asleep, and waking others on that belief could overshoot.
             # Nothing rises before the loop has measured the site against the limit.
+            # ...and once the sheds sent have fallen to their setpoints (or their sleep
+            # time is up): raises land faster than sheds fall.
+            landing = self.book.sheds_landing(
+                now_s, lambda rig_id: snap.rigs[self.fleet.rig_index(rig_id)]
+            )
             dispatch = self.book.diff(
-                orders, statuses, now_s, allow_raise=measured and not self.executor.shedding
+                orders,
+                statuses,
+                now_s,
+                allow_raise=measured and not self.executor.shedding and not landing,
             )
             for rig_id in dispatch.held:
                 last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
@@ -458,11 +466,13 @@ class ControlCycle:
             if cmd.action is RigAction.SLEEP:
                 react_s = m.sleep_time_s
             elif cmd.action is RigAction.WAKE:
-                react_s = m.wake_time_s
+                # A woken rig may still be ramping its boards after wake_time_s: until it
+                # has arrived, the meter sees it before its (slower) readings do.
+                react_s = 1.5 * m.wake_time_s
             else:
                 react_s = max(m.sleep_time_s, m.wake_time_s)
             slowest_s = max(slowest_s, react_s)
-        return min(self.moving_s, slowest_s + self.config.loop.interval_s)
+        return min(1.5 * self.moving_s, slowest_s + self.config.loop.interval_s)
 
     def _gap(
         self,

@@ -67,6 +67,8 @@ class IntentBook:
         self._checked: dict[str, RigReading] = {}  # the last reading verified, per rig
         self._unseen: set[str] = set()  # rigs with a shed not yet seen taking effect
         self._switched: dict[str, float] = {}  # last sleep/wake per rig, from the journal
+        # Sheds still landing: rig -> the time its sleep time is up (sheds_landing).
+        self._landing: dict[str, float] = {}
 
     def take_redo(self) -> set[str]:
         redo, self._redo = self._redo, set()
@@ -119,6 +121,8 @@ class IntentBook:
         shed: list[RigCommand] = []
         raise_: list[RigCommand] = []
         held: list[str] = []
+        if allow_raise and self._any_shed(setpoints, statuses):
+            allow_raise = False  # sheds first; the raises follow once they have fallen
         for sp in setpoints:
             st = statuses.get(sp.rig_id)
             if st is None or st.maintenance:
@@ -162,6 +166,10 @@ class IntentBook:
                 new.profile_misses = it.profile_misses  # a re-send: the misses add up
             r = st.reading
             from_w = r.power_w if st.fresh and r.power_w > 0 else cur_power_w
+            if is_shed:
+                self._landing[sp.rig_id] = now_s + model.sleep_time_s
+            else:
+                self._landing.pop(sp.rig_id, None)
             if is_shed and from_w > sp.power_w:
                 # From what it draws now (its reading), else from what it was told. A rig
                 # already drawing no more than its new setpoint (told to wake at a lower
@@ -172,6 +180,19 @@ class IntentBook:
                 self._unseen.discard(sp.rig_id)
             self._intents[sp.rig_id] = new
         return Dispatch(tuple(shed), tuple(raise_), tuple(held))
+
+    def _any_shed(
+        self, setpoints: Sequence[RigSetpoint], statuses: Mapping[str, RigStatus]
+    ) -> bool:
+        for sp in setpoints:
+            st = statuses.get(sp.rig_id)
+            if st is None or st.maintenance:
+                continue
+            model = self.models[sp.rig_id]
+            _, cur_power_w, _ = self._believed(self._intents.get(sp.rig_id), st, model)
+            if sp.power_w < cur_power_w:
+                return True
+        return False
 
     @staticmethod
     def _believed(
@@ -185,6 +206,25 @@ class IntentBook:
             return False, model.sleep_power_w, None
         power_w = r.power_w if r.power_w > 0 else model.nominal_power_w
         return True, power_w, r.profile
+
+    def sheds_landing(self, now_s: float, status_of: Callable[[str], RigStatus]) -> bool:
+        """Whether a shed sent within its rig's sleep time has not yet been read at its
+        setpoint. Raises wait for them: a reshuffle (one rig down, others up) would
+        otherwise draw the raises before the shed has fallen, over the limit for a few
+        seconds. Bounded by the sleep time, so a rig that ignores it delays nothing longer."""
+        landing = self._landing
+        for rig_id, until_s in list(landing.items()):
+            it = self._intents.get(rig_id)
+            if now_s >= until_s or it is None:
+                del landing[rig_id]
+                continue
+            r = status_of(rig_id).reading
+            if r.taken_at_s > it.sent_at_s and (
+                r.power_w <= it.power_w * (1.0 + POWER_DEADBAND) + 1.0
+                or (not it.awake and r.state is RigState.SLEEPING)
+            ):
+                del landing[rig_id]
+        return bool(landing)
 
     def forget(self, rig_id: str) -> None:
         """Drop an intent so the next cycle re-sends (used to retry unresponsive rigs)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scenario_kit import Running, Sample, Tuning, energy_over, running_site, site_spec
@@ -83,7 +83,7 @@ class RunResult:
 
 def faulted_rigs(rigs: int, offline: float, ignoring: float) -> dict[str, str]:
     """Faults spread over the rig ids (the planner favours low ids, so not all at one end)."""
-    ids = [f"c001-r{i:03d}" if rigs < 1000 else f"c001-r{i:04d}" for i in range(1, rigs + 1)]
+    ids = [f"c001-r{i:03d}" for i in range(1, rigs + 1)]  # one container (site_spec)
     n_off, n_ign = round(rigs * offline), round(rigs * ignoring)
     out: dict[str, str] = {}
     if n_off:
@@ -130,8 +130,6 @@ async def run_plan(
 ) -> RunResult:
     spec = site_spec(plan.rigs, base_octet=plan.base_octet, speed=plan.speed)
     if plan.workers != 1:
-        from dataclasses import replace
-
         spec = replace(spec, workers=plan.workers)
     async with running_site(spec, workdir, plan.tuning) as run:
         await run.sleep_sim(5.0)
@@ -169,13 +167,7 @@ async def run_plan(
         inspect(run, blocks)
         records = run.site.stores.compliance.query(start - 60.0, end + 60.0, 60.0, "minute")
         compliance = [
-            (
-                r.interval_start_s,
-                r.avg_import_kw / r.limit_kw,
-                r.limit_kw,
-                getattr(r, "under_reason", ""),
-            )
-            for r in records
+            (r.interval_start_s, r.utilization, r.limit_kw, r.under_reason) for r in records
         ]
         return RunResult(plan, full_kw, results, faulted, compliance)
 
