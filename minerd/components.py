@@ -20,6 +20,7 @@ from minerd.api.auth import FailureThrottle
 from minerd.api.connections import reserved_fds
 from minerd.api.mqtt_quota import run_mqtt_quota_input
 from minerd.clock import Clock, step_status
+from minerd.devices.registry import kept_fds
 from minerd.gridlink.tasks import GridLinks, build_grid_links
 from minerd.model import ComplianceRecord, RigCommand
 from minerd.runtime.cycle import CycleResult
@@ -278,7 +279,11 @@ def _build_api(settings: Settings, site: Site, stores: Stores, parts: Components
         )
     c = settings.control
     reserve = reserved_fds(
-        len(site.rig_infos), len(site.meter_infos), c.poll_concurrency, c.command_concurrency
+        len(site.rig_infos),
+        len(site.meter_infos),
+        c.poll_concurrency,
+        c.command_concurrency,
+        kept=kept_fds(r.protocol for r in site.rig_infos),
     )
     parts._tasks.append(
         ("api", lambda: serve(app, settings.api, parts.api_started, reserved_fds=reserve))

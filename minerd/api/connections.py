@@ -30,10 +30,18 @@ ACCEPT_PAUSE_S = 0.9  # asyncio retries after 1 s: be ready by then
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
-def reserved_fds(rigs: int, meters: int, poll_concurrency: int, command_concurrency: int) -> int:
+def reserved_fds(
+    rigs: int, meters: int, poll_concurrency: int, command_concurrency: int, kept: int = 0
+) -> int:
     """Descriptors kept for control: one per concurrent rig read and command, one per meter
-    link, and the fixed rest."""
-    return min(rigs, poll_concurrency) + min(rigs, command_concurrency) + meters + FIXED_RESERVE_FDS
+    link, those rig drivers hold open between polls (`kept`), and the fixed rest."""
+    return (
+        min(rigs, poll_concurrency)
+        + min(rigs, command_concurrency)
+        + meters
+        + kept
+        + FIXED_RESERVE_FDS
+    )
 
 
 def open_files_limit() -> int | None:

@@ -7,7 +7,7 @@ are built by minerd.assembly itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from minerd.devices import rig_braiins, rig_stock, rig_vnish, rig_whatsminer
@@ -16,8 +16,9 @@ from minerd.devices.rig_luxos import CgminerRig, LuxosRig
 from minerd.devices.target import RigTarget
 from minerd.errors import ConfigError
 from minerd.model import RigProtocol
+from minerd.transports.vnish_web import KEPT_CONNECTIONS as VNISH_KEPT_CONNECTIONS
 
-__all__ = ["BUILDERS", "RigBuilder", "RigTarget", "build_rig"]
+__all__ = ["BUILDERS", "KEPT_FDS", "RigBuilder", "RigTarget", "build_rig", "kept_fds"]
 
 
 RigBuilder = Callable[[RigTarget], Rig]
@@ -53,6 +54,19 @@ BUILDERS: Mapping[RigProtocol, RigBuilder] = MappingProxyType(
         RigProtocol.BRAIINS: rig_braiins.build,
     }
 )
+
+
+# Descriptors a family's driver keeps open between polls, per rig: Vnish's keep-alive REST
+# session (up to its connector's 2) and Braiins' HTTP/2 channel. Other drivers connect per
+# request, so only concurrency bounds theirs. The API's connection cap leaves these free.
+KEPT_FDS: Mapping[RigProtocol, int] = MappingProxyType(
+    {RigProtocol.VNISH: VNISH_KEPT_CONNECTIONS, RigProtocol.BRAIINS: 1}
+)
+
+
+def kept_fds(protocols: Iterable[RigProtocol]) -> int:
+    """Descriptors the drivers of these rigs hold open all the time."""
+    return sum(KEPT_FDS.get(p, 0) for p in protocols)
 
 
 def build_rig(protocol: RigProtocol, target: RigTarget) -> Rig:

@@ -26,10 +26,11 @@ from minerd.errors import (
 )
 from minerd.transports.deadline import device_deadline
 
-__all__ = ["UNLOCK_BACKOFF_S", "VnishWebClient"]
+__all__ = ["KEPT_CONNECTIONS", "UNLOCK_BACKOFF_S", "VnishWebClient"]
 
 UNLOCK_BACKOFF_S = 60.0  # after a 403/429 the next unlock waits this long (wall seconds)
 _MAX_BODY_BYTES = 1 << 20
+KEPT_CONNECTIONS = 2  # keep-alive connections one rig's client may hold open (summary+perf)
 
 
 class VnishWebClient:
@@ -64,7 +65,9 @@ class VnishWebClient:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=2, use_dns_cache=False, force_close=False)
+            connector = aiohttp.TCPConnector(
+                limit=KEPT_CONNECTIONS, use_dns_cache=False, force_close=False
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),  # the caller's asyncio.timeout rules

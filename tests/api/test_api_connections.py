@@ -31,6 +31,8 @@ from minerd.api.connections import (
     reserved_fds,
 )
 from minerd.clock import ManualClock
+from minerd.devices.registry import KEPT_FDS, kept_fds
+from minerd.model import RigProtocol
 from minerd.settings.models import ApiSettings
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -150,6 +152,21 @@ def test_the_api_gets_what_the_open_files_limit_leaves_after_control() -> None:
     assert reserved_fds(rigs=10, meters=1, poll_concurrency=4, command_concurrency=2) == (
         4 + 2 + 1 + FIXED_RESERVE_FDS
     )
+
+
+def test_connections_drivers_keep_open_are_reserved_too() -> None:
+    # Vnish keeps its REST session and Braiins its gRPC channel open between polls: those
+    # descriptors are taken whatever the poll concurrency, so the API must leave them.
+    rigs = [RigProtocol.VNISH] * 300 + [RigProtocol.BRAIINS] * 200 + [RigProtocol.STOCK] * 500
+    kept = kept_fds(rigs)
+    assert kept == 300 * KEPT_FDS[RigProtocol.VNISH] + 200 * KEPT_FDS[RigProtocol.BRAIINS]
+    assert kept_fds([RigProtocol.STOCK, RigProtocol.LUXOS, RigProtocol.WHATSMINER]) == 0
+    base = reserved_fds(rigs=1000, meters=3, poll_concurrency=64, command_concurrency=64)
+    with_kept = reserved_fds(
+        rigs=1000, meters=3, poll_concurrency=64, command_concurrency=64, kept=kept
+    )
+    assert with_kept == base + kept
+    assert connection_cap(256, with_kept, limit=base + 256) == MIN_API_CONNECTIONS
 
 
 def test_a_repeated_event_is_logged_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
