@@ -215,7 +215,8 @@ class Iec104Outstation:
             port=port,
             tick_rate_ms=50,
             select_timeout_ms=10_000,
-            max_connections=max(1, len(self._allowed)),
+            # Room for a reconnect while a dead link still awaits its t1 timeout.
+            max_connections=2 * len(self._allowed) + 2,
         )
         self._build(server)
         self.server = server
