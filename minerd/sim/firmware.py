@@ -373,18 +373,7 @@ def devs(rig: RigSim, v: RigView) -> list[Reply]:
                 # Vnish fixes the stock typo (fixture vnish-s19)
                 ("Temperature" if real or _vnish(rig) else "Tenperature"): temp,
                 **_dev_counters(mhs),
-                "Utility": 0.0,
-                "Last Share Pool": 0,
-                "Last Share Time": 0,
-                "Total MH": 0.0,
-                "Diff1 Work": 0,
-                "Difficulty Accepted": 0.0,
-                "Difficulty Rejected": 0.0,
-                "Last Share Difficulty": 0.0,
-                "Last Valid Work": 0,
-                "Device Hardware%": 0.0,
-                "Device Rejected%": 0.0,
-                "Device Elapsed": elapsed,
+                **_dev_share_tail(elapsed),
             }
         ]
     entries: list[Reply] = []
@@ -442,8 +431,9 @@ def _dev_counters(mhs: float) -> Reply:
     }
 
 
-def _btminer_dev_tail(v: RigView, b: int, elapsed: int) -> Reply:
-    chip = round(v.chip_temps_c[b], 1)
+def _dev_share_tail(elapsed: int) -> Reply:
+    """The share statistics after the rates in a cgminer/btminer `devs` entry (all zero:
+    the simulator mines no shares)."""
     return {
         "Utility": 0.0,
         "Last Share Pool": 0,
@@ -457,6 +447,13 @@ def _btminer_dev_tail(v: RigView, b: int, elapsed: int) -> Reply:
         "Device Hardware%": 0.0,
         "Device Rejected%": 0.0,
         "Device Elapsed": elapsed,
+    }
+
+
+def _btminer_dev_tail(v: RigView, b: int, elapsed: int) -> Reply:
+    chip = round(v.chip_temps_c[b], 1)
+    return {
+        **_dev_share_tail(elapsed),
         "Upfreq Complete": 1,
         "Effective Chips": CHIPS_PER_BOARD if b < v.boards_ok else 0,
         "PCB SN": f"SIMPCB{b:02d}",
