@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import c104
 
+from minerd.errors import StorageError
 from minerd.gridlink.iec104_commands import (
     Command,
     Rejected,
@@ -69,6 +70,7 @@ class Iec104Outstation:
         self._points: dict[str, c104.Point] = {}
         self._sent: dict[str, PointValue] = {}
         self._peer = ""
+        self._setpoint_kw: float | None = None
         self._refused_seen: set[str] = set()
         # Counters (for tests and logs): commands confirmed / refused, connections refused.
         self.confirmed = 0
@@ -189,8 +191,12 @@ class Iec104Outstation:
         server.on_connect(callable=self._on_connect)
 
     def _values(self) -> dict[str, PointValue]:
-        q = self.setpoint_in_force()
-        return point_values(self.service.status(), None if q is None else q.limit_kw)
+        try:
+            q = self.setpoint_in_force()
+            self._setpoint_kw = None if q is None else q.limit_kw
+        except StorageError as exc:  # telemetry goes on; the last known setpoint stands
+            log.debug("iec104: setpoint in force not readable: %s", exc)
+        return point_values(self.service.status(), self._setpoint_kw)
 
     def _refresh(self, spontaneous: bool = True) -> None:
         """Write every point's value; send those that moved (COT 3)."""

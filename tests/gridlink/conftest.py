@@ -10,8 +10,14 @@ import pytest
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "scenarios"))  # scenario_kit
+sys.path.insert(0, str(HERE.parent / "api"))  # api_site: a real SiteService on real stores
 
-PURE = {"test_openadr_events.py", "test_grid_settings.py", "test_iec104_points.py"}
+PURE = {
+    "test_openadr_events.py",
+    "test_openadr_handle.py",
+    "test_grid_settings.py",
+    "test_iec104_points.py",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
