@@ -130,7 +130,7 @@ def bind_listener(host: str, port: int) -> socket.socket:
 class ServerBook:
     """One listening server per rig on its own loopback address, for any of the rig's APIs:
     a rig reopened after 'offline' gets the port it had, and closing them all also ends the
-    connections and handler tasks still open."""
+    connections and handler tasks still open. A family's listeners subclass it and open."""
 
     def __init__(self) -> None:
         self._servers: dict[str, asyncio.Server] = {}
@@ -176,12 +176,12 @@ class ServerBook:
             await server.wait_closed()
 
 
-class RigListeners:
+class RigListeners(ServerBook):
     """The TCP listeners of some rigs; 'offline' closes a rig's listener, clearing reopens it."""
 
     def __init__(self, clock: Clock) -> None:
+        super().__init__()
         self._clock = clock
-        self._book = ServerBook()
         self._counter = [0]
 
     @property
@@ -189,22 +189,13 @@ class RigListeners:
         return self._counter[0]
 
     def port_of(self, rig_id: str) -> int:
-        return self._book.bound_port(rig_id)
+        return self.bound_port(rig_id)  # the fleet asks for it while the rig is offline too
 
     async def open(self, rig: RigSim) -> int:
         loop = asyncio.get_running_loop()
-        sock = self._book.bind(rig.rig_id, rig.plan.host, rig.plan.port)
-        live = self._book.live
+        sock = self.bind(rig.rig_id, rig.plan.host, rig.plan.port)
+        live = self.live
         server = await loop.create_server(
             lambda: CgminerConnection(rig, self._clock, self._counter, live), sock=sock
         )
-        return self._book.add(rig.rig_id, server, sock)
-
-    def close(self, rig_id: str) -> None:
-        self._book.close(rig_id)
-
-    def is_open(self, rig_id: str) -> bool:
-        return self._book.is_open(rig_id)
-
-    async def close_all(self) -> None:
-        await self._book.close_all()
+        return self.add(rig.rig_id, server, sock)

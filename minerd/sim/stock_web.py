@@ -64,7 +64,7 @@ class _Conf:
         self.work_mode = "0" if rig.awake else "1"
 
 
-class StockWebListeners:
+class StockWebListeners(ServerBook):
     def __init__(
         self,
         clock: Clock,
@@ -74,15 +74,15 @@ class StockWebListeners:
         self.clock = clock
         self.reply_delay_s = reply_delay_s
         self.restart_down_s = restart_down_s
-        self._book = ServerBook()
+        super().__init__()
         self._conf: dict[str, _Conf] = {}
         self._nonces: dict[str, float] = {}  # nonce -> issued at (sim s)
         self.writes = 0  # set_miner_conf requests accepted (tests count them)
 
     async def open(self, rig: RigSim) -> int:
-        sock = self._book.bind(rig.rig_id, rig.plan.host, rig.plan.family_port)
+        sock = self.bind(rig.rig_id, rig.plan.host, rig.plan.family_port)
         self._conf.setdefault(rig.rig_id, _Conf(rig))
-        tasks = self._book.tasks
+        tasks = self.tasks
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
@@ -97,16 +97,7 @@ class StockWebListeners:
                 writer.close()
 
         server = await asyncio.start_server(on_connect, sock=sock)
-        return self._book.add(rig.rig_id, server, sock)
-
-    def port_of(self, rig_id: str) -> int | None:
-        return self._book.port_of(rig_id)
-
-    def close(self, rig_id: str) -> None:
-        self._book.close(rig_id)
-
-    async def close_all(self) -> None:
-        await self._book.close_all()
+        return self.add(rig.rig_id, server, sock)
 
     def work_mode(self, rig_id: str) -> str:
         """The `bitmain-work-mode` the rig's config shows (tests)."""

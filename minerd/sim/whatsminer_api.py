@@ -266,28 +266,19 @@ class _V3Connection(asyncio.Protocol):
             self._transport.write(frame)
 
 
-class WhatsminerV3Listeners:
+class WhatsminerV3Listeners(ServerBook):
     """One API v3 server per rig on rig.plan.host:rig.plan.family_port."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._book = ServerBook()
+        super().__init__()
 
     async def open(self, rig: RigSim) -> int:
         loop = asyncio.get_running_loop()
-        sock = self._book.bind(rig.rig_id, rig.plan.host, rig.plan.family_port)
-        live = self._book.live
+        sock = self.bind(rig.rig_id, rig.plan.host, rig.plan.family_port)
+        live = self.live
         server = await loop.create_server(lambda: _V3Connection(rig, self._clock, live), sock=sock)
-        return self._book.add(rig.rig_id, server, sock)
-
-    def port_of(self, rig_id: str) -> int | None:
-        return self._book.port_of(rig_id)
-
-    def close(self, rig_id: str) -> None:
-        self._book.close(rig_id)
-
-    async def close_all(self) -> None:
-        await self._book.close_all()
+        return self.add(rig.rig_id, server, sock)
 
 
 def listeners(clock: Clock) -> FamilyListeners:
