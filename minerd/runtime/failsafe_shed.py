@@ -7,7 +7,7 @@ power and its reading (ARCHITECTURE.md, stale grid meter rule); a fresh grid met
 above what the model predicts corrects the budget by the difference (the meter has the
 last word); rigs are put to sleep until that worst case fits under the limit. It talks to
 the rigs directly, not through the executor (which may be what failed), and journals what
-it sent if the disk still takes writes.
+it sent, once sent, if the disk still takes writes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from minerd.errors import MinerdError
 from minerd.model import FleetSnapshot, RigAction, RigCommand, RigModel, RigState
 from minerd.runtime.devices import PollableRig
 from minerd.storage import CommandJournal
+from minerd.storage.journal import HeldEntry
 
 log = logging.getLogger("minerd.control")
 
@@ -87,14 +88,15 @@ async def shed_to_failsafe(
     rig_timeout_s: float = 5.0,
     concurrency: int = 64,
 ) -> ShedReport:
-    """Send the fail-safe sleep commands, all at once (bounded), each under a timeout."""
+    """Send the fail-safe sleep commands, all at once (bounded), each under a timeout.
+
+    The journal is written after the commands, not before: the database is synchronous and
+    may be slow or locked (the disk is a usual reason to get here), and nothing may hold
+    the shed back. The restart's first reads see what the rigs did either way."""
     orders, budget_w, kept_w = failsafe_orders(snap, models, failsafe_limit_kw, loop)
-    ids: list[int] = []
-    if journal is not None:
-        with contextlib.suppress(MinerdError):
-            ids = journal.intents(orders, clock.now_s())
+    sent_at_s = clock.now_s()
     gate = asyncio.Semaphore(max(1, concurrency))
-    results: list[tuple[int, bool, str | None]] = []
+    errors: dict[int, str] = {}
 
     async def send(i: int, cmd: RigCommand) -> bool:
         async with gate:
@@ -103,16 +105,18 @@ async def shed_to_failsafe(
                     await rigs[cmd.rig_id].apply(cmd)
             except Exception as exc:  # a driver bug on one rig must not stop the others' shed
                 log.warning("fail-safe sleep to %s failed: %s", cmd.rig_id, exc)
-                if ids:
-                    results.append((ids[i], False, str(exc) or type(exc).__name__))
+                errors[i] = str(exc) or type(exc).__name__
                 return False
-        if ids:
-            results.append((ids[i], True, None))
         return True
 
     done = await asyncio.gather(*(send(i, c) for i, c in enumerate(orders)))
-    if journal is not None and results:
+    if journal is not None and orders:
+        at_s = clock.now_s()
+        entries = [
+            HeldEntry(cmd, sent_at_s, at_s, i not in errors, errors.get(i))
+            for i, cmd in enumerate(orders)
+        ]
         with contextlib.suppress(MinerdError):
-            journal.outcomes(results, clock.now_s())
+            journal.record(entries)
     ok = sum(done)
     return ShedReport(budget_w, kept_w, len(orders), ok, len(orders) - ok)

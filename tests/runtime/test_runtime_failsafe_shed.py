@@ -3,6 +3,8 @@ them raises (a driver bug is not a reason to leave the rest of the site awake)."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from minerd.clock import SystemClock
@@ -18,7 +20,9 @@ from minerd.model import (
     RigStatus,
 )
 from minerd.profiles import load_rig_model
-from minerd.runtime.failsafe_shed import shed_to_failsafe
+from minerd.runtime.failsafe_shed import REASON, shed_to_failsafe
+from minerd.storage import CommandJournal, Database
+from minerd.storage.journal import HeldEntry
 
 MODEL = "bitmain-s19jpro"
 
@@ -51,6 +55,16 @@ def _status(rig_id: str) -> RigStatus:
     )
 
 
+def _loop() -> LoopConfig:
+    return LoopConfig(
+        margin_kw=0.0,
+        aux_base_kw=0.0,
+        aux_fraction=0.0,
+        ramp_up_kw_per_s=1.0,
+        failsafe_limit_kw=0.0,
+    )
+
+
 @pytest.mark.asyncio
 async def test_one_rig_raising_anything_leaves_the_others_shed() -> None:
     rigs = {
@@ -61,21 +75,46 @@ async def test_one_rig_raising_anything_leaves_the_others_shed() -> None:
     }
     model = load_rig_model(MODEL)
     snap = FleetSnapshot(100.0, tuple(_status(r) for r in rigs), ())
-    loop = LoopConfig(
-        margin_kw=0.0,
-        aux_base_kw=0.0,
-        aux_fraction=0.0,
-        ramp_up_kw_per_s=1.0,
-        failsafe_limit_kw=0.0,
-    )
     report = await shed_to_failsafe(
         snap,
         {r: model for r in rigs},
         rigs,
         failsafe_limit_kw=0.0,
-        loop=loop,
+        loop=_loop(),
         clock=SystemClock(),
     )
     assert all(len(r.applied) == 1 for r in rigs.values())
     assert all(r.applied[0].action is RigAction.SLEEP for r in rigs.values())
     assert (report.sent, report.ok, report.failed) == (4, 2, 2)
+
+
+@pytest.mark.asyncio
+async def test_the_journal_is_written_after_the_commands_with_their_outcomes(
+    tmp_path: Path,
+) -> None:
+    rigs = {"r1": _Rig("r1"), "r2": _Rig("r2", DeviceTimeout("r2", "127.0.0.1:4028", "late"))}
+    journal = CommandJournal(Database(tmp_path / "state.db"))
+    applied_when_written: list[int] = []
+    real_record = journal.record
+
+    def record(entries: list[HeldEntry]) -> list[int]:
+        applied_when_written.append(sum(len(r.applied) for r in rigs.values()))
+        return real_record(entries)
+
+    journal.record = record  # type: ignore[method-assign,assignment]
+    model = load_rig_model(MODEL)
+    report = await shed_to_failsafe(
+        FleetSnapshot(100.0, tuple(_status(r) for r in rigs), ()),
+        {r: model for r in rigs},
+        rigs,
+        failsafe_limit_kw=0.0,
+        loop=_loop(),
+        clock=SystemClock(),
+        journal=journal,
+    )
+    assert (report.ok, report.failed) == (1, 1)
+    assert applied_when_written == [2]  # one write, once both commands had gone out
+    latest = journal.latest_intent_per_rig()
+    assert latest["r1"].ok is True and latest["r1"].outcome_at_s is not None
+    assert latest["r2"].ok is False and "late" in (latest["r2"].error or "")
+    assert latest["r1"].command.reason == REASON
