@@ -135,6 +135,7 @@ async def test_scada_reads_points_dispatches_withdraws_and_is_refused_out_of_ran
             assert await asyncio.to_thread(scada.send_setpoint, setpoint_kw)
             await run.sleep_sim(SLEEP_S + 2 * CYCLE_S + 6.0)
             under_s = run.recorder.first_under(setpoint_kw, t_cmd) - t_cmd
+            print(f"\nIEC 104 setpoint {setpoint_kw} kW: under it after {under_s:.2f} sim s")
             assert under_s <= SLEEP_S + 2 * CYCLE_S, run.trace(t_cmd - 1, t_cmd + 10)
             status = run.site.status()
             assert status.limit.limit_kw == pytest.approx(setpoint_kw)

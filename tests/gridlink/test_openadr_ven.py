@@ -65,6 +65,7 @@ async def test_vtn_event_with_two_levels_is_followed_and_telemetry_reported(
                 a = start_s + n * span_s
                 limit_kw = LEVEL_KW[level]
                 under_s = run.recorder.first_under(limit_kw, a) - a
+                print(f"\nOpenADR level {level} ({limit_kw} kW): under it {under_s:+.2f} sim s")
                 assert under_s <= react_s, run.trace(a - 1, a + 10)
                 held = run.recorder.between(a + react_s, a + span_s)
                 assert held and max(s.power_kw for s in held) <= limit_kw, run.trace(a, a + span_s)
