@@ -20,7 +20,8 @@ MONITORING = {
     1102: c104.Type.M_SP_TB_1,
 }
 SETPOINT_IOA, WITHDRAW_IOA = 2001, 2002
-CONFIRM_WAIT_S = 6.0  # wall seconds a helper thread waits for a confirmation frame
+POLL_S = 0.01
+CONFIRM_POLLS = 600  # about 6 s of POLL_S naps a helper thread waits for a confirmation
 
 
 @dataclass(frozen=True)
@@ -122,13 +123,12 @@ class Scada:
             with self._lock:
                 seen = len(self.confirmations)
             point.transmit(cause=c104.Cot.ACTIVATION)
-            deadline = time.monotonic() + CONFIRM_WAIT_S
-            while time.monotonic() < deadline:
+            for _ in range(CONFIRM_POLLS):
                 with self._lock:
                     new = [n for ioa, n in self.confirmations[seen:] if ioa == point.io_address]
                 if any(new) or len(new) >= want:
                     return not any(new)
-                time.sleep(0.01)
+                time.sleep(POLL_S)
         raise AssertionError(f"no confirmation for IOA {point.io_address}")
 
     def send_setpoint(self, wire: float) -> bool:
@@ -144,11 +144,10 @@ class Scada:
         with self._lock:
             seen = len(self.confirmations)
         self.connection.interrogation(common_address=self.common_address, wait_for_response=False)
-        deadline = time.monotonic() + CONFIRM_WAIT_S
-        while time.monotonic() < deadline:
+        for _ in range(CONFIRM_POLLS):
             with self._lock:
                 new = [n for ioa, n in self.confirmations[seen:] if ioa == 0]
             if new:
                 return not new[0]
-            time.sleep(0.01)
+            time.sleep(POLL_S)
         raise AssertionError("no confirmation of the general interrogation")
