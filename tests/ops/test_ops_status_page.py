@@ -119,7 +119,9 @@ def test_status_page_renders_what_the_api_answers(
     assert by_id(dom, "limit") == f"{s['limit']['limit_kw']:.1f}" == "60.0"
     assert by_id(dom, "limit-origin") == s["limit"]["origin"] == "quota"
     assert by_id(dom, "limit-quota") == "(q-now)"
-    assert by_id(dom, "quota-now") == "In force: 60.0 kW quota q-now."
+    # the quota in force names who issued it (api, mqtt, schedule, iec104, openadr)
+    assert s["quota_source"] == "api"
+    assert by_id(dom, "quota-now") == "In force: 60.0 kW quota q-now from api."
     assert by_id(dom, "headroom") == f"{s['limit']['limit_kw'] - s['grid_import_kw']:.1f}"
     assert by_id(dom, "budget") == f"{s['rig_budget_kw']:.1f}"
     assert by_id(dom, "hashrate") == f"{s['hashrate_ths']:.1f}" == "706.5"
@@ -200,7 +202,7 @@ def test_status_page_shows_the_failsafe(served: tuple[OpsSite, ServedSite], tmp_
     assert by_id(dom, "limit-quota") == "(grid meter stale: grid-main)"
     # "quota now" says what is in force and that the fail-safe caps it
     assert by_id(dom, "quota-now") == (
-        "In force: 60.0 kW quota q-now, capped by the fail-safe at 20.0 kW "
+        "In force: 60.0 kW quota q-now from api, capped by the fail-safe at 20.0 kW "
         "(grid meter stale: grid-main)."
     )
     now = table_rows(dom, "schedule")[0]

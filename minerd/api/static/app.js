@@ -112,7 +112,9 @@
   // "60.0 kW quota q-1": what the quotas, the cap and the contract set now.
   function inForce(s) {
     const f = s.in_force || s.limit;
-    return f1(f.limit_kw) + " kW " + originName(f.origin) + (f.quota_id ? " " + f.quota_id : "");
+    // The source (api, mqtt, schedule, iec104, openadr) says who issued the quota in force.
+    const from = f.quota_id && s.quota_source ? " from " + s.quota_source : "";
+    return f1(f.limit_kw) + " kW " + originName(f.origin) + (f.quota_id ? " " + f.quota_id : "") + from;
   }
 
   function renderSite(s) {
