@@ -387,7 +387,7 @@ class ControlCycle:
             for rig_id in dispatch.held:
                 last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
             self.executor.submit(dispatch.shed, dispatch.raise_)
-            if dispatch.shed or dispatch.raise_:
+            if self._moves_the_site(dispatch, orders, statuses, the_plan.planned_power_w):
                 moving_s = self._moving_for_s(dispatch)
                 self._moving_until_s = max(self._moving_until_s, now_s + moving_s)
         self._verify(snap, now_s)
@@ -454,6 +454,33 @@ class ControlCycle:
                 meter_seen,
             )
         return w.done
+
+    def _moves_the_site(
+        self,
+        dispatch: Dispatch,
+        orders: list[RigSetpoint],
+        statuses: Mapping[str, RigStatus],
+        planned_w: float,
+    ) -> bool:
+        """Whether the commands sent move the rig power by more than the loop's settle
+        tolerance. On a large site a few rigs are always being told something (retries,
+        profile follow-ups, wakes trickling in): counting every such trickle as "moving"
+        froze the loop for good, so power counted but not drawn was never given back."""
+        cmds = (*dispatch.shed, *dispatch.raise_)
+        if not cmds:
+            return False
+        cfg = self.config.loop
+        tolerance_w = max(cfg.settle_tolerance_kw * 1000.0, 0.02 * planned_w)
+        target = {sp.rig_id: sp.power_w if sp.awake else 0.0 for sp in orders}
+        step_w = 0.0
+        for cmd in cmds:
+            st = statuses.get(cmd.rig_id)
+            now_w = st.reading.power_w if st is not None else 0.0
+            to_w = target.get(cmd.rig_id, now_w)
+            step_w += abs(to_w - now_w) if to_w > 0.0 else now_w
+            if step_w > tolerance_w:
+                return True
+        return False
 
     def _moving_for_s(self, dispatch: Dispatch) -> float:
         """How long the commands just sent keep rigs moving: the slowest of their own
