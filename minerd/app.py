@@ -181,6 +181,7 @@ class Daemon:
                     site.fleet.snapshot(self.clock.now_s()),
                     cycle.models,
                     site.executor.rigs,
+                    rig_limits_s=site.executor.limits_s,
                     failsafe_limit_kw=site.config.failsafe_limit_kw,
                     loop=site.config.loop,
                     clock=self.clock,

@@ -23,6 +23,8 @@ from minerd.model import RigCommand, RigModel, RigProtocol, RigReading, RigState
 __all__ = [
     "Rig",
     "classify_failure",
+    "command_limit_s",
+    "driver_fault",
     "estimate_power_w",
     "pick_profile",
 ]
@@ -100,6 +102,31 @@ def classify_failure(error: DeviceError) -> tuple[RigState, str]:
     if isinstance(error, ProtocolError):
         return RigState.UNKNOWN, f"broken reply: {error.message}"
     return RigState.UNKNOWN, f"{error.reason}: {error.message}"
+
+
+def driver_fault(rig_id: str, endpoint: str, exc: Exception) -> ProtocolError:
+    """A driver bug (anything but a DeviceError) as a failure of that one rig: its reply was
+    not understood, so its state is unknown and it is counted at nominal power. The caller
+    (poller, executor) goes on with the other rigs and logs the traceback."""
+    return ProtocolError(rig_id, endpoint, f"driver error: {exc!r}")
+
+
+# How long one apply() may take in all, as the runner (executor, fail-safe shed) bounds it.
+# Drivers end each exchange themselves (transports.deadline.device_deadline, a DeviceTimeout
+# naming the exchange) within the family's command_timeout_s, or the rig's read limit where
+# that is longer (LuxOS session, Whatsminer salt probe, Braiins login), and one apply chains
+# at most APPLY_EXCHANGES of them: stock reads the config, then sets it (the 2 s ack window
+# of a ~21 s answer); Whatsminer probes v3, sends, resends once on a stale salt; Vnish lists
+# presets, then posts; Braiins logs in, sets ramping, calls. The runner's limit is therefore
+# a backstop for a driver that does not bound its I/O, never shorter than the driver's own
+# chain: it must not cancel a command that was about to succeed.
+APPLY_EXCHANGES = 3
+APPLY_GRACE_S = 1.0
+
+
+def command_limit_s(command_timeout_s: float, read_timeout_s: float) -> float:
+    """The outer time limit of one command to a rig (see APPLY_EXCHANGES)."""
+    return APPLY_EXCHANGES * max(command_timeout_s, read_timeout_s) + APPLY_GRACE_S
 
 
 def estimate_power_w(model: RigModel, hashrate_ths: float) -> float:

@@ -9,6 +9,13 @@
   until a later reading shows it obeys.
 - A journal that cannot write (disk full, read-only) never holds a command back: the
   command journal is wrapped in a HeldJournal, which keeps intents in memory meanwhile.
+- Each rig's command runs under that rig's own limit (its family's command timeout, see
+  devices.rig.command_limit_s). Slow rigs (a limit above the fleet's shortest) may hold at
+  most `slow_workers` of the pool, so a quarter of it (at least one worker) is always free
+  for fast rigs: a shed to hung stock rigs never holds up a shed to LuxOS rigs. A rig has
+  one command in flight at a time: a newer one waits in the queue, not in a worker.
+- A driver bug (any exception but a DeviceError) is that rig's failed command, never the
+  executor's: a dead worker would end the TaskGroup and the control loop with it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from minerd.clock import Clock
+from minerd.devices.rig import driver_fault
 from minerd.errors import DeviceError
 from minerd.model import RigCommand
 from minerd.runtime.backoff import backoff_s
@@ -40,6 +48,14 @@ class Journal(Protocol):
     def outcomes(self, results: Sequence[tuple[int, bool, str]], at_s: float) -> None: ...
 
 
+@dataclass(frozen=True)
+class CommandRoute:
+    """Where a rig's commands go and how long one may take (devices.rig.command_limit_s)."""
+
+    endpoint: str
+    limit_s: float
+
+
 @dataclass
 class _Pending:
     cmd: RigCommand
@@ -47,6 +63,7 @@ class _Pending:
     shed: bool
     attempt: int = 0
     superseded: bool = False
+    slow: bool = False
 
 
 @dataclass
@@ -56,6 +73,14 @@ class ExecutorStats:
     failed: int = 0
     retried: int = 0
     superseded: int = 0
+
+
+def pool_lanes(concurrency: int) -> tuple[int, int]:
+    """(workers, slow_workers): the pool and how much of it slow rigs may hold; the rest,
+    a quarter and at least one, is kept for fast rigs."""
+    reserved = max(1, concurrency // 4)
+    slow = max(1, concurrency - reserved)
+    return reserved + slow, slow
 
 
 class Executor:
@@ -68,6 +93,7 @@ class Executor:
         raise_rate_per_s: float = 100.0,
         max_attempts: int = 3,
         timeout_s: float = 5.0,
+        routes: Mapping[str, CommandRoute] | None = None,
         on_sent: Callable[[RigCommand], None] | None = None,
         on_failed: Callable[[RigCommand, str], None] | None = None,
     ) -> None:
@@ -82,13 +108,22 @@ class Executor:
         self.concurrency = max(1, concurrency)
         self.raise_rate_per_s = raise_rate_per_s
         self.max_attempts = max(1, max_attempts)
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # for a rig without a route
+        self.routes: Mapping[str, CommandRoute] = dict(routes or {})
+        self._fast_limit_s = min((r.limit_s for r in self.routes.values()), default=timeout_s)
+        self.workers, self.slow_workers = pool_lanes(self.concurrency)
         self.on_sent = on_sent
         self.on_failed = on_failed
         self.stats = ExecutorStats()
         self._pending: dict[str, _Pending] = {}
-        self._shed: collections.deque[str] = collections.deque()
-        self._raise: collections.deque[str] = collections.deque()
+        # Rig ids waiting, by (shed, slow); stale entries are skipped when taken.
+        self._queues: dict[tuple[bool, bool], collections.deque[str]] = {
+            k: collections.deque()
+            for k in ((True, False), (True, True), (False, False), (False, True))
+        }
+        self._busy: set[str] = set()  # rigs with a command in flight
+        self._slow_in_flight = 0
+        self._warned: set[str] = set()  # rigs whose failure was logged at WARNING
         self._wake = asyncio.Event()
         self._tokens = 0.0
         self._tokens_at_s = 0.0
@@ -113,13 +148,29 @@ class Executor:
             if old is not None:
                 old.superseded = True
                 superseded.append((old.journal_id, False, "superseded"))
-            self._pending[cmd.rig_id] = _Pending(cmd, journal_id, is_shed)
-            (self._shed if is_shed else self._raise).append(cmd.rig_id)
+            p = _Pending(cmd, journal_id, is_shed, slow=self._is_slow(cmd.rig_id))
+            self._pending[cmd.rig_id] = p
+            self._queue(p).append(cmd.rig_id)
         if superseded:
             # One transaction for all: a 50,000-rig cut must not wait on 50,000 fsyncs.
             self.stats.superseded += len(superseded)
             self.journal.outcomes(superseded, now_s)
         self._wake.set()
+
+    def route(self, rig_id: str) -> CommandRoute:
+        route = self.routes.get(rig_id)
+        return route if route is not None else CommandRoute("", self.timeout_s)
+
+    @property
+    def limits_s(self) -> dict[str, float]:
+        """Each routed rig's command limit, for the fail-safe shed."""
+        return {rig_id: r.limit_s for rig_id, r in self.routes.items()}
+
+    def _is_slow(self, rig_id: str) -> bool:
+        return self.route(rig_id).limit_s > self._fast_limit_s
+
+    def _queue(self, p: _Pending) -> collections.deque[str]:
+        return self._queues[(p.shed, p.slow)]
 
     @property
     def backlog(self) -> int:
@@ -136,7 +187,7 @@ class Executor:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._flusher(), name="executor-journal")
-                for n in range(self.concurrency):
+                for n in range(self.workers):
                     tg.create_task(self._worker(), name=f"executor-{n}")
         finally:
             self.flush_outcomes()
@@ -159,16 +210,30 @@ class Executor:
                 self.journal.catch_up()  # the disk may take writes again
 
     def _take(self) -> _Pending | None:
-        while self._shed:
-            p = self._pending.get(self._shed.popleft())
-            if p is not None and p.shed and not p.superseded:
-                return self._claim(p)
-        while self._raise and self._take_token():
-            p = self._pending.get(self._raise.popleft())
-            if p is not None and not p.shed and not p.superseded:
-                return self._claim(p)
-            self._tokens += 1.0  # a stale entry costs no token
+        # Fast rigs first (they obey first), slow ones while their share of the pool lasts.
+        lanes = (False, True) if self._slow_in_flight < self.slow_workers else (False,)
+        for slow in lanes:
+            queue = self._queues[(True, slow)]
+            while queue:
+                p = self._takeable(queue.popleft(), True)
+                if p is not None:
+                    return self._claim(p)
+        for slow in lanes:
+            queue = self._queues[(False, slow)]
+            while queue and self._take_token():
+                p = self._takeable(queue.popleft(), False)
+                if p is not None:
+                    return self._claim(p)
+                self._tokens += 1.0  # a stale or waiting entry costs no token
         return None
+
+    def _takeable(self, rig_id: str, shed: bool) -> _Pending | None:
+        p = self._pending.get(rig_id)
+        if p is None or p.shed is not shed or p.superseded:
+            return None  # stale
+        if rig_id in self._busy:
+            return None  # stays pending; queued again when the rig's command ends
+        return p
 
     def _claim(self, p: _Pending) -> _Pending:
         del self._pending[p.cmd.rig_id]
@@ -191,35 +256,51 @@ class Executor:
             p = self._take()
             if p is None:
                 self._wake.clear()
-                wait_s = 1.0 if not self._raise else 1.0 / max(self.raise_rate_per_s, 1.0)
+                raising = self._queues[(False, False)] or self._queues[(False, True)]
+                wait_s = 1.0 if not raising else 1.0 / max(self.raise_rate_per_s, 1.0)
                 try:
                     async with self.clock.timeout(wait_s):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
                 continue
+            rig_id = p.cmd.rig_id
             self._in_flight += 1
             self._shed_in_flight += p.shed
+            self._slow_in_flight += p.slow
+            self._busy.add(rig_id)
             try:
                 await self._send(p)
             finally:
                 self._in_flight -= 1
                 self._shed_in_flight -= p.shed
+                self._slow_in_flight -= p.slow
+                self._busy.discard(rig_id)
+                newer = self._pending.get(rig_id)
+                if newer is not None:  # came while this one was in flight
+                    self._queue(newer).append(rig_id)
+                    self._wake.set()
 
     async def _send(self, p: _Pending) -> None:
         cmd = p.cmd
         rig = self.rigs[cmd.rig_id]
         p.attempt += 1
         self.stats.sent += 1
+        route = self.route(cmd.rig_id)
         error = ""
         try:
-            async with self.clock.timeout(self.timeout_s):
+            async with self.clock.timeout(route.limit_s):
                 await rig.apply(cmd)
         except TimeoutError:
-            error = f"no answer to {cmd.action} within {self.timeout_s}s"
+            where = f"{cmd.rig_id} at {route.endpoint}" if route.endpoint else cmd.rig_id
+            error = f"{where}: no answer to {cmd.action} within {route.limit_s:g}s"
         except DeviceError as e:
             error = str(e)
+        except Exception as e:  # CancelledError is no Exception: it still ends the worker
+            error = str(driver_fault(cmd.rig_id, route.endpoint, e))
+            self._log(cmd.rig_id, "driver error on %s to %s", cmd.action, cmd.rig_id, exc=e)
         if not error:
+            self._warned.discard(cmd.rig_id)
             self.stats.ok += 1
             self._outcome(p.journal_id, True, "")
             if self.on_sent is not None:
@@ -241,11 +322,17 @@ class Executor:
             return
         self.stats.failed += 1
         self._outcome(p.journal_id, False, error)
-        log.warning("command %s to %s failed: %s", cmd.action, cmd.rig_id, error)
+        self._log(cmd.rig_id, "command %s to %s failed: %s", cmd.action, cmd.rig_id, error)
+
+    def _log(self, rig_id: str, msg: str, *args: object, exc: Exception | None = None) -> None:
+        """Once per rig at WARNING, then at DEBUG until a command to it succeeds."""
+        level = logging.DEBUG if rig_id in self._warned else logging.WARNING
+        self._warned.add(rig_id)
+        log.log(level, msg, *args, exc_info=exc)
 
     def _requeue(self, p: _Pending) -> None:
         if p.superseded or p.cmd.rig_id in self._pending:
             return  # a newer command took its place meanwhile
         self._pending[p.cmd.rig_id] = p
-        (self._shed if p.shed else self._raise).append(p.cmd.rig_id)
+        self._queue(p).append(p.cmd.rig_id)
         self._wake.set()

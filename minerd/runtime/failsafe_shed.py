@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 from minerd.clock import Clock
 from minerd.control.loop import LoopConfig, budget_for_import_kw, predicted_import_kw
+from minerd.devices.rig import driver_fault
 from minerd.errors import MinerdError
 from minerd.model import FleetSnapshot, RigAction, RigCommand, RigModel, RigState
 from minerd.runtime.devices import PollableRig
+from minerd.runtime.executor import pool_lanes
 from minerd.storage import CommandJournal
 from minerd.storage.journal import HeldEntry
 
@@ -86,26 +88,43 @@ async def shed_to_failsafe(
     clock: Clock,
     journal: CommandJournal | None = None,
     rig_timeout_s: float = 5.0,
+    rig_limits_s: Mapping[str, float] | None = None,
     concurrency: int = 64,
 ) -> ShedReport:
-    """Send the fail-safe sleep commands, all at once (bounded), each under a timeout.
+    """Send the fail-safe sleep commands, all at once (bounded), each under its rig's own
+    limit (rig_limits_s, as the executor has them: devices.rig.command_limit_s; else
+    rig_timeout_s). Slow rigs (a limit above the shortest) hold at most their share of the
+    slots (executor.pool_lanes), so hung stock rigs never hold up the LuxOS rigs' sleep.
 
     The journal is written after the commands, not before: the database is synchronous and
     may be slow or locked (the disk is a usual reason to get here), and nothing may hold
     the shed back. The restart's first reads see what the rigs did either way."""
     orders, budget_w, kept_w = failsafe_orders(snap, models, failsafe_limit_kw, loop)
     sent_at_s = clock.now_s()
-    gate = asyncio.Semaphore(max(1, concurrency))
+    limits_s = {c.rig_id: (rig_limits_s or {}).get(c.rig_id, rig_timeout_s) for c in orders}
+    fast_limit_s = min(limits_s.values(), default=rig_timeout_s)
+    workers, slow_workers = pool_lanes(max(1, concurrency))
+    gate, slow_gate = asyncio.Semaphore(workers), asyncio.Semaphore(slow_workers)
     errors: dict[int, str] = {}
 
     async def send(i: int, cmd: RigCommand) -> bool:
-        async with gate:
+        limit_s = limits_s[cmd.rig_id]
+        async with contextlib.AsyncExitStack() as slots:
+            if limit_s > fast_limit_s:
+                await slots.enter_async_context(slow_gate)
+            await slots.enter_async_context(gate)
             try:
-                async with clock.timeout(rig_timeout_s):
+                async with clock.timeout(limit_s):
                     await rigs[cmd.rig_id].apply(cmd)
+            except TimeoutError:
+                errors[i] = f"{cmd.rig_id}: no answer to sleep within {limit_s:g}s"
+            except MinerdError as exc:
+                errors[i] = str(exc)
             except Exception as exc:  # a driver bug on one rig must not stop the others' shed
-                log.warning("fail-safe sleep to %s failed: %s", cmd.rig_id, exc)
-                errors[i] = str(exc) or type(exc).__name__
+                errors[i] = str(driver_fault(cmd.rig_id, "", exc))
+                log.debug("fail-safe sleep to %s: driver error", cmd.rig_id, exc_info=exc)
+            if i in errors:
+                log.warning("fail-safe sleep to %s failed: %s", cmd.rig_id, errors[i])
                 return False
         return True
 

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from minerd.clock import Clock
-from minerd.errors import DeviceError, DeviceTimeout, ProtocolError
+from minerd.devices.rig import driver_fault
+from minerd.errors import DeviceError, DeviceTimeout
 from minerd.runtime.backoff import backoff_s
 from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
 from minerd.runtime.fleet import FleetState
@@ -207,8 +208,7 @@ class Poller:
             # A driver bug on one rig's reply must not stop the poller for every other rig.
             if info.rig_id not in self._warned:
                 log.exception("rig %s: driver error", info.rig_id)
-            where = f"{info.host}:{info.port}"
-            self._rig_failed(i, info, ProtocolError(info.rig_id, where, f"driver error: {e!r}"))
+            self._rig_failed(i, info, driver_fault(info.rig_id, f"{info.host}:{info.port}", e))
             return False
         self.fleet.update_rig(i, reading)
         if info.rig_id in self._warned:

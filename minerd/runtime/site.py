@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 
 from minerd.clock import Clock
 from minerd.control.quota import limit_timeline
+from minerd.devices.rig import command_limit_s
 from minerd.errors import StorageError
 from minerd.model import EffectiveLimit, FleetSnapshot, RigCommand, RigModel, RigState
 from minerd.runtime.commandable import commandable
 from minerd.runtime.cycle import ControlCycle, CycleConfig
 from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
-from minerd.runtime.executor import Executor
+from minerd.runtime.executor import CommandRoute, Executor
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.history import SiteHistory
 from minerd.runtime.intents import IntentBook
@@ -42,6 +43,23 @@ def site_limit_timeline(
         contracted_limit_kw=contracted_limit_kw,
         operator_cap_kw=operator_cap_kw,
     )
+
+
+def command_routes(
+    rig_infos: Sequence[RigInfo], models: Mapping[str, RigModel]
+) -> dict[str, CommandRoute]:
+    """Each rig's endpoint and command limit, from its model's reaction to its family
+    (a stock set_miner_conf answers after ~21 s, a LuxOS curtail within 5 s)."""
+    routes: dict[str, CommandRoute] = {}
+    for info in rig_infos:
+        model = models.get(info.rig_id)
+        if model is None:
+            continue  # no model: the executor's default limit
+        timeout_s = model.reaction(info.protocol).command_timeout_s
+        routes[info.rig_id] = CommandRoute(
+            f"{info.host}:{info.port}", command_limit_s(timeout_s, info.timeout_s)
+        )
+    return routes
 
 
 class Site:
@@ -73,6 +91,7 @@ class Site:
             clock,
             concurrency=command_concurrency,
             raise_rate_per_s=command_rate_per_s,
+            routes=command_routes(rig_infos, models),
             on_sent=self._on_sent,
             on_failed=lambda cmd, err: self.cycle.on_command_failed(cmd, err),
         )

@@ -5,6 +5,7 @@ handled. The clock is moved by the test; the rigs are in-memory doubles."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,9 +13,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from minerd.clock import ManualClock
+from minerd.devices.rig import command_limit_s
 from minerd.errors import DeviceUnreachable
 from minerd.model import RigAction, RigCommand, RigReading
-from minerd.runtime.executor import Executor
+from minerd.runtime.executor import CommandRoute, Executor
 
 SLEEP, WAKE = RigAction.SLEEP, RigAction.WAKE
 
@@ -38,7 +40,8 @@ class FakeJournal:
 
 @dataclass
 class FakeRig:
-    """Answers each command with the next behaviour: "ok", "fail" or "hang"."""
+    """Answers each command with the next behaviour: "ok", "fail", "hang" or "bug" (a
+    driver bug: an exception that is not a DeviceError)."""
 
     rig_id: str
     sent: list[tuple[RigCommand, float]]  # shared by all rigs: the order commands left in
@@ -55,6 +58,8 @@ class FakeRig:
             raise DeviceUnreachable(self.rig_id, "127.0.0.1:4028", "connection refused")
         if what == "hang":
             await asyncio.Event().wait()
+        if what == "bug":
+            raise RuntimeError("driver bug: unpacked the reply wrong")
 
 
 @dataclass
@@ -86,11 +91,12 @@ async def bench(
     concurrency: int = 1,
     raise_rate_per_s: float = 0.0,
     max_attempts: int = 3,
+    routes: dict[str, CommandRoute] | None = None,
 ) -> AsyncIterator[Bench]:
     clock = ManualClock()
     journal = FakeJournal()
     sent: list[tuple[RigCommand, float]] = []
-    ids = ["r1", "r2", "r3"]
+    ids = sorted({"r1", "r2", "r3", *(behaviours or {}), *(routes or {})})
     rigs = {r: FakeRig(r, sent, clock, list((behaviours or {}).get(r, []))) for r in ids}
     failed: list[tuple[str, str]] = []
     executor = Executor(
@@ -101,6 +107,7 @@ async def bench(
         raise_rate_per_s=raise_rate_per_s,
         max_attempts=max_attempts,
         timeout_s=5.0,
+        routes=routes,
         on_failed=lambda cmd, error: failed.append((cmd.rig_id, error)),
     )
     task = asyncio.create_task(executor.run())
@@ -108,6 +115,7 @@ async def bench(
         b = Bench(clock, journal, sent, rigs, executor, failed)
         await b.settle()
         yield b
+        assert not task.done(), "the executor must outlive every command's failure"
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -184,7 +192,18 @@ FAIL_ROWS = [
     FailRow("fails-once", ["fail"], 3, 2, True, lambda e: e == "", True),
     FailRow("fails-always", ["fail"] * 3, 3, 3, False, lambda e: "connection refused" in e, True),
     FailRow("one-attempt", ["fail"], 1, 1, False, lambda e: "r1 at 127.0.0.1:4028" in e, True),
-    FailRow("hangs", ["hang", "hang"], 2, 2, False, lambda e: "within 5.0s" in e, True),
+    FailRow(
+        "hangs",
+        ["hang", "hang"],
+        2,
+        2,
+        False,
+        lambda e: "r1: no answer to sleep within 5s" in e,
+        True,
+    ),
+    # A driver bug is that rig's failure, journaled with what was raised, never the executor's.
+    FailRow("driver-bug", ["bug"] * 3, 3, 3, False, lambda e: "RuntimeError" in e, True),
+    FailRow("bug-then-ok", ["bug"], 3, 2, True, lambda e: e == "", True),
 ]
 
 
@@ -211,3 +230,103 @@ async def test_failures_are_retried_with_backoff_on_the_clock(row: FailRow) -> N
         # Each retry left only once its backoff had passed on the clock.
         times = [t for _, t in b.sent]
         assert times == sorted(times) and len(set(times)) == len(times)
+
+
+@pytest.mark.asyncio
+async def test_a_driver_bug_fails_that_rig_only_and_warns_once_per_rig(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="minerd.executor")
+    async with bench({"r1": ["bug"] * 6}, max_attempts=3) as b:
+        b.executor.submit(shed=[cmd("r1", SLEEP), cmd("r2", SLEEP)], raise_=[])
+        b.executor.submit(shed=[cmd("r3", SLEEP)], raise_=[])
+        for _ in range(3):
+            await b.advance(10.0)  # past every retry backoff
+        # The others' sheds went out; r1 failed, was reported (counted at nominal) and
+        # journaled as failed naming the rig; the executor lives on (bench checks it).
+        assert {("r2", SLEEP), ("r3", SLEEP)} <= set(b.actions())
+        assert b.actions().count(("r1", SLEEP)) == 3
+        assert b.failed and all(rig == "r1" for rig, _ in b.failed)
+        assert "r1" in b.failed[0][1] and "RuntimeError" in b.failed[0][1]
+        b.executor.flush_outcomes()
+        ok, error = b.journal.outcomes_log[1]
+        assert not ok and "driver error" in error
+        assert b.journal.outcomes_log[2] == (True, "") and b.journal.outcomes_log[3] == (True, "")
+        assert (b.executor.stats.failed, b.executor.stats.ok) == (1, 2)
+        # A second command to the same broken rig: still no new WARNING.
+        b.executor.submit(shed=[], raise_=[cmd("r1", WAKE)])
+        for _ in range(3):
+            await b.advance(10.0)
+        assert b.actions().count(("r1", WAKE)) == 3
+    r1 = [r for r in caplog.records if "r1" in r.getMessage()]
+    warnings = [r for r in r1 if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert warnings[0].exc_info is not None  # the first one carries the traceback
+    debug_tracebacks = [r for r in r1 if r.levelno == logging.DEBUG and r.exc_info]
+    assert len(debug_tracebacks) == 5  # every later bug still shows its traceback at DEBUG
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_apply_is_not_taken_for_a_driver_bug() -> None:
+    """CancelledError is no failure of the rig: it ends the executor, as a cancel must."""
+    async with bench({"r1": ["hang"]}) as b:
+        b.executor.submit(shed=[cmd("r1", SLEEP)], raise_=[])
+        await b.settle()
+    assert not b.failed and b.executor.stats.failed == 0
+
+
+# The daemon's rule: a rig's outer command limit comes from its family's command timeout.
+STOCK_LIMIT_S = command_limit_s(40.0, 3.0)  # stock set_miner_conf: answers after ~21 s
+LUXOS_LIMIT_S = command_limit_s(5.0, 3.0)
+
+
+def test_the_outer_limit_is_never_shorter_than_the_drivers_own() -> None:
+    # A stock command that answers at 21 s (or a driver that chains its exchanges, each
+    # under the family's own limit) is never cut by the executor.
+    assert STOCK_LIMIT_S > 40.0 + 2.0
+    assert command_limit_s(3.0, 10.0) > 10.0  # a read limit above the command one counts
+    assert LUXOS_LIMIT_S < STOCK_LIMIT_S
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4, 64])
+@pytest.mark.asyncio
+async def test_slow_stock_rigs_never_hold_up_a_luxos_shed(concurrency: int) -> None:
+    stock = [f"s{n}" for n in range(concurrency + 2)]  # more hung rigs than workers
+    routes = {s: CommandRoute("127.0.0.1:80", STOCK_LIMIT_S) for s in stock}
+    routes["lux"] = CommandRoute("127.0.0.1:4028", LUXOS_LIMIT_S)
+    async with bench(
+        {s: ["hang"] for s in stock}, concurrency=concurrency, routes=routes, max_attempts=1
+    ) as b:
+        b.executor.submit(shed=[cmd(s, SLEEP) for s in stock], raise_=[])
+        await b.settle()
+        b.executor.submit(shed=[cmd("lux", SLEEP)], raise_=[])
+        await b.settle()
+        # At once, on the clock: no worker had to give up on a stock rig first.
+        assert ("lux", SLEEP) in b.actions()
+        assert [t for c, t in b.sent if c.rig_id == "lux"] == [b.clock.now_s()]
+        # The stock rigs keep their own (long) limit: not cut at the default 5 s.
+        await b.advance(STOCK_LIMIT_S - 1.0)
+        assert not b.failed
+        for _ in range(len(stock)):  # each hung rig's limit, one after the other at worst
+            await b.advance(STOCK_LIMIT_S)
+        assert {rig for rig, _ in b.failed} == set(stock)
+        assert all(f"within {STOCK_LIMIT_S:g}s" in e for _, e in b.failed)
+
+
+@pytest.mark.asyncio
+async def test_one_rig_has_one_command_in_flight() -> None:
+    """A newer command for a rig still answering waits in the queue, not in a worker."""
+    routes = {"s1": CommandRoute("127.0.0.1:80", STOCK_LIMIT_S)}
+    async with bench({"s1": ["hang"]}, concurrency=4, routes=routes, max_attempts=1) as b:
+        b.executor.submit(shed=[cmd("s1", SLEEP)], raise_=[])
+        await b.settle()
+        for _ in range(5):  # the controller changes its mind every cycle
+            b.executor.submit(shed=[], raise_=[cmd("s1", WAKE)])
+            b.executor.submit(shed=[cmd("s1", SLEEP)], raise_=[])
+            await b.advance(1.0)
+        assert b.actions() == [("s1", SLEEP)]
+        b.executor.submit(shed=[cmd("r1", SLEEP)], raise_=[])
+        await b.settle()
+        assert ("r1", SLEEP) in b.actions()
+        await b.advance(STOCK_LIMIT_S)  # the first one times out: the newest one goes
+        assert b.actions()[-1] == ("s1", SLEEP) and len(b.actions()) == 3

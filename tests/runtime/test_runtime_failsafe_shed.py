@@ -3,12 +3,14 @@ them raises (a driver bug is not a reason to leave the rest of the site awake)."
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from minerd.clock import SystemClock
+from minerd.clock import ManualClock, SystemClock
 from minerd.control.loop import LoopConfig
+from minerd.devices.rig import command_limit_s
 from minerd.errors import DeviceTimeout
 from minerd.model import (
     FleetSnapshot,
@@ -118,3 +120,47 @@ async def test_the_journal_is_written_after_the_commands_with_their_outcomes(
     assert latest["r1"].ok is True and latest["r1"].outcome_at_s is not None
     assert latest["r2"].ok is False and "late" in (latest["r2"].error or "")
     assert latest["r1"].command.reason == REASON
+
+
+class _HungRig(_Rig):
+    """Takes the command and never answers (a stock rig whose web server hangs)."""
+
+    async def apply(self, cmd: RigCommand) -> None:
+        self.applied.append(cmd)
+        await asyncio.Event().wait()
+
+
+@pytest.mark.asyncio
+async def test_hung_slow_rigs_never_hold_up_the_fast_rigs_sleep() -> None:
+    clock = ManualClock()
+    stock: dict[str, _Rig] = {f"s{n}": _HungRig(f"s{n}") for n in range(6)}
+    rigs = {**stock, "zlux": _Rig("zlux")}
+    limits_s = {r: command_limit_s(40.0, 3.0) for r in stock}
+    limits_s["zlux"] = command_limit_s(5.0, 3.0)
+    model = load_rig_model(MODEL)
+    shed = asyncio.create_task(
+        shed_to_failsafe(
+            FleetSnapshot(100.0, tuple(_status(r) for r in rigs), ()),
+            {r: model for r in rigs},
+            rigs,
+            failsafe_limit_kw=0.0,
+            loop=_loop(),
+            clock=clock,
+            rig_limits_s=limits_s,
+            concurrency=4,  # fewer slots than hung rigs
+        )
+    )
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(rigs["zlux"].applied) == 1  # at once: no slot had to free up first
+    clock.advance(limits_s["zlux"] + 1.0)  # past the fast limit: the stock rigs are not cut
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not shed.done()
+    for _ in range(len(stock)):
+        clock.advance(limits_s["s0"])
+        for _ in range(20):
+            await asyncio.sleep(0)
+    report = await shed
+    assert all(len(r.applied) == 1 for r in rigs.values())
+    assert (report.sent, report.ok, report.failed) == (7, 1, 6)
