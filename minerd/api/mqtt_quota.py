@@ -11,10 +11,15 @@ import logging
 from pydantic import ValidationError
 
 from minerd.api.problems import QuotaConflict
-from minerd.api.quota_orders import contract_notes, submit_quota
+from minerd.api.quota_orders import (
+    QuotaOutcome,
+    contract_notes,
+    submit_quota,
+    submit_quota_async,
+)
 from minerd.api.schemas import QuotaRequest
 from minerd.api.times import iso
-from minerd.errors import DeviceError, QuotaError, StorageError
+from minerd.errors import DeviceError, MinerdError, QuotaError, StorageError
 from minerd.model import QuotaSource
 from minerd.runtime.service import SiteService
 from minerd.transports.mqtt import MqttSession
@@ -33,8 +38,8 @@ def _error(status: int, message: str, field: str | None, reference: object) -> A
     return {"ok": False, "status": status, "error": message, "field": field, "reference": reference}
 
 
-def handle_quota_message(service: SiteService, payload: bytes, actor: str) -> AckBody:
-    """One message in, one acknowledgement out (never raises for bad input)."""
+def _parse(service: SiteService, payload: bytes) -> tuple[QuotaRequest, str | None] | AckBody:
+    """The request and its idempotency key, or the refusal to send back."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         return _error(413, f"payload larger than {MAX_PAYLOAD_BYTES} bytes", None, None)
     try:
@@ -54,20 +59,24 @@ def handle_quota_message(service: SiteService, payload: bytes, actor: str) -> Ac
             reference,
         )
     try:
-        req = QuotaRequest.model_validate(data)
-        out = submit_quota(service, req, actor=actor, source=QuotaSource.MQTT, idempotency_key=key)
+        return QuotaRequest.model_validate(data), key
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "body"
         message = str(first["msg"]).removeprefix("Value error, ")
         return _error(422, f"{field}: {message}", field, reference)
-    except QuotaConflict as exc:
+
+
+def _refusal(exc: MinerdError, reference: object) -> AckBody:
+    if isinstance(exc, QuotaConflict):
         return _error(409, f"{exc.field}: {exc.message}", exc.field, reference)
-    except QuotaError as exc:
+    if isinstance(exc, QuotaError):
         return _error(422, f"{exc.field}: {exc.message}", exc.field, reference)
-    except StorageError as exc:
-        log.error("mqtt quota input: %s", exc)
-        return _error(503, f"storage unavailable: {exc}", None, reference)
+    log.error("mqtt quota input: %s", exc)
+    return _error(503, f"storage unavailable: {exc}", None, reference)
+
+
+def _accepted(service: SiteService, out: QuotaOutcome) -> AckBody:
     q = out.quota
     return {
         "ok": True,
@@ -81,6 +90,35 @@ def handle_quota_message(service: SiteService, payload: bytes, actor: str) -> Ac
         "reference": q.reference,
         "notes": contract_notes(service, [("limit_kw", q.limit_kw)]),  # as the HTTP answer
     }
+
+
+def handle_quota_message(service: SiteService, payload: bytes, actor: str) -> AckBody:
+    """One message in, one acknowledgement out (never raises for bad input); the database
+    work on this thread (answer_quota_message keeps it off the event loop)."""
+    parsed = _parse(service, payload)
+    if isinstance(parsed, dict):
+        return parsed
+    req, key = parsed
+    try:
+        out = submit_quota(service, req, actor=actor, source=QuotaSource.MQTT, idempotency_key=key)
+    except (QuotaError, StorageError) as exc:
+        return _refusal(exc, req.reference)
+    return _accepted(service, out)
+
+
+async def answer_quota_message(service: SiteService, payload: bytes, actor: str) -> AckBody:
+    """handle_quota_message with the database work in a worker thread."""
+    parsed = _parse(service, payload)
+    if isinstance(parsed, dict):
+        return parsed
+    req, key = parsed
+    try:
+        out = await submit_quota_async(
+            service, req, actor=actor, source=QuotaSource.MQTT, idempotency_key=key
+        )
+    except (QuotaError, StorageError) as exc:
+        return _refusal(exc, req.reference)
+    return _accepted(service, out)
 
 
 async def run_mqtt_quota_input(
@@ -122,7 +160,7 @@ async def run_mqtt_quota_input(
     async with asyncio.TaskGroup() as tg:
         tg.create_task(session.run(), name="mqtt-quota-session")
         while True:
-            ack = handle_quota_message(service, await inbox.get(), actor)
+            ack = await answer_quota_message(service, await inbox.get(), actor)
             if ack["ok"]:
                 log.info("mqtt quota input: %s", ack)
             else:

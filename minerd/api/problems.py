@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from minerd.clock import elapsed_s
 from minerd.errors import MinerdError, QuotaError, StorageError
 from minerd.storage import NotFoundError
+from minerd.storage import QuotaConflict as QuotaConflict  # the store decides: HTTP 409
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,6 @@ class ApiError(Exception):
         self.field = field
         self.headers = headers
         super().__init__(message)
-
-
-class QuotaConflict(QuotaError):
-    """An idempotency key or reference was reused for a different quota (HTTP 409)."""
 
 
 def error_response(

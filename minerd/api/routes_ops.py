@@ -23,22 +23,15 @@ from minerd.api.schemas import (
     OperatorCapRequest,
 )
 from minerd.api.times import to_dt
+from minerd.runtime.commands import PinRig, ReleaseRig, SetOperatorCap, execute
 
 router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
 
 
 @router.put("/operator-cap", response_model=OperatorCapOut, summary="Set or clear the cap")
 async def put_operator_cap(ctx: Ctx, who: OperatorUser, body: OperatorCapRequest) -> OperatorCapOut:
-    svc = ctx.service
-    now_s = svc.clock.now_s()
-    before = svc.status().operator_cap_kw
-    action = "operator_cap.clear" if body.cap_kw is None else "operator_cap.set"
-    detail = json.dumps({"cap_kw": body.cap_kw, "before_kw": before})
-    # The site persists the cap; the audit entry commits with it.
-    with svc.stores.db.transaction("set operator cap"):
-        svc.set_operator_cap(body.cap_kw, who.name)
-        svc.stores.audit.record(now_s, who.name, action, "", detail)
-    return OperatorCapOut(cap_kw=body.cap_kw, set_by=who.name, set_at=to_dt(now_s))
+    out = await execute(ctx.service, SetOperatorCap(body.cap_kw, who.name))
+    return OperatorCapOut(cap_kw=out.cap_kw, set_by=who.name, set_at=to_dt(out.at_s))
 
 
 def _known_rig(ctx: Ctx, rig_id: str) -> None:
@@ -59,17 +52,8 @@ async def pin_rig(
     body: Annotated[MaintenanceRequest | None, Body()] = None,
 ) -> MaintenanceOut:
     _known_rig(ctx, rig_id)
-    stores = ctx.service.stores
-    now_s = ctx.service.clock.now_s()
     note = body.note if body is not None else ""
-    with stores.db.transaction("pin rig"):
-        was = rig_id in stores.maintenance.rig_ids()
-        entry = stores.maintenance.add(rig_id, who.name, now_s, note)
-        if not was:
-            stores.audit.record(
-                now_s, who.name, "maintenance.on", rig_id, json.dumps({"note": note})
-            )
-    ctx.service.set_maintenance(rig_id, True)
+    entry = await execute(ctx.service, PinRig(rig_id, who.name, note))
     return MaintenanceOut(
         rig_id=rig_id, maintenance=True, by=entry.by, since=to_dt(entry.since_s), note=entry.note
     )
@@ -83,12 +67,7 @@ async def pin_rig(
 )
 async def release_rig(ctx: Ctx, who: OperatorUser, rig_id: str) -> MaintenanceOut:
     _known_rig(ctx, rig_id)
-    stores = ctx.service.stores
-    now_s = ctx.service.clock.now_s()
-    with stores.db.transaction("release rig"):
-        if stores.maintenance.remove(rig_id):
-            stores.audit.record(now_s, who.name, "maintenance.off", rig_id, "{}")
-    ctx.service.set_maintenance(rig_id, False)
+    await execute(ctx.service, ReleaseRig(rig_id, who.name))
     return MaintenanceOut(rig_id=rig_id, maintenance=False, by=None, since=None, note="")
 
 

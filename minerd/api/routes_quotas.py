@@ -26,9 +26,9 @@ from minerd.api.params import DAY_S, FromQuery, ToQuery, span
 from minerd.api.problems import ApiError
 from minerd.api.quota_orders import (
     contract_notes,
-    submit_quota,
-    submit_schedule,
-    withdraw_quota,
+    submit_quota_async,
+    submit_schedule_async,
+    withdraw_quota_async,
 )
 from minerd.api.schemas import (
     ComplianceOut,
@@ -77,7 +77,7 @@ async def post_quota(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
 ) -> QuotaCreated:
-    out = submit_quota(
+    out = await submit_quota_async(
         ctx.service,
         body,
         actor=who.name,
@@ -104,7 +104,7 @@ async def post_quota(
     summary="Replace the day-ahead schedule blocks it overlaps (grid)",
 )
 async def put_schedule(ctx: Ctx, who: GridUser, body: ScheduleRequest) -> ScheduleOut:
-    result = submit_schedule(ctx.service, body, actor=who.name)
+    result = await submit_schedule_async(ctx.service, body, actor=who.name)
     notes = contract_notes(
         ctx.service, [(f"blocks[{i}].limit_kw", b.limit_kw) for i, b in enumerate(body.blocks)]
     )
@@ -157,7 +157,7 @@ async def get_quota(ctx: Ctx, _: SiteReader, quota_id: str) -> QuotaOut:
     summary="Withdraw a quota from now on (grid)",
 )
 async def delete_quota(ctx: Ctx, who: GridUser, quota_id: str) -> QuotaOut:
-    return QuotaOut.of(withdraw_quota(ctx.service, quota_id, actor=who.name))
+    return QuotaOut.of(await withdraw_quota_async(ctx.service, quota_id, actor=who.name))
 
 
 _INTERVAL = re.compile(r"^\s*(\d{1,6})\s*(s|m|h|min)?\s*$")

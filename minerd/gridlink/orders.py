@@ -1,4 +1,4 @@
-"""Quotas from a grid protocol, through the one path every quota takes (quota_orders).
+"""Quotas from a grid protocol, through the one write path (minerd.runtime.commands).
 
 A protocol source keeps at most one set of its own quotas in force: a new IEC 104 setpoint
 withdraws the previous one, an OpenADR event's quotas are replaced when the event changes.
@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from minerd.api.problems import QuotaConflict
-from minerd.api.quota_orders import QuotaOutcome, submit_quota, withdraw_quota
+from minerd.api.quota_orders import quota_command
 from minerd.api.schemas import QuotaRequest
 from minerd.api.times import iso
 from minerd.errors import QuotaError, StorageError
 from minerd.model import Quota, QuotaSource
+from minerd.runtime.commands import QuotaOutcome, WithdrawQuota, execute_now
 from minerd.runtime.service import SiteService
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class GridOrders:
             body["reference"] = order.reference
         try:
             req = QuotaRequest.model_validate(body)
-            return submit_quota(self.service, req, actor=actor, source=self.source)
+            command = quota_command(req, actor=actor, source=self.source)
+            return execute_now(self.service, command)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "body"
@@ -86,7 +88,7 @@ class GridOrders:
         done = 0
         for q in quotas:
             try:
-                withdraw_quota(self.service, q.quota_id, actor=actor)
+                execute_now(self.service, WithdrawQuota(q.quota_id, actor))
                 done += 1
             except StorageError as exc:
                 log.error("%s: quota %s not withdrawn: %s", self.source.value, q.quota_id, exc)

@@ -78,16 +78,17 @@ class SiteService(Protocol):
         ...
 
     def quotas_changed(self) -> None:
-        """Quotas were written to the store: reload them and run a cycle now."""
+        """Quotas were written to the store (by runtime.commands): reload them and run a
+        cycle now."""
         ...
 
     def set_operator_cap(self, cap_kw: float | None, by: str) -> None:
-        """Set (or clear with None) the operator cap; persisted by the site, audited by the
-        caller."""
+        """Apply the operator cap (None: clear it). The command layer (runtime.commands) has
+        stored and audited it already; the site may keep its own copy."""
         ...
 
     def set_maintenance(self, rig_id: str, on: bool) -> None:
-        """Pin or release a rig (persisted by the caller in MaintenanceStore)."""
+        """Pin or release a rig (stored and audited by the command layer, runtime.commands)."""
         ...
 
     def readiness(self) -> tuple[bool, tuple[str, ...]]:

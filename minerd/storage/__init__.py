@@ -19,7 +19,7 @@ from minerd.storage.compliance import ComplianceKind, ComplianceStore
 from minerd.storage.db import Database, Migration, NotFoundError
 from minerd.storage.health import StorageHealth, StorageProblem
 from minerd.storage.journal import CommandJournal, JournalEntry
-from minerd.storage.quotas import QuotaAdded, QuotaStore, ScheduleReplaced
+from minerd.storage.quotas import QuotaAdded, QuotaConflict, QuotaStore, ScheduleReplaced
 from minerd.storage.state import JsonValue, MaintenanceEntry, MaintenanceStore, StateStore
 
 
@@ -74,6 +74,7 @@ __all__ = [
     "NotFoundError",
     "OutboxItem",
     "QuotaAdded",
+    "QuotaConflict",
     "QuotaStore",
     "ScheduleReplaced",
     "StateStore",

@@ -39,6 +39,10 @@ _COLS = (
 )
 
 
+class QuotaConflict(QuotaError):
+    """An idempotency key or reference was reused for a different quota (HTTP 409)."""
+
+
 @dataclass(frozen=True)
 class QuotaAdded:
     quota: Quota  # as stored: on a replay, the quota first stored under that key/reference
@@ -56,16 +60,31 @@ class QuotaStore:
         self._db = db
         db.apply_migrations("quotas", MIGRATIONS)
 
-    def add(self, quota: Quota, idempotency_key: str | None = None) -> QuotaAdded:
-        """Store a quota once. A replay (same idempotency key, else same reference, else same
-        quota_id) returns the stored quota with created=False; a replay whose limit or times
-        differ from the stored one raises QuotaError naming the field."""
+    def add(
+        self, quota: Quota, idempotency_key: str | None = None, *, immediate: bool = False
+    ) -> QuotaAdded:
+        """Store a quota once: the one idempotency rule of minerd.
+
+        A replay (same idempotency key, else same reference, else same quota_id) returns the
+        stored quota with created=False, as long as it asks for the same limit_kw, start and
+        end; one that asks for another raises QuotaConflict naming the key it reused.
+        immediate: the request said "start now", so a replay matches a stored quota that
+        also started when issued, whatever the clock says now."""
         with self._db.transaction("add quota") as conn:
-            existing = self._replay_of(conn, quota, idempotency_key)
+            existing = self._replay_of(conn, quota, idempotency_key, immediate)
             if existing is not None:
                 return QuotaAdded(existing, created=False)
             _insert(conn, quota, idempotency_key)
         return QuotaAdded(quota, created=True)
+
+    def replay_of(
+        self, quota: Quota, idempotency_key: str | None = None, *, immediate: bool = False
+    ) -> Quota | None:
+        """The stored quota that add() would answer this one with (None: add would store
+        it), by the same rule; lets a caller check a new quota before it adds it in the same
+        transaction."""
+        with self._db.transaction("find quota replay") as conn:
+            return self._replay_of(conn, quota, idempotency_key, immediate)
 
     def find_by_key(self, idempotency_key: str) -> Quota | None:
         row = self._db.query_one(
@@ -158,7 +177,9 @@ class QuotaStore:
         )
         return [_quota(r) for r in rows]
 
-    def _replay_of(self, conn: sqlite3.Connection, quota: Quota, key: str | None) -> Quota | None:
+    def _replay_of(
+        self, conn: sqlite3.Connection, quota: Quota, key: str | None, immediate: bool
+    ) -> Quota | None:
         probes: list[tuple[str, str, str]] = []
         if key is not None:
             probes.append(("idempotency_key", "idempotency_key", key))
@@ -172,15 +193,30 @@ class QuotaStore:
             if row is None:
                 continue
             stored = _quota(row)
-            for f in ("limit_kw", "start_s", "end_s"):
-                if getattr(stored, f) != getattr(quota, f):
-                    raise QuotaError(
-                        name,
-                        f"{value!r} was already used for quota {stored.quota_id} with a "
-                        f"different {f} ({getattr(stored, f)} != {getattr(quota, f)})",
-                    )
+            differs = _first_difference(stored, quota, immediate)
+            if differs is not None:
+                raise QuotaConflict(
+                    name,
+                    f"{value!r} was already used for quota {stored.quota_id} with a "
+                    f"different {differs}; send a new {name} for a new quota",
+                )
             return stored
         return None
+
+
+def _first_difference(stored: Quota, asked: Quota, immediate: bool) -> str | None:
+    """The first of limit_kw, end, start in which a replay differs from the stored quota."""
+    if stored.limit_kw != asked.limit_kw:
+        return f"limit_kw ({stored.limit_kw:g} kW, not {asked.limit_kw:g} kW)"
+    if stored.end_s != asked.end_s:
+        return "end"
+    if immediate:
+        # "now" then and "now" again: the same order, though the clock moved on.
+        if stored.start_s > stored.issued_at_s:
+            return "start (it was scheduled, not immediate)"
+    elif stored.start_s != asked.start_s:
+        return "start"
+    return None
 
 
 def _insert(conn: sqlite3.Connection, q: Quota, key: str | None) -> None:
