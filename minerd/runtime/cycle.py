@@ -151,6 +151,7 @@ class ControlCycle:
         )
         self.moving_s = slowest_switch_s + self.config.loop.interval_s
         self._moving_until_s = -math.inf
+        self._in_flight: list[tuple[float, float]] = []  # (until_s, power step W) per dispatch
         # Read a rig at once (wired to the poller): a shed not yet seen while over the limit.
         self.poll_now: Callable[[str], None] | None = None
         self._started_s: float | None = None  # first cycle of this process
@@ -387,9 +388,17 @@ class ControlCycle:
             for rig_id in dispatch.held:
                 last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
             self.executor.submit(dispatch.shed, dispatch.raise_)
-            if self._moves_the_site(dispatch, orders, statuses, the_plan.planned_power_w):
-                moving_s = self._moving_for_s(dispatch)
-                self._moving_until_s = max(self._moving_until_s, now_s + moving_s)
+            step_w = self._step_w(dispatch, orders, statuses)
+            if step_w > 0.0:
+                self._in_flight.append((now_s + self._moving_for_s(dispatch), step_w))
+            # The rigs still on their way (each command until its reaction time is up) move
+            # the site when together they exceed the loop's settle tolerance.
+            self._in_flight = [(u, w) for u, w in self._in_flight if u > now_s]
+            cfg = self.config.loop
+            tolerance_w = max(cfg.settle_tolerance_kw * 1000.0, 0.01 * the_plan.planned_power_w)
+            if sum(w for _, w in self._in_flight) > tolerance_w:
+                until_s = max(u for u, _ in self._in_flight)
+                self._moving_until_s = max(self._moving_until_s, until_s)
         self._verify(snap, now_s)
         # Compliance is judged against the limit in force now, not the one looked ahead to.
         limit_in_force = decision.limit if limit is limit_now else limit_now
@@ -455,22 +464,17 @@ class ControlCycle:
             )
         return w.done
 
-    def _moves_the_site(
-        self,
-        dispatch: Dispatch,
-        orders: list[RigSetpoint],
-        statuses: Mapping[str, RigStatus],
-        planned_w: float,
-    ) -> bool:
-        """Whether the commands sent move the rig power by more than the loop's settle
-        tolerance. On a large site a few rigs are always being told something (retries,
-        profile follow-ups, wakes trickling in): counting every such trickle as "moving"
-        froze the loop for good, so power counted but not drawn was never given back."""
+    @staticmethod
+    def _step_w(
+        dispatch: Dispatch, orders: list[RigSetpoint], statuses: Mapping[str, RigStatus]
+    ) -> float:
+        """How much the commands sent move the rig power (sum of |setpoint - reading|). On a
+        large site a few rigs are always being told something (retries, profile follow-ups):
+        counting every such trickle as "moving" froze the loop for good, so power counted
+        but not drawn was never given back; what is in flight together is what counts."""
         cmds = (*dispatch.shed, *dispatch.raise_)
         if not cmds:
-            return False
-        cfg = self.config.loop
-        tolerance_w = max(cfg.settle_tolerance_kw * 1000.0, 0.02 * planned_w)
+            return 0.0
         target = {sp.rig_id: sp.power_w if sp.awake else 0.0 for sp in orders}
         step_w = 0.0
         for cmd in cmds:
@@ -478,9 +482,7 @@ class ControlCycle:
             now_w = st.reading.power_w if st is not None else 0.0
             to_w = target.get(cmd.rig_id, now_w)
             step_w += abs(to_w - now_w) if to_w > 0.0 else now_w
-            if step_w > tolerance_w:
-                return True
-        return False
+        return step_w
 
     def _moving_for_s(self, dispatch: Dispatch) -> float:
         """How long the commands just sent keep rigs moving: the slowest of their own
