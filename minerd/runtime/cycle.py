@@ -295,7 +295,11 @@ class ControlCycle:
         now_s = self.clock.now_s()
         snap = self.fleet.snapshot(now_s)
         reason = self.failsafe_reason(snap, now_s)
-        limit_now, limit = (
+        # The lowest limit anywhere in the look-ahead, not only at its far end: a short
+        # block (or a schedule's last) inside it must not be seen and then forgotten.
+        end_s = now_s + self.lookahead_s
+        edges = {e for q in self.quotas for e in (q.start_s, q.end_s, q.withdrawn_at_s)}
+        limit_now, *ahead = (
             effective_limit(
                 self.quotas,
                 t_s,
@@ -304,8 +308,9 @@ class ControlCycle:
                 failsafe=bool(reason),
                 failsafe_limit_kw=self.config.failsafe_limit_kw,
             )
-            for t_s in (now_s, now_s + self.lookahead_s)
+            for t_s in (now_s, end_s, *(e for e in edges if e is not None and now_s < e < end_s))
         )
+        limit = min(ahead, key=lambda lim: lim.limit_kw)
         if limit.limit_kw >= limit_now.limit_kw:
             limit = limit_now  # nothing lower is coming within the look-ahead
         if self._started_s is None:
