@@ -6,10 +6,11 @@ Per cycle:  target import = limit - margin
 A PI loop tracks that error (the correction, kW): innovation = error - integral,
 integral += ki * dt * innovation (clamped; held while stale; held downward while rigs move
 or the ramp holds the budget, but never upward while the site is over the limit),
-correction = integral + kp * innovation; from below (settled, meter under the prediction)
-the integral itself follows at the kp pace, so power counted but not drawn is given back
-within a few settled cycles. The rig budget is what the model allows once the
-correction is taken off:  budget = (target - aux_base - correction) / (1 + aux_fraction).
+correction = integral + kp * innovation; from below (settled, meter under the prediction
+for BELOW_CYCLES_TO_GIVE steps in a row) the integral itself follows at the kp pace, so
+power counted but not drawn is given back within a few settled cycles. The rig budget is
+what the model allows once the correction is taken off:
+budget = (target - aux_base - correction) / (1 + aux_fraction).
 Shedding is immediate: the budget may fall at once, and measured import over the limit cuts
 it at once to the rig power that brings the import back to target. While rigs are still
 moving to their plan, the meter and the rig readings are taken at different moments (a cut
@@ -34,6 +35,9 @@ from minerd.model import EffectiveLimit
 
 _MAX_DT_FACTOR = 5.0  # a long pause counts as this many cycles, not as one huge step
 OVER_CYCLES_TO_DISTRUST = 2  # the meter over the limit longer than this: trust the meter only
+# Settled and under the prediction this many steps in a row: a lasting error, not a transient
+# (readings catching up after a restart), so it is given back at the kp pace.
+BELOW_CYCLES_TO_GIVE = 5
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class LoopState:
     rig_power_w: float | None = None  # rig power seen last step
     raised_w: float = 0.0  # how much the budget rose last step
     over_cycles: int = 0  # consecutive steps with a fresh meter over the limit
+    below_cycles: int = 0  # consecutive settled steps with the meter under the prediction
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,8 @@ def step(
     # jumped, and not upward while the ramp holds the budget (that would store a surge for
     # later). Anti-windup holds a raise, never a shed: over the limit the integral follows
     # a larger error at its rate even while rigs are moving.
+    below = inputs.grid_fresh and settled and not over and innovation < 0.0
+    below_cycles = state.below_cycles + 1 if below else 0
     if (
         inputs.grid_fresh
         and not jumped
@@ -212,7 +219,7 @@ def step(
         and not (ramp_limited and innovation < 0.0)
     ):
         rate = config.ki * dt_s
-        if settled and not over and innovation < 0.0:
+        if settled and not over and innovation < 0.0 and below_cycles >= BELOW_CYCLES_TO_GIVE:
             # From below: rigs at their plan and the meter under what the model plus the
             # correction predict (a correction learnt at a cut from timing, a rig counted at
             # nominal that draws less): give it back at the kp pace, not ki's, or the site
@@ -240,5 +247,6 @@ def step(
         rig_power_w=inputs.rig_power_w,
         raised_w=max(0.0, budget_w - prev_w),
         over_cycles=over_cycles,
+        below_cycles=below_cycles,
     )
     return new_state, decision

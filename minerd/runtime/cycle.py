@@ -320,6 +320,7 @@ class ControlCycle:
         planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
         unseen = self._unseen_sheds(snap, plan_rigs)
         fleet_max_w = max_rig_power_w(snap.rigs, self._by_name)
+        budget_before_w = self.loop_state.budget_w
         self.loop_state, decision = step(
             self.loop_state,
             LoopInputs(
@@ -392,6 +393,13 @@ class ControlCycle:
             )
             for rig_id in dispatch.held:
                 last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
+            held_w = self.loop_state.budget_w
+            if dispatch.held and budget_before_w is not None and held_w is not None:
+                # Raises held: the budget must not keep ramping meanwhile, or every raise
+                # held lands at once when released, faster than the ramp allows.
+                self.loop_state = replace(
+                    self.loop_state, budget_w=min(held_w, budget_before_w), raised_w=0.0
+                )
             self.executor.submit(dispatch.shed, dispatch.raise_)
             step_w = self._step_w(dispatch, orders, statuses)
             if step_w > 0.0:
