@@ -7,13 +7,14 @@ healthy; never over the limit once settled, and energy over the limit <= 0.1 % i
 SHORTENED: blocks of BLOCK_S = 50 sim s at 2.5x (benchmarks/bench_utilization.py runs
 1,000 rigs). A block is judged from SETTLE_S after its start until it ends, or, before a
 lower block, until the daemon starts meeting that cut (its look-ahead, a sleep time plus
-two cycles). The margin is 1 kW, 1 % of the lowest block: the sim's default (1 % of the
-nominal power) alone is 3 % of a 30 % block. The minute compliance records carry the
+two cycles). The margin is 1 kW (1.5 kW with faults), about 1 % of the lowest block: the
+sim's default (1 % of the nominal power) alone is 3 % of a 30 % block. The minute compliance records carry the
 utilization and, under 97 %, the reason.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,14 @@ RIGS = 100
 TUNING = Tuning(
     ramp_up_kw_per_s=500.0, min_on_s=30.0, min_off_s=30.0, max_wakes_per_cycle=50, margin_kw=1.0
 )
+# With faults the loop carries 16 kW of unseen offline draw: a wider margin keeps its
+# residual under the limit, and 97 % leaves room for it.
+FAULTED_MARGIN_KW = 1.5
 
 
 def plan(base_octet: int, faulted: bool) -> Plan:
     share = 0.05 if faulted else 0.0
+    tuning = replace(TUNING, margin_kw=FAULTED_MARGIN_KW) if faulted else TUNING
     return Plan(
         rigs=RIGS,
         speed=2.5,
@@ -36,7 +41,7 @@ def plan(base_octet: int, faulted: bool) -> Plan:
         offline_fraction=share,
         ignoring_fraction=share,
         base_octet=base_octet,
-        tuning=TUNING,
+        tuning=tuning,
     )
 
 
