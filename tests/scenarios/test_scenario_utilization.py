@@ -8,8 +8,8 @@ SHORTENED: blocks of BLOCK_S = 50 sim s at 2.5x (benchmarks/bench_utilization.py
 1,000 rigs). A block is judged from SETTLE_S after its start until it ends, or, before a
 lower block, until the daemon starts meeting that cut (its look-ahead, a sleep time plus
 two cycles). The margin is 1 kW (1.5 kW with faults), about 1 % of the lowest block: the
-sim's default (1 % of the nominal power) alone is 3 % of a 30 % block. The minute compliance records carry the
-utilization and, under 97 %, the reason.
+sim's default (1 % of the nominal power) alone is 3 % of a 30 % block. The minute
+compliance records carry the utilization and, under 97 %, the reason.
 """
 
 from __future__ import annotations
