@@ -6,6 +6,7 @@ of tests/servers.py instead, so they never disturb the shared ones.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,3 +71,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.path == p or p in item.path.parents for p in REALTIME):
             item.add_marker(pytest.mark.xdist_group("realtime"))
+
+
+@pytest.fixture(autouse=True)
+def _minerd_log_handlers_end_with_the_test() -> Iterator[None]:
+    """A CLI run in-process (minerd.cli.main) binds a log handler to that test's captured
+    stderr; left on the root logger, every later log line fails on the closed stream and
+    prints '--- Logging error ---' into another test's output."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_minerd", False):
+            root.removeHandler(handler)
