@@ -2,7 +2,7 @@
 
 Every wait (sleep, timeout, delayed call) and every reading of time goes through here, so
 that a scaled or manual clock changes all of them at once. No other module reads wall time
-(tests/test_no_wall_clock.py keeps it so). `elapsed_s()` is the one exception by design:
+(tests/harness/test_no_wall_clock.py keeps it so). `elapsed_s()` is the one exception by design:
 the loop's seconds for measuring how long work took (latency metrics, the watchdog), which
 must not scale with a simulated clock and never decide control.
 

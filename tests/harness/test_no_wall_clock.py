@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "minerd"
+PACKAGE = Path(__file__).resolve().parents[2] / "minerd"
 
 # The only places allowed to read time directly, each with its reason.
 ALLOWED = {
