@@ -41,11 +41,11 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-# Two workers: the daemon-on-a-simulator tests run one at a time on one of them (their
-# xdist group, tests/conftest.py), everything else on both. Most of the suite waits on
-# simulated time, not CPU, so this halves the wall time on a 2-core machine.
+# Two workers, each file on one of them (a module fixture, such as a simulated rig at the
+# firmware's fixed port, exists once). Most of the suite waits on simulated time, not CPU,
+# so this halves the wall time on a 2-core machine.
 test: $(STAMP) deps lint typecheck layers
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadfile
 	$(BIN)/pytest -p randomly $(RANDOM_ORDER_TESTS)  # not -q: the header names the seed
 
 test-fast: $(STAMP) deps

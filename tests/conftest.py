@@ -52,27 +52,6 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     srv.stop()
 
 
-# Tests that run the real daemon on a simulated site in scaled time share one xdist worker
-# (`make test` runs pytest -n 2 --dist loadgroup): one at a time, so two of them never starve
-# each other of CPU and miss their simulated deadlines, while the light tests run beside them.
-TESTS = Path(__file__).parent
-REALTIME = (
-    TESTS / "scenarios",
-    TESTS / "gridlink",
-    TESTS / "api" / "test_api_connection_flood.py",
-    TESTS / "runtime" / "test_runtime_storage_faults.py",
-    TESTS / "sinks" / "test_sinks_restart_daemon.py",
-    TESTS / "rigs" / "test_rigs_vnish_site.py",
-    TESTS / "ops" / "test_ops_demo_fleet.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if any(item.path == p or p in item.path.parents for p in REALTIME):
-            item.add_marker(pytest.mark.xdist_group("realtime"))
-
-
 @pytest.fixture(autouse=True)
 def _minerd_log_handlers_end_with_the_test() -> Iterator[None]:
     """A CLI run in-process (minerd.cli.main) binds a log handler to that test's captured
