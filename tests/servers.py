@@ -242,6 +242,15 @@ def influx_create_database(server: ServerProcess, database: str) -> None:
     body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{database}"'}).encode()
     with urllib.request.urlopen(f"{server.url}/query", data=body, timeout=10) as resp:
         assert resp.status == 200
+    # influxd 1.6 can answer the CREATE before a write to the new database is accepted (a
+    # write then gets 404 "database not found"): wait until SHOW DATABASES lists it.
+    show = urllib.parse.urlencode({"q": "SHOW DATABASES"})
+    for _ in range(100):
+        with urllib.request.urlopen(f"{server.url}/query?{show}", timeout=10) as resp:
+            if f'"{database}"' in resp.read().decode():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"influxd never listed database {database!r} after CREATE")
 
 
 def vm_export(server: ServerProcess, match: str, timeout_s: float = 5.0) -> list[dict[str, object]]:
