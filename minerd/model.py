@@ -408,6 +408,31 @@ class Quota:
 
 
 @dataclass(frozen=True)
+class EnergyAward:
+    """Energy bought for one settlement interval (day-ahead market): the site should import
+    this much in [start_s, end_s), no more, and not much less (it is paid in advance)."""
+
+    award_id: str
+    start_s: float  # interval start, epoch seconds (intervals follow the site's timezone)
+    end_s: float
+    energy_kwh: float
+    source: QuotaSource
+    issued_at_s: float
+    issued_by: str
+    reference: str | None = None
+    withdrawn_at_s: float | None = None
+
+    @property
+    def interval_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def covers(self, t_s: float) -> bool:
+        if self.withdrawn_at_s is not None and self.withdrawn_at_s <= t_s:
+            return False
+        return self.start_s <= t_s < self.end_s
+
+
+@dataclass(frozen=True)
 class EffectiveLimit:
     limit_kw: float
     origin: str  # "quota", "operator-cap", "contracted", "failsafe"
