@@ -24,6 +24,7 @@ from minerd.settings.hosts import (
 from minerd.settings.models import (
     AlertSettings,
     ApiSettings,
+    AwardSettings,
     ControlSettings,
     GridSettings,
     Iec104Settings,
@@ -53,6 +54,7 @@ _TABLES: dict[str, type[BaseModel]] = {
     "prometheus": PrometheusSettings,
     "alerts": AlertSettings,
     "storage": StorageSettings,
+    "awards": AwardSettings,
     "iec104": Iec104Settings,
     "openadr": OpenAdrSettings,
 }
@@ -334,6 +336,8 @@ def _resolve(key: str, section: BaseModel, res: Resolver) -> BaseModel:
         return section.model_copy(update={"path": res.path(section.path)})
     if isinstance(section, ApiSettings):
         return _resolve_api(section, res)
+    if isinstance(section, AwardSettings) and section.inbox_dir is not None:
+        return section.model_copy(update={"inbox_dir": res.path(section.inbox_dir)})
     # A disabled sink's secrets are not needed, so a missing env var there is no problem.
     if isinstance(section, InfluxSettings | MqttSettings) and not section.enabled:
         return section

@@ -364,6 +364,27 @@ class StorageSettings(Section):
     spool_max_points: Annotated[int, Field(ge=0)] = 1_000_000
 
 
+def _divides_day(interval_s: float) -> float:
+    if interval_s != int(interval_s) or 86_400 % int(interval_s):
+        raise ValueError("must divide a day (86400 s) in whole seconds: 900, 1800, 3600...")
+    return interval_s
+
+
+class AwardSettings(Section):
+    """Energy awards per settlement interval (day-ahead market, issue 15).
+
+    Intervals are counted in real seconds from local midnight in [site] timezone, so a
+    DST day has 23 or 25 hourly intervals, as the market counts them."""
+
+    interval_s: Annotated[
+        float, Field(ge=60, le=86_400, allow_inf_nan=False), AfterValidator(_divides_day)
+    ] = 3600.0
+    # A folder polled for *.csv / *.json award files (a market export handed on); unset:
+    # off. Relative to the config file; processed/ and rejected/ are made inside it.
+    inbox_dir: Path | None = None
+    inbox_poll_s: PositiveSeconds = 10.0
+
+
 # ---------------------------------------------------------------- grid protocols
 
 IoAddress = Annotated[int, Field(ge=1, le=16_777_215)]  # IEC 104 information object address
@@ -460,6 +481,7 @@ class Settings(Section):
     prometheus: PrometheusSettings = PrometheusSettings()
     alerts: AlertSettings = AlertSettings()
     storage: StorageSettings = StorageSettings()
+    awards: AwardSettings = AwardSettings()
     iec104: Iec104Settings = Iec104Settings()
     openadr: OpenAdrSettings = OpenAdrSettings()
     source: Path | None = None  # the file this was loaded from (set by the loader)
