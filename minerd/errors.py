@@ -101,3 +101,12 @@ class SinkError(MinerdError):
         self.message = message
         self.retry_after_s = retry_after_s
         super().__init__(f"{sink}: {message}")
+
+
+class FeedError(MinerdError):
+    """A market data feed (the hashprice) could not be read or its reply was not usable."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        self.message = message
+        super().__init__(f"feed {url}: {message}")
