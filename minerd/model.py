@@ -433,12 +433,86 @@ class EnergyAward:
 
 
 @dataclass(frozen=True)
+class SettlementRecord:
+    """One settlement interval closed: energy awarded against energy imported, the peak,
+    and the time spent over a power limit (the hourly settlement report, issue 15)."""
+
+    interval_start_s: float
+    interval_s: float
+    imported_kwh: float  # as settled: the meter register's delta when it is believed
+    integrated_kwh: float  # integral of the grid meter's power readings
+    register_kwh: float | None  # the energy register's delta; None: no register
+    peak_kw: float
+    seconds_over: float  # above the power limit in force (quota, cap, contract, fail-safe)
+    covered_s: float  # seconds with fresh grid-meter data
+    samples: int
+    awarded_kwh: float | None = None  # None: no award for this interval
+    award_id: str | None = None
+    note: str = ""  # why the register was not believed, gaps, ...
+
+    @property
+    def interval_end_s(self) -> float:
+        return self.interval_start_s + self.interval_s
+
+    @property
+    def deviation_kwh(self) -> float | None:
+        """Imported minus awarded (positive: over the award)."""
+        return None if self.awarded_kwh is None else self.imported_kwh - self.awarded_kwh
+
+    @property
+    def deviation_pct(self) -> float | None:
+        dev = self.deviation_kwh
+        if dev is None or self.awarded_kwh is None or self.awarded_kwh <= 0.0:
+            return None
+        return 100.0 * dev / self.awarded_kwh
+
+
+@dataclass(frozen=True)
 class EffectiveLimit:
     limit_kw: float
     origin: str  # "quota", "operator-cap", "contracted", "failsafe"
     quota_id: str | None = None
     # Who sent the quota (origin "quota"); a label, not part of what the limit is.
     source: QuotaSource | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ShedClass:
+    """What one model under one firmware family can shed (control.shed_capacity)."""
+
+    family: RigProtocol
+    model: str  # RigModel.name
+    rigs: int  # hashing rigs minerd may command now
+    power_w: float  # what those rigs draw now
+    shed_w: tuple[float, ...]  # rig power they can shed within each horizon
+
+
+@dataclass(frozen=True)
+class ShedCapacity:
+    """Power the site can shed within each horizon (a grid authority's "whom to cut").
+
+    Figures are site import (what the grid meter sees): rig power times site_factor
+    (1 + the loop's aux_fraction: cooling follows IT load)."""
+
+    horizons_s: tuple[float, ...]  # ascending: 5 s, 60 s, 600 s by default
+    site_factor: float
+    classes: tuple[ShedClass, ...]  # by family, then model
+
+    @property
+    def rig_w(self) -> tuple[float, ...]:
+        return tuple(sum(c.shed_w[i] for c in self.classes) for i in range(len(self.horizons_s)))
+
+    @property
+    def site_kw(self) -> tuple[float, ...]:
+        return tuple(w * self.site_factor / 1000.0 for w in self.rig_w)
+
+    def family_site_kw(self) -> dict[RigProtocol, tuple[float, ...]]:
+        out: dict[RigProtocol, list[float]] = {}
+        for c in self.classes:
+            acc = out.setdefault(c.family, [0.0] * len(self.horizons_s))
+            for i, w in enumerate(c.shed_w):
+                acc[i] += w * self.site_factor / 1000.0
+        return {f: tuple(v) for f, v in out.items()}
 
 
 @dataclass(frozen=True)
