@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minerd.storage.alert_state import AlertStore, OutboxItem
+from minerd.storage.awards import AwardConflict, AwardsPut, AwardStore
 from minerd.storage.audit import AuditEntry, AuditLog
 from minerd.storage.compliance import ComplianceKind, ComplianceStore
 from minerd.storage.db import Database, Migration, NotFoundError
@@ -35,6 +36,7 @@ class Stores:
     state: StateStore
     maintenance: MaintenanceStore
     alerts: AlertStore
+    awards: AwardStore
 
     @property
     def health(self) -> StorageHealth:
@@ -55,6 +57,7 @@ class Stores:
             state=StateStore(db),
             maintenance=MaintenanceStore(db),
             alerts=AlertStore(db),
+            awards=AwardStore(db),
         )
 
 
@@ -62,6 +65,9 @@ __all__ = [
     "AlertStore",
     "AuditEntry",
     "AuditLog",
+    "AwardConflict",
+    "AwardStore",
+    "AwardsPut",
     "CommandJournal",
     "ComplianceKind",
     "ComplianceStore",

@@ -6,6 +6,7 @@ the file as a whole carries `PRAGMA user_version`, the schema release it was wri
     0  unversioned: release 1f8bb88 and before (every component at version 1)
     1  the file version exists; every component at its latest migration
     2  compliance records carry utilization and the reason under 97 % (issue 19)
+    3  energy awards per settlement interval and settlement records (issue 15)
 
 `upgrade` runs once at open, before any store: it refuses a file from a newer minerd, and if
 anything is to be migrated in a database that holds data, it first takes a backup copy next
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minerd.errors import StorageError
-from minerd.storage import alert_state, audit, compliance, journal, quotas, spool, state
+from minerd.storage import alert_state, audit, awards, compliance, journal, quotas, spool, state
 from minerd.storage.db import Database, Migration
 
 log = logging.getLogger("minerd.storage")
@@ -46,6 +47,7 @@ COMPONENTS: Mapping[str, Sequence[Migration]] = {
     "compliance": compliance.MIGRATIONS,
     "state": state.MIGRATIONS,
     "alerts": alert_state.MIGRATIONS,
+    "awards": awards.MIGRATIONS,
     spool.COMPONENT: spool.MIGRATIONS,
 }
 
@@ -67,6 +69,7 @@ def _all_components_latest(db: Database) -> None:
 STEPS: tuple[Step, ...] = (
     Step(1, "versioned file; every store at its latest schema", _all_components_latest),
     Step(2, "compliance: utilization and the reason under 97 %", _all_components_latest),
+    Step(3, "energy awards and settlement records", _all_components_latest),
 )
 SCHEMA_VERSION = STEPS[-1].version
 
