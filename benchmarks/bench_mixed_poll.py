@@ -45,8 +45,8 @@ from pathlib import Path
 from bench_poller import Sim, bare_loop, cpu_s, free_port, sustained, tree_pids, tune
 from targets import at_least, at_most, finish
 
-from minerd.assembly import SiteDevices, build_devices
 from minerd.clock import SystemClock
+from minerd.daemon.assembly import SiteDevices, build_devices
 from minerd.devices.rig import Rig
 from minerd.runtime.devices import RigInfo
 from minerd.runtime.fleet import FleetState

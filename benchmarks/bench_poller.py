@@ -36,8 +36,8 @@ from pathlib import Path
 
 from targets import at_least, at_most, finish
 
-from minerd.assembly import SiteDevices, build_devices
 from minerd.clock import SystemClock
+from minerd.daemon.assembly import SiteDevices, build_devices
 from minerd.model import RigCommand, RigReading, RigState
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.poller import MIN_FIRST_GAP, Poller

@@ -2,6 +2,6 @@
 
 import sys
 
-from minerd.cli import main
+from minerd.cli.entry import main
 
 sys.exit(main())

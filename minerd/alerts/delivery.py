@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import aiohttp
 
@@ -25,10 +25,8 @@ from minerd.alerts.channels import (
 )
 from minerd.alerts.config import DeliverySettings
 from minerd.errors import SinkError
-from minerd.storage import OutboxItem
-
-if TYPE_CHECKING:
-    from minerd.alerts.engine import AlertEngine
+from minerd.model import Alert
+from minerd.storage import AlertStore, OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +50,24 @@ def backoff_s(attempts: int, s: DeliverySettings) -> float:
     return base * jitter
 
 
+class AlertSource(Protocol):
+    """What delivery reads of the engine (AlertEngine is one): the engine imports delivery,
+    so delivery names only this, not the engine (no import circle)."""
+
+    @property
+    def site(self) -> str: ...
+    @property
+    def store(self) -> AlertStore: ...
+    @property
+    def delivery(self) -> DeliverySettings: ...
+    @property
+    def wakeup(self) -> asyncio.Event: ...
+    def now_s(self) -> float: ...
+    def active(self) -> list[Alert]: ...
+
+
 class Deliverer:
-    def __init__(self, engine: AlertEngine) -> None:
+    def __init__(self, engine: AlertSource) -> None:
         self._engine = engine
         self._s = engine.delivery
         self._events: dict[str, asyncio.Event] = {}

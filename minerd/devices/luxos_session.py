@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from minerd.errors import CommandRejected, StorageError
-from minerd.logging_setup import clear, warn_once
+from minerd.repeated_log import clear, warn_once
 
 log = logging.getLogger("minerd.devices.luxos")
 

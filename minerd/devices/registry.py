@@ -2,7 +2,7 @@
 
 A family is one module (minerd/devices/rig_<family>.py) with a `build(target) -> Rig`
 function, and one line in BUILDERS below. Modbus and MQTT rigs share site-level hubs and
-are built by minerd.assembly itself.
+are built by minerd.daemon.assembly itself.
 """
 
 from __future__ import annotations

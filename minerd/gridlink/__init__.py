@@ -3,5 +3,5 @@ OpenADR 2.0b (minerd as a VEN). Both are quota sources like the REST API and MQT
 order goes through minerd.runtime.commands (validated, durable, audited, then the cycle
 is woken). Their packages (c104, openleadr) are optional and imported only when enabled.
 
-Only the composition root (minerd.components) imports this package.
+Only the composition root (minerd.daemon.components) imports this package.
 """

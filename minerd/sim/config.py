@@ -11,18 +11,33 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from minerd.model import RigProtocol
 from minerd.sim.family_base import PORT_KEYS, SIM_LOGINS
-from minerd.sim.spec import TCP_PROTOCOLS, RigPlan
-
-if TYPE_CHECKING:
-    from minerd.sim.site import SimSite
+from minerd.sim.meters import MeterSim
+from minerd.sim.spec import TCP_PROTOCOLS, RigPlan, SiteSpec
 
 ROLES = ("grid", "operator", "viewer")
+
+
+class SimLayout(Protocol):
+    """What the config is written from (SimSite is one): the site imports this module, so
+    this module names only that shape, not the site (no import circle)."""
+
+    @property
+    def spec(self) -> SiteSpec: ...
+    @property
+    def plans(self) -> list[RigPlan]: ...
+    @property
+    def meters(self) -> Mapping[str, MeterSim]: ...
+    @property
+    def nominal_w(self) -> float: ...
+    def aux_w(self, rig_power_w: float) -> float: ...
+    def rig_endpoint(self, rig_id: str) -> tuple[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ def _num(value: float) -> str:
     return repr(round(float(value), 3))
 
 
-def write_site_config(site: SimSite, path: Path, api_listen: str) -> SiteTokens:
+def write_site_config(site: SimLayout, path: Path, api_listen: str) -> SiteTokens:
     path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = site.spec
@@ -55,8 +70,8 @@ def write_site_config(site: SimSite, path: Path, api_listen: str) -> SiteTokens:
         'timezone = "UTC"',
         "",
     ]
-    nominal_kw = site._nominal_w / 1000.0
-    full_kw = (site._nominal_w + site.aux_w(site._nominal_w)) / 1000.0
+    nominal_kw = site.nominal_w / 1000.0
+    full_kw = (site.nominal_w + site.aux_w(site.nominal_w)) / 1000.0
     lines += [
         "[grid]",
         f"contracted_limit_kw = {_num(max(1.0, full_kw * 1.05))}",
@@ -130,7 +145,7 @@ def _write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
-def _rig_groups(site: SimSite, path: Path) -> list[str]:
+def _rig_groups(site: SimLayout, path: Path) -> list[str]:
     lines: list[str] = []
     groups: dict[tuple[RigProtocol, str], list[RigPlan]] = {}
     for plan in site.plans:

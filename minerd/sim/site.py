@@ -326,6 +326,11 @@ class SimSite:
     def control_url(self) -> str:
         return self.control.url
 
+    @property
+    def nominal_w(self) -> float:
+        """Every rig's nominal power: the load the written config's limits are sized from."""
+        return self._nominal_w
+
     def rig_endpoint(self, rig_id: str) -> tuple[str, int]:
         """(host, port) where the rig answers: its cgminer API, or its container's PLC."""
         plan = self.plans[self._index[rig_id]]

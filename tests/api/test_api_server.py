@@ -19,7 +19,7 @@ from servers import free_port
 
 from minerd.api import create_app, serve
 from minerd.api.times import iso
-from minerd.quota_cli import add_arguments, run
+from minerd.cli.quota_cli import add_arguments, run
 from minerd.settings.models import ApiSettings
 
 

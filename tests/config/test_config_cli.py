@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from minerd import cli
+from minerd.cli import entry as cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parents[2]
@@ -104,9 +104,9 @@ def test_config_cli_lazy_command_parses_with_module_parser(
 
 def test_config_cli_check_does_not_import_the_daemon() -> None:
     code = (
-        "import sys; from minerd import cli; rc = cli.main(['check', '-c', "
+        "import sys; from minerd.cli import entry as cli; rc = cli.main(['check', '-c', "
         f"{str(FIXTURES / 'minimal.toml')!r}]); "
-        "heavy = [m for m in ('minerd.app', 'minerd.sim', 'fastapi', 'pymodbus') "
+        "heavy = [m for m in ('minerd.daemon', 'minerd.sim', 'fastapi', 'pymodbus') "
         "if m in sys.modules]; print('heavy', heavy); sys.exit(rc)"
     )
     proc = subprocess.run(

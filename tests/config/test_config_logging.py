@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from minerd.logging_setup import RepeatedLog, clear, configure_logging, warn_once
+from minerd.cli.logging_setup import configure_logging
+from minerd.repeated_log import RepeatedLog, clear, warn_once
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from minerd.assembly import SiteDevices, build_devices
+from minerd.daemon.assembly import SiteDevices, build_devices
 from minerd.model import FleetSnapshot, RigStatus
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.poller import Poller

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from waiting import wait_until
 
-from minerd.assembly import build_devices
 from minerd.clock import SystemClock
+from minerd.daemon.assembly import build_devices
 from minerd.model import MeterRole, RegisterMap
 from minerd.profiles import load_meter_map
 from minerd.runtime.fleet import FleetState

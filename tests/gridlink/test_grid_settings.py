@@ -95,7 +95,7 @@ class Block:
             raise ModuleNotFoundError(f"No module named {name!r}")
         return None
 sys.meta_path.insert(0, Block())
-import minerd.app, minerd.components
+import minerd.daemon.app, minerd.daemon.components
 from minerd.gridlink.tasks import build_grid_links
 from minerd.settings import settings_from_dict
 from pathlib import Path

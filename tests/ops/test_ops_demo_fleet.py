@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from minerd.demo import spec_for
+from minerd.cli.demo import spec_for
 from minerd.model import RigProtocol
 
 

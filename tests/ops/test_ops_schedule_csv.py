@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from minerd import quota_cli
+from minerd.cli import quota_cli
 
 NOWHERE = "http://127.0.0.1:9"  # discard port: nothing is sent when the file is refused
 

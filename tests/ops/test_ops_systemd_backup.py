@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from minerd import backup
+from minerd.cli import backup
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[2] / "systemd"
 SERVICE = SYSTEMD_DIR / "minerd-backup.service"

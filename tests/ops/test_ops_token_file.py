@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from ops_site import TOKENS, OpsSite, ServedSite
 from servers import free_port
 
-from minerd import quota_cli
+from minerd.cli import quota_cli
 
 ALL_TOKENS = tuple(TOKENS.values())
 

@@ -5,7 +5,7 @@
    again; frozen (SIGSTOP) it sends nothing, thawed it resumes; SIGTERM: STOPPING=1. What it
    waits for is bounded generously and never timed: a busy machine may delay any of it.
 2. The feeding interval is half of WATCHDOG_USEC (watchdog_interval_s).
-3. minerd.systemd_notify's feeder over a real AF_UNIX datagram socket, on virtual time
+3. minerd.daemon.systemd_notify's feeder over a real AF_UNIX datagram socket, on virtual time
    (tests/virtual_loop.py), so its cadence is asserted exactly: it stops feeding when the
    control loop stops cycling although the process and its event loop are alive (the case
    systemd cannot see by itself), and resumes when the loop does.
@@ -31,7 +31,7 @@ from servers import free_port
 from virtual_loop import run_virtual
 from waiting import wait_until_sync
 
-from minerd.systemd_notify import Notifier, feed_watchdog, watchdog_interval_s
+from minerd.daemon.systemd_notify import Notifier, feed_watchdog, watchdog_interval_s
 
 MINERD = str(Path(sys.executable).with_name("minerd"))
 WATCHDOG_USEC = 2_000_000  # the daemon feeds every 1 s

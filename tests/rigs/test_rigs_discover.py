@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 from servers import free_port
 
+from minerd.cli.discover import ScanProgress, add_arguments, run, scan
 from minerd.clock import ManualClock
 from minerd.devices.inventory import read_inventory_csv
-from minerd.discover import ScanProgress, add_arguments, run, scan
 from minerd.model import RigProtocol
 from minerd.sim.fleet import RigFleet
 from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs

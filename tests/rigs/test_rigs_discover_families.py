@@ -20,9 +20,10 @@ import pytest_asyncio
 from firmware_fixtures import FIRMWARE_DIR, load
 from servers import free_port
 
-from minerd.assembly import build_devices
-from minerd.check import run_check
+from minerd.cli.check import run_check
+from minerd.cli.discover import ScanProgress, add_arguments, discover, run
 from minerd.clock import ManualClock
+from minerd.daemon.assembly import build_devices
 from minerd.devices.detect import FamilyPorts
 from minerd.devices.inventory import read_inventory_csv
 from minerd.devices.rig_braiins import BraiinsRig
@@ -30,7 +31,6 @@ from minerd.devices.rig_luxos import CgminerRig, LuxosRig
 from minerd.devices.rig_stock import StockRig
 from minerd.devices.rig_vnish import VnishRig
 from minerd.devices.rig_whatsminer import WhatsminerRig
-from minerd.discover import ScanProgress, add_arguments, discover, run
 from minerd.model import RigProtocol
 from minerd.settings.loader import load_settings
 from minerd.sim.family_base import SIM_LOGINS

@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 from sim_fleet import manual_fleet
 
-from minerd.assembly import build_devices
 from minerd.clock import ManualClock
+from minerd.daemon.assembly import build_devices
 from minerd.devices.registry import BUILDERS, build_rig
 from minerd.devices.rig_stock import StockRig
 from minerd.devices.target import RigTarget

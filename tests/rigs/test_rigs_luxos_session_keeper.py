@@ -21,8 +21,8 @@ from minerd.devices.luxos_session import (
     SessionKeeper,
 )
 from minerd.errors import CommandRejected, StorageError
-from minerd.logging_setup import clear
 from minerd.model import RigProtocol
+from minerd.repeated_log import clear
 from minerd.sim import cgminer
 from minerd.sim.fleet import RigFleet
 from minerd.sim.rig import RigSim

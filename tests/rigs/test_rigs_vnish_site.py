@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from minerd.assembly import build_devices
+from minerd.daemon.assembly import build_devices
 from minerd.devices.rig_vnish import VnishRig
 from minerd.model import RigAction, RigCommand, RigProtocol, RigState
 from minerd.settings.loader import load_settings

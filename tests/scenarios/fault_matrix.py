@@ -48,8 +48,8 @@ import httpx
 from scenario_kit import MODEL, DaemonProcess, Recorder, Sample, Tuning, site_spec, tune_config
 from servers import ServerProcess, free_port, start_mosquitto, start_victoria_metrics
 
-from minerd.app import Daemon
 from minerd.clock import ScaledClock, TimerHandle
+from minerd.daemon.app import Daemon
 from minerd.profiles import load_rig_model
 from minerd.runtime.cycle import CycleResult
 from minerd.settings import load_settings

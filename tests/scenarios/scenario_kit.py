@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from servers import free_port
 
-from minerd.app import Daemon
+from minerd.daemon.app import Daemon
 from minerd.model import Quota, QuotaSource, RigProtocol
 from minerd.runtime.cycle import CycleResult
 from minerd.runtime.site import Site

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from scenario_kit import MODEL, Sample, Tuning, running_site, site_spec
 
-from minerd.app import Daemon
+from minerd.daemon.app import Daemon
 from minerd.model import RigAction
 from minerd.profiles import load_rig_model
 from minerd.runtime.cycle import CycleResult

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from servers import ServerProcess, free_port, influx_create_database, influx_query
 
-from minerd.app import Daemon
+from minerd.daemon.app import Daemon
 from minerd.settings import load_settings
 from minerd.sim import RigGroupSpec, SimSite, SiteSpec
 

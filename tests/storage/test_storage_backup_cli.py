@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from minerd import backup
+from minerd.cli import backup
 from minerd.model import Quota, QuotaSource
 from minerd.storage import Database, Stores
 

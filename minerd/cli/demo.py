@@ -16,15 +16,15 @@ import socket
 import sys
 from pathlib import Path
 
-from minerd.app import Daemon, run_until_signalled
 from minerd.clock import ScaledClock
+from minerd.daemon.app import Daemon, run_until_signalled
 from minerd.settings import load_settings
 from minerd.sim.catalog import rig_model_names
 from minerd.sim.fleet_spec import parse_fleet
 from minerd.sim.site import SimSite
 from minerd.sim.spec import SiteSpec
 
-log = logging.getLogger("minerd.demo")
+log = logging.getLogger("minerd.cli.demo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

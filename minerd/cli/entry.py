@@ -14,18 +14,18 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from minerd import __version__
-from minerd.logging_setup import LOG_FORMATS, configure_logging
+from minerd.cli.logging_setup import LOG_FORMATS, configure_logging
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
 
 # command -> (module, help); the module has run(args) and may have add_arguments(parser)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("minerd.demo", "run a simulated site and the daemon against it"),
+    "demo": ("minerd.cli.demo", "run a simulated site and the daemon against it"),
     "sim": ("minerd.sim.cli", "run the site simulator (rigs and meters on 127.0.0.0/8)"),
-    "discover": ("minerd.discover", "scan hosts for rigs and write an inventory CSV"),
-    "quota": ("minerd.quota_cli", "set, show or schedule quotas through the daemon's API"),
-    "status": ("minerd.quota_cli", "show the site's status through the daemon's API"),
-    "backup": ("minerd.backup", "copy the database online (checked) and prune old copies"),
+    "discover": ("minerd.cli.discover", "scan hosts for rigs and write an inventory CSV"),
+    "quota": ("minerd.cli.quota_cli", "set, show or schedule quotas through the daemon's API"),
+    "status": ("minerd.cli.quota_cli", "show the site's status through the daemon's API"),
+    "backup": ("minerd.cli.backup", "copy the database online (checked) and prune old copies"),
 }
 
 
@@ -62,13 +62,13 @@ def _parents(module: str) -> set[str]:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from minerd.check import run_check
+    from minerd.cli.check import run_check
 
     return run_check(args.config)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from minerd.check import EXIT_CONFIG
+    from minerd.cli.check import EXIT_CONFIG
     from minerd.errors import ConfigError
     from minerd.settings import load_settings
 
@@ -78,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for problem in e.problems:
             print(f"{e.source}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    app = _import("minerd.app")
+    app = _import("minerd.daemon.app")
     code = app.run(settings, args.log_format)
     return int(code or 0)
 

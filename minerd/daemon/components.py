@@ -41,7 +41,7 @@ from minerd.sinks.clock_metrics import ClockOffsetCollector
 from minerd.sinks.health_metrics import StorageCollector
 from minerd.storage import StorageHealth, Stores
 
-log = logging.getLogger("minerd.components")
+log = logging.getLogger("minerd.daemon.components")
 
 
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]

@@ -1,6 +1,6 @@
 """`minerd quota set|show|schedule|withdraw` and `minerd status`: thin clients of the API.
 
-Wiring (minerd/cli.py LAZY_COMMANDS): both "quota" and "status" map to this module;
+Wiring (minerd/cli/entry.py LAZY_COMMANDS): both "quota" and "status" map to this module;
 run(args) dispatches on args.command. Token: --token, --token-file or $MINERD_TOKEN;
 URL: --url or $MINERD_URL (default http://127.0.0.1:8080).
 

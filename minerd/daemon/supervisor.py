@@ -14,7 +14,7 @@ from typing import Any
 from minerd.clock import Clock
 from minerd.runtime.backoff import backoff_s
 
-log = logging.getLogger("minerd.supervisor")
+log = logging.getLogger("minerd.daemon.supervisor")
 
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 

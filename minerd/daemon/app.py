@@ -19,11 +19,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from minerd.assembly import SiteDevices, build_devices
 from minerd.clock import Clock, SiteClock, SystemClock
-from minerd.components import Components, build_components
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
+from minerd.daemon.assembly import SiteDevices, build_devices
+from minerd.daemon.components import Components, build_components
+from minerd.daemon.supervisor import Supervisor
+from minerd.daemon.systemd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from minerd.errors import MinerdError
 from minerd.runtime.cycle import CycleConfig
 from minerd.runtime.failsafe_shed import shed_to_failsafe
@@ -33,10 +35,8 @@ from minerd.runtime.site import Site
 from minerd.settings import Settings
 from minerd.sinks.health_metrics import RestartsCollector
 from minerd.storage import Database, Stores
-from minerd.supervisor import Supervisor
-from minerd.systemd_notify import Notifier, feed_watchdog, watchdog_interval_s
 
-log = logging.getLogger("minerd.app")
+log = logging.getLogger("minerd.daemon.app")
 
 STOP_TIMEOUT_S = 5.0
 FAILSAFE_SHED_TIMEOUT_S = 10.0  # the most the last shed may take before the process exits
