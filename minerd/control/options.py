@@ -78,9 +78,12 @@ def awake_points(model: RigModel) -> tuple[OpPoint, ...]:
 
 
 def allowed_points(
-    model: RigModel, *, with_sleep: bool, cap_w: float | None
+    model: RigModel, *, with_sleep: bool, cap_w: float | None, max_j_per_th: float | None = None
 ) -> tuple[OpPoint, ...]:
-    """Points a rig may use: awake points up to cap_w (never below the lowest), plus sleep."""
+    """Points a rig may use: awake points up to cap_w (never below the lowest), plus sleep.
+
+    max_j_per_th (economics): awake points less efficient than this go; a rig that may not
+    sleep keeps its lowest point, one that may sleeps."""
     awake = awake_points(model)
     if cap_w is not None:
         cap_w = max(cap_w, awake[0].power_w)
@@ -95,6 +98,9 @@ def allowed_points(
             kept.append(OpPoint(cap_w, model.hashrate_at(cap_w), None, idx))
             kept.sort(key=lambda p: p.power_w)
         awake = tuple(kept)
+    if max_j_per_th is not None:
+        worth = tuple(p for p in awake if p.power_w <= max_j_per_th * p.hashrate_ths + _EPS_W)
+        awake = worth if worth or with_sleep else awake[:1]
     if with_sleep:
         return (sleep_point(model), *(p for p in awake if p.power_w > model.sleep_power_w))
     return awake

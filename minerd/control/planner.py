@@ -53,6 +53,9 @@ class PlanConstraints:
     # The grid meter says over: what must go goes from the rigs that obey fastest (shortest
     # sleep time), so power is bought for the slowest first.
     shed_fastest_first: bool = False
+    # Economics: awake points above this J/TH cost more than they earn and are not offered
+    # (sleep still is). None: every point (no price known, or "use every kW").
+    max_j_per_th: float | None = None
 
 
 @dataclass(frozen=True)
@@ -213,7 +216,9 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
     )
     floor_w = fixed_w + sum(len(c.members) * c.hull.vertices[0].power_w for c in clist)
     if floor_w > budget_w + _EPS_W:
-        clist, floor_w = _release_min_on(clist, hulls, rigs, floor_w, budget_w)
+        clist, floor_w = _release_min_on(
+            clist, hulls, rigs, floor_w, budget_w, constraints.max_j_per_th
+        )
 
     remaining = budget_w - floor_w
     wakes = _greedy(
@@ -255,7 +260,7 @@ def _new_class(
     kind, regime = key[1], key[3]
     cap = _derate_cap(info, cur_w, regime, c) if regime else None
     with_sleep = kind is not _Kind.MIN_ON and (info.has_sleep or not r.awake)
-    hull = _hull(hulls, m, with_sleep, cap)
+    hull = _hull(hulls, m, with_sleep, cap, c.max_j_per_th)
     note = _derate_note(info, regime, cap, c.derate_hold_band_c)
     bucket_w = key[2] * _BUCKET_W
     return _Class(m, kind, regime, cap, bucket_w, [], hull, note)
@@ -266,11 +271,14 @@ def _hull(
     model: RigModel,
     with_sleep: bool,
     cap_w: float | None,
+    max_j_per_th: float | None = None,
 ) -> Hull:
+    # One plan() has one max_j_per_th: the cache lives for one call, so it needs no key.
     key = (id(model), with_sleep, cap_w)
     h = cache.get(key)
     if h is None:
-        h = cache[key] = build_hull(allowed_points(model, with_sleep=with_sleep, cap_w=cap_w))
+        pts = allowed_points(model, with_sleep=with_sleep, cap_w=cap_w, max_j_per_th=max_j_per_th)
+        h = cache[key] = build_hull(pts)
     return h
 
 
@@ -280,6 +288,7 @@ def _release_min_on(
     rigs: Sequence[PlanRig],
     floor_w: float,
     budget_w: float,
+    max_j_per_th: float | None = None,
 ) -> tuple[list[_Class], float]:
     """Shedding beats min-on: let the least efficient min-on rigs sleep until the floor fits."""
     held = [c for c in clist if c.kind is _Kind.MIN_ON]
@@ -306,7 +315,7 @@ def _release_min_on(
         if keep:
             c.members = keep
             out.append(c)
-        hull = _hull(hulls, c.model, True, c.cap_w)
+        hull = _hull(hulls, c.model, True, c.cap_w, max_j_per_th)
         released = _Class(
             c.model, _Kind.RELEASED, c.regime, c.cap_w, c.current_w, free, hull, c.derate_note
         )
