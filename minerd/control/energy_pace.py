@@ -1,0 +1,214 @@
+"""Energy inside a settlement interval: count what the site imported, pace the rest.
+
+Two pure parts, both `f(state, inputs, config) -> state`-shaped:
+
+count()  keeps the interval's energy so far from the grid meter: fresh power readings are
+         integrated (trapezoid on the reading times) and, where the meter has an energy
+         register, its delta is used instead while it agrees with the integral. A register
+         that goes backwards or jumps by more than the site could draw at max_kw is a fault:
+         it is no longer believed for the interval and the integral carries on. A stale meter
+         counts the gap at the worst case until a fresh reading (or the register) settles it.
+
+pace()   turns award, energy so far and time into a power limit: what is left of the target
+         (target_fraction of the award) spread over what is left of the interval, plus the
+         loop's margin (the loop aims margin under its limit). In the last no_catchup part
+         of the interval the pace may only fall: a site behind does not surge to catch up.
+
+Nothing here reads a clock: every time is passed in, epoch seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+S_PER_H = 3600.0
+
+FAULT_BACKWARDS = "energy register went backwards"
+FAULT_JUMP = "energy register jumped"
+FAULT_DRIFT = "energy register disagrees with integrated power"
+
+
+@dataclass(frozen=True)
+class PaceConfig:
+    max_kw: float  # the most the site may draw (contracted limit): bounds a register step
+    margin_kw: float = 0.0  # the loop's margin, given back so the import runs at the pace
+    target_fraction: float = 0.997  # of the award: meter noise stays under 100.2 %
+    no_catchup_fraction: float = 0.1  # last part of the interval where the pace only falls
+    agree_fraction: float = 0.02  # register and integral agree within this share...
+    agree_floor_kwh: float = 0.02  # ...or this much (register resolution)...
+    # ...or this many seconds at max_kw: a step in power between two readings puts the
+    # trapezoid off by half of it, more than 2 % early in an interval.
+    agree_floor_s: float = 10.0
+    step_slack_s: float = 1.0  # register and power may be read this far apart
+
+
+@dataclass(frozen=True)
+class MeterSample:
+    """What the grid meter(s) said this cycle; energy_kwh None when a meter has no register."""
+
+    taken_at_s: float
+    power_kw: float
+    energy_kwh: float | None
+    fresh: bool
+
+
+@dataclass(frozen=True)
+class EnergyCount:
+    """Energy imported since start_s, as far as counted up to last_s."""
+
+    start_s: float
+    integral_kwh: float = 0.0  # trapezoid of fresh power, gaps settled
+    register_kwh: float | None = None  # sum of accepted register deltas; None: not believed
+    last_s: float | None = None  # time of the last fresh reading counted
+    last_power_kw: float = 0.0
+    last_register_kwh: float | None = None  # register at last_s
+    pending_kwh: float = 0.0  # worst-case estimate of the gap since last_s (meter stale)
+    pending_to_s: float | None = None  # pending_kwh counts up to here
+    fault: str = ""  # "" or why the register is not believed in this interval
+
+    @property
+    def energy_kwh(self) -> float:
+        """Best estimate: the register while it agrees with the integral, plus any gap."""
+        return self.settled_kwh + self.pending_kwh
+
+    @property
+    def settled_kwh(self) -> float:
+        if self.register_kwh is not None and not self.fault:
+            return self.register_kwh
+        return self.integral_kwh
+
+
+def start_count(
+    start_s: float, at_s: float, energy_kwh: float, sample: MeterSample | None
+) -> EnergyCount:
+    """A count that already holds energy_kwh at at_s (0 at the interval's start)."""
+    if sample is None or not sample.fresh:
+        return EnergyCount(start_s, integral_kwh=energy_kwh, pending_to_s=at_s)
+    return EnergyCount(
+        start_s,
+        integral_kwh=energy_kwh,
+        register_kwh=energy_kwh if sample.energy_kwh is not None else None,
+        last_s=at_s,
+        last_power_kw=sample.power_kw,
+        last_register_kwh=sample.energy_kwh,
+    )
+
+
+def _register_step(
+    c: EnergyCount, reg_kwh: float | None, dt_s: float, config: PaceConfig
+) -> tuple[float | None, str]:
+    """(accepted register delta, fault) for one step; delta None when not usable."""
+    if reg_kwh is None or c.last_register_kwh is None or c.fault:
+        return None, c.fault
+    delta = reg_kwh - c.last_register_kwh
+    floor = config.agree_floor_kwh
+    if delta < -floor:
+        return None, FAULT_BACKWARDS
+    if delta > config.max_kw * (dt_s + config.step_slack_s) / S_PER_H + floor:
+        return None, FAULT_JUMP
+    return max(0.0, delta), ""
+
+
+def count(
+    c: EnergyCount, sample: MeterSample, now_s: float, worst_kw: float, config: PaceConfig
+) -> EnergyCount:
+    """Take one cycle's meter sample. A stale meter adds worst_kw for the time it is blind."""
+    if not sample.fresh:
+        since = c.pending_to_s if c.pending_to_s is not None else c.last_s
+        if since is None or now_s <= since:
+            return replace(c, pending_to_s=now_s if since is None else max(now_s, since))
+        return replace(
+            c,
+            pending_kwh=c.pending_kwh + max(0.0, worst_kw) * (now_s - since) / S_PER_H,
+            pending_to_s=now_s,
+        )
+    t_s = sample.taken_at_s
+    if c.last_s is None:
+        # First fresh reading (after a start without one): the time before it is the gap.
+        gap_kwh = c.pending_kwh
+        if c.pending_to_s is not None and t_s > c.pending_to_s:
+            gap_kwh += max(0.0, worst_kw) * (t_s - c.pending_to_s) / S_PER_H
+        return replace(
+            c,
+            integral_kwh=c.integral_kwh + gap_kwh,
+            register_kwh=None,  # no baseline: the register counts from the next interval
+            last_s=t_s,
+            last_power_kw=sample.power_kw,
+            last_register_kwh=sample.energy_kwh,
+            pending_kwh=0.0,
+            pending_to_s=None,
+        )
+    if t_s <= c.last_s:
+        return c  # the same reading again: nothing new
+    dt_s = t_s - c.last_s
+    reg_delta, fault = _register_step(c, sample.energy_kwh, dt_s, config)
+    if c.pending_to_s is not None:
+        # Back from a stale spell: the register settles the gap when it has one, else the
+        # worst case counted meanwhile (plus the last stretch at the fresh power) stands.
+        tail_kwh = max(0.0, sample.power_kw) * max(0.0, t_s - c.pending_to_s) / S_PER_H
+        step_kwh = reg_delta if reg_delta is not None else c.pending_kwh + tail_kwh
+    else:
+        step_kwh = (c.last_power_kw + sample.power_kw) / 2.0 * dt_s / S_PER_H
+        step_kwh = max(0.0, step_kwh)
+    integral = c.integral_kwh + step_kwh
+    register = c.register_kwh
+    if register is not None and reg_delta is not None and not fault:
+        register += reg_delta
+        tolerance = max(
+            config.agree_floor_kwh,
+            config.max_kw * config.agree_floor_s / S_PER_H,
+            config.agree_fraction * integral,
+        )
+        if abs(register - integral) > tolerance:
+            fault = FAULT_DRIFT
+    return EnergyCount(
+        start_s=c.start_s,
+        integral_kwh=integral,
+        register_kwh=register if not fault else None,
+        last_s=t_s,
+        last_power_kw=sample.power_kw,
+        last_register_kwh=sample.energy_kwh,
+        fault=fault,
+    )
+
+
+@dataclass(frozen=True)
+class Pace:
+    """The power limit that ends the interval on its target, and why."""
+
+    limit_kw: float
+    target_kwh: float
+    remaining_kwh: float
+    remaining_s: float
+    frozen_kw: float | None  # the cap held through the no-catch-up part (None before it)
+
+
+def pace(
+    award_kwh: float,
+    energy_kwh: float,
+    now_s: float,
+    start_s: float,
+    end_s: float,
+    frozen_kw: float | None,
+    config: PaceConfig,
+) -> Pace:
+    """remaining target / remaining time (+ margin), never rising in the no-catch-up part.
+
+    frozen_kw: the previous cycle's Pace.frozen_kw within the same interval (None at first).
+    """
+    target_kwh = config.target_fraction * award_kwh
+    remaining_kwh = target_kwh - energy_kwh
+    remaining_s = max(0.0, end_s - now_s)
+    if remaining_kwh <= 0.0:
+        return Pace(0.0, target_kwh, remaining_kwh, remaining_s, 0.0)
+    if remaining_s <= 0.0:
+        return Pace(0.0, target_kwh, remaining_kwh, 0.0, 0.0)
+    limit_kw = remaining_kwh * S_PER_H / remaining_s + config.margin_kw
+    # At most what the site may draw: a bigger figure only means "behind" and is no limit.
+    limit_kw = min(limit_kw, config.max_kw)
+    no_catchup_s = config.no_catchup_fraction * (end_s - start_s)
+    if remaining_s > no_catchup_s:
+        return Pace(limit_kw, target_kwh, remaining_kwh, remaining_s, None)
+    if frozen_kw is not None:
+        limit_kw = min(limit_kw, frozen_kw)
+    return Pace(limit_kw, target_kwh, remaining_kwh, remaining_s, limit_kw)

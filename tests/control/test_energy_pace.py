@@ -1,0 +1,179 @@
+"""Energy pace inside a settlement interval (issue 15 item 2): table-driven, pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from minerd.control.energy_pace import (
+    FAULT_BACKWARDS,
+    FAULT_DRIFT,
+    FAULT_JUMP,
+    EnergyCount,
+    MeterSample,
+    PaceConfig,
+    count,
+    pace,
+    start_count,
+)
+
+CFG = PaceConfig(
+    max_kw=500.0,
+    margin_kw=2.0,
+    target_fraction=0.997,
+    no_catchup_fraction=0.1,
+    agree_floor_s=1.0,  # 0.14 kWh at 500 kW
+)
+# A 3600 s interval with 360 kWh awarded: 360 kW on average, 358.92 kW at the 99.7 % target.
+AWARD_KWH = 360.0
+START_S, END_S = 0.0, 3600.0
+
+
+@pytest.mark.parametrize(
+    ("case", "energy_kwh", "now_s", "expected_kw"),
+    [
+        ("start", 0.0, 0.0, 0.997 * 360.0 + 2.0),
+        ("middle on pace", 0.997 * 180.0, 1800.0, 0.997 * 360.0 + 2.0),
+        # Behind by 30 kWh at half time: the rest of the target over the rest of the hour.
+        ("behind", 0.997 * 180.0 - 30.0, 1800.0, (0.997 * 180.0 + 30.0) * 2.0 + 2.0),
+        ("ahead", 0.997 * 180.0 + 30.0, 1800.0, (0.997 * 180.0 - 30.0) * 2.0 + 2.0),
+        # Far behind: no more than the site may draw.
+        ("far behind", 0.0, 3000.0, CFG.max_kw),
+        ("target reached", 0.997 * 360.0, 3000.0, 0.0),
+        ("over", 361.0, 3000.0, 0.0),
+        ("interval over", 300.0, 3600.0, 0.0),
+    ],
+)
+def test_pace_spreads_the_rest_of_the_target_over_the_rest_of_the_interval(
+    case: str, energy_kwh: float, now_s: float, expected_kw: float
+) -> None:
+    p = pace(AWARD_KWH, energy_kwh, now_s, START_S, END_S, None, CFG)
+    assert p.limit_kw == pytest.approx(expected_kw, rel=1e-9, abs=1e-9), case
+    assert p.limit_kw <= CFG.max_kw
+
+
+def test_no_catch_up_in_the_last_part_the_pace_only_falls() -> None:
+    # Enter the last 10 % (360 s) behind: the cap is what the rest may draw at that moment.
+    behind_kwh = 0.997 * 324.0 - 10.0
+    entry = pace(AWARD_KWH, behind_kwh, 3240.0, START_S, END_S, None, CFG)
+    assert entry.frozen_kw == pytest.approx(entry.limit_kw)
+    frozen = entry.frozen_kw
+    # Still behind later (the fleet could not follow): the figure would rise, the cap holds.
+    later = pace(AWARD_KWH, behind_kwh + 5.0, 3500.0, START_S, END_S, frozen, CFG)
+    unfrozen = pace(AWARD_KWH, behind_kwh + 5.0, 3500.0, START_S, END_S, None, CFG)
+    assert unfrozen.limit_kw > frozen  # what a catch-up would ask for
+    assert later.limit_kw == pytest.approx(frozen)
+    # Ahead: it falls, and the lower figure becomes the cap.
+    ahead = pace(AWARD_KWH, 0.997 * 355.0, 3500.0, START_S, END_S, frozen, CFG)
+    assert ahead.limit_kw < frozen
+    assert ahead.frozen_kw == pytest.approx(ahead.limit_kw)
+    # Before the last part nothing is frozen: a site behind may catch up (power limits apply).
+    assert pace(AWARD_KWH, 100.0, 1800.0, START_S, END_S, None, CFG).frozen_kw is None
+
+
+def test_running_at_the_pace_to_the_end_lands_on_the_target() -> None:
+    """A site that draws exactly the pace less the loop's margin ends at the target."""
+    energy, frozen, dt = 0.0, None, 1.0
+    t = START_S
+    while t < END_S:
+        p = pace(AWARD_KWH, energy, t, START_S, END_S, frozen, CFG)
+        frozen = p.frozen_kw
+        energy += max(0.0, p.limit_kw - CFG.margin_kw) * dt / 3600.0
+        t += dt
+    assert energy == pytest.approx(0.997 * AWARD_KWH, rel=1e-6)
+
+
+def fresh(t_s: float, power_kw: float, energy_kwh: float | None) -> MeterSample:
+    return MeterSample(t_s, power_kw, energy_kwh, fresh=True)
+
+
+def stale(t_s: float) -> MeterSample:
+    return MeterSample(t_s, 0.0, None, fresh=False)
+
+
+def run(samples: list[tuple[float, MeterSample]], worst_kw: float = 400.0) -> EnergyCount:
+    (_, first), *rest = samples
+    c = start_count(START_S, first.taken_at_s, 0.0, first)
+    for now_s, s in rest:
+        c = count(c, s, now_s, worst_kw, CFG)
+    return c
+
+
+def test_register_used_while_it_agrees_with_the_integral() -> None:
+    # 360 kW for 10 s: 1.0 kWh. The register says 1.01 (within 2 %): the register wins.
+    c = run([(0.0, fresh(0.0, 360.0, 1000.0)), (10.0, fresh(10.0, 360.0, 1001.01))])
+    assert c.integral_kwh == pytest.approx(1.0)
+    assert c.register_kwh == pytest.approx(1.01)
+    assert c.energy_kwh == pytest.approx(1.01)
+    assert c.fault == ""
+
+
+def test_meter_without_register_integrates_power_trapezoid() -> None:
+    c = run([(0.0, fresh(0.0, 300.0, None)), (1.0, fresh(1.0, 420.0, None))])
+    assert c.energy_kwh == pytest.approx(360.0 / 3600.0)
+    assert c.register_kwh is None
+
+
+@pytest.mark.parametrize(
+    ("case", "second_register_kwh", "fault"),
+    [
+        ("backwards", 999.0, FAULT_BACKWARDS),
+        # 500 kW max for 10 s (+1 s slack) is 1.53 kWh: 50 kWh cannot have been drawn.
+        ("jump", 1050.0, FAULT_JUMP),
+        # Plausible step, but 1.5 kWh against 1 kWh integrated: not believed.
+        ("drift", 1001.5, FAULT_DRIFT),
+    ],
+)
+def test_register_fault_falls_back_to_the_integral(
+    case: str, second_register_kwh: float, fault: str
+) -> None:
+    c = run(
+        [
+            (0.0, fresh(0.0, 360.0, 1000.0)),
+            (10.0, fresh(10.0, 360.0, second_register_kwh)),
+            (20.0, fresh(20.0, 360.0, second_register_kwh + 1.0)),
+        ]
+    )
+    assert c.fault == fault, case
+    assert c.register_kwh is None
+    assert c.energy_kwh == pytest.approx(2.0)  # the integral, 360 kW for 20 s
+
+
+def test_stale_meter_counts_the_worst_case_until_fresh_without_register() -> None:
+    c = run(
+        [
+            (0.0, fresh(0.0, 360.0, None)),
+            (10.0, fresh(10.0, 360.0, None)),
+            (15.0, stale(10.0)),
+            (20.0, stale(10.0)),
+        ],
+        worst_kw=720.0,
+    )
+    # 1.0 kWh counted, then 10 s blind at 720 kW: 2.0 kWh more, pending.
+    assert c.pending_kwh == pytest.approx(2.0)
+    assert c.energy_kwh == pytest.approx(3.0)
+    c = count(c, fresh(21.0, 360.0, None), 21.0, 720.0, CFG)
+    # Back: the worst case stands, the last second at the fresh power.
+    assert c.energy_kwh == pytest.approx(3.0 + 0.1)
+    assert c.pending_kwh == 0.0
+
+
+def test_stale_gap_settled_by_the_register_when_it_has_one() -> None:
+    c = run(
+        [
+            (0.0, fresh(0.0, 360.0, 1000.0)),
+            (10.0, fresh(10.0, 360.0, 1001.0)),
+            (20.0, stale(10.0)),
+        ],
+        worst_kw=720.0,
+    )
+    assert c.energy_kwh == pytest.approx(3.0)  # 1 kWh + 10 s at 720 kW (pending)
+    c = count(c, fresh(30.0, 360.0, 1003.0), 30.0, 720.0, CFG)
+    assert c.energy_kwh == pytest.approx(3.0)  # register: 2 kWh over the 20 s gap
+    assert c.pending_kwh == 0.0
+    assert c.fault == ""
+
+
+def test_same_reading_twice_counts_once() -> None:
+    c = run([(0.0, fresh(0.0, 360.0, 1000.0)), (10.0, fresh(10.0, 360.0, 1001.0))])
+    again = count(c, fresh(10.0, 360.0, 1001.0), 11.0, 400.0, CFG)
+    assert again == c
