@@ -51,6 +51,7 @@ from minerd.model import (
     RigState,
     RigStatus,
 )
+from minerd.runtime.energy_tracker import EnergyTracker
 from minerd.runtime.executor import Executor
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.intents import Dispatch, IntentBook
@@ -116,6 +117,7 @@ class ControlCycle:
     clock: Clock
     config: CycleConfig
     listeners: list[CycleListener] = field(default_factory=list)
+    energy: EnergyTracker | None = None  # the energy award's pace (issue 15), when set
 
     def __post_init__(self) -> None:
         self.quotas: list[Quota] = []
@@ -164,6 +166,8 @@ class ControlCycle:
     def restore(self) -> None:
         """Quotas, operator cap, loop integral, maintenance pins and intents from SQLite."""
         self.reload_quotas()
+        if self.energy is not None:
+            self.energy.restore()  # the interval's energy so far
         cap = self.stores.state.get_float(STATE_OPERATOR_CAP)
         self.operator_cap_kw = cap
         integral = self.stores.state.get_float(STATE_INTEGRAL, 0.0) or 0.0
@@ -313,6 +317,8 @@ class ControlCycle:
         limit = min(ahead, key=lambda lim: lim.limit_kw)
         if limit.limit_kw >= limit_now.limit_kw:
             limit = limit_now  # nothing lower is coming within the look-ahead
+        if self.energy is not None:
+            limit = self.energy.cap(limit, snap, now_s)  # the award's pace, when lower
         if self._started_s is None:
             self._started_s = now_s
         plan_rigs = self._plan_rigs(snap, now_s)
