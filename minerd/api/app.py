@@ -7,7 +7,15 @@ from collections.abc import Callable
 from fastapi import FastAPI
 
 from minerd import __version__
-from minerd.api import routes_health, routes_ops, routes_quotas, routes_site, status_page
+from minerd.api import (
+    routes_awards,
+    routes_health,
+    routes_ops,
+    routes_quotas,
+    routes_settlement,
+    routes_site,
+    status_page,
+)
 from minerd.api.alerts_view import AlertsView
 from minerd.api.allowed_methods import AllowedMethods
 from minerd.api.auth import Authenticator, FailureThrottle, TokenBook
@@ -40,6 +48,7 @@ def create_app(
     throttle: FailureThrottle | None = None,
     observe_request: ObserveRequest | None = None,
     timezone: str = "UTC",
+    award_interval_s: float = 3600.0,
 ) -> FastAPI:
     """Build the app. `metrics` renders Prometheus text (called in a worker thread);
     `alerts` is None when alerting is off. `throttle` defaults to 10 bad tokens per
@@ -60,6 +69,7 @@ def create_app(
         metrics=metrics,
         alerts=alerts,
         timezone=timezone,
+        award_interval_s=award_interval_s,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
@@ -68,6 +78,8 @@ def create_app(
         routes_health.metrics_router(api.metrics_auth),
         routes_site.router,
         routes_quotas.router,
+        routes_awards.router,
+        routes_settlement.router,
         routes_ops.router,
         status_page.router,  # GET /: the embedded status page, no auth
         docs_router(OPENAPI_URL, f"minerd {service.site_name}"),  # GET /docs, no auth

@@ -24,6 +24,7 @@ class ApiContext:
     metrics: Callable[[], bytes] | None
     alerts: AlertsView | None
     timezone: str = "UTC"  # [site] timezone: how pages should show times
+    award_interval_s: float = 3600.0  # [awards] interval_s: an award's default length
 
 
 def context(request: Request) -> ApiContext:

@@ -1,4 +1,5 @@
-"""The one write path from outside: quotas, schedules, the operator cap and maintenance pins.
+"""The one write path from outside: quotas, schedules, energy awards, the operator cap and
+maintenance pins.
 
 The HTTP API, the MQTT quota input and the grid protocols build a command and hand it here;
 nothing else of theirs writes. Each command runs the same way:
@@ -24,9 +25,10 @@ from datetime import UTC, datetime
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from minerd.errors import QuotaError, StorageError
-from minerd.model import Quota, QuotaSource
+from minerd.model import EnergyAward, Quota, QuotaSource
+from minerd.runtime.award_input import AwardBatch
 from minerd.runtime.service import SiteService
-from minerd.storage import MaintenanceEntry, NotFoundError, ScheduleReplaced, Stores
+from minerd.storage import AwardsPut, MaintenanceEntry, NotFoundError, ScheduleReplaced, Stores
 
 log = logging.getLogger("minerd.commands")
 
@@ -363,3 +365,135 @@ class ReleaseRig:
     def notify(self, service: SiteService, value: bool) -> None:
         log.info("rig %s released from maintenance by %s", self.rig_id, self.actor)
         service.set_maintenance(self.rig_id, False)
+
+
+# ---------------------------------------------------------------- energy awards
+
+
+def new_award_id(issued_at_s: float) -> str:
+    """An id for an award its sender gave none (sorts in issue order, as quota ids)."""
+    ms = max(0, int(issued_at_s * 1000))
+    return f"a-{ms:012x}-{next(_seq) % 0x1000000:06x}-{secrets.token_hex(4)}"
+
+
+_AWARDS_KEPT = "awards accepted before stay in force"
+
+
+@dataclass(frozen=True)
+class PutAwards:
+    """A batch of energy awards (HTTP JSON or CSV, MQTT, a dropped file): stored at once or
+    not at all; the latest award for an interval wins; the store decides what is a replay."""
+
+    batch: AwardBatch
+    actor: str
+    source: QuotaSource
+    idempotency_key: str | None = None
+    what: ClassVar[str] = "awards"
+    kept: ClassVar[str] = _AWARDS_KEPT
+
+    def apply(self, stores: Stores, now_s: float) -> Applied[AwardsPut]:
+        generated: set[str] = set()
+        awards = []
+        for line in self.batch.lines:
+            award_id = line.award_id
+            if award_id is None:
+                award_id = new_award_id(now_s)
+                generated.add(award_id)
+            awards.append(
+                EnergyAward(
+                    award_id=award_id,
+                    start_s=line.start_s,
+                    end_s=line.end_s,
+                    energy_kwh=line.energy_kwh,
+                    source=self.source,
+                    issued_at_s=now_s,
+                    issued_by=self.actor,
+                    reference=line.reference,
+                )
+            )
+        out = stores.awards.put(
+            awards,
+            self.actor,
+            now_s,
+            idempotency_key=self.idempotency_key,
+            generated_ids=frozenset(generated),
+            replace_span=self.batch.span if self.batch.replace else None,
+        )
+        if not out.changed:
+            return Applied(out, changed=False)
+        span = self.batch.span
+        detail = {
+            "source": self.source.value,
+            "from": iso(span[0]),
+            "to": iso(span[1]),
+            "created": [
+                {"id": a.award_id, "start": iso(a.start_s), "energy_kwh": a.energy_kwh}
+                for a, new in zip(out.awards, out.created, strict=True)
+                if new
+            ],
+            "replayed": sum(1 for new in out.created if not new),
+            "superseded": [a.award_id for a in out.superseded],
+            "withdrawn": [a.award_id for a in out.withdrawn],
+        }
+        stores.audit.record(now_s, self.actor, "award.put", "", json.dumps(detail))
+        return Applied(out, changed=True)
+
+    def notify(self, service: SiteService, value: AwardsPut) -> None:
+        log.info(
+            "awards: %d new, %d repeated, %d replaced, %d withdrawn (%s, by %s)",
+            sum(value.created),
+            len(value.created) - sum(value.created),
+            len(value.superseded),
+            len(value.withdrawn),
+            self.source.value,
+            self.actor,
+        )
+        service.quotas_changed()  # the site reloads what the grid ordered and acts now
+
+
+@dataclass(frozen=True)
+class WithdrawAward:
+    """Withdraw one award from now on; NotFoundError for an unknown id."""
+
+    award_id: str
+    actor: str
+    what: ClassVar[str] = "award withdrawal"
+    kept: ClassVar[str] = "the award stays in force"
+
+    def apply(self, stores: Stores, now_s: float) -> Applied[EnergyAward]:
+        before = stores.awards.get(self.award_id)
+        if before is None:
+            raise NotFoundError("award", self.award_id)
+        if before.withdrawn_at_s is not None:
+            return Applied(before, changed=False)
+        award = stores.awards.withdraw(self.award_id, now_s, self.actor)
+        stores.audit.record(now_s, self.actor, "award.withdraw", self.award_id, "{}")
+        return Applied(award, changed=True)
+
+    def notify(self, service: SiteService, value: EnergyAward) -> None:
+        log.info("award %s withdrawn by %s", value.award_id, self.actor)
+        service.quotas_changed()
+
+
+@dataclass(frozen=True)
+class WithdrawAwards:
+    """Withdraw every award in force that starts in [from_s, to_s)."""
+
+    from_s: float
+    to_s: float
+    actor: str
+    what: ClassVar[str] = "award withdrawal"
+    kept: ClassVar[str] = "the awards stay in force"
+
+    def apply(self, stores: Stores, now_s: float) -> Applied[list[EnergyAward]]:
+        gone = stores.awards.withdraw_range(self.from_s, self.to_s, now_s, self.actor)
+        if not gone:
+            return Applied(gone, changed=False)
+        detail = {"from": iso(self.from_s), "to": iso(self.to_s)}
+        detail_ids = {**detail, "ids": [a.award_id for a in gone]}
+        stores.audit.record(now_s, self.actor, "award.withdraw", "", json.dumps(detail_ids))
+        return Applied(gone, changed=True)
+
+    def notify(self, service: SiteService, value: list[EnergyAward]) -> None:
+        log.info("%d awards withdrawn by %s", len(value), self.actor)
+        service.quotas_changed()

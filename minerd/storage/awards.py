@@ -20,9 +20,9 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from minerd.errors import QuotaError
 from minerd.model import EnergyAward, QuotaSource, SettlementRecord
 from minerd.storage.db import Database, Migration, NotFoundError
+from minerd.storage.quotas import QuotaConflict
 
 MIGRATIONS = (
     Migration(
@@ -76,8 +76,9 @@ _SCOLS = (
 )
 
 
-class AwardConflict(QuotaError):
-    """An award id or idempotency key was reused for different content (HTTP 409)."""
+class AwardConflict(QuotaConflict):
+    """An award id or idempotency key was reused for different content (HTTP 409, as for
+    quotas)."""
 
 
 @dataclass(frozen=True)
