@@ -5,7 +5,8 @@ Per cycle:  target import = limit - margin
             error = measured import - predicted import                        (unmodelled load)
 A PI loop tracks that error (the correction, kW): innovation = error - integral,
 integral += ki * dt * innovation (clamped; held while stale; held downward while rigs move
-or the ramp holds the budget, but never upward while the site is over the limit),
+or the ramp holds the budget, but never upward while the site is over the limit;
+while rigs move, only down to the most load the meter allows, see step),
 correction = integral + kp * innovation; from below (settled, meter under the prediction
 for BELOW_CYCLES_TO_GIVE steps in a row) the integral itself follows at the kp pace, so
 power counted but not drawn is given back within a few settled cycles. The rig budget is
@@ -87,6 +88,9 @@ class LoopInputs:
     # rig_power_w with every rig not yet seen to obey an outstanding command counted at its
     # measured or nominal power, whichever is higher. None: same as rig_power_w.
     distrusted_rig_power_w: float | None = None
+    # No raise in flight: every rig moving heads down, so none draws less than the lower of
+    # its reading and its plan (a rig still rising could, the readings being older).
+    falling: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,12 @@ def step(
     # later). Anti-windup holds a raise, never a shed: over the limit the integral follows
     # a larger error at its rate even while rigs are moving.
     below = inputs.grid_fresh and settled and not over and innovation < 0.0
-    below_cycles = state.below_cycles + 1 if below else 0
+    if below:
+        below_cycles = state.below_cycles + 1
+    elif inputs.grid_fresh and not settled and not over:
+        below_cycles = state.below_cycles  # rigs moving tell nothing either way: keep count
+    else:
+        below_cycles = 0
     if (
         inputs.grid_fresh
         and not jumped
@@ -227,6 +236,24 @@ def step(
             # cycle's meter judges it, so this never raises over the limit.
             rate = max(rate, config.kp)
         integral = _clamp(integral + min(1.0, rate) * innovation, config.correction_max_kw)
+    elif (
+        inputs.grid_fresh
+        and not over
+        and not settled
+        and not ramp_limited
+        and inputs.falling
+        and planned is not None
+        and state.rig_power_w is not None
+    ):
+        # Rigs falling: the error is not the load (readings and meter straddle a change), but
+        # the load is at most the meter less the least rig power the site can be drawing:
+        # the readings before and now, and the plan the rigs head to. A correction above
+        # that bound (learnt from a cut's timing) is given back now, at ki's pace, never
+        # below what the meter justifies; else it sits on the site for a whole reaction time.
+        least_w = min(inputs.rig_power_w, state.rig_power_w, planned)
+        load_max_kw = inputs.grid_import_kw - predicted_import_kw(least_w, config)
+        if integral > load_max_kw:
+            integral -= min(1.0, config.ki * dt_s) * (integral - load_max_kw)
 
     decision = LoopDecision(
         rig_budget_w=budget_w,

@@ -178,3 +178,52 @@ def test_lagging_rig_readings_do_not_fool_the_integral() -> None:
         return max(imp for t, imp, _, _ in s.history[start:] if t >= t_cut + late)
 
     assert worst_after_cut(use_planned=True) <= 90.0
+
+
+def _falling_inputs(t_s: float, import_kw: float, falling: bool) -> LoopInputs:
+    # 100 kW of rigs planned and read, a limit they about fill (no ramp holding the budget).
+    return LoopInputs(
+        t_s=t_s,
+        limit=EffectiveLimit(118.0, "quota", "q"),
+        grid_fresh=True,
+        grid_import_kw=import_kw,
+        rig_power_w=100_000.0,
+        worst_case_rig_power_w=150_000.0,
+        planned_rig_power_w=100_000.0,
+        moving=True,
+        falling=falling,
+    )
+
+
+def test_a_cut_correction_is_given_back_while_rigs_still_fall() -> None:
+    # A cut taught the loop 3 kW of "load" that was timing; rigs are still falling (moving).
+    # The meter allows at most -2 kW of load given the least power the rigs can draw: the
+    # correction comes down to that bound while they fall, never below it.
+    meter_kw = 100.0 * 1.05 + 10.0 - 2.0  # the load is 2 kW under the model
+    state = LoopState(t_s=0.0, budget_w=100_000.0, integral_kw=3.0, rig_power_w=100_000.0)
+    seen = []
+    for k in range(1, 30):
+        state, _ = step(state, _falling_inputs(float(k), meter_kw, falling=True), CONFIG)
+        seen.append(state.integral_kw)
+    assert seen[0] < 3.0 and seen[-1] == pytest.approx(-2.0, abs=0.01)
+    assert min(seen) >= -2.0 - 1e-9
+    # A raise still in flight: a rising rig may draw less than its reading, so no bound holds.
+    state = LoopState(t_s=0.0, budget_w=100_000.0, integral_kw=3.0, rig_power_w=100_000.0)
+    for k in range(1, 30):
+        state, _ = step(state, _falling_inputs(float(k), meter_kw, falling=False), CONFIG)
+    assert state.integral_kw == 3.0
+
+
+def test_falling_rigs_never_lower_the_correction_below_a_real_load() -> None:
+    # Readings still show rigs high (120 kW) while they fall to the 100 kW planned; the meter
+    # sees them part way (110 kW) plus 5 kW of real unmodelled load: the bound uses the plan.
+    state = LoopState(t_s=0.0, budget_w=120_000.0, integral_kw=5.0, rig_power_w=120_000.0)
+    for k in range(1, 20):
+        inputs = replace(
+            _falling_inputs(float(k), 110.0 * 1.05 + 10.0 + 5.0, falling=True),
+            rig_power_w=120_000.0,
+            limit=EffectiveLimit(140.0, "quota", "q"),  # under it, the budget not ramp-held
+        )
+        state, d = step(state, inputs, CONFIG)
+        assert not d.shedding and not d.ramp_limited
+    assert state.integral_kw == 5.0
