@@ -37,6 +37,7 @@ from minerd.control.loop import (
 from minerd.control.options import awake_points
 from minerd.control.planner import MIN_OFF_REASON, Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
+from minerd.control.shed_capacity import shed_capacity
 from minerd.control.utilization import Gap, gap
 from minerd.errors import StorageError
 from minerd.model import (
@@ -50,6 +51,7 @@ from minerd.model import (
     RigSetpoint,
     RigState,
     RigStatus,
+    ShedCapacity,
 )
 from minerd.runtime.energy_tracker import EnergyTracker
 from minerd.runtime.executor import Executor
@@ -96,6 +98,7 @@ class CycleResult:
     duration_s: float
     compliance: tuple[ComplianceRecord, ...] = ()  # settlement intervals closed this cycle
     utilization: Gap | None = None  # where the power under the limit went (fresh meter only)
+    shed: ShedCapacity | None = None  # what could be shed within 5 s / 60 s / 600 s
 
 
 CycleListener = Callable[[CycleResult], None]
@@ -441,6 +444,7 @@ class ControlCycle:
             with contextlib.suppress(StorageError):
                 self.stores.state.set(STATE_INTEGRAL, self.loop_state.integral_kw)
         self._persist_contact()
+        shed = shed_capacity(snap.rigs, self.models, aux_fraction=self.config.loop.aux_fraction)
         result = CycleResult(
             cycle=self.cycles,
             snapshot=snap,
@@ -452,6 +456,7 @@ class ControlCycle:
             duration_s=elapsed_s() - t0_real,
             compliance=tuple(closed),
             utilization=gap_now,
+            shed=shed,
         )
         self.last = result
         self.first_cycle.set()
