@@ -195,6 +195,8 @@ class OpsSite:
             failsafe_reason=self.failsafe_reason,
             cycle=1234,
             started_at_s=self.started_s,
+            interval_utilization=0.962,
+            interval_under_reason="min-off hold",
         )
 
     def quotas_changed(self) -> None:

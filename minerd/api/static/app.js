@@ -135,6 +135,8 @@
       : "In force: " + inForce(s) + ".");
     text("headroom", known(s.grid_import_kw) ? f1(lim.limit_kw - s.grid_import_kw) : "–");
     text("budget", f1(s.rig_budget_kw));
+    text("interval-used", s.interval_utilization == null ? "–" : f1(s.interval_utilization * 100));
+    text("interval-under", s.interval_under_reason ? " · under 97 %: " + s.interval_under_reason : "");
     text("hashrate", f1(s.hashrate_ths));
     text("rig-power", f1(s.rig_power_kw));
     text("efficiency", s.hashrate_ths > 0 ? f1((s.rig_power_kw * 1000) / s.hashrate_ths) : "–");
