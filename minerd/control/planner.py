@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from minerd.control.counting import counted_power_w, dispatched
 from minerd.control.options import Hull, OpPoint, allowed_points, awake_points, build_hull
 from minerd.model import ControlMode, RigModel, RigSetpoint, RigState
 
@@ -138,19 +139,19 @@ def _derate_note(info: _ModelInfo, regime: int, cap_w: float | None, band_c: flo
 
 
 def _undispatched(r: PlanRig) -> RigSetpoint:
-    """Setpoint of a rig the planner must not move, with the power it is counted at."""
+    """Setpoint of a rig the planner must not move, at the power it is counted at."""
+    power_w = counted_power_w(r)
     if r.maintenance:
-        return RigSetpoint(
-            r.rig_id, r.awake, r.power_w, r.setpoint_profile, "maintenance: not dispatched"
-        )
-    if r.unresponsive:
+        why = "maintenance: not dispatched"
+    elif r.unresponsive:
         why = "unresponsive: counted at nominal power"
-        power_w = max(r.power_w, r.model.nominal_power_w)
-        return RigSetpoint(r.rig_id, r.awake, power_w, r.setpoint_profile, why)
-    if r.state is RigState.OFFLINE:
-        return RigSetpoint(r.rig_id, False, 0.0, None, "offline: not dispatched, counted at 0 W")
-    why = "not dispatchable: counted as measured"
-    return RigSetpoint(r.rig_id, r.awake, r.power_w, r.setpoint_profile, why)
+    elif r.state is RigState.OFFLINE:
+        return RigSetpoint(
+            r.rig_id, False, power_w, None, "offline: not dispatched, counted at 0 W"
+        )
+    else:
+        why = "not dispatchable: counted as measured"
+    return RigSetpoint(r.rig_id, r.awake, power_w, r.setpoint_profile, why)
 
 
 def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints) -> Plan:
@@ -170,13 +171,12 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
     classes: dict[tuple[int, _Kind, int, int, float], _Class] = {}
     min_on_s = constraints.min_on_s
     min_off_s = constraints.min_off_s
-    offline = RigState.OFFLINE
 
     kind_awake, kind_min_on, kind_asleep = _Kind.AWAKE, _Kind.MIN_ON, _Kind.ASLEEP
     band_c = constraints.derate_hold_band_c
     # The hot path: one key per rig, a dict lookup, an append. Cool rigs skip derating.
     for i, r in enumerate(rigs):
-        if r.maintenance or r.unresponsive or not r.dispatchable or r.state is offline:
+        if not dispatched(r):
             sp = _undispatched(r)
             fixed_w += sp.power_w
             out[i] = sp

@@ -6,7 +6,12 @@
 3. the closed loop (control.loop) turns it into a rig budget, correcting from the meter;
 4. the planner (control.planner) splits the budget over the rigs;
 5. the IntentBook keeps only what changed; the executor sends shedding first.
-Everything slow (sinks, alerts) hangs off listeners that must not block.
+Everything slow (sinks, alerts) hangs off listeners that must not block; what the cycle
+leaves on disk is written by one of them (runtime.cycle_persist).
+
+run_once is that cycle in named phases: sense, limit, loop, plan, dispatch, verify, account.
+run() uses run_once_async, the same phases with planning (the heavy part at 50,000 rigs) in
+a worker thread, so polls, API requests and MQTT messages are served while it runs.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from minerd.clock import Clock, elapsed_s
 from minerd.control.compliance import Compliance, Sample
+from minerd.control.counting import counted_power_w, dispatched
 from minerd.control.fleet import (
     distrusted_w,
     max_rig_power_w,
@@ -37,9 +44,7 @@ from minerd.control.loop import (
 from minerd.control.options import awake_points
 from minerd.control.planner import MIN_OFF_REASON, Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
-from minerd.control.shed_capacity import shed_capacity
 from minerd.control.utilization import Gap, gap
-from minerd.errors import StorageError
 from minerd.model import (
     ComplianceRecord,
     EffectiveLimit,
@@ -51,24 +56,18 @@ from minerd.model import (
     RigSetpoint,
     RigState,
     RigStatus,
-    ShedCapacity,
 )
+from minerd.runtime.cycle_persist import STATE_GRID_CONTACT, STATE_INTEGRAL, CyclePersister
 from minerd.runtime.energy_tracker import EnergyTracker
 from minerd.runtime.executor import Executor
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.intents import Dispatch, IntentBook
+from minerd.runtime.unresponsive import Unresponsive
 from minerd.storage import Stores
-from minerd.storage.compliance import ComplianceKind
 
 log = logging.getLogger("minerd.control")
 
 STATE_OPERATOR_CAP = "control.operator_cap_kw"
-STATE_INTEGRAL = "control.loop_integral_kw"
-STATE_GRID_CONTACT = "control.grid_last_contact_s"
-# Grid contact is noted in memory per request and written at most this often, off the loop.
-CONTACT_PERSIST_S = 5.0
-# Compliance records the disk refused wait in memory, newest kept: a week of minutes.
-MAX_HELD_COMPLIANCE = 10_080
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,9 @@ class CycleResult:
     duration_s: float
     compliance: tuple[ComplianceRecord, ...] = ()  # settlement intervals closed this cycle
     utilization: Gap | None = None  # where the power under the limit went (fresh meter only)
-    shed: ShedCapacity | None = None  # what could be shed within 5 s / 60 s / 600 s
+    compliance_minutes: tuple[ComplianceRecord, ...] = ()  # minutes closed this cycle
+    loop_integral_kw: float = 0.0  # the loop's integral after this cycle (persisted)
+    grid_last_contact_s: float | None = None  # last heard from the grid authority
 
 
 CycleListener = Callable[[CycleResult], None]
@@ -108,6 +109,39 @@ CycleListener = Callable[[CycleResult], None]
 class _Warmup:
     started_mono_s: float | None = None
     done: bool = False
+
+
+@dataclass(frozen=True)
+class _Sensed:
+    """Phase sense: the one snapshot a cycle works from."""
+
+    t0_mono_s: float
+    t0_real_s: float  # the cycle's cost in real seconds, whatever the clock's speed
+    now_s: float
+    snap: FleetSnapshot
+    failsafe_reason: str
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """Phase limit: what the loop steers to, and what compliance is judged against."""
+
+    ahead: EffectiveLimit  # the lowest within the look-ahead (or the one in force now)
+    now: EffectiveLimit  # in force now
+
+
+@dataclass(frozen=True)
+class _Looped:
+    """Phase loop: the rig budget and the rigs (with the safety rules) to plan it over."""
+
+    limits: _Limits
+    decision: LoopDecision
+    plan_rigs: tuple[PlanRig, ...]  # immutable: handed to the planner's thread as is
+    constraints: PlanConstraints
+    fleet_max_w: float
+    budget_before_w: float | None
+    measured: bool  # raising allowed (the site measured against its limit since start)
+    dispatching: bool  # warm, or shedding: plan and dispatch this cycle
 
 
 @dataclass
@@ -131,16 +165,18 @@ class ControlCycle:
         self.cycles = 0
         self.last_cycle_mono_s = 0.0
         self.grid_last_contact_s: float | None = None
-        self._contact_saved_s: float | None = None  # the value last written
-        self._contact_saved_mono_s = -math.inf
-        self._contact_write: asyncio.Task[None] | None = None
-        # (kind, interval_s, start_s) -> record, written when the disk takes writes again
-        self._held_compliance: dict[tuple[str, float, float], ComplianceRecord] = {}
+        self.persister = CyclePersister(self.stores, self.clock)
+        self.listeners.insert(0, self.persister)  # on disk before anyone else hears of it
         self.overruns = 0
+        self.cycles_skipped = 0  # intervals that passed while one long cycle ran
+        self.wakes_coalesced = 0  # wakes while a cycle ran: served by the next one, at once
+        self._cycle_running = False
+        self._plan_pool: ThreadPoolExecutor | None = None
         self._wake = asyncio.Event()
         self.first_cycle = asyncio.Event()  # set once a cycle has run (systemd READY=1)
         self._warmup = _Warmup()
-        self._unresponsive_since: dict[str, float] = {}
+        self.unresponsive = Unresponsive(self.fleet)
+        self._lowest_awake_w: dict[str, float] = {}  # per model name (utilization's min-off)
         self._setpoints: dict[str, RigSetpoint] = {}  # last planned, per rig
         # rig_id -> (status, setpoint, (hold age, intent awake, power, recent), PlanRig)
         self._plan_cache: dict[str, tuple[RigStatus, RigSetpoint | None, object, PlanRig]] = {}
@@ -156,7 +192,6 @@ class ControlCycle:
         )
         self.moving_s = slowest_switch_s + self.config.loop.interval_s
         self._moving_until_s = -math.inf
-        self._raising_until_s = -math.inf  # raises sent until then may still be rising
         self._in_flight: list[tuple[float, float]] = []  # (until_s, power step W) per dispatch
         # Read a rig at once (wired to the poller): a shed not yet seen while over the limit.
         self.poll_now: Callable[[str], None] | None = None
@@ -212,36 +247,12 @@ class ControlCycle:
     def quotas_changed(self) -> None:
         self.reload_quotas()
         self.note_grid_contact()
-        self._wake.set()  # act within this cycle, not the next
+        self._request_cycle()  # act within this cycle, not the next
 
     def note_grid_contact(self) -> None:
-        """In memory only: the cycle writes it at most every CONTACT_PERSIST_S, off the
+        """In memory only: the persister writes it at most every CONTACT_PERSIST_S, off the
         loop, so a grid request never waits on an fsync nor fails on a read-only disk."""
         self.grid_last_contact_s = self.clock.now_s()
-
-    def _persist_contact(self) -> None:
-        last = self.grid_last_contact_s
-        if last is None or last == self._contact_saved_s:
-            return
-        if self._contact_write is not None and not self._contact_write.done():
-            return
-        now_mono_s = self.clock.monotonic_s()
-        if now_mono_s - self._contact_saved_mono_s < CONTACT_PERSIST_S:
-            return
-        self._contact_saved_mono_s = now_mono_s
-        self._contact_write = asyncio.get_running_loop().create_task(
-            self._write_contact(last), name="grid-contact-write"
-        )
-
-    async def _write_contact(self, contact_s: float) -> None:
-        try:
-            # A crash loses at most the last few seconds of contact: no fsync needed.
-            await asyncio.to_thread(
-                self.stores.state.set_many, {STATE_GRID_CONTACT: contact_s}, durable=False
-            )
-        except StorageError:
-            return  # counted by storage health; the next contact tries again
-        self._contact_saved_s = contact_s
 
     def set_operator_cap(self, cap_kw: float | None) -> None:
         self.operator_cap_kw = cap_kw
@@ -249,6 +260,14 @@ class ControlCycle:
             self.stores.state.delete(STATE_OPERATOR_CAP)
         else:
             self.stores.state.set(STATE_OPERATOR_CAP, cap_kw)
+        self._request_cycle()
+
+    def _request_cycle(self) -> None:
+        """Run a cycle now. One already running finishes first; any number of requests
+        meanwhile are served by one cycle that starts right after it (counted)."""
+        if self._cycle_running:
+            self.wakes_coalesced += 1
+            log.debug("cycle requested while one runs: the next starts when it ends")
         self._wake.set()
 
     def on_command_sent(self, cmd: RigCommand) -> None:
@@ -261,28 +280,41 @@ class ControlCycle:
 
     def on_command_failed(self, cmd: RigCommand, error: str) -> None:
         """The executor gave up on a command: count the rig at nominal until it obeys."""
-        self.fleet.set_unresponsive(cmd.rig_id, True)
-        self._unresponsive_since.setdefault(cmd.rig_id, self.clock.now_s())
+        self.unresponsive.mark(cmd.rig_id, self.clock.now_s())
 
     # ------------------------------------------------------------ run
 
     async def run(self) -> None:
+        """A cycle every interval, or at once when woken, one at a time; planning runs in a
+        worker thread (run_once_async) so the loop serves polls and requests meanwhile."""
         interval_s = self.config.loop.interval_s
-        while True:
-            started = self.clock.monotonic_s()
-            self.run_once()
-            elapsed = self.clock.monotonic_s() - started
-            if elapsed > interval_s:
-                self.overruns += 1
-                log.warning(
-                    "control cycle took %.3fs, over its %.1fs interval", elapsed, interval_s
-                )
-            self._wake.clear()
-            try:
-                async with self.clock.timeout(max(0.0, interval_s - elapsed)):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+        try:
+            while True:
+                started = self.clock.monotonic_s()
+                self._wake.clear()  # a wake from here on is served by the next cycle
+                await self.run_once_async()
+                elapsed = self.clock.monotonic_s() - started
+                if elapsed > interval_s:
+                    self.overruns += 1
+                    skipped = int(elapsed // interval_s)
+                    self.cycles_skipped += skipped
+                    log.warning(
+                        "control cycle took %.3fs, over its %.1fs interval (%d due meanwhile "
+                        "skipped)",
+                        elapsed,
+                        interval_s,
+                        skipped,
+                    )
+                try:
+                    async with self.clock.timeout(max(0.0, interval_s - elapsed)):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            if self._plan_pool is not None:
+                # A plan still in flight is dropped: its thread ends with it, nobody waits.
+                self._plan_pool.shutdown(wait=False, cancel_futures=True)
+                self._plan_pool = None
 
     def failsafe_reason(self, snap: FleetSnapshot, now_s: float) -> str:
         if not snap.grid_meters:
@@ -298,11 +330,54 @@ class ControlCycle:
         return ""
 
     def run_once(self) -> CycleResult:
+        """One cycle, planning on the caller's thread (tests, benchmarks, tools)."""
+        with self._one_cycle():
+            sensed = self._sense()
+            looped = self._loop(sensed, self._limit(sensed))
+            the_plan = self._plan(looped) if looped.dispatching else None
+            return self._finish(sensed, looped, the_plan)
+
+    async def run_once_async(self) -> CycleResult:
+        """One cycle with planning in a worker thread: the same phases as run_once. Only the
+        planner (pure, handed immutable inputs) leaves the loop; what the loop decided
+        stands, and a shed goes out the moment its plan is back, nothing queued before it."""
+        with self._one_cycle():
+            sensed = self._sense()
+            looped = self._loop(sensed, self._limit(sensed))
+            the_plan = await self._plan_off_loop(looped) if looped.dispatching else None
+            return self._finish(sensed, looped, the_plan)
+
+    @contextlib.contextmanager
+    def _one_cycle(self) -> Iterator[None]:
+        if self._cycle_running:
+            raise RuntimeError("a control cycle is already running: one at a time")
+        self._cycle_running = True
+        try:
+            yield
+        finally:
+            self._cycle_running = False
+
+    def _finish(self, sensed: _Sensed, looped: _Looped, the_plan: Plan | None) -> CycleResult:
+        dispatch = Dispatch((), ())
+        if the_plan is not None:
+            dispatch = self._dispatch(sensed, looped, the_plan)
+        self._verify(sensed.snap, sensed.now_s)
+        return self._account(sensed, looped, the_plan, dispatch)
+
+    # ------------------------------------------------------------ phases
+
+    def _sense(self) -> _Sensed:
         t0 = self.clock.monotonic_s()
-        t0_real = elapsed_s()  # the cycle's cost in real seconds, whatever the clock's speed
+        t0_real = elapsed_s()
         now_s = self.clock.now_s()
         snap = self.fleet.snapshot(now_s)
-        reason = self.failsafe_reason(snap, now_s)
+        if self._started_s is None:
+            self._started_s = now_s
+        return _Sensed(t0, t0_real, now_s, snap, self.failsafe_reason(snap, now_s))
+
+    def _limit(self, sensed: _Sensed) -> _Limits:
+        """The limit in force, and the lowest one coming within the look-ahead."""
+        now_s = sensed.now_s
         # The lowest limit anywhere in the look-ahead, not only at its far end: a short
         # block (or a schedule's last) inside it must not be seen and then forgotten.
         end_s = now_s + self.lookahead_s
@@ -313,7 +388,7 @@ class ControlCycle:
                 t_s,
                 contracted_limit_kw=self.config.contracted_limit_kw,
                 operator_cap_kw=self.operator_cap_kw,
-                failsafe=bool(reason),
+                failsafe=bool(sensed.failsafe_reason),
                 failsafe_limit_kw=self.config.failsafe_limit_kw,
             )
             for t_s in (now_s, end_s, *(e for e in edges if e is not None and now_s < e < end_s))
@@ -322,11 +397,15 @@ class ControlCycle:
         if limit.limit_kw >= limit_now.limit_kw:
             limit = limit_now  # nothing lower is coming within the look-ahead
         if self.energy is not None:
-            limit = self.energy.cap(limit, snap, now_s)  # the award's pace, when lower
-        if self._started_s is None:
-            self._started_s = now_s
+            limit = self.energy.cap(limit, sensed.snap, now_s)  # the award's pace, when lower
+        return _Limits(limit, limit_now)
+
+    def _loop(self, sensed: _Sensed, limits: _Limits) -> _Looped:
+        """The closed loop: the rig budget from the limit and the meter, and the rigs to
+        plan it over, with whom the meter says not to trust."""
+        snap, now_s = sensed.snap, sensed.now_s
         plan_rigs = self._plan_rigs(snap, now_s)
-        counted_w = sum(_counted_w(r) for r in plan_rigs)
+        counted_w = sum(counted_power_w(r) for r in plan_rigs)
         planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
         unseen = self._unseen_sheds(snap, plan_rigs)
         fleet_max_w = max_rig_power_w(snap.rigs, self._by_name)
@@ -335,7 +414,7 @@ class ControlCycle:
             self.loop_state,
             LoopInputs(
                 t_s=now_s,
-                limit=limit,
+                limit=limits.ahead,
                 grid_fresh=snap.grid_fresh,
                 grid_import_kw=snap.grid_import_w / 1000.0,
                 rig_power_w=counted_w,
@@ -343,7 +422,6 @@ class ControlCycle:
                 max_rig_power_w=fleet_max_w,
                 planned_rig_power_w=planned_w,
                 moving=now_s < self._moving_until_s,
-                falling=now_s >= self._raising_until_s,
                 distrusted_rig_power_w=counted_w + sum(extra for _, extra in unseen.values()),
             ),
             self.config.loop,
@@ -364,99 +442,129 @@ class ControlCycle:
         measured = self._measured
         if not measured:
             constraints = replace(constraints, max_wakes_per_cycle=0)
-        the_plan: Plan | None = None
-        dispatch = Dispatch((), ())
-        warm = self._warm(snap, t0)
+        warm = self._warm(snap, sensed.t0_mono_s)
         if not warm and not decision.shedding:
             # Nothing dispatched: this cycle's budget (in warm-up usually the fail-safe one,
             # the meter not read yet) must not become the first plan's starting point, or a
             # site restarted at full load is shed to it and ramped back up.
             self.loop_state = replace(self.loop_state, budget_w=None, rig_power_w=None)
-        if warm or decision.shedding:
-            the_plan = plan(decision.rig_budget_w, plan_rigs, constraints)
-            # The planner hands back the very same object for an unchanged setpoint.
-            last = self._setpoints
-            redo = self.book.take_redo()
-            # Setpoints of rigs the planner did not dispatch only say how they are counted;
-            # they are no orders (a rig winding down after a sleep command reads "awake").
-            # Setpoints come back in input order, so they pair with plan_rigs and statuses.
-            orders = []
-            statuses: dict[str, RigStatus] = {}
-            for st, pr, sp in zip(snap.rigs, plan_rigs, the_plan.setpoints, strict=True):
-                if last.get(sp.rig_id) is not sp or sp.rig_id in redo:
-                    last[sp.rig_id] = sp
-                    if _dispatched(pr):
-                        orders.append(sp)
-                        statuses[sp.rig_id] = st
-            # Raise only once every shed command has its outcome: until then the planner
-            # counts those rigs as asleep, and waking others on that belief could overshoot.
-            # Nothing rises before the loop has measured the site against the limit.
-            # ...and once the sheds sent have fallen to their setpoints (or their sleep
-            # time is up): raises land faster than sheds fall.
-            landing = self.book.sheds_landing(
-                now_s, lambda rig_id: snap.rigs[self.fleet.rig_index(rig_id)]
+        return _Looped(
+            limits=limits,
+            decision=decision,
+            plan_rigs=tuple(plan_rigs),
+            constraints=constraints,
+            fleet_max_w=fleet_max_w,
+            budget_before_w=budget_before_w,
+            measured=measured,
+            dispatching=warm or decision.shedding,
+        )
+
+    @staticmethod
+    def _plan(looped: _Looped) -> Plan:
+        """Split the budget over the rigs (control.planner: pure)."""
+        return plan(looped.decision.rig_budget_w, looped.plan_rigs, looped.constraints)
+
+    async def _plan_off_loop(self, looped: _Looped) -> Plan:
+        """The same plan in the cycle's own worker thread (one plan in flight at most: the
+        cycle awaits it, and run() starts no cycle while one runs)."""
+        pool = self._plan_pool
+        if pool is None:
+            pool = self._plan_pool = ThreadPoolExecutor(1, thread_name_prefix="minerd-plan")
+        return await asyncio.get_running_loop().run_in_executor(pool, self._plan, looped)
+
+    def _dispatch(self, sensed: _Sensed, looped: _Looped, the_plan: Plan) -> Dispatch:
+        """Orders for the rigs the planner moved, only what changed; sheds go first."""
+        snap, now_s = sensed.snap, sensed.now_s
+        # The planner hands back the very same object for an unchanged setpoint.
+        last = self._setpoints
+        redo = self.book.take_redo()
+        # Setpoints of rigs the planner did not dispatch only say how they are counted;
+        # they are no orders (a rig winding down after a sleep command reads "awake").
+        # Setpoints come back in input order, so they pair with plan_rigs and statuses.
+        orders = []
+        statuses: dict[str, RigStatus] = {}
+        for st, pr, sp in zip(snap.rigs, looped.plan_rigs, the_plan.setpoints, strict=True):
+            if last.get(sp.rig_id) is not sp or sp.rig_id in redo:
+                last[sp.rig_id] = sp
+                if dispatched(pr):
+                    orders.append(sp)
+                    statuses[sp.rig_id] = st
+        # Raise only once every shed command has its outcome: until then the planner
+        # counts those rigs as asleep, and waking others on that belief could overshoot.
+        # Nothing rises before the loop has measured the site against the limit.
+        # ...and once the sheds sent have fallen to their setpoints (or their sleep
+        # time is up): raises land faster than sheds fall.
+        landing = self.book.sheds_landing(
+            now_s, lambda rig_id: snap.rigs[self.fleet.rig_index(rig_id)]
+        )
+        dispatch = self.book.diff(
+            orders,
+            statuses,
+            now_s,
+            allow_raise=looped.measured and not self.executor.shedding and not landing,
+        )
+        for rig_id in dispatch.held:
+            last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
+        held_w = self.loop_state.budget_w
+        budget_before_w = looped.budget_before_w
+        if dispatch.held and budget_before_w is not None and held_w is not None:
+            # Raises held: the budget must not keep ramping meanwhile, or every raise
+            # held lands at once when released, faster than the ramp allows.
+            self.loop_state = replace(
+                self.loop_state, budget_w=min(held_w, budget_before_w), raised_w=0.0
             )
-            dispatch = self.book.diff(
-                orders,
-                statuses,
-                now_s,
-                allow_raise=measured and not self.executor.shedding and not landing,
-            )
-            for rig_id in dispatch.held:
-                last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
-            held_w = self.loop_state.budget_w
-            if dispatch.held and budget_before_w is not None and held_w is not None:
-                # Raises held: the budget must not keep ramping meanwhile, or every raise
-                # held lands at once when released, faster than the ramp allows.
-                self.loop_state = replace(
-                    self.loop_state, budget_w=min(held_w, budget_before_w), raised_w=0.0
-                )
-            self.executor.submit(dispatch.shed, dispatch.raise_)
-            step_w = self._step_w(dispatch, orders, statuses)
-            if step_w > 0.0:
-                until_s = now_s + self._moving_for_s(dispatch)
-                self._in_flight.append((until_s, step_w))
-                if dispatch.raise_:
-                    self._raising_until_s = max(self._raising_until_s, until_s)
-            # The rigs still on their way (each command until its reaction time is up) move
-            # the site when together they exceed the loop's settle tolerance.
-            self._in_flight = [(u, w) for u, w in self._in_flight if u > now_s]
-            cfg = self.config.loop
-            tolerance_w = max(cfg.settle_tolerance_kw * 1000.0, 0.01 * the_plan.planned_power_w)
-            if sum(w for _, w in self._in_flight) > tolerance_w:
-                until_s = max(u for u, _ in self._in_flight)
-                self._moving_until_s = max(self._moving_until_s, until_s)
-        self._verify(snap, now_s)
+        self.executor.submit(dispatch.shed, dispatch.raise_)
+        step_w = self._step_w(dispatch, orders, statuses)
+        if step_w > 0.0:
+            until_s = now_s + self._moving_for_s(dispatch)
+            self._in_flight.append((until_s, step_w))
+        # The rigs still on their way (each command until its reaction time is up) move
+        # the site when together they exceed the loop's settle tolerance.
+        self._in_flight = [(u, w) for u, w in self._in_flight if u > now_s]
+        cfg = self.config.loop
+        tolerance_w = max(cfg.settle_tolerance_kw * 1000.0, 0.01 * the_plan.planned_power_w)
+        if sum(w for _, w in self._in_flight) > tolerance_w:
+            until_s = max(u for u, _ in self._in_flight)
+            self._moving_until_s = max(self._moving_until_s, until_s)
+        return dispatch
+
+    def _account(
+        self, sensed: _Sensed, looped: _Looped, the_plan: Plan | None, dispatch: Dispatch
+    ) -> CycleResult:
+        """Compliance, the cycle's result, and the listeners (persistence among them)."""
+        snap, now_s = sensed.snap, sensed.now_s
+        decision, limits = looped.decision, looped.limits
         # Compliance is judged against the limit in force now, not the one looked ahead to.
-        limit_in_force = decision.limit if limit is limit_now else limit_now
+        limit_in_force = decision.limit if limits.ahead is limits.now else limits.now
         gap_now = None
         if the_plan is not None and snap.grid_fresh:
             gap_now = self._gap(
-                snap, decision, the_plan, plan_rigs, fleet_max_w, limit_in_force.limit_kw
+                snap,
+                decision,
+                the_plan,
+                looped.plan_rigs,
+                looped.fleet_max_w,
+                limit_in_force.limit_kw,
             )
-        if not measured and self._measured_since_start(snap):
+        if not looped.measured and self._measured_since_start(snap):
             self._measured = True  # raising may start next cycle, from this measurement
             log.info("site measured against its limit since start: raising allowed")
-        closed = self._account(now_s, snap, limit_in_force, gap_now)
+        minutes, closed = self._feed_compliance(now_s, snap, limit_in_force, gap_now)
         self.cycles += 1
-        if self.cycles % 10 == 0:
-            # A failed write is counted by storage health; the integral lives on in memory.
-            with contextlib.suppress(StorageError):
-                self.stores.state.set(STATE_INTEGRAL, self.loop_state.integral_kw)
-        self._persist_contact()
-        shed = shed_capacity(snap.rigs, self.models, aux_fraction=self.config.loop.aux_fraction)
         result = CycleResult(
             cycle=self.cycles,
             snapshot=snap,
             decision=decision,
             plan=the_plan,
             dispatch=dispatch,
-            failsafe_reason=reason,
+            failsafe_reason=sensed.failsafe_reason,
             operator_cap_kw=self.operator_cap_kw,
-            duration_s=elapsed_s() - t0_real,
+            duration_s=elapsed_s() - sensed.t0_real_s,
             compliance=tuple(closed),
             utilization=gap_now,
-            shed=shed,
+            compliance_minutes=tuple(minutes),
+            loop_integral_kw=self.loop_state.integral_kw,
+            grid_last_contact_s=self.grid_last_contact_s,
         )
         self.last = result
         self.first_cycle.set()
@@ -537,7 +645,7 @@ class ControlCycle:
         snap: FleetSnapshot,
         decision: LoopDecision,
         the_plan: Plan,
-        plan_rigs: list[PlanRig],
+        plan_rigs: tuple[PlanRig, ...],
         fleet_max_w: float,
         limit_now_kw: float,
     ) -> Gap:
@@ -548,9 +656,12 @@ class ControlCycle:
         for pr, sp in zip(plan_rigs, the_plan.setpoints, strict=True):
             if sp.reason == MIN_OFF_REASON:
                 m = pr.model
-                min_off_w += awake_points(m)[0].power_w - m.sleep_power_w
+                lowest_w = self._lowest_awake_w.get(m.name)
+                if lowest_w is None:  # per model: tens of thousands may be in min-off
+                    lowest_w = self._lowest_awake_w[m.name] = awake_points(m)[0].power_w
+                min_off_w += lowest_w - m.sleep_power_w
             elif pr.unresponsive:
-                unresponsive_w += max(0.0, _counted_w(pr) - pr.power_w)
+                unresponsive_w += max(0.0, counted_power_w(pr) - pr.power_w)
         return gap(
             limit_kw=decision.limit.limit_kw,
             limit_now_kw=limit_now_kw,
@@ -596,7 +707,7 @@ class ControlCycle:
         for rig_id in (*caught, *unread):
             i = self.fleet.rig_index(rig_id)
             st, pr = snap.rigs[i], plan_rigs[i]
-            extra = distrusted_w(st, self.models[rig_id]) - _counted_w(pr)
+            extra = distrusted_w(st, self.models[rig_id]) - counted_power_w(pr)
             out[rig_id] = (i, max(0.0, extra))
         return out
 
@@ -618,14 +729,13 @@ class ControlCycle:
         rigs = list(plan_rigs)
         for rig_id, (i, _) in unseen.items():
             rigs[i] = replace(rigs[i], unresponsive=True)
-            if rig_id in self._caught and rig_id not in self._unresponsive_since:
+            if rig_id in self._caught and rig_id not in self.unresponsive:
                 log.warning(
                     "rig %s has not changed since its command and the grid meter says over: "
                     "counted at nominal",
                     rig_id,
                 )
-                self._unresponsive_since[rig_id] = now_s
-                self.fleet.set_unresponsive(rig_id, True)
+                self.unresponsive.mark(rig_id, now_s)
         return rigs
 
     def _plan_rigs(self, snap: FleetSnapshot, now_s: float) -> list[PlanRig]:
@@ -668,7 +778,7 @@ class ControlCycle:
                 # catches one that does not follow), not frozen at its passing power.
                 power_w = max(pr.power_w, it.power_w) if it.awake else pr.power_w
                 pr = replace(pr, awake=it.awake, dispatchable=True, power_w=power_w)
-            elif it is not None and pr.awake != it.awake and _dispatched(pr):
+            elif it is not None and pr.awake != it.awake and dispatched(pr):
                 # What it was told wins over a reading taken before the command landed, or
                 # a rig just told to sleep looks awake, falls in its min-on window and is
                 # woken again. Verification catches a rig that does not obey.
@@ -682,95 +792,41 @@ class ControlCycle:
         return rigs
 
     def _verify(self, snap: FleetSnapshot, now_s: float) -> None:
+        """Phase verify: readings against intents; who does not obey is counted at nominal
+        and, every retry_unresponsive_s, told again."""
         bad, good = self.book.verify(snap.rigs, now_s)
         for rig_id in bad:
-            if rig_id not in self._unresponsive_since:
+            if self.unresponsive.mark(rig_id, now_s):
                 log.warning("rig %s does not follow its setpoint: counted at nominal", rig_id)
-            self._unresponsive_since.setdefault(rig_id, now_s)
-            self.fleet.set_unresponsive(rig_id, True)
         for rig_id in good:
-            self._unresponsive_since.pop(rig_id, None)
-            self.fleet.set_unresponsive(rig_id, False)
+            self.unresponsive.clear(rig_id)
         retries: list[RigCommand] = []
-        for rig_id, since in list(self._unresponsive_since.items()):
-            if now_s - since >= self.config.retry_unresponsive_s:
-                self._unresponsive_since[rig_id] = now_s
-                st = snap.rigs[self.fleet.rig_index(rig_id)]
-                cmd = self.book.retry(rig_id, st.reading, now_s)
-                if cmd is not None:
-                    # Sent again while still counted at nominal: if it has come back to
-                    # life, verification clears it; if not, nobody was raised on its behalf.
-                    retries.append(cmd)
-                    continue
-                self.book.forget(rig_id)  # the next diff sends the command again
-                self._setpoints.pop(rig_id, None)
-                # ...which it only does for a rig the planner may move: give it that chance
-                # (counted at its fresh reading meanwhile); verification marks it again.
-                self.fleet.set_unresponsive(rig_id, False)
+        for rig_id in self.unresponsive.due_for_retry(now_s, self.config.retry_unresponsive_s):
+            st = snap.rigs[self.fleet.rig_index(rig_id)]
+            cmd = self.book.retry(rig_id, st.reading, now_s)
+            if cmd is not None:
+                # Sent again while still counted at nominal: if it has come back to
+                # life, verification clears it; if not, nobody was raised on its behalf.
+                retries.append(cmd)
+                continue
+            self.book.forget(rig_id)  # the next diff sends the command again
+            self._setpoints.pop(rig_id, None)
+            # ...which it only does for a rig the planner may move: give it that chance
+            # (counted at its fresh reading meanwhile); verification marks it again.
+            self.unresponsive.release(rig_id)
         if retries:
             sleeps = tuple(c for c in retries if c.action is RigAction.SLEEP)
             self.executor.submit(sleeps, tuple(c for c in retries if c not in sleeps))
 
-    def _account(
+    def _feed_compliance(
         self, now_s: float, snap: FleetSnapshot, limit: EffectiveLimit, gap_now: Gap | None
-    ) -> list[ComplianceRecord]:
-        """Feed compliance; returns the settlement intervals this sample closed."""
+    ) -> tuple[list[ComplianceRecord], list[ComplianceRecord]]:
+        """Feed compliance; returns the minutes and settlement intervals this sample closed
+        (the persister writes them)."""
         if not snap.grid_fresh:
-            return []
+            return [], []
         terms = tuple(gap_now.terms_kw().items()) if gap_now is not None else ()
         self.compliance, minutes, intervals = self.compliance.add(
             Sample(now_s, snap.grid_import_w / 1000.0, limit.limit_kw, terms)
         )
-        self._store(minutes, "minute")
-        self._store(intervals, "interval")
-        return intervals
-
-    def _store(self, records: list[ComplianceRecord], kind: ComplianceKind) -> None:
-        """Write closed records; ones the disk refuses wait in memory (bounded) and go out
-        with the next that works. Control never waits for them."""
-        held = self._held_compliance
-        if not records and not held:
-            return
-        if held:
-            for r in records:
-                held[(kind, r.interval_s, r.interval_start_s)] = r
-            try:
-                with self.stores.db.transaction("upsert compliance (held)"):
-                    for k in ("minute", "interval"):
-                        batch = [r for key, r in held.items() if key[0] == k]
-                        if batch:
-                            self.stores.compliance.upsert_many(batch, k)
-            except StorageError:
-                self._trim_held_compliance()
-                return
-            log.info("compliance records written again (%d held in memory)", len(held))
-            held.clear()
-            return
-        try:
-            self.stores.compliance.upsert_many(records, kind)
-        except StorageError:
-            for r in records:
-                held[(kind, r.interval_s, r.interval_start_s)] = r
-
-    def _trim_held_compliance(self) -> None:
-        held = self._held_compliance
-        while len(held) > MAX_HELD_COMPLIANCE:
-            del held[next(iter(held))]  # the oldest goes first
-
-
-def _dispatched(r: PlanRig) -> bool:
-    """The planner's own test for a rig it may move (see control.planner.plan)."""
-    return not (
-        r.maintenance or r.unresponsive or not r.dispatchable or r.state is RigState.OFFLINE
-    )
-
-
-def _counted_w(r: PlanRig) -> float:
-    """Rig power as the planner counts it, so the loop's model matches the plan's."""
-    if r.maintenance:
-        return r.power_w
-    if r.unresponsive:
-        return max(r.power_w, r.model.nominal_power_w)
-    if r.state is RigState.OFFLINE:
-        return 0.0
-    return r.power_w
+        return minutes, intervals

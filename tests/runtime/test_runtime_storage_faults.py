@@ -59,7 +59,8 @@ from minerd.model import (
     RigStatus,
 )
 from minerd.profiles import load_rig_model
-from minerd.runtime.cycle import CONTACT_PERSIST_S, STATE_GRID_CONTACT, ControlCycle, CycleConfig
+from minerd.runtime.cycle import ControlCycle, CycleConfig
+from minerd.runtime.cycle_persist import CONTACT_PERSIST_S, STATE_GRID_CONTACT
 from minerd.runtime.executor import Executor
 from minerd.runtime.failsafe_shed import failsafe_orders
 from minerd.runtime.fleet import FleetState
@@ -277,10 +278,10 @@ async def test_failed_control_sheds_to_failsafe_then_ends_the_daemon(
             failsafe_kw = run.site.config.failsafe_limit_kw
             before_kw = await run.truth_kw()
 
-            def broken() -> None:
+            async def broken() -> None:
                 raise RuntimeError("planner bug")
 
-            run.site.cycle.run_once = broken  # type: ignore[method-assign]
+            run.site.cycle.run_once_async = broken  # type: ignore[method-assign,assignment]
             t_fail = run.now_s()
             await run.wait_for("daemon ended", run.daemon_failed, 30.0)
             await run.sleep_sim(SLEEP_S + 2 * CYCLE_S)
@@ -366,8 +367,8 @@ async def test_grid_contact_is_noted_in_memory_and_written_every_few_seconds(
     for _ in range(20):  # 20 cycles, one per second: writes every CONTACT_PERSIST_S at most
         cycle.note_grid_contact()
         cycle.run_once()
-        if cycle._contact_write is not None:
-            await cycle._contact_write
+        if cycle.persister.contact_write is not None:
+            await cycle.persister.contact_write
         clock.advance(1.0)
     contact_writes = stores.health.writes_ok - writes - 2  # the loop integral, every 10 cycles
     assert 1 <= contact_writes <= 20 / CONTACT_PERSIST_S + 1
@@ -379,8 +380,8 @@ async def test_grid_contact_is_noted_in_memory_and_written_every_few_seconds(
     assert cycle.grid_last_contact_s == clock.now_s()
     clock.advance(CONTACT_PERSIST_S)
     cycle.run_once()
-    assert cycle._contact_write is not None
-    await cycle._contact_write
+    assert cycle.persister.contact_write is not None
+    await cycle.persister.contact_write
     assert not stores.health.ok
     stores.db.close()
 
