@@ -154,6 +154,8 @@ class ControlCycle:
     clock: Clock
     config: CycleConfig
     listeners: list[CycleListener] = field(default_factory=list)
+    # Price-aware dispatch (runtime.economics): now_s -> the planner's J/TH filter, or None.
+    economics: Callable[[float], float | None] | None = None
     energy: EnergyTracker | None = None  # the energy award's pace (issue 15), when set
 
     def __post_init__(self) -> None:
@@ -430,6 +432,8 @@ class ControlCycle:
             for rig_id in self._unread:
                 self.poll_now(rig_id)  # the meter says over: find out who obeys, now
         constraints = self.config.constraints
+        if self.economics is not None:
+            constraints = replace(constraints, max_j_per_th=self.economics(now_s))
         if decision.distrust and unseen:
             plan_rigs = self._distrust(plan_rigs, unseen, now_s)
             constraints = replace(constraints, shed_fastest_first=True)

@@ -25,14 +25,18 @@ from minerd.control.economics import (
 )
 from minerd.errors import StorageError
 from minerd.model import RigModel
-from minerd.runtime.economics_status import EconomicsStatus, PriceSlot
+from minerd.runtime.economics_status import (
+    STATE_PRICES,
+    EconomicsStatus,
+    PriceSlot,
+    merge_slots,
+    slots_from_json,
+    slots_to_json,
+)
 from minerd.runtime.hashprice_feed import HashpriceFeed
 from minerd.storage.state import StateStore
 
 log = logging.getLogger("minerd.economics")
-
-STATE_PRICES = "economics.price_slots"
-MAX_SLOTS = 10_000  # a year of hourly prices
 
 
 @dataclass(frozen=True)
@@ -75,25 +79,19 @@ class Economics:
         except StorageError as e:
             log.warning("price slots not restored: %s", e)
             return
-        slots = []
-        for item in raw if isinstance(raw, list) else []:
-            if isinstance(item, list) and len(item) == 3:
-                nums = [float(v) for v in item if isinstance(v, int | float)]
-                if len(nums) == 3:
-                    slots.append(PriceInterval(nums[0], nums[1], nums[2]))
-        self._slots = tuple(slots)
+        self.use_slots(slots_from_json(raw))
+
+    def use_slots(self, slots: Sequence[PriceSlot]) -> None:
+        self._slots = tuple(PriceInterval(s.start_s, s.end_s, s.price_per_mwh) for s in slots)
 
     def set_prices(self, slots: Sequence[PriceSlot], now_s: float) -> int:
-        """Merge slots (a later slot wins where they overlap), drop ended ones, store.
-
-        Returns how many are kept. Raises StorageError when they cannot be stored (then
-        nothing changes)."""
-        new = [PriceInterval(s.start_s, s.end_s, s.price_per_mwh) for s in slots]
-        kept = [s for s in (*self._slots, *new) if s.end_s > now_s][-MAX_SLOTS:]
+        """Merge and store slots without the command layer (tools, tests); the API goes
+        through runtime.price_commands. Returns how many are kept; StorageError: none."""
+        merged = merge_slots(self.price_slots(), slots, now_s)
         if self._state is not None:
-            self._state.set(STATE_PRICES, [[s.start_s, s.end_s, s.price_per_mwh] for s in kept])
-        self._slots = tuple(kept)
-        return len(kept)
+            self._state.set(STATE_PRICES, slots_to_json(merged))
+        self.use_slots(merged)
+        return len(merged)
 
     def price_slots(self) -> tuple[PriceSlot, ...]:
         return tuple(PriceSlot(s.start_s, s.end_s, s.price_per_mwh) for s in self._slots)
@@ -101,7 +99,16 @@ class Economics:
     # ------------------------------------------------------------ per cycle
 
     def max_j_per_th(self, now_s: float) -> float | None:
-        """The planner's filter this cycle (None: none). Logs each change of decision."""
+        """The planner's filter this cycle (None: none). Logs each change of decision.
+
+        Called by the control cycle: it never raises; on a bug the last decision holds."""
+        try:
+            return self._decide(now_s)
+        except Exception:
+            log.exception("economics failed: the last decision stays in force")
+            return self.decision.max_j_per_th
+
+    def _decide(self, now_s: float) -> float | None:
         cfg = self.config
         price = cfg.tariff.price_at(now_s, self._slots)
         hashprice, fresh = self._hashprice(now_s)

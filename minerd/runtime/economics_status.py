@@ -1,8 +1,16 @@
-"""What the API shows of price-aware dispatch (no control imports: the api reads this)."""
+"""What the API sees of price-aware dispatch: the status, the price slots and their storage
+format. No control imports here: the api layer reads this module."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+from minerd.storage.state import JsonValue
+
+STATE_PRICES = "economics.price_slots"  # [[start_s, end_s, price_per_mwh], ...]
+MAX_SLOTS = 10_000  # more than a year of hourly prices
 
 
 @dataclass(frozen=True)
@@ -12,6 +20,32 @@ class PriceSlot:
     start_s: float
     end_s: float
     price_per_mwh: float
+
+
+def merge_slots(
+    old: Sequence[PriceSlot], new: Sequence[PriceSlot], now_s: float
+) -> tuple[PriceSlot, ...]:
+    """Old then new (where they overlap the one given last wins), ended ones dropped. A
+    slot given again moves to the end, so sending the same slots twice changes nothing."""
+    again = set(new)
+    kept = [s for s in old if s not in again and s.end_s > now_s]
+    kept += [s for s in dict.fromkeys(new) if s.end_s > now_s]
+    return tuple(kept[-MAX_SLOTS:])
+
+
+def slots_to_json(slots: Sequence[PriceSlot]) -> JsonValue:
+    return [[s.start_s, s.end_s, s.price_per_mwh] for s in slots]
+
+
+def slots_from_json(raw: JsonValue) -> tuple[PriceSlot, ...]:
+    """Slots as stored; anything malformed is skipped (the tariff then applies)."""
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, list) and len(item) == 3:
+            nums = [float(v) for v in item if isinstance(v, int | float)]
+            if len(nums) == 3:
+                out.append(PriceSlot(nums[0], nums[1], nums[2]))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -35,3 +69,15 @@ class EconomicsStatus:
     energy_cost_per_h: float | None = None
     margin_per_h: float | None = None
     models_off: tuple[str, ...] = ()  # rig models with no point worth running
+
+
+class EconomicsView(Protocol):
+    """runtime.economics.Economics as the API uses it."""
+
+    def status(self, power_w: float, hashrate_ths: float) -> EconomicsStatus: ...
+
+    def price_slots(self) -> tuple[PriceSlot, ...]: ...
+
+    def use_slots(self, slots: Sequence[PriceSlot]) -> None:
+        """Price slots now stored (by the command layer): use them from the next cycle."""
+        ...
