@@ -127,7 +127,7 @@ def test_status_page_renders_what_the_api_answers(
     # How much of the limit the interval has used so far, and why when under 97 %.
     assert s["interval_utilization"] == 0.962
     assert by_id(dom, "interval-used") == "96.2"
-    assert by_id(dom, "interval-under") == " · under 97 %: min-off hold"
+    assert by_id(dom, "interval-under") == "· under 97 %: min-off hold"
     assert by_id(dom, "hashrate") == f"{s['hashrate_ths']:.1f}" == "706.5"
     assert by_id(dom, "efficiency") == f"{s['rig_power_kw'] * 1000 / s['hashrate_ths']:.1f}"
     assert by_id(dom, "rigs-total") == str(s["rigs_total"]) == "8"
