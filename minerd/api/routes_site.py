@@ -27,13 +27,15 @@ from minerd.api.schemas import (
     RigDetail,
     RigOut,
     RigPage,
+    ShedCapacityOut,
+    ShedClassOut,
     SiteHistoryOut,
     SiteOut,
     finite,
 )
 from minerd.api.times import opt_dt, to_dt
 from minerd.errors import StorageError
-from minerd.model import EffectiveLimit, MeterStatus, RigState, RigStatus
+from minerd.model import EffectiveLimit, MeterStatus, RigState, RigStatus, ShedCapacity
 from minerd.runtime.service import SiteStatus
 
 # Limit origins (minerd.control.quota names them; api may not import control).
@@ -77,6 +79,37 @@ async def get_site(ctx: Ctx, who: SiteReader) -> SiteOut:
             round(st.interval_utilization, 5) if st.interval_utilization is not None else None
         ),
         interval_under_reason=st.interval_under_reason,
+        shed_capacity=shed_out(st.shed) if st.shed is not None else None,
+    )
+
+
+def _within(cap: ShedCapacity, values_w: tuple[float, ...], horizon_s: float) -> float:
+    """Site import kW of `values_w` (rig W per horizon) at horizon_s (0 if not computed)."""
+    for h, w in zip(cap.horizons_s, values_w, strict=True):
+        if h == horizon_s:
+            return round(w * cap.site_factor / 1000.0, 3)
+    return 0.0
+
+
+def shed_out(cap: ShedCapacity) -> ShedCapacityOut:
+    total = cap.rig_w
+    return ShedCapacityOut(
+        within_5s_kw=_within(cap, total, 5.0),
+        within_60s_kw=_within(cap, total, 60.0),
+        within_600s_kw=_within(cap, total, 600.0),
+        site_factor=round(cap.site_factor, 6),
+        classes=[
+            ShedClassOut(
+                family=c.family.value,
+                model=c.model,
+                rigs=c.rigs,
+                power_kw=round(c.power_w / 1000.0, 3),
+                within_5s_kw=_within(cap, c.shed_w, 5.0),
+                within_60s_kw=_within(cap, c.shed_w, 60.0),
+                within_600s_kw=_within(cap, c.shed_w, 600.0),
+            )
+            for c in cap.classes
+        ],
     )
 
 

@@ -167,6 +167,27 @@ class FailsafeOut(BaseModel):
     reason: str
 
 
+class ShedClassOut(BaseModel):
+    family: str  # firmware family (luxos, stock, vnish, whatsminer, braiins, modbus, mqtt)
+    model: str  # rig profile id
+    rigs: int  # hashing rigs of this class minerd may command now
+    power_kw: float  # what they draw now (rig power)
+    within_5s_kw: float  # site import kW they can shed within 5 s of a command
+    within_60s_kw: float
+    within_600s_kw: float
+
+
+class ShedCapacityOut(BaseModel):
+    """Site import kW that can be shed within 5 s, 60 s and 10 minutes of a command (what
+    the grid meter would see: rig power times site_factor, aux load following rig load)."""
+
+    within_5s_kw: float
+    within_60s_kw: float
+    within_600s_kw: float
+    site_factor: float  # site import kW per rig kW shed (1 + aux_fraction)
+    classes: list[ShedClassOut]  # by firmware family and model
+
+
 class SiteOut(BaseModel):
     site: str
     taken_at: datetime
@@ -196,6 +217,7 @@ class SiteOut(BaseModel):
     # and why it is under 97 % ("" when it is not): margin, fleet could not, min-off hold...
     interval_utilization: float | None = None
     interval_under_reason: str = ""
+    shed_capacity: ShedCapacityOut | None = None  # null before the first control cycle
 
 
 class HistoryPointOut(BaseModel):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from minerd.clock import Clock
-from minerd.model import EffectiveLimit, FleetSnapshot, RigState
+from minerd.model import EffectiveLimit, FleetSnapshot, RigState, ShedCapacity
 from minerd.runtime.devices import MeterInfo, RigInfo
 from minerd.storage import Stores
 
@@ -42,6 +42,8 @@ class SiteStatus:
     # The settlement interval in progress: mean import / limit so far, and why under 97 %.
     interval_utilization: float | None = None
     interval_under_reason: str = ""
+    # Site import kW that could be shed within 5 s / 60 s / 600 s (None before a cycle).
+    shed: ShedCapacity | None = None
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,7 @@ class Site:
             commandable_share=able.share,
             interval_utilization=progress[0] if progress else None,
             interval_under_reason=progress[1] if progress else "",
+            shed=last.shed if last is not None else None,
         )
 
     def quotas_changed(self) -> None:
