@@ -1,6 +1,7 @@
 """Quota input over MQTT (off by default): `<prefix>/<site>/quota/set` takes the body of
 POST /api/v1/quotas as JSON (plus an optional "idempotency_key"); the answer goes to
-`<prefix>/<site>/quota/ack`. Same validation and storage as the HTTP route."""
+`<prefix>/<site>/quota/ack`. Same validation and storage as the HTTP route. With award rules
+given, energy awards come in alongside on `<prefix>/<site>/awards/set` (api.mqtt_awards)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 
 from pydantic import ValidationError
 
+from minerd.api.mqtt_awards import answer_award_message
 from minerd.api.problems import QuotaConflict
 from minerd.api.quota_orders import (
     QuotaOutcome,
@@ -21,6 +23,7 @@ from minerd.api.schemas import QuotaRequest
 from minerd.api.times import iso
 from minerd.errors import DeviceError, MinerdError, QuotaError, StorageError
 from minerd.model import QuotaSource
+from minerd.runtime.award_input import Rules
 from minerd.runtime.service import SiteService
 from minerd.transports.mqtt import MqttSession
 
@@ -129,6 +132,7 @@ async def run_mqtt_quota_input(
     *,
     username: str | None = None,
     password: str | None = None,
+    award_rules: Rules | None = None,
 ) -> None:
     """Serve quota requests from the broker until cancelled, reconnecting with backoff.
 
@@ -137,6 +141,8 @@ async def run_mqtt_quota_input(
     """
     base = f"{prefix}/{service.site_name}/quota"
     topic_set, topic_ack = f"{base}/set", f"{base}/ack"
+    awards_base = f"{prefix}/{service.site_name}/awards"
+    awards_set, awards_ack = f"{awards_base}/set", f"{awards_base}/ack"
     session = MqttSession.from_url(
         url,
         key="mqtt.url",
@@ -147,25 +153,33 @@ async def run_mqtt_quota_input(
         backoff_min_s=BACKOFF_MIN_S,
         backoff_max_s=BACKOFF_MAX_S,
     )
-    inbox: asyncio.Queue[bytes] = asyncio.Queue()  # as the client's own: unbounded
+    inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()  # as the client's own: unbounded
 
-    def on_message(_topic: str, payload: bytes) -> None:
-        inbox.put_nowait(payload)
+    def on_message(topic: str, payload: bytes) -> None:
+        inbox.put_nowait((topic, payload))
 
     async def listening() -> None:
         log.info("mqtt quota input: listening on %s at %s", topic_set, url)
 
     session.on_connect(listening)
     await session.subscribe(topic_set, on_message, qos=1)
+    if award_rules is not None:
+        await session.subscribe(awards_set, on_message, qos=1)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(session.run(), name="mqtt-quota-session")
         while True:
-            ack = await answer_quota_message(service, await inbox.get(), actor)
+            topic, payload = await inbox.get()
+            if topic == awards_set and award_rules is not None:
+                ack = await answer_award_message(service, payload, actor, award_rules)
+                reply_to = awards_ack
+            else:
+                ack = await answer_quota_message(service, payload, actor)
+                reply_to = topic_ack
             if ack["ok"]:
                 log.info("mqtt quota input: %s", ack)
             else:
                 log.warning("mqtt quota input refused: %s", ack["error"])
             try:
-                await session.publish(topic_ack, json.dumps(ack), qos=1)
+                await session.publish(reply_to, json.dumps(ack), qos=1)
             except DeviceError as exc:
                 log.warning("mqtt quota input: ack not sent: %s", exc)
