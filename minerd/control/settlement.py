@@ -168,13 +168,17 @@ def _register(
         if cur.register_start_kwh is not None:
             return replace(cur, register_fault="energy register no longer read: integral settled")
         return cur
-    if cur.register_end_kwh is not None and prev is not None and prev.register_kwh is not None:
-        if reg_kwh < prev.register_kwh:
+    if cur.register_start_kwh is not None:
+        if prev is not None and prev.register_kwh is not None:
+            floor = prev.register_kwh
+        else:  # restored after a restart: the saved end is an estimate, allow for it
+            floor = (cur.register_end_kwh or cur.register_start_kwh) - REGISTER_TOLERANCE_KWH
+        if reg_kwh < floor:
             return replace(
                 cur,
                 register_fault=(
-                    f"energy register went backwards ({prev.register_kwh:.3f} -> "
-                    f"{reg_kwh:.3f} kWh): integral settled"
+                    f"energy register went backwards ({floor:.3f} -> {reg_kwh:.3f} kWh): "
+                    "integral settled"
                 ),
             )
         return replace(cur, register_end_kwh=reg_kwh)
