@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from minerd.model import ShedCapacity
 from minerd.runtime.service import SiteStatus
 from minerd.settings.models import Iec104Analog, Iec104Points, Iec104Status
 
@@ -22,7 +23,16 @@ ORIGIN_CODES: Mapping[str, int] = {
     "failsafe": 3,
 }
 
-ANALOGS = ("grid_import_kw", "limit_kw", "limit_origin", "rig_power_kw", "hashrate_ths")
+# Shed capacity within 5 s / 60 s / 10 min, site import kW (IOAs 1007-1009 by default).
+SHED_POINTS: Mapping[str, float] = {"shed_5s_kw": 5.0, "shed_60s_kw": 60.0, "shed_600s_kw": 600.0}
+ANALOGS = (
+    "grid_import_kw",
+    "limit_kw",
+    "limit_origin",
+    "rig_power_kw",
+    "hashrate_ths",
+    *SHED_POINTS,
+)
 STATUSES = ("failsafe", "grid_fresh")
 
 
@@ -49,12 +59,26 @@ def point_values(status: SiteStatus, setpoint_kw: float | None) -> dict[str, Poi
         "failsafe": (status.failsafe, True),
         "grid_fresh": (fresh, True),
     }
+    # Before the first control cycle nothing is known: 0 flagged invalid.
+    shed = status.shed
+    for name, horizon_s in SHED_POINTS.items():
+        values[name] = (shed_kw(shed, horizon_s), shed is not None)
     out = {}
     for name, (value, valid) in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             value, valid = 0.0, False
         out[name] = PointValue(name, value, valid, at)
     return out
+
+
+def shed_kw(shed: ShedCapacity | None, horizon_s: float) -> float:
+    """Site import kW sheddable within horizon_s (0 when not computed)."""
+    if shed is None:
+        return 0.0
+    for h, kw in zip(shed.horizons_s, shed.site_kw, strict=True):
+        if h == horizon_s:
+            return kw
+    return 0.0
 
 
 def wire_value(point: Iec104Analog, value: float) -> float:

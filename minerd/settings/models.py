@@ -416,6 +416,10 @@ class Iec104Points(Section):
     rig_power_kw: Iec104Analog = Iec104Analog(ioa=1004, deadband=5.0)
     hashrate_ths: Iec104Analog = Iec104Analog(ioa=1005, deadband=50.0)
     setpoint_kw: Iec104Analog = Iec104Analog(ioa=1006)  # the IEC 104 setpoint in force
+    # Site import kW that can be shed within 5 s / 60 s / 10 min (control.shed_capacity).
+    shed_5s_kw: Iec104Analog = Iec104Analog(ioa=1007, deadband=5.0)
+    shed_60s_kw: Iec104Analog = Iec104Analog(ioa=1008, deadband=5.0)
+    shed_600s_kw: Iec104Analog = Iec104Analog(ioa=1009, deadband=5.0)
     failsafe: Iec104Status = Iec104Status(ioa=1101)
     grid_fresh: Iec104Status = Iec104Status(ioa=1102)
     setpoint_ioa: IoAddress = 2001  # C_SE_NC_1, short float, kW x setpoint_scale

@@ -16,6 +16,9 @@ MONITORING = {
     1004: c104.Type.M_ME_TF_1,
     1005: c104.Type.M_ME_TF_1,
     1006: c104.Type.M_ME_TF_1,
+    1007: c104.Type.M_ME_TF_1,  # shed capacity within 5 s, 60 s, 10 min
+    1008: c104.Type.M_ME_TF_1,
+    1009: c104.Type.M_ME_TF_1,
     1101: c104.Type.M_SP_TB_1,
     1102: c104.Type.M_SP_TB_1,
 }
