@@ -20,6 +20,7 @@ from minerd.model import (
     RigCommand,
     RigState,
     RigStatus,
+    SettlementRecord,
 )
 
 _reading = attrgetter("reading")
@@ -86,4 +87,11 @@ class AlertEvent:
     at_s: float  # when this state of the alert happened (fired, resolved, acknowledged)
 
 
-TelemetryEvent = SnapshotEvent | CommandsEvent | ComplianceEvent | AlertEvent
+@dataclass(frozen=True)
+class SettlementEvent:
+    """A settlement interval closed: energy awarded against imported (issue 15)."""
+
+    record: SettlementRecord
+
+
+TelemetryEvent = SnapshotEvent | CommandsEvent | ComplianceEvent | AlertEvent | SettlementEvent

@@ -6,12 +6,20 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from minerd.model import Alert, ComplianceRecord, EffectiveLimit, FleetSnapshot, RigCommand
+from minerd.model import (
+    Alert,
+    ComplianceRecord,
+    EffectiveLimit,
+    FleetSnapshot,
+    RigCommand,
+    SettlementRecord,
+)
 from minerd.sinks.base import ErrorLog, Sink, SinkStats
 from minerd.sinks.events import (
     AlertEvent,
     CommandsEvent,
     ComplianceEvent,
+    SettlementEvent,
     SnapshotEvent,
     TelemetryEvent,
 )
@@ -60,6 +68,9 @@ class SinkHub:
 
     def publish_compliance(self, record: ComplianceRecord) -> None:
         self.publish(ComplianceEvent(record))
+
+    def publish_settlement(self, record: SettlementRecord) -> None:
+        self.publish(SettlementEvent(record))
 
     def publish_alert(self, alert: Alert, at_s: float | None = None) -> None:
         """at_s: when this state happened; defaults to the end (resolved) or start time."""

@@ -25,6 +25,7 @@ from minerd.sinks.events import (
     AlertEvent,
     CommandsEvent,
     ComplianceEvent,
+    SettlementEvent,
     SnapshotEvent,
     TelemetryEvent,
 )
@@ -326,6 +327,8 @@ class InfluxSink:
                 yield _chunk(PointClass.EVENT, lines)
         elif isinstance(event, ComplianceEvent):
             yield _chunk(PointClass.CORE, [enc.compliance_line(event.record)])
+        elif isinstance(event, SettlementEvent):
+            yield _chunk(PointClass.CORE, [enc.settlement_line(event.record)])
         elif isinstance(event, AlertEvent):
             yield _chunk(PointClass.EVENT, [enc.alert_line(event.alert, event.at_s)])
 

@@ -23,6 +23,7 @@ from minerd.model import (
     RigCommand,
     RigState,
     RigStatus,
+    SettlementRecord,
 )
 from minerd.sinks.events import FleetTotals, fleet_totals
 from minerd.sinks.lineproto import (
@@ -209,6 +210,32 @@ class PointEncoder:
             bool_field("compliant", rec.seconds_over <= 0.0),
         ]
         series = self._series("compliance", [])
+        return f"{series} {_join(fields)} {to_ms(rec.interval_start_s)}"
+
+    def settlement_line(self, rec: SettlementRecord) -> str:
+        """Measurement `settlement`, one point per interval at its start; awarded and
+        deviation fields only when the interval had an award."""
+        fields: list[str | None] = [
+            float_field("interval_s", rec.interval_s),
+            float_field("imported_mwh", rec.imported_kwh / 1000.0),
+            float_field("integrated_mwh", rec.integrated_kwh / 1000.0),
+            float_field("peak_kw", rec.peak_kw),
+            float_field("seconds_over", rec.seconds_over),
+            float_field("covered_s", rec.covered_s),
+            bool_field(
+                "from_register",
+                rec.register_kwh is not None and rec.imported_kwh == rec.register_kwh,
+            ),
+        ]
+        if rec.awarded_kwh is not None:
+            fields.append(float_field("awarded_mwh", rec.awarded_kwh / 1000.0))
+            dev = rec.deviation_kwh
+            fields.append(None if dev is None else float_field("deviation_mwh", dev / 1000.0))
+            pct = rec.deviation_pct
+            fields.append(None if pct is None else float_field("deviation_pct", pct))
+        if rec.award_id is not None:
+            fields.append(str_field("award_id", rec.award_id))
+        series = self._series("settlement", [])
         return f"{series} {_join(fields)} {to_ms(rec.interval_start_s)}"
 
     def alert_line(self, alert: Alert, at_s: float) -> str:
