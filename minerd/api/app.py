@@ -11,6 +11,7 @@ from minerd.api import (
     routes_awards,
     routes_health,
     routes_ops,
+    routes_prices,
     routes_quotas,
     routes_settlement,
     routes_site,
@@ -24,6 +25,7 @@ from minerd.api.context import ApiContext
 from minerd.api.docs_page import docs_router
 from minerd.api.problems import install_error_handlers
 from minerd.api.request_metrics import ObserveRequest, RequestMetrics
+from minerd.runtime.economics_status import EconomicsView
 from minerd.runtime.service import SiteService
 from minerd.settings.models import ApiSettings
 
@@ -49,6 +51,7 @@ def create_app(
     observe_request: ObserveRequest | None = None,
     timezone: str = "UTC",
     award_interval_s: float = 3600.0,
+    economics: EconomicsView | None = None,
 ) -> FastAPI:
     """Build the app. `metrics` renders Prometheus text (called in a worker thread);
     `alerts` is None when alerting is off. `throttle` defaults to 10 bad tokens per
@@ -70,6 +73,7 @@ def create_app(
         alerts=alerts,
         timezone=timezone,
         award_interval_s=award_interval_s,
+        economics=economics,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
@@ -81,6 +85,7 @@ def create_app(
         routes_awards.router,
         routes_settlement.router,
         routes_ops.router,
+        routes_prices.router,
         status_page.router,  # GET /: the embedded status page, no auth
         docs_router(OPENAPI_URL, f"minerd {service.site_name}"),  # GET /docs, no auth
     )

@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from minerd.api.schemas_economics import EconomicsOut
 from minerd.api.times import IsoTime, opt_dt, to_dt
 from minerd.model import Alert, EffectiveLimit, Quota, QuotaSource, RigState
 
@@ -217,6 +218,7 @@ class SiteOut(BaseModel):
     # and why it is under 97 % ("" when it is not): margin, fleet could not, min-off hold...
     interval_utilization: float | None = None
     interval_under_reason: str = ""
+    economics: EconomicsOut | None = None  # price-aware dispatch; null when [economics] is off
     shed_capacity: ShedCapacityOut | None = None  # null before the first control cycle
 
 

@@ -24,6 +24,7 @@ from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
 from minerd.daemon.assembly import SiteDevices, build_devices
 from minerd.daemon.components import Components, build_components
+from minerd.daemon.economics import EconomicsParts, build_economics
 from minerd.daemon.supervisor import Supervisor
 from minerd.daemon.systemd_notify import Notifier, feed_watchdog, watchdog_interval_s
 from minerd.errors import MinerdError
@@ -109,6 +110,7 @@ class Daemon:
         self.sessions: StoredSessions | None = None
         self.site: Site | None = None
         self.components: Components | None = None
+        self.economics: EconomicsParts | None = None
         self.supervisor = Supervisor(self.clock)
         self.ready = asyncio.Event()
 
@@ -133,7 +135,15 @@ class Daemon:
             command_concurrency=s.control.command_concurrency,
             command_rate_per_s=s.control.command_rate_per_s,
         )
-        self.components = build_components(s, self.site, stores, self.clock)
+        parts = build_economics(
+            s.economics, s.site.timezone, d.models.values(), self.clock, stores.state
+        )
+        self.economics = parts
+        if parts is not None:
+            self.site.cycle.economics = parts.economics.max_j_per_th
+        self.components = build_components(
+            s, self.site, stores, self.clock, economics=parts.economics if parts else None
+        )
         if self.components.prometheus is not None:
             self.components.prometheus.add_collector(RestartsCollector(self.supervisor.counts))
         return self.site
@@ -157,6 +167,9 @@ class Daemon:
                 for name, factory in self.components.tasks():
                     tg.create_task(keep(name, factory), name=name)
                 tg.create_task(keep("systemd", lambda: self._systemd(site)), name="systemd")
+                feed = self.economics.feed if self.economics is not None else None
+                if feed is not None:
+                    tg.create_task(keep("hashprice-feed", feed.run), name="hashprice-feed")
         finally:
             await self._close()
 

@@ -24,6 +24,7 @@ from minerd.devices.registry import kept_fds
 from minerd.gridlink.tasks import GridLinks, build_grid_links
 from minerd.model import ComplianceRecord, RigCommand
 from minerd.runtime.cycle import CycleResult
+from minerd.runtime.economics_status import EconomicsView
 from minerd.runtime.sessions import session_recoveries
 from minerd.runtime.site import Site
 from minerd.settings import Settings
@@ -200,7 +201,14 @@ async def _feed_sinks(hub: SinkHub, feed: SinkFeed, site: Site, parts: Component
                 errors_seen[reason] = n
 
 
-def build_components(settings: Settings, site: Site, stores: Stores, clock: Clock) -> Components:
+def build_components(
+    settings: Settings,
+    site: Site,
+    stores: Stores,
+    clock: Clock,
+    *,
+    economics: EconomicsView | None = None,
+) -> Components:
     parts = Components()
     models = {m.name: m for m in site.cycle.models.values()}
     engine = AlertEngine(
@@ -223,7 +231,7 @@ def build_components(settings: Settings, site: Site, stores: Stores, clock: Cloc
         )
     )
     parts._tasks.append(("alerts-deliver", engine.run))
-    _build_api(settings, site, stores, parts)
+    _build_api(settings, site, stores, parts, economics)
     if parts.prometheus is not None:
         parts.prometheus.add_collector(ClockOffsetCollector(lambda: _clock_metrics(clock)))
     parts.grid_links = build_grid_links(settings, site)
@@ -261,7 +269,13 @@ def _build_sinks(settings: Settings, site: Site, stores: Stores, parts: Componen
     parts._tasks.append(("sinks-feed", lambda: _feed_sinks(hub, feed, site, parts)))
 
 
-def _build_api(settings: Settings, site: Site, stores: Stores, parts: Components) -> None:
+def _build_api(
+    settings: Settings,
+    site: Site,
+    stores: Stores,
+    parts: Components,
+    economics: EconomicsView | None = None,
+) -> None:
     prom, engine = parts.prometheus, parts.alerts
     app = create_app(
         site,
@@ -271,6 +285,7 @@ def _build_api(settings: Settings, site: Site, stores: Stores, parts: Components
         observe_request=prom.observe_api_request if prom is not None else None,
         throttle=parts.auth_throttle,
         timezone=settings.site.timezone,
+        economics=economics,
     )
     if prom is not None:
         throttle = parts.auth_throttle

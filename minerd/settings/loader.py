@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from minerd.errors import ConfigError
 from minerd.settings import checks
+from minerd.settings.economics import EconomicsSettings
 from minerd.settings.grid_protocols import check_grid_protocols
 from minerd.settings.hosts import (
     HostSpan,
@@ -55,6 +56,7 @@ _TABLES: dict[str, type[BaseModel]] = {
     "alerts": AlertSettings,
     "storage": StorageSettings,
     "awards": AwardSettings,
+    "economics": EconomicsSettings,
     "iec104": Iec104Settings,
     "openadr": OpenAdrSettings,
 }

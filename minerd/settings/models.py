@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
+from minerd.settings.economics import EconomicsSettings
 from minerd.transports.mqtt_url import MqttUrlError, parse_mqtt_url
 
 # ---------------------------------------------------------------- field types
@@ -486,6 +487,7 @@ class Settings(Section):
     alerts: AlertSettings = AlertSettings()
     storage: StorageSettings = StorageSettings()
     awards: AwardSettings = AwardSettings()
+    economics: EconomicsSettings = EconomicsSettings()
     iec104: Iec104Settings = Iec104Settings()
     openadr: OpenAdrSettings = OpenAdrSettings()
     source: Path | None = None  # the file this was loaded from (set by the loader)
