@@ -181,7 +181,7 @@ async def _feed_sinks(hub: SinkHub, feed: SinkFeed, site: Site, parts: Component
         commands, feed.commands = feed.commands, []
         records, feed.compliance = feed.compliance, []
         d = result.decision
-        hub.publish_snapshot(result.snapshot, d.limit, d.rig_budget_w)
+        hub.publish_snapshot(result.snapshot, d.limit, d.rig_budget_w, shed=result.shed)
         for at_s, cmds in commands:
             hub.publish_commands(cmds, at_s)
         for rec in records:

@@ -21,6 +21,7 @@ from minerd.model import (
     RigState,
     RigStatus,
     SettlementRecord,
+    ShedCapacity,
 )
 
 _reading = attrgetter("reading")
@@ -63,6 +64,7 @@ class SnapshotEvent:
     limit: EffectiveLimit
     budget_w: float
     failsafe: bool
+    shed: ShedCapacity | None = None  # what could be shed within 5 s / 60 s / 600 s
 
     @cached_property
     def totals(self) -> FleetTotals:

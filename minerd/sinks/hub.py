@@ -13,6 +13,7 @@ from minerd.model import (
     FleetSnapshot,
     RigCommand,
     SettlementRecord,
+    ShedCapacity,
 )
 from minerd.sinks.base import ErrorLog, Sink, SinkStats
 from minerd.sinks.events import (
@@ -56,11 +57,12 @@ class SinkHub:
         budget_w: float,
         *,
         failsafe: bool | None = None,
+        shed: ShedCapacity | None = None,
     ) -> None:
         """Once per control cycle. failsafe defaults to `limit.origin == "failsafe"`."""
         if failsafe is None:
             failsafe = limit.origin == "failsafe"
-        self.publish(SnapshotEvent(snapshot, limit, budget_w, failsafe))
+        self.publish(SnapshotEvent(snapshot, limit, budget_w, failsafe, shed))
 
     def publish_commands(self, commands: Sequence[RigCommand], at_s: float) -> None:
         if commands:

@@ -105,7 +105,22 @@ def site_state(site: str, event: SnapshotEvent) -> dict[str, object]:
         "grid_fresh": snap.grid_fresh,
         "rigs_total": len(snap.rigs),
         "rigs": {s.value: n for s, n in t.by_state.items()},
+        "shed_capacity": shed_doc(event),
     }
+
+
+def shed_doc(event: SnapshotEvent) -> dict[str, object] | None:
+    """Site import kW that can be shed within each horizon, in total and per family."""
+    shed = event.shed
+    if shed is None:
+        return None
+    keys = [f"within_{h:g}s_kw" for h in shed.horizons_s]
+    doc: dict[str, object] = {k: _r(kw, 1) for k, kw in zip(keys, shed.site_kw, strict=True)}
+    doc["by_family"] = {
+        f.value: {k: _r(kw, 1) for k, kw in zip(keys, v, strict=True)}
+        for f, v in sorted(shed.family_site_kw().items())
+    }
+    return doc
 
 
 class MqttSink:

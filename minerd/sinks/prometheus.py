@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from minerd.model import FleetSnapshot, RigState
+from minerd.model import FleetSnapshot, RigState, ShedCapacity
 from minerd.sinks.base import SinkStats
 from minerd.sinks.events import CommandsEvent, SnapshotEvent, TelemetryEvent
 
@@ -139,6 +139,8 @@ class _SnapshotCollector(Collector):
         yield gauge("minerd_site_failsafe", "1 while the fail-safe limit applies", event.failsafe)
         yield gauge("minerd_site_grid_fresh", "1 while every grid meter is fresh", snap.grid_fresh)
         yield gauge("minerd_site_stale_rigs", "Rigs whose reading is stale", fleet.stale_rigs)
+        if event.shed is not None:
+            yield from self._shed(site, event.shed)
 
         rigs = GaugeMetricFamily("minerd_rigs", "Rigs by state", labels=["site", "state"])
         for state, n in fleet.by_state.items():
@@ -148,6 +150,27 @@ class _SnapshotCollector(Collector):
         yield from self._meters(site, snap)
         if owner.per_rig_enabled(len(snap.rigs)):
             yield from self._rigs(site, snap)
+
+    @staticmethod
+    def _shed(site: str, shed: ShedCapacity) -> Iterable[Metric]:
+        """Site import kW sheddable within each horizon: in total and per firmware family."""
+        total = GaugeMetricFamily(
+            "minerd_site_shed_capacity_kw",
+            "Site import kW that can be shed within the horizon of a command",
+            labels=["site", "within"],
+        )
+        for h, kw in zip(shed.horizons_s, shed.site_kw, strict=True):
+            total.add_metric([site, f"{h:g}s"], kw)
+        yield total
+        by_family = GaugeMetricFamily(
+            "minerd_shed_capacity_kw",
+            "Site import kW that can be shed within the horizon, by firmware family",
+            labels=["site", "within", "family"],
+        )
+        for family, values in sorted(shed.family_site_kw().items()):
+            for h, kw in zip(shed.horizons_s, values, strict=True):
+                by_family.add_metric([site, f"{h:g}s", family.value], kw)
+        yield by_family
 
     @staticmethod
     def _containers(site: str, fleet: _Fleet) -> Iterable[Metric]:
