@@ -153,23 +153,24 @@ class _SnapshotCollector(Collector):
 
     @staticmethod
     def _shed(site: str, shed: ShedCapacity) -> Iterable[Metric]:
-        """Site import kW sheddable within each horizon: in total and per firmware family."""
+        """Site import sheddable within each horizon, in total and per firmware family (watts,
+        like every power on /metrics; the API and IEC 104 give kW)."""
         total = GaugeMetricFamily(
-            "minerd_site_shed_capacity_kw",
-            "Site import kW that can be shed within the horizon of a command",
+            "minerd_site_shed_capacity_watts",
+            "Site import that can be shed within the horizon of a command",
             labels=["site", "within"],
         )
         for h, kw in zip(shed.horizons_s, shed.site_kw, strict=True):
-            total.add_metric([site, f"{h:g}s"], kw)
+            total.add_metric([site, f"{h:g}s"], kw * 1000.0)
         yield total
         by_family = GaugeMetricFamily(
-            "minerd_shed_capacity_kw",
-            "Site import kW that can be shed within the horizon, by firmware family",
+            "minerd_shed_capacity_watts",
+            "Site import that can be shed within the horizon, by firmware family",
             labels=["site", "within", "family"],
         )
         for family, values in sorted(shed.family_site_kw().items()):
             for h, kw in zip(shed.horizons_s, values, strict=True):
-                by_family.add_metric([site, f"{h:g}s", family.value], kw)
+                by_family.add_metric([site, f"{h:g}s", family.value], kw * 1000.0)
         yield by_family
 
     @staticmethod

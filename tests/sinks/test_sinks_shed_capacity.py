@@ -1,5 +1,5 @@
-"""Shed capacity in telemetry: /metrics gauges (total and per family) and the retained MQTT
-site state document, from the cycle's ShedCapacity (site import kW)."""
+"""Shed capacity in telemetry: /metrics gauges in watts (total and per family) and the
+retained MQTT site state document in kW, from the cycle's ShedCapacity (site import)."""
 
 from __future__ import annotations
 
@@ -37,17 +37,21 @@ def test_metrics_carry_shed_capacity_in_total_and_per_family() -> None:
     prom = PrometheusSink("s1")
     hub = SinkHub([prom])
     hub.publish_snapshot(make_snapshot(T0_S, 4), LIMIT, 900_000.0)
-    assert not gauges(prom.render_metrics(), "minerd_site_shed_capacity_kw")  # not computed
+    assert not gauges(prom.render_metrics(), "minerd_site_shed_capacity_watts")  # not computed
     hub.publish_snapshot(make_snapshot(T0_S + 1, 4), LIMIT, 900_000.0, shed=SHED)
     text = prom.render_metrics()
-    total = gauges(text, "minerd_site_shed_capacity_kw")
+    total = gauges(text, "minerd_site_shed_capacity_watts")
     assert total == pytest.approx(
-        {(("within", "5s"),): 33.0, (("within", "60s"),): 117.7, (("within", "600s"),): 117.7}
+        {
+            (("within", "5s"),): 33_000.0,
+            (("within", "60s"),): 117_700.0,
+            (("within", "600s"),): 117_700.0,
+        }
     )
-    fam = gauges(text, "minerd_shed_capacity_kw")
-    assert fam[(("family", "luxos"), ("within", "5s"))] == pytest.approx(33.0)
+    fam = gauges(text, "minerd_shed_capacity_watts")
+    assert fam[(("family", "luxos"), ("within", "5s"))] == pytest.approx(33_000.0)
     assert fam[(("family", "stock"), ("within", "5s"))] == 0.0
-    assert fam[(("family", "stock"), ("within", "60s"))] == pytest.approx(84.7)
+    assert fam[(("family", "stock"), ("within", "60s"))] == pytest.approx(84_700.0)
     assert len(fam) == 6
 
 
