@@ -151,11 +151,26 @@
       span.textContent = String(s.rigs_by_state[name] || 0);
       states.append(span, " " + name + " ");
     }
+    renderEconomics(s.economics);
     text("failsafe", s.failsafe.active ? "ACTIVE" : "off");
     text("failsafe-reason", s.failsafe.reason);
     text("cap-now", s.operator_cap_kw === null ? "none" : f1(s.operator_cap_kw) + " kW");
     if (capNote) $("cap-msg").hidden = s.role === "operator"; // the note is for other roles
     text("updated", "as of " + hhmmss(Date.parse(s.taken_at)) + (siteTz ? " " + siteTz : "") + " · cycle " + s.cycle);
+  }
+
+  // Price-aware dispatch ([economics]); the card stays hidden while it is off.
+  function renderEconomics(e) {
+    $("econ-card").hidden = !e;
+    if (!e) return;
+    const money = (x) => (known(x) ? x.toFixed(2) : "–");
+    text("econ-currency", e.currency);
+    text("econ-margin", money(e.margin_per_h));
+    text("econ-revenue", money(e.revenue_per_h));
+    text("econ-cost", money(e.energy_cost_per_h));
+    text("econ-breakeven", known(e.breakeven_j_per_th) ? f1(e.breakeven_j_per_th) : "–");
+    text("econ-state", e.state + (e.state === "active" ? "" : ": " + e.reason));
+    text("econ-off", e.models_off.length ? "asleep for price: " + e.models_off.join(", ") : "");
   }
 
   function renderBanner(s) {
