@@ -25,6 +25,7 @@ from minerd.api.context import ApiContext
 from minerd.api.docs_page import docs_router
 from minerd.api.problems import install_error_handlers
 from minerd.api.request_metrics import ObserveRequest, RequestMetrics
+from minerd.runtime.award_view import AwardView
 from minerd.runtime.economics_status import EconomicsView
 from minerd.runtime.service import SiteService
 from minerd.settings.models import ApiSettings
@@ -51,6 +52,7 @@ def create_app(
     observe_request: ObserveRequest | None = None,
     timezone: str = "UTC",
     award_interval_s: float = 3600.0,
+    awards: AwardView | None = None,
     economics: EconomicsView | None = None,
 ) -> FastAPI:
     """Build the app. `metrics` renders Prometheus text (called in a worker thread);
@@ -73,6 +75,7 @@ def create_app(
         alerts=alerts,
         timezone=timezone,
         award_interval_s=award_interval_s,
+        awards=awards,
         economics=economics,
     )
     install_error_handlers(app)

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from minerd.api.alerts_view import AlertsView
 from minerd.api.auth import Authenticator, Principal, Role
 from minerd.api.problems import ErrorBody
+from minerd.runtime.award_view import AwardView
 from minerd.runtime.economics_status import EconomicsView
 from minerd.runtime.service import SiteService
 from minerd.settings.models import ApiSettings
@@ -26,6 +27,7 @@ class ApiContext:
     alerts: AlertsView | None
     timezone: str = "UTC"  # [site] timezone: how pages should show times
     award_interval_s: float = 3600.0  # [awards] interval_s: an award's default length
+    awards: AwardView | None = None  # the award of the interval in progress; None: not run
     economics: EconomicsView | None = None  # [economics] (price-aware dispatch); None: off
 
 

@@ -33,6 +33,7 @@ from minerd.api.schemas import (
     SiteOut,
     finite,
 )
+from minerd.api.schemas_awards import AwardNowOut
 from minerd.api.schemas_economics import EconomicsOut
 from minerd.api.times import opt_dt, to_dt
 from minerd.errors import StorageError
@@ -81,6 +82,11 @@ async def get_site(ctx: Ctx, who: SiteReader) -> SiteOut:
         ),
         interval_under_reason=st.interval_under_reason,
         shed_capacity=shed_out(st.shed) if st.shed is not None else None,
+        award=(
+            AwardNowOut.of(ctx.awards.now(ctx.service.clock.now_s()))
+            if ctx.awards is not None
+            else None
+        ),
         economics=(
             EconomicsOut.of(ctx.economics.status(st.rig_power_kw * 1000.0, st.hashrate_ths))
             if ctx.economics is not None

@@ -16,6 +16,7 @@ from pydantic import (
     field_validator,
 )
 
+from minerd.api.schemas_awards import AwardNowOut
 from minerd.api.schemas_economics import EconomicsOut
 from minerd.api.times import IsoTime, opt_dt, to_dt
 from minerd.model import Alert, EffectiveLimit, Quota, QuotaSource, RigState
@@ -220,6 +221,8 @@ class SiteOut(BaseModel):
     interval_under_reason: str = ""
     economics: EconomicsOut | None = None  # price-aware dispatch; null when [economics] is off
     shed_capacity: ShedCapacityOut | None = None  # null before the first control cycle
+    # The energy award of the settlement interval in progress; null when awards are not run.
+    award: AwardNowOut | None = None
 
 
 class HistoryPointOut(BaseModel):

@@ -20,6 +20,7 @@ from minerd.api.auth import FailureThrottle
 from minerd.api.connections import reserved_fds
 from minerd.api.mqtt_quota import run_mqtt_quota_input
 from minerd.clock import Clock, step_status
+from minerd.daemon.awards import AwardParts, build_awards
 from minerd.devices.registry import kept_fds
 from minerd.gridlink.tasks import GridLinks, build_grid_links
 from minerd.model import ComplianceRecord, RigCommand
@@ -231,7 +232,12 @@ def build_components(
         )
     )
     parts._tasks.append(("alerts-deliver", engine.run))
-    _build_api(settings, site, stores, parts, economics)
+    hub = parts.sinks
+    awards = build_awards(
+        settings, site, stores, clock, hub.publish_settlement if hub is not None else None
+    )
+    parts._tasks.extend(awards.tasks)
+    _build_api(settings, site, stores, parts, economics, awards)
     if parts.prometheus is not None:
         parts.prometheus.add_collector(ClockOffsetCollector(lambda: _clock_metrics(clock)))
     parts.grid_links = build_grid_links(settings, site)
@@ -275,6 +281,7 @@ def _build_api(
     stores: Stores,
     parts: Components,
     economics: EconomicsView | None = None,
+    awards: AwardParts | None = None,
 ) -> None:
     prom, engine = parts.prometheus, parts.alerts
     app = create_app(
@@ -286,6 +293,8 @@ def _build_api(
         throttle=parts.auth_throttle,
         timezone=settings.site.timezone,
         economics=economics,
+        award_interval_s=settings.awards.interval_s,
+        awards=awards.board if awards is not None else None,
     )
     if prom is not None:
         throttle = parts.auth_throttle
@@ -314,6 +323,7 @@ def _build_api(
                     m.topic_prefix,
                     username=m.username or None,
                     password=m.password_value,
+                    award_rules=awards.rules if awards is not None else None,
                 ),
             )
         )

@@ -27,6 +27,7 @@ from minerd.control.settlement import OpenInterval, SettlementAccumulator, Settl
 from minerd.errors import StorageError
 from minerd.intervals import interval_bounds
 from minerd.model import ComplianceRecord, EnergyAward, FleetSnapshot, SettlementRecord
+from minerd.runtime.award_view import AwardNow
 from minerd.storage import Stores
 
 log = logging.getLogger("minerd.settlement")
@@ -215,3 +216,31 @@ class SettlementKeeper:
         award = next((a for a in found if a.start_s == start_s and a.end_s == end_s), None)
         self._award, self._award_for, self._award_age = award, start_s, 0
         return award
+
+
+class AwardBoard:
+    """An AwardView (runtime.award_view): the settlement count joined with the pacing's
+    figure (runtime.energy_tracker); `pace_kw` returns None when no pace is in force."""
+
+    def __init__(
+        self, keeper: SettlementKeeper, pace_kw: Callable[[], float | None] | None = None
+    ) -> None:
+        self.keeper = keeper
+        self._pace_kw = pace_kw
+
+    def now(self, now_s: float) -> AwardNow:
+        cur = self.keeper.current(now_s)
+        a = cur.award
+        pace = self._pace_kw() if self._pace_kw is not None and a is not None else None
+        return AwardNow(
+            start_s=cur.start_s,
+            end_s=cur.end_s,
+            award_id=None if a is None else a.award_id,
+            awarded_kwh=None if a is None else a.energy_kwh,
+            imported_kwh=cur.imported_kwh,
+            remaining_kwh=cur.remaining_kwh,
+            pace_kw=pace,
+            peak_kw=cur.peak_kw,
+            seconds_over=cur.seconds_over,
+            note=cur.note,
+        )

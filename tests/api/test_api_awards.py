@@ -265,3 +265,42 @@ async def test_settlement_report_json_and_csv(
         assert lines[0].startswith("interval_start,interval_end,awarded_mwh,imported_mwh")
         assert lines[1].split(",")[2:6] == ["0.800000", "0.796000", "-0.004000", "-0.500"]
         assert lines[2].split(",")[2] == ""  # no award
+
+
+@pytest.mark.asyncio
+async def test_site_shows_the_award_of_the_interval_in_progress(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from minerd.runtime.settlement import AwardBoard, SettlementKeeper
+
+    site = SiteUnderTest(tmp_path / "s.sqlite")
+    keeper = SettlementKeeper(site.stores, H, ZoneInfo("Asia/Almaty"))
+    board = AwardBoard(keeper, lambda: 812.5)
+    app = create_app(site, api_settings(), None, None, timezone="Asia/Almaty", awards=board)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            empty = (await c.get("/api/v1/site", headers=GRID)).json()["award"]
+            assert empty["awarded_kwh"] is None and empty["pace_kw"] is None
+            assert empty["interval_start"] == iso(START_S)  # 13:00 Almaty
+            await c.post(
+                "/api/v1/awards",
+                json=[{"interval_start": "2027-01-15T13:00", "energy_mwh": 0.9}],
+                headers=GRID,
+            )
+            keeper.awards_changed()
+            site.clock.advance(900)
+            keeper.on_cycle(_Result(site.snapshot()))  # the meter's import since 08:00Z
+            award = (await c.get("/api/v1/site", headers=bearer("viewer"))).json()["award"]
+            assert award["awarded_kwh"] == 900.0 and award["pace_kw"] == 812.5
+            assert award["interval_end"] == iso(START_S + H)
+            assert award["remaining_kwh"] == pytest.approx(900.0 - award["imported_kwh"])
+    finally:
+        site.close()
+
+
+class _Result:
+    def __init__(self, snapshot: object) -> None:
+        self.snapshot = snapshot
+        self.compliance_minutes = ()
