@@ -448,7 +448,7 @@ class PutAwards:
             self.source.value,
             self.actor,
         )
-        service.quotas_changed()  # the site reloads what the grid ordered and acts now
+        _awards_changed(service)
 
 
 @dataclass(frozen=True)
@@ -472,7 +472,7 @@ class WithdrawAward:
 
     def notify(self, service: SiteService, value: EnergyAward) -> None:
         log.info("award %s withdrawn by %s", value.award_id, self.actor)
-        service.quotas_changed()
+        _awards_changed(service)
 
 
 @dataclass(frozen=True)
@@ -496,4 +496,13 @@ class WithdrawAwards:
 
     def notify(self, service: SiteService, value: list[EnergyAward]) -> None:
         log.info("%d awards withdrawn by %s", len(value), self.actor)
-        service.quotas_changed()
+        _awards_changed(service)
+
+
+def _awards_changed(service: SiteService) -> None:
+    """The pace re-reads the awards now (a site that has no pacing: nothing to tell), and
+    the cycle runs at once, as for a quota."""
+    awards_changed = getattr(service, "awards_changed", None)
+    if callable(awards_changed):
+        awards_changed()
+    service.quotas_changed()
