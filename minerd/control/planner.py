@@ -23,6 +23,7 @@ _BUCKET_W = 10.0  # rigs whose current power differs by less than this share a c
 _MAX_FIXUPS = 24
 MIN_OFF_REASON = "min-off: kept asleep"
 _MIN_OFF = MIN_OFF_REASON
+PRICED_OUT_REASON = "sleep: energy costs more than it earns"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class _Class:
     derate_note: str
     taken: list[float] = field(default_factory=list)
     wake_limited: bool = False
+    priced_out: bool = False  # economics left it no awake point: asleep for price
     groups: list[tuple[int, OpPoint]] = field(default_factory=list)
 
 
@@ -263,7 +265,9 @@ def _new_class(
     hull = _hull(hulls, m, with_sleep, cap, c.max_j_per_th)
     note = _derate_note(info, regime, cap, c.derate_hold_band_c)
     bucket_w = key[2] * _BUCKET_W
-    return _Class(m, kind, regime, cap, bucket_w, [], hull, note)
+    cls = _Class(m, kind, regime, cap, bucket_w, [], hull, note)
+    cls.priced_out = c.max_j_per_th is not None and hull.vertices[-1].sleep
+    return cls
 
 
 def _hull(
@@ -446,6 +450,8 @@ def _fixups(clist: list[_Class], remaining_w: float, max_wakes: int | None, wake
 
 
 def _reason(c: _Class, p: OpPoint) -> str:
+    if p.sleep and c.priced_out:
+        return PRICED_OUT_REASON
     if p.sleep:
         if c.kind is _Kind.ASLEEP:
             why = "asleep: max wakes per cycle" if c.wake_limited else "asleep: budget"

@@ -23,7 +23,7 @@ from minerd.control.economics import (
     models_off,
 )
 from minerd.control.options import allowed_points
-from minerd.control.planner import PlanConstraints, PlanRig, plan
+from minerd.control.planner import PRICED_OUT_REASON, PlanConstraints, PlanRig, plan
 from minerd.model import RigModel, RigState
 from minerd.profiles import load_rig_model
 
@@ -116,6 +116,7 @@ def test_price_between_breakevens_runs_s21_and_sleeps_s19j_pro() -> None:
         else:
             assert not sp.awake, sp
             assert sp.power_w == S19JPRO.sleep_power_w
+            assert sp.reason == PRICED_OUT_REASON
     assert models_off([S21, S19JPRO], d.max_j_per_th) == ("bitmain-s19jpro",)
     # Without economics, power being plentiful, both models run.
     free = plan(budget_w, rigs, PlanConstraints())
@@ -141,6 +142,10 @@ def test_price_above_both_breakevens_sleeps_both() -> None:
     d = decide(rates=rates(price), hashprice_fresh=True, use_every_kw=False, last=None)
     p = plan(1e9, fleet(), PlanConstraints(max_j_per_th=d.max_j_per_th))
     assert not any(sp.awake for sp in p.setpoints)
+    assert {sp.reason for sp in p.setpoints} == {PRICED_OUT_REASON}
+    # Under a tight budget with no economics, a sleeping rig's reason stays the budget.
+    tight = plan(0.0, fleet(), PlanConstraints())
+    assert PRICED_OUT_REASON not in {sp.reason for sp in tight.setpoints}
 
 
 def test_price_below_both_breakevens_filters_nothing() -> None:
