@@ -152,11 +152,24 @@
       states.append(span, " " + name + " ");
     }
     renderEconomics(s.economics);
+    renderAward(s.award);
     text("failsafe", s.failsafe.active ? "ACTIVE" : "off");
     text("failsafe-reason", s.failsafe.reason);
     text("cap-now", s.operator_cap_kw === null ? "none" : f1(s.operator_cap_kw) + " kW");
     if (capNote) $("cap-msg").hidden = s.role === "operator"; // the note is for other roles
     text("updated", "as of " + hhmmss(Date.parse(s.taken_at)) + (siteTz ? " " + siteTz : "") + " · cycle " + s.cycle);
+  }
+
+  // The energy award of the interval in progress (issue 15); hidden while none is in force.
+  function renderAward(a) {
+    $("award-card").hidden = !a || a.awarded_kwh == null;
+    if (!a || a.awarded_kwh == null) return;
+    text("award-imported", f1(a.imported_kwh));
+    text("award-awarded", f1(a.awarded_kwh));
+    text("award-remaining", known(a.remaining_kwh) ? f1(a.remaining_kwh) : "–");
+    text("award-pace", known(a.pace_kw) ? f1(a.pace_kw) : "–");
+    text("award-peak", f1(a.peak_kw));
+    text("award-span", hhmmss(Date.parse(a.interval_start)).slice(0, 5) + "–" + hhmmss(Date.parse(a.interval_end)).slice(0, 5));
   }
 
   // Price-aware dispatch ([economics]); the card stays hidden while it is off.
