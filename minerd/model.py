@@ -507,6 +507,13 @@ class ShedCapacity:
     def site_kw(self) -> tuple[float, ...]:
         return tuple(w * self.site_factor / 1000.0 for w in self.rig_w)
 
+    def within_kw(self, horizon_s: float) -> float:
+        """Site import kW sheddable within horizon_s (0 for a horizon not computed)."""
+        for h, kw in zip(self.horizons_s, self.site_kw, strict=True):
+            if h == horizon_s:
+                return kw
+        return 0.0
+
     def family_site_kw(self) -> dict[RigProtocol, tuple[float, ...]]:
         out: dict[RigProtocol, list[float]] = {}
         for c in self.classes:

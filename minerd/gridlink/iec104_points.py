@@ -11,7 +11,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from minerd.model import ShedCapacity
 from minerd.runtime.service import SiteStatus
 from minerd.settings.models import Iec104Analog, Iec104Points, Iec104Status
 
@@ -62,23 +61,13 @@ def point_values(status: SiteStatus, setpoint_kw: float | None) -> dict[str, Poi
     # Before the first control cycle nothing is known: 0 flagged invalid.
     shed = status.shed
     for name, horizon_s in SHED_POINTS.items():
-        values[name] = (shed_kw(shed, horizon_s), shed is not None)
+        values[name] = (shed.within_kw(horizon_s) if shed is not None else 0.0, shed is not None)
     out = {}
     for name, (value, valid) in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             value, valid = 0.0, False
         out[name] = PointValue(name, value, valid, at)
     return out
-
-
-def shed_kw(shed: ShedCapacity | None, horizon_s: float) -> float:
-    """Site import kW sheddable within horizon_s (0 when not computed)."""
-    if shed is None:
-        return 0.0
-    for h, kw in zip(shed.horizons_s, shed.site_kw, strict=True):
-        if h == horizon_s:
-            return kw
-    return 0.0
 
 
 def wire_value(point: Iec104Analog, value: float) -> float:

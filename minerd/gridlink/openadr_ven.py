@@ -1,6 +1,6 @@
 """minerd as an OpenADR 2.0b VEN on openleadr: registers with the VTN, polls for events,
 turns them into quotas (openadr_events), opts in or out as configured, and reports the
-site's power as TELEMETRY_USAGE.
+site's power and what it can shed within 5 s / 60 s / 10 min as TELEMETRY_USAGE.
 
 openleadr is asyncio-native and runs on the daemon's loop; its handlers are short.
 """
@@ -8,6 +8,7 @@ openleadr is asyncio-native and runs on the daemon's loop; its handlers are shor
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from datetime import timedelta
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 60.0
 REPORT_DURATION = timedelta(hours=1)
+SHED_HORIZONS_S = (5.0, 60.0, 600.0)  # reported as r_id shed-5s, shed-60s, shed-600s
 
 
 class OpenAdrVen:
@@ -99,6 +101,10 @@ class OpenAdrVen:
     def _rig_power_kw(self) -> float:
         return self.service.status().rig_power_kw
 
+    def _shed_kw(self, horizon_s: float) -> float:
+        shed = self.service.status().shed
+        return shed.within_kw(horizon_s) if shed is not None else 0.0
+
     def _client(self) -> Any:
         s = self.settings
         client = OpenADRClient(
@@ -124,6 +130,20 @@ class OpenAdrVen:
                 scale="k",
                 report_specifier_id=f"minerd-{resource}-telemetry",
                 r_id=f"{resource}-power",
+                report_duration=REPORT_DURATION,
+                sampling_rate=rate,
+            )
+        # What the site can shed within 5 s / 60 s / 10 min (site import kW), as telemetry.
+        for horizon_s in SHED_HORIZONS_S:
+            r_id = f"shed-{horizon_s:g}s"
+            client.add_report(
+                callback=functools.partial(self._shed_kw, horizon_s),
+                resource_id="site",
+                measurement="power_real",
+                unit="W",
+                scale="k",
+                report_specifier_id=f"minerd-{r_id}-capacity",
+                r_id=r_id,
                 report_duration=REPORT_DURATION,
                 sampling_rate=rate,
             )
