@@ -35,6 +35,7 @@ from minerd.model import (
     RigProtocol,
     RigReading,
     RigState,
+    SettlementRecord,
     Severity,
 )
 from minerd.runtime.devices import MeterInfo, RigInfo
@@ -143,6 +144,23 @@ def telemetry(now_s: float) -> list[str]:
             samples=900,
         )
         lines.append(enc.compliance_line(rec))
+        lines.append(
+            enc.settlement_line(
+                SettlementRecord(
+                    interval_start_s=now_s - 60 * 60.0 + k * 900.0,
+                    interval_s=900.0,
+                    imported_kwh=5.5,
+                    integrated_kwh=5.5,
+                    register_kwh=None,
+                    peak_kw=23.0,
+                    seconds_over=over_s,
+                    covered_s=900.0,
+                    samples=900,
+                    awarded_kwh=5.6,
+                    award_id=f"a-{k}",
+                )
+            )
+        )
     alert = Alert(
         "a-1",
         "grid_meter_stale",
