@@ -110,3 +110,14 @@ class FeedError(MinerdError):
         self.url = url
         self.message = message
         super().__init__(f"feed {url}: {message}")
+
+
+class ClusterError(MinerdError):
+    """A peer of a split site (shard or controller) or the NATS server failed or sent a
+    message that could not be used. Names the peer and the subject or bucket."""
+
+    def __init__(self, peer: str, subject: str, message: str) -> None:
+        self.peer = peer
+        self.subject = subject
+        self.message = message
+        super().__init__(f"{peer} on {subject}: {message}")

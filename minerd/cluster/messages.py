@@ -1,0 +1,226 @@
+"""The two messages of a split site, as versioned JSON.
+
+A shard publishes its aggregate every cycle (what it draws, what it hashes, its counts and
+its upgrade curve); the controller answers each shard with a budget that carries the
+controller's lease revision (fencing) and the shard's fail-safe share. Decoding checks every
+field and raises ClusterError naming the sender and subject; an unknown version is refused,
+not guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from minerd.cluster.curve import CurveClass, ShardCurve, Upgrade
+from minerd.errors import ClusterError
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ShardAggregate:
+    site: str
+    shard_id: str
+    seq: int  # per shard process, rising
+    sent_at_s: float  # shard clock, unix s (for display; staleness is counted in cycles)
+    power_w: float  # measured draw of the shard's rigs
+    hashrate_ths: float  # measured
+    nominal_power_w: float  # sum of nominal power: the fail-safe share and a dead shard's count
+    rigs_total: int
+    rigs_fresh: int
+    rigs_awake: int
+    rigs_unresponsive: int
+    budget_revision: int  # lease revision of the budget it plans to (0: none yet)
+    failsafe: bool  # planning to its fail-safe share
+    curve: ShardCurve
+
+
+@dataclass(frozen=True)
+class Budget:
+    site: str
+    shard_id: str
+    controller_id: str
+    lease_revision: int  # fencing: a shard ignores revisions older than the newest it saw
+    seq: int  # per controller process, rising
+    sent_at_s: float
+    budget_w: float
+    failsafe_w: float  # the shard's share of the site's fail-safe limit
+    max_wakes: int | None  # rigs it may wake this cycle (None: no limit)
+
+
+def encode_aggregate(a: ShardAggregate) -> bytes:
+    c = a.curve
+    body = {
+        "v": VERSION,
+        "type": "aggregate",
+        "site": a.site,
+        "shard": a.shard_id,
+        "seq": a.seq,
+        "sent_at_s": a.sent_at_s,
+        "power_w": a.power_w,
+        "hashrate_ths": a.hashrate_ths,
+        "nominal_power_w": a.nominal_power_w,
+        "rigs": [a.rigs_total, a.rigs_fresh, a.rigs_awake, a.rigs_unresponsive],
+        "budget_revision": a.budget_revision,
+        "failsafe": a.failsafe,
+        # Compact: [count, base_w, base_ths, asleep, [[dp_w, dh_ths, continuous], ...]]
+        "curve": {
+            "fixed_w": c.fixed_w,
+            "release_w": c.release_w,
+            "classes": [
+                [
+                    k.count,
+                    k.base_w,
+                    k.base_ths,
+                    k.asleep,
+                    [[u.dp_w, u.dh_ths, u.continuous] for u in k.upgrades],
+                ]
+                for k in c.classes
+            ],
+        },
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def encode_budget(b: Budget) -> bytes:
+    body = {
+        "v": VERSION,
+        "type": "budget",
+        "site": b.site,
+        "shard": b.shard_id,
+        "controller": b.controller_id,
+        "lease_revision": b.lease_revision,
+        "seq": b.seq,
+        "sent_at_s": b.sent_at_s,
+        "budget_w": b.budget_w,
+        "failsafe_w": b.failsafe_w,
+        "max_wakes": b.max_wakes,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class _Reader:
+    """Typed field access over one decoded object; every failure names sender and subject."""
+
+    def __init__(self, data: bytes, subject: str, kind: str, peer_key: str) -> None:
+        self.subject = subject
+        self.peer = "?"
+        try:
+            obj = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ClusterError(self.peer, subject, f"not JSON: {e}") from e
+        if not isinstance(obj, dict):
+            raise ClusterError(self.peer, subject, "not a JSON object")
+        self.obj: dict[str, object] = obj
+        peer = obj.get(peer_key)
+        self.peer = f"{peer_key} {peer}" if isinstance(peer, str) else "?"
+        if obj.get("v") != VERSION:
+            raise ClusterError(self.peer, subject, f"version {obj.get('v')!r}, want {VERSION}")
+        if obj.get("type") != kind:
+            raise ClusterError(self.peer, subject, f"type {obj.get('type')!r}, want {kind!r}")
+
+    def fail(self, message: str) -> ClusterError:
+        return ClusterError(self.peer, self.subject, message)
+
+    def str_(self, key: str) -> str:
+        v = self.obj.get(key)
+        if not isinstance(v, str) or not v:
+            raise self.fail(f"{key} must be a non-empty string")
+        return v
+
+    def int_(self, key: str, obj: object = None) -> int:
+        v = self.obj.get(key) if obj is None else obj
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise self.fail(f"{key} must be an integer >= 0")
+        return v
+
+    def num(self, key: str, obj: object = None) -> float:
+        v = self.obj.get(key) if obj is None else obj
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+            raise self.fail(f"{key} must be a finite number >= 0")
+        return float(v)
+
+    def bool_(self, key: str, obj: object = None) -> bool:
+        v = self.obj.get(key) if obj is None else obj
+        if not isinstance(v, bool):
+            raise self.fail(f"{key} must be true or false")
+        return v
+
+    def list_(self, key: str, obj: object = None) -> list[object]:
+        v = self.obj.get(key) if obj is None else obj
+        if not isinstance(v, list):
+            raise self.fail(f"{key} must be a list")
+        return v
+
+
+def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
+    r = _Reader(data, subject, "aggregate", "shard")
+    counts = r.list_("rigs")
+    if len(counts) != 4:
+        raise r.fail("rigs must be [total, fresh, awake, unresponsive]")
+    total, fresh, awake, unresponsive = (r.int_("rigs", n) for n in counts)
+    curve = r.obj.get("curve")
+    if not isinstance(curve, dict):
+        raise r.fail("curve must be an object")
+    classes = []
+    for row in r.list_("curve.classes", curve.get("classes")):
+        cells = r.list_("curve class", row)
+        if len(cells) != 5:
+            raise r.fail("a curve class must be [count, base_w, base_ths, asleep, upgrades]")
+        ups = []
+        for seg in r.list_("upgrades", cells[4]):
+            parts = r.list_("upgrade", seg)
+            if len(parts) != 3:
+                raise r.fail("an upgrade must be [dp_w, dh_ths, continuous]")
+            dp_w = r.num("dp_w", parts[0])
+            if dp_w <= 0:
+                raise r.fail("dp_w must be > 0")
+            ups.append(Upgrade(dp_w, r.num("dh_ths", parts[1]), r.bool_("continuous", parts[2])))
+        classes.append(
+            CurveClass(
+                r.int_("count", cells[0]),
+                r.num("base_w", cells[1]),
+                r.num("base_ths", cells[2]),
+                r.bool_("asleep", cells[3]),
+                tuple(ups),
+            )
+        )
+    shard_curve = ShardCurve(
+        r.num("curve.fixed_w", curve.get("fixed_w")),
+        r.num("curve.release_w", curve.get("release_w")),
+        tuple(classes),
+    )
+    return ShardAggregate(
+        site=r.str_("site"),
+        shard_id=r.str_("shard"),
+        seq=r.int_("seq"),
+        sent_at_s=r.num("sent_at_s"),
+        power_w=r.num("power_w"),
+        hashrate_ths=r.num("hashrate_ths"),
+        nominal_power_w=r.num("nominal_power_w"),
+        rigs_total=total,
+        rigs_fresh=fresh,
+        rigs_awake=awake,
+        rigs_unresponsive=unresponsive,
+        budget_revision=r.int_("budget_revision"),
+        failsafe=r.bool_("failsafe"),
+        curve=shard_curve,
+    )
+
+
+def decode_budget(data: bytes, subject: str) -> Budget:
+    r = _Reader(data, subject, "budget", "controller")
+    wakes = r.obj.get("max_wakes")
+    return Budget(
+        site=r.str_("site"),
+        shard_id=r.str_("shard"),
+        controller_id=r.str_("controller"),
+        lease_revision=r.int_("lease_revision"),
+        seq=r.int_("seq"),
+        sent_at_s=r.num("sent_at_s"),
+        budget_w=r.num("budget_w"),
+        failsafe_w=r.num("failsafe_w"),
+        max_wakes=None if wakes is None else r.int_("max_wakes"),
+    )

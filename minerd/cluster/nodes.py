@@ -1,0 +1,285 @@
+"""A shard and the site controller on one NATS connection each.
+
+ShardNode: every cycle, the budget gate says what to plan to; the shard plans its own rigs
+inside it (control.planner), hands the plan to its fleet (executor: shedding first) and
+publishes its aggregate. ControllerNode: every cycle, if it holds the lease, it splits the
+site's rig budget over the shards whose aggregates are fresh and sends each its budget,
+stamped with the lease revision. A shard silent for `stale_cycles` cycles is counted at its
+nominal power (its rigs may be running flat out) and the others get the rest.
+
+Cycles are driven by the caller (the daemon's cycle timer, or a test): staleness is counted
+in cycles, never in wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from minerd.clock import Clock
+from minerd.cluster.curve import ShardCurve, build_curve
+from minerd.cluster.lease import ControllerLease
+from minerd.cluster.messages import (
+    Budget,
+    ShardAggregate,
+    decode_aggregate,
+    decode_budget,
+    encode_aggregate,
+    encode_budget,
+)
+from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
+from minerd.cluster.split import Split, split_budget
+from minerd.cluster.subjects import aggregate_subject, aggregates_wildcard, budget_subject
+from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
+from minerd.errors import ClusterError
+from minerd.model import RigState
+from minerd.repeated_log import RepeatedLog
+
+log = logging.getLogger("minerd.cluster")
+
+_IO_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class ShardSnapshot:
+    rigs: Sequence[PlanRig]
+    hashrate_ths: float  # measured
+    rigs_fresh: int
+
+
+class ShardFleet(Protocol):
+    """The shard's own rigs: the poller's snapshot in, the executor's plan out."""
+
+    def snapshot(self) -> ShardSnapshot: ...
+    async def apply(self, plan: Plan) -> None: ...
+
+
+@dataclass(frozen=True)
+class ShardCycle:
+    decision: GateDecision
+    plan: Plan
+    aggregate: ShardAggregate
+
+
+class ShardNode:
+    def __init__(
+        self,
+        nc: Client,
+        site: str,
+        shard_id: str,
+        fleet: ShardFleet,
+        gate: BudgetGate,
+        constraints: PlanConstraints,
+        clock: Clock,
+    ) -> None:
+        self.nc = nc
+        self.site = site
+        self.shard_id = shard_id
+        self.fleet = fleet
+        self.gate = gate
+        self.constraints = constraints
+        self.clock = clock
+        self.bad_messages = 0
+        self._seq = 0
+        self._sub: Subscription | None = None
+        self._log = RepeatedLog(log)
+
+    @property
+    def seq(self) -> int:
+        """Sequence of the last aggregate published."""
+        return self._seq
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(budget_subject(self.site, self.shard_id), cb=self._on)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on(self, msg: Msg) -> None:
+        try:
+            b = decode_budget(msg.data, msg.subject)
+        except ClusterError as e:
+            self.bad_messages += 1
+            self._log.warning("bad-budget", "shard %s: %s", self.shard_id, e)
+            return
+        if b.site == self.site:
+            self.gate.offer(b)
+
+    async def cycle(self) -> ShardCycle:
+        """One control cycle: plan to the gate's budget, apply, publish the aggregate."""
+        decision = self.gate.next_cycle()
+        snap = self.fleet.snapshot()
+        constraints = dataclasses.replace(self.constraints, max_wakes_per_cycle=decision.max_wakes)
+        p = plan(decision.budget_w, snap.rigs, constraints)
+        # Shedding first: the plan goes out before anything is published.
+        await self.fleet.apply(p)
+        agg = self._aggregate(snap, decision, build_curve(snap.rigs, self.constraints))
+        try:
+            async with asyncio.timeout(_IO_TIMEOUT_S):
+                await self.nc.publish(
+                    aggregate_subject(self.site, self.shard_id), encode_aggregate(agg)
+                )
+            self._log.clear("publish")
+        except Exception as e:  # NATS down: the shard goes on; the gate falls to fail-safe
+            self._log.warning("publish", "shard %s cannot publish: %r", self.shard_id, e)
+        return ShardCycle(decision, p, agg)
+
+    def _aggregate(self, snap: ShardSnapshot, d: GateDecision, curve: ShardCurve) -> ShardAggregate:
+        self._seq += 1
+        rigs = snap.rigs
+        return ShardAggregate(
+            site=self.site,
+            shard_id=self.shard_id,
+            seq=self._seq,
+            sent_at_s=self.clock.now_s(),
+            power_w=sum(r.power_w for r in rigs),
+            hashrate_ths=snap.hashrate_ths,
+            nominal_power_w=sum(r.model.nominal_power_w for r in rigs),
+            rigs_total=len(rigs),
+            rigs_fresh=snap.rigs_fresh,
+            rigs_awake=sum(1 for r in rigs if r.awake and r.state is not RigState.OFFLINE),
+            rigs_unresponsive=sum(1 for r in rigs if r.unresponsive),
+            budget_revision=d.lease_revision,
+            failsafe=d.source is BudgetSource.FAILSAFE,
+            curve=curve,
+        )
+
+
+@dataclass
+class _Heard:
+    aggregate: ShardAggregate
+    cycle: int  # controller cycle it arrived in
+
+
+@dataclass(frozen=True)
+class ControllerCycle:
+    leader: bool
+    lease_revision: int
+    split: Split | None
+    live_shards: tuple[str, ...]
+    silent_shards: tuple[str, ...]  # counted at nominal
+    reserved_w: float  # the silent shards' nominal power, taken off the budget
+
+
+class ControllerNode:
+    def __init__(
+        self,
+        nc: Client,
+        site: str,
+        controller_id: str,
+        lease: ControllerLease,
+        shard_ids: Sequence[str],
+        failsafe_limit_w: float,
+        clock: Clock,
+        stale_cycles: int = 3,
+    ) -> None:
+        self.nc = nc
+        self.site = site
+        self.controller_id = controller_id
+        self.lease = lease
+        self.shard_ids = tuple(shard_ids)
+        self.failsafe_limit_w = failsafe_limit_w
+        self.clock = clock
+        self.stale_cycles = stale_cycles
+        self.bad_messages = 0
+        self._heard: dict[str, _Heard] = {}
+        self._nominal_w: dict[str, float] = {}  # last known, kept after a shard goes silent
+        self._cycle = 0
+        self._seq = 0
+        self._sub: Subscription | None = None
+        self._log = RepeatedLog(log)
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(aggregates_wildcard(self.site), cb=self._on)
+
+    def heard_seq(self, shard_id: str) -> int:
+        """Sequence of the last aggregate heard from the shard (0: none)."""
+        h = self._heard.get(shard_id)
+        return 0 if h is None else h.aggregate.seq
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on(self, msg: Msg) -> None:
+        try:
+            a = decode_aggregate(msg.data, msg.subject)
+        except ClusterError as e:
+            self.bad_messages += 1
+            self._log.warning("bad-aggregate", "controller %s: %s", self.controller_id, e)
+            return
+        if a.site != self.site or a.shard_id not in self.shard_ids:
+            self.bad_messages += 1
+            return
+        old = self._heard.get(a.shard_id)
+        if old is None or a.seq > old.aggregate.seq or a.seq == 1:  # seq 1: a restarted shard
+            self._heard[a.shard_id] = _Heard(a, self._cycle)
+            self._nominal_w[a.shard_id] = a.nominal_power_w
+
+    def failsafe_shares_w(self) -> dict[str, float]:
+        """Each shard's share of the site's fail-safe limit, by its share of nominal power."""
+        total = sum(self._nominal_w.get(s, 0.0) for s in self.shard_ids)
+        if total <= 0:
+            return {s: self.failsafe_limit_w / len(self.shard_ids) for s in self.shard_ids}
+        return {
+            s: self.failsafe_limit_w * self._nominal_w.get(s, 0.0) / total for s in self.shard_ids
+        }
+
+    async def cycle(self, rig_budget_w: float, max_wakes: int | None = None) -> ControllerCycle:
+        """Split rig_budget_w (the closed loop's budget for every rig) and send the budgets."""
+        self._cycle += 1
+        live = tuple(
+            s
+            for s in self.shard_ids
+            if (h := self._heard.get(s)) is not None and self._cycle - h.cycle <= self.stale_cycles
+        )
+        silent = tuple(s for s in self.shard_ids if s not in live)
+        # A silent shard's rigs may run at nominal: count them so. One never heard from
+        # plans to its starting fail-safe share (the limit over the shard count) at most.
+        shares_w = self.failsafe_shares_w()
+        unknown_w = self.failsafe_limit_w / len(self.shard_ids)
+        reserved_w = sum(self._nominal_w.get(s, unknown_w) for s in silent)
+        leader = self.lease.held()
+        if not leader:
+            return ControllerCycle(False, 0, None, live, silent, reserved_w)
+        curves = {s: self._heard[s].aggregate.curve for s in live}
+        split = split_budget(max(0.0, rig_budget_w - reserved_w), curves, max_wakes)
+        rev = self.lease.revision
+        now_s = self.clock.now_s()
+        for s in live:
+            share = split.shares[s]
+            self._seq += 1
+            b = Budget(
+                self.site,
+                s,
+                self.controller_id,
+                rev,
+                self._seq,
+                now_s,
+                share.budget_w,
+                shares_w[s],
+                share.wakes,
+            )
+            await self._send(b)
+        return ControllerCycle(True, rev, split, live, silent, reserved_w)
+
+    async def _send(self, b: Budget) -> None:
+        try:
+            async with asyncio.timeout(_IO_TIMEOUT_S):
+                await self.nc.publish(budget_subject(self.site, b.shard_id), encode_budget(b))
+            self._log.clear(f"send:{b.shard_id}")
+        except Exception as e:  # the shard holds, then falls to its fail-safe share
+            self._log.warning(
+                f"send:{b.shard_id}", "controller %s cannot send: %r", self.controller_id, e
+            )

@@ -1,0 +1,282 @@
+"""A split site on a real nats-server: controller lease, takeover, fencing, shard fail-safe."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Sequence
+
+import nats
+import pytest
+import pytest_asyncio
+from cluster_fleet import SHARDS, by_shard, mixed_fleet
+from nats.aio.client import Client
+from servers import ServerProcess
+from waiting import wait_until
+
+from minerd.clock import system_clock
+from minerd.cluster.lease import ControllerLease, lease_store
+from minerd.cluster.messages import Budget, encode_budget
+from minerd.cluster.nodes import ControllerNode, ShardNode, ShardSnapshot
+from minerd.cluster.safety import BudgetGate, BudgetSource
+from minerd.cluster.subjects import budget_subject
+from minerd.control.planner import Plan, PlanConstraints, PlanRig
+from minerd.model import RigState
+
+SITE = "site1"
+TTL_S = 2.0
+CONSTRAINTS = PlanConstraints()
+FAILSAFE_LIMIT_W = 400_000.0
+
+
+class MemoryFleet:
+    """A shard's rigs that obey at once: the plan becomes the next snapshot."""
+
+    def __init__(self, rigs: Sequence[PlanRig]) -> None:
+        self.rigs = list(rigs)
+        self.applied: list[Plan] = []
+
+    def snapshot(self) -> ShardSnapshot:
+        return ShardSnapshot(tuple(self.rigs), 0.0, len(self.rigs))
+
+    async def apply(self, plan: Plan) -> None:
+        self.applied.append(plan)
+        out = []
+        for r, sp in zip(self.rigs, plan.setpoints, strict=True):
+            state = RigState.HASHING if sp.awake else RigState.SLEEPING
+            out.append(dataclasses.replace(r, awake=sp.awake, power_w=sp.power_w, state=state))
+        self.rigs = out
+
+    @property
+    def power_w(self) -> float:
+        return sum(r.power_w for r in self.rigs)
+
+
+@pytest_asyncio.fixture
+async def connect(nats_server: ServerProcess) -> AsyncIterator[list[Client]]:
+    clients: list[Client] = []
+    yield clients
+    for nc in clients:
+        if not nc.is_closed:
+            await nc.close()
+
+
+async def client(nats_server: ServerProcess, clients: list[Client]) -> Client:
+    nc = await nats.connect(nats_server.url, connect_timeout=5, allow_reconnect=False)
+    clients.append(nc)
+    return nc
+
+
+async def controller(
+    srv: ServerProcess, clients: list[Client], name: str, site: str = SITE
+) -> tuple[ControllerNode, ControllerLease]:
+    nc = await client(srv, clients)
+    kv = await lease_store(nc.jetstream(), site, TTL_S)
+    lease = ControllerLease(kv, name, TTL_S, system_clock)
+    node = ControllerNode(nc, site, name, lease, SHARDS, FAILSAFE_LIMIT_W, system_clock)
+    await node.start()
+    return node, lease
+
+
+async def shards(
+    srv: ServerProcess, clients: list[Client], n_rigs: int = 400, site: str = SITE
+) -> dict[str, tuple[ShardNode, MemoryFleet]]:
+    out = {}
+    for s, rigs in by_shard(mixed_fleet(n_rigs, seed=3)).items():
+        fleet = MemoryFleet(rigs)
+        gate = BudgetGate(s, FAILSAFE_LIMIT_W / len(SHARDS))
+        node = ShardNode(
+            await client(srv, clients), site, s, fleet, gate, CONSTRAINTS, system_clock
+        )
+        await node.start()
+        out[s] = (node, fleet)
+    return out
+
+
+async def flush(nodes: Sequence[ShardNode | ControllerNode]) -> None:
+    for n in nodes:
+        await n.nc.flush(timeout=5)
+
+
+@pytest.mark.asyncio
+async def test_one_leader_then_the_standby_takes_over_when_it_dies(
+    nats_server: ServerProcess, connect: list[Client]
+) -> None:
+    a_node, a = await controller(nats_server, connect, "ctrl-a", site="lease1")
+    _, b = await controller(nats_server, connect, "ctrl-b", site="lease1")
+    both_seen = 0
+
+    async def watch() -> None:
+        nonlocal both_seen
+        while True:
+            both_seen += a.held() and b.held()
+            await asyncio.sleep(0.01)
+
+    async with asyncio.TaskGroup() as tg:
+        watcher = tg.create_task(watch())
+        keep_a = tg.create_task(a.keep(0.2))
+        await wait_until(a.held, 20, "ctrl-a took the free lease")
+        keep_b = tg.create_task(b.keep(0.2))
+        # b stands by through many renewals of a's lease
+        await wait_until(lambda: a.revision > 10, 30, "ctrl-a renewed its lease")
+        assert not b.held() and b.terms == 0
+        last_a = a.revision
+        keep_a.cancel()  # ctrl-a dies: no release, the key must expire
+        await a_node.nc.close()
+        await wait_until(b.held, 30, "ctrl-b took the lease after ctrl-a's expired")
+        assert b.revision > last_a
+        assert not a.held()  # the dead one no longer counts itself leader either
+        keep_b.cancel()
+        watcher.cancel()
+    assert both_seen == 0
+    assert b.terms == 1
+
+
+@pytest.mark.asyncio
+async def test_shards_follow_the_new_leader_and_ignore_the_deposed_one(
+    nats_server: ServerProcess, connect: list[Client]
+) -> None:
+    site = "fence1"
+    a_node, a = await controller(nats_server, connect, "ctrl-a", site=site)
+    b_node, b = await controller(nats_server, connect, "ctrl-b", site=site)
+    nodes = await shards(nats_server, connect, site=site)
+    shard_nodes = [n for n, _ in nodes.values()]
+    assert await a.tick() and not await b.tick()
+    nominal_w = sum(sum(r.model.nominal_power_w for r in f.rigs) for _, f in nodes.values())
+
+    async def cycle(ctrl: ControllerNode, budget_w: float) -> None:
+        # shards report, the controller splits, the shards hear their budgets
+        for n in shard_nodes:
+            await n.cycle()
+        await flush(shard_nodes)
+        await wait_until(lambda: all(ctrl.heard_seq(s) > 0 for s in SHARDS), 20, "aggregates heard")
+        out = await ctrl.cycle(budget_w)
+        if out.leader:
+            await flush([ctrl])
+            await wait_until(
+                lambda: all(n.gate.has_pending for n in shard_nodes), 20, "budgets heard"
+            )
+
+    await cycle(a_node, 0.5 * nominal_w)
+    assert not (await b_node.cycle(0.5 * nominal_w)).leader  # standby sends nothing
+    for n, _ in nodes.values():
+        d = (await n.cycle()).decision
+        assert d.source is BudgetSource.BUDGET and d.lease_revision == a.revision
+    assert sum(f.power_w for _, f in nodes.values()) <= 0.5 * nominal_w + 1e-6
+    old_rev = a.revision
+
+    # ctrl-a hangs (no renewals); its key expires; ctrl-b takes the lease.
+    await wait_until(lambda: not a.held(), 30, "ctrl-a's own lease view expired")
+    for _ in range(300):  # ctrl-b's standby loop, by hand
+        if await b.tick():
+            break
+        await asyncio.sleep(0.1)
+    assert b.held() and b.revision > old_rev
+    await cycle(b_node, 0.3 * nominal_w)
+
+    # The deposed ctrl-a, still believing in revision old_rev, sends a raise to every shard.
+    for s in SHARDS:
+        raise_ = Budget(site, s, "ctrl-a", old_rev, 10_000, 0.0, nominal_w, 1.0, None)
+        await a_node.nc.publish(budget_subject(site, s), encode_budget(raise_))
+    await flush([a_node])
+    await wait_until(
+        lambda: all(n.gate.ignored >= 1 for n in shard_nodes), 20, "stale raises reached shards"
+    )
+    for n, _ in nodes.values():
+        d = (await n.cycle()).decision
+        assert d.lease_revision == b.revision
+    assert sum(f.power_w for _, f in nodes.values()) <= 0.3 * nominal_w + 1e-6
+
+
+@pytest.mark.asyncio
+async def test_a_shard_without_budgets_sheds_to_its_failsafe_share_on_the_third_cycle(
+    nats_server: ServerProcess, connect: list[Client]
+) -> None:
+    site = "quiet1"
+    ctrl, lease = await controller(nats_server, connect, "ctrl-a", site=site)
+    nodes = await shards(nats_server, connect, site=site)
+    assert await lease.tick()
+    shard_nodes = [n for n, _ in nodes.values()]
+    for n in shard_nodes:
+        await n.cycle()
+    await flush(shard_nodes)
+    await wait_until(lambda: all(ctrl.heard_seq(s) > 0 for s in SHARDS), 20, "aggregates heard")
+    nominal_w = sum(sum(r.model.nominal_power_w for r in f.rigs) for _, f in nodes.values())
+    await ctrl.cycle(0.9 * nominal_w)  # a generous budget: above the fail-safe shares
+    await flush([ctrl])
+    await wait_until(lambda: all(n.gate.has_pending for n in shard_nodes), 20, "budgets heard")
+    shares = ctrl.failsafe_shares_w()
+    assert sum(shares.values()) == pytest.approx(FAILSAFE_LIMIT_W)
+
+    sources = []
+    for _ in range(4):  # the controller is silent from here on
+        out = {s: await n.cycle() for s, (n, _) in nodes.items()}
+        sources.append({c.decision.source for c in out.values()})
+    assert sources == [
+        {BudgetSource.BUDGET},
+        {BudgetSource.HELD},
+        {BudgetSource.HELD},
+        {BudgetSource.FAILSAFE},
+    ]
+    for s, (n, fleet) in nodes.items():
+        # Each plans within its share, by its nominal power (small shortfalls aside: fixed rigs)
+        last = fleet.applied[-1]
+        assert last.budget_w == pytest.approx(shares[s])
+        assert fleet.power_w <= max(shares[s], last.planned_power_w) + 1e-6
+        assert n.gate.failsafe_w == pytest.approx(shares[s])
+    assert sum(f.power_w for _, f in nodes.values()) <= FAILSAFE_LIMIT_W + sum(
+        f.applied[-1].shortfall_w for _, f in nodes.values()
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_silent_shard_is_counted_at_nominal_and_the_others_get_the_rest(
+    nats_server: ServerProcess, connect: list[Client]
+) -> None:
+    site = "dead1"
+    ctrl, lease = await controller(nats_server, connect, "ctrl-a", site=site)
+    nodes = await shards(nats_server, connect, site=site)
+    assert await lease.tick()
+    nominal = {s: sum(r.model.nominal_power_w for r in f.rigs) for s, (_, f) in nodes.items()}
+    budget_w = 0.6 * sum(nominal.values())
+    live = [n for s, (n, _) in nodes.items() if s != "s4"]
+    for n, _ in nodes.values():
+        await n.cycle()
+    await flush([n for n, _ in nodes.values()])
+    await wait_until(lambda: all(ctrl.heard_seq(s) > 0 for s in SHARDS), 20, "aggregates heard")
+    first = await ctrl.cycle(budget_w)
+    assert first.silent_shards == () and first.reserved_w == 0.0
+    outs = []
+    for _ in range(4):  # s4 is killed: no more aggregates from it
+        for n in live:
+            await n.cycle()
+        await flush(live)
+        await wait_until(
+            lambda: all(ctrl.heard_seq(n.shard_id) == n.seq for n in live), 20, "aggregates heard"
+        )
+        outs.append(await ctrl.cycle(budget_w))
+    # Counted silent from the third controller cycle without its aggregate, as a shard
+    # counts cycles without a budget.
+    assert [o.silent_shards for o in outs] == [(), (), ("s4",), ("s4",)]
+    last = outs[-1]
+    assert last.reserved_w == pytest.approx(nominal["s4"])
+    assert last.split is not None
+    assert set(last.split.shares) == {"s1", "s2", "s3"}
+    assert sum(sh.budget_w for sh in last.split.shares.values()) == pytest.approx(
+        budget_w - nominal["s4"]
+    )
+
+
+@pytest.mark.asyncio
+async def test_garbage_on_the_budget_subject_is_counted_and_ignored(
+    nats_server: ServerProcess, connect: list[Client]
+) -> None:
+    site = "junk1"
+    nodes = await shards(nats_server, connect, n_rigs=40, site=site)
+    n, _ = nodes["s1"]
+    nc = await client(nats_server, connect)
+    await nc.publish(budget_subject(site, "s1"), b'{"v": 99}')
+    await nc.publish(budget_subject(site, "s1"), b"not json")
+    await nc.flush(timeout=5)
+    await wait_until(lambda: n.bad_messages == 2, 20, "both bad budgets counted")
+    assert (await n.cycle()).decision.source is BudgetSource.FAILSAFE

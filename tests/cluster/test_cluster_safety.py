@@ -1,0 +1,72 @@
+"""The shard's budget gate: fencing by lease revision, hold for a few cycles, fail-safe share."""
+
+from __future__ import annotations
+
+from minerd.cluster.messages import Budget
+from minerd.cluster.safety import BudgetGate, BudgetSource
+
+
+def budget(
+    rev: int, seq: int, budget_w: float, ctrl: str = "c1", failsafe_w: float = 400.0
+) -> Budget:
+    return Budget("site1", "s1", ctrl, rev, seq, 0.0, budget_w, failsafe_w, 5)
+
+
+def test_before_any_budget_the_shard_plans_its_failsafe_share() -> None:
+    gate = BudgetGate("s1", failsafe_w=250.0)
+    d = gate.next_cycle()
+    assert (d.source, d.budget_w, d.max_wakes) == (BudgetSource.FAILSAFE, 250.0, 0)
+
+
+def test_budget_held_two_cycles_then_failsafe_share_on_the_third() -> None:
+    gate = BudgetGate("s1", failsafe_w=250.0)
+    assert gate.offer(budget(5, 1, 1000.0, failsafe_w=400.0))
+    d = gate.next_cycle()
+    assert (d.source, d.budget_w, d.max_wakes) == (BudgetSource.BUDGET, 1000.0, 5)
+    held = [gate.next_cycle() for _ in range(2)]
+    assert [h.source for h in held] == [BudgetSource.HELD, BudgetSource.HELD]
+    assert all(h.budget_w == 1000.0 and h.max_wakes == 0 for h in held)  # no wakes while held
+    third = gate.next_cycle()
+    # The share came with the last budget; it replaces the starting one.
+    assert (third.source, third.budget_w) == (BudgetSource.FAILSAFE, 400.0)
+    assert gate.next_cycle().source is BudgetSource.FAILSAFE  # and stays there
+
+
+def test_losing_the_controller_never_raises_a_shard() -> None:
+    gate = BudgetGate("s1", failsafe_w=250.0)
+    gate.offer(budget(5, 1, 100.0, failsafe_w=400.0))  # a deep cut: 100 W, below the share
+    gate.next_cycle()
+    decisions = [gate.next_cycle() for _ in range(3)]
+    assert decisions[-1].source is BudgetSource.FAILSAFE
+    assert max(d.budget_w for d in decisions) == 100.0
+
+
+def test_a_budget_from_an_older_lease_revision_is_ignored() -> None:
+    gate = BudgetGate("s1", failsafe_w=250.0)
+    assert gate.offer(budget(9, 1, 800.0, ctrl="new"))
+    assert gate.next_cycle().budget_w == 800.0
+    # The deposed controller (revision 7) wakes up and sends a raise: ignored.
+    assert not gate.offer(budget(7, 50, 5000.0, ctrl="old"))
+    assert gate.ignored == 1
+    d = gate.next_cycle()
+    assert (d.source, d.budget_w, d.lease_revision) == (BudgetSource.HELD, 800.0, 9)
+    # The leader's renewals raise the revision; its budgets keep coming through.
+    assert gate.offer(budget(11, 2, 700.0, ctrl="new"))
+    assert gate.next_cycle().budget_w == 700.0
+    assert gate.newest_revision == 11
+
+
+def test_a_replayed_budget_is_ignored_and_the_newest_of_a_cycle_wins() -> None:
+    gate = BudgetGate("s1", failsafe_w=250.0)
+    assert gate.offer(budget(5, 2, 600.0))
+    assert not gate.offer(budget(5, 2, 900.0))  # same revision, same seq: a replay
+    assert not gate.offer(budget(5, 1, 900.0))  # older seq
+    assert gate.offer(budget(5, 3, 650.0))
+    assert gate.next_cycle().budget_w == 650.0
+    assert gate.ignored == 2
+
+
+def test_a_budget_for_another_shard_is_ignored() -> None:
+    gate = BudgetGate("s2", failsafe_w=250.0)
+    assert not gate.offer(budget(5, 1, 600.0))
+    assert gate.next_cycle().source is BudgetSource.FAILSAFE
