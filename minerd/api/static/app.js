@@ -153,6 +153,7 @@
     }
     renderEconomics(s.economics);
     renderAward(s.award);
+    renderShed(s.shed_capacity);
     text("failsafe", s.failsafe.active ? "ACTIVE" : "off");
     text("failsafe-reason", s.failsafe.reason);
     text("cap-now", s.operator_cap_kw === null ? "none" : f1(s.operator_cap_kw) + " kW");
@@ -170,6 +171,16 @@
     text("award-pace", known(a.pace_kw) ? f1(a.pace_kw) : "–");
     text("award-peak", f1(a.peak_kw));
     text("award-span", hhmmss(Date.parse(a.interval_start)).slice(0, 5) + "–" + hhmmss(Date.parse(a.interval_end)).slice(0, 5));
+  }
+
+  // What the site can shed, and how fast (site import kW); "–" before the first cycle.
+  function renderShed(c) {
+    text("shed-5s", c ? f1(c.within_5s_kw) : "–");
+    text("shed-60s", c ? f1(c.within_60s_kw) : "–");
+    text("shed-600s", c ? f1(c.within_600s_kw) : "–");
+    const fams = new Map();
+    for (const k of c ? c.classes : []) fams.set(k.family, (fams.get(k.family) || 0) + k.within_60s_kw);
+    text("shed-families", [...fams].filter(([, kw]) => kw > 0).map(([f, kw]) => f + " " + f1(kw)).join(" · "));
   }
 
   // Price-aware dispatch ([economics]); the card stays hidden while it is off.
