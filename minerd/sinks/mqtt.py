@@ -24,7 +24,7 @@ from typing import Protocol
 
 from minerd.errors import DeviceError
 from minerd.sinks.base import ErrorLog, SinkStats
-from minerd.sinks.events import SnapshotEvent, TelemetryEvent
+from minerd.sinks.events import SettlementEvent, SnapshotEvent, TelemetryEvent
 from minerd.transports.mqtt import MqttSession
 from minerd.transports.mqtt_url import parse_mqtt_url
 
@@ -123,6 +123,24 @@ def shed_doc(event: SnapshotEvent) -> dict[str, object] | None:
     return doc
 
 
+def settlement_doc(site: str, event: SettlementEvent) -> dict[str, object]:
+    """The retained last settlement interval (energy awarded against imported)."""
+    r = event.record
+    dev, pct = r.deviation_kwh, r.deviation_pct
+    return {
+        "site": site,
+        "interval_start_s": r.interval_start_s,
+        "interval_s": r.interval_s,
+        "award_id": r.award_id,
+        "awarded_kwh": None if r.awarded_kwh is None else _r(r.awarded_kwh, 3),
+        "imported_kwh": _r(r.imported_kwh, 3),
+        "deviation_kwh": None if dev is None else _r(dev, 3),
+        "deviation_pct": None if pct is None else _r(pct, 3),
+        "peak_kw": _r(r.peak_kw, 1),
+        "seconds_over": _r(r.seconds_over, 1),
+    }
+
+
 class MqttSink:
     def __init__(self, site: str, config: MqttSinkConfig, *, name: str = "mqtt") -> None:
         self.name = name
@@ -132,6 +150,9 @@ class MqttSink:
         self.status_topic = f"{base}/status"
         self.state_topic = f"{base}/state"
         self.rig_topic_prefix = f"{base}/rigs/"
+        self.settlement_topic = f"{base}/settlement"  # the last closed settlement interval
+        self._settlement_payload: bytes | None = None
+        self._settlement_dirty = False
         self._queue: asyncio.Queue[SnapshotEvent] = asyncio.Queue(config.queue_size)
         self._state_payload: bytes | None = None  # latest state, republished on reconnect
         self._state_key: str | None = None  # state without its timestamp: "did it change"
@@ -166,6 +187,12 @@ class MqttSink:
     # ------------------------------------------------------------ caller side
 
     def offer(self, event: TelemetryEvent) -> None:
+        if isinstance(event, SettlementEvent):
+            # Retained, sent with the next state publication (every control cycle).
+            doc = settlement_doc(self.site, event)
+            self._settlement_payload = json.dumps(doc, separators=(",", ":")).encode()
+            self._settlement_dirty = True
+            return
         if not isinstance(event, SnapshotEvent):
             return
         if self._queue.full():
@@ -209,6 +236,7 @@ class MqttSink:
             self._errors.ok()
             self._published_key = None
             self._dirty_rigs = set(self._rig_payloads)
+            self._settlement_dirty = self._settlement_payload is not None
         await self._publish_changes()
         self.connects += 1
 
@@ -225,6 +253,9 @@ class MqttSink:
                 if self._state_key != self._published_key and self._state_payload is not None:
                     await self._publish(self.state_topic, self._state_payload)
                     self._published_key = self._state_key
+                if self._settlement_dirty and self._settlement_payload is not None:
+                    await self._publish(self.settlement_topic, self._settlement_payload)
+                    self._settlement_dirty = False
                 while self._dirty_rigs:
                     rig = next(iter(self._dirty_rigs))
                     await self._publish(self.rig_topic_prefix + rig, self._rig_payloads[rig])

@@ -66,3 +66,38 @@ async def test_settlement_into_influxd(influxd: ServerProcess, tmp_path: Path) -
     assert rows[0][1:3] == [42.0, 41.8]
     assert rows[0][3] == pytest.approx(-100 * 200 / 42_000)
     assert rows[1][1:] == [None, 0.5, None, 12.0]
+
+
+@pytest.mark.asyncio
+async def test_settlement_retained_on_mqtt(tmp_path: Path) -> None:
+    import json
+
+    import aiomqtt
+    from servers import start_mosquitto
+    from sinks_data import LIMIT, make_snapshot
+
+    from minerd.sinks import MqttSink, MqttSinkConfig
+
+    srv = await asyncio.to_thread(start_mosquitto, tmp_path)
+    try:
+        sink = MqttSink("site-1", MqttSinkConfig.from_url(srv.url, max_backoff_s=0.3))
+        hub = SinkHub([sink])
+        async with running(hub):
+            hub.publish_settlement(record(T0_S, 41_800.0, 42_000.0))
+            hub.publish_snapshot(make_snapshot(T0_S + H, 2, grid_w=41_000_000.0), LIMIT, 9e5)
+            await wait_until(lambda: sink.published >= 3, 30, "status, state, settlement")
+            async with aiomqtt.Client("127.0.0.1", srv.port) as client:
+                await client.subscribe("minerd/site-1/settlement", qos=1)
+                async with asyncio.timeout(5):
+                    msg = await anext(aiter(client.messages))
+            assert msg.retain
+            assert isinstance(msg.payload, bytes)
+            doc = json.loads(msg.payload)
+            assert (doc["awarded_kwh"], doc["imported_kwh"], doc["award_id"]) == (
+                42_000.0,
+                41_800.0,
+                "k-1",
+            )
+            assert doc["deviation_kwh"] == -200.0 and doc["interval_start_s"] == T0_S
+    finally:
+        await asyncio.to_thread(srv.stop)
