@@ -11,8 +11,14 @@ count()  keeps the interval's energy so far from the grid meter: fresh power rea
 
 pace()   turns award, energy so far and time into a power limit: what is left of the target
          (target_fraction of the award) spread over what is left of the interval, plus the
-         loop's margin (the loop aims margin under its limit). In the last no_catchup part
-         of the interval the pace may only fall: a site behind does not surge to catch up.
+         loop's margin (the loop aims margin under its limit), plus a learnt bias. In the
+         last no_catchup part of the interval the pace may only fall: a site behind does
+         not surge to catch up.
+
+follow() learns that bias: the import the loop and planner settle at sits some kW under the
+         limit they are given (plan granularity, faulted rigs, the loop's own residual). It
+         integrates asked - drawn while the pace is the limit in force, bounded, so the site
+         draws what the pace asks for instead of catching up only as the interval runs out.
 
 Nothing here reads a clock: every time is passed in, epoch seconds.
 """
@@ -32,7 +38,7 @@ FAULT_DRIFT = "energy register disagrees with integrated power"
 class PaceConfig:
     max_kw: float  # the most the site may draw (contracted limit): bounds a register step
     margin_kw: float = 0.0  # the loop's margin, given back so the import runs at the pace
-    target_fraction: float = 0.997  # of the award: meter noise stays under 100.2 %
+    target_fraction: float = 0.998  # of the award: lag and noise stay within 99-100.2 %
     no_catchup_fraction: float = 0.1  # last part of the interval where the pace only falls
     agree_fraction: float = 0.02  # register and integral agree within this share...
     agree_floor_kwh: float = 0.02  # ...or this much (register resolution)...
@@ -40,6 +46,8 @@ class PaceConfig:
     # trapezoid off by half of it, more than 2 % early in an interval.
     agree_floor_s: float = 10.0
     step_slack_s: float = 1.0  # register and power may be read this far apart
+    bias_per_s: float = 0.05  # share of the shortfall (asked - drawn) learnt per second
+    bias_max_fraction: float = 0.1  # |bias| at most this share of max_kw
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,13 @@ class EnergyCount:
         """Best estimate: the register while it agrees with the integral, plus any gap."""
         return self.settled_kwh + self.pending_kwh
 
+    def energy_at_kwh(self, now_s: float) -> float:
+        """energy_kwh carried on to now_s at the last power read: a reading is a second or
+        more old when a cycle sees it, and the pace must not take that as energy missing."""
+        if self.pending_to_s is not None or self.last_s is None or now_s <= self.last_s:
+            return self.energy_kwh
+        return self.energy_kwh + max(0.0, self.last_power_kw) * (now_s - self.last_s) / S_PER_H
+
     @property
     def settled_kwh(self) -> float:
         if self.register_kwh is not None and not self.fault:
@@ -81,7 +96,8 @@ class EnergyCount:
 def start_count(
     start_s: float, at_s: float, energy_kwh: float, sample: MeterSample | None
 ) -> EnergyCount:
-    """A count that already holds energy_kwh at at_s (0 at the interval's start)."""
+    """A count that already holds energy_kwh at at_s (0 at the interval's start; below 0
+    when at_s is before it: what was drawn from at_s to the start is the last interval's)."""
     if sample is None or not sample.fresh:
         return EnergyCount(start_s, integral_kwh=energy_kwh, pending_to_s=at_s)
     return EnergyCount(
@@ -128,10 +144,12 @@ def count(
         gap_kwh = c.pending_kwh
         if c.pending_to_s is not None and t_s > c.pending_to_s:
             gap_kwh += max(0.0, worst_kw) * (t_s - c.pending_to_s) / S_PER_H
+        settled = c.integral_kwh + gap_kwh
         return replace(
             c,
-            integral_kwh=c.integral_kwh + gap_kwh,
-            register_kwh=None,  # no baseline: the register counts from the next interval
+            integral_kwh=settled,
+            # The register counts on from here, on top of what was settled before it.
+            register_kwh=settled if sample.energy_kwh is not None and not c.fault else None,
             last_s=t_s,
             last_power_kw=sample.power_kw,
             last_register_kwh=sample.energy_kwh,
@@ -181,6 +199,18 @@ class Pace:
     remaining_kwh: float
     remaining_s: float
     frozen_kw: float | None  # the cap held through the no-catch-up part (None before it)
+    asked_kw: float = 0.0  # the import this pace wants (limit less margin and bias)
+
+
+def follow(
+    bias_kw: float, asked_kw: float, drawn_kw: float, dt_s: float, config: PaceConfig
+) -> float:
+    """The bias after dt_s in which the site drew drawn_kw while the pace asked asked_kw.
+    Call it only while the pace was the limit in force (else the shortfall is the power
+    limit's doing, and learning it would wind the bias up)."""
+    rate = min(1.0, config.bias_per_s * max(0.0, dt_s))
+    bound = config.bias_max_fraction * config.max_kw
+    return max(-bound, min(bound, bias_kw + rate * (asked_kw - drawn_kw)))
 
 
 def pace(
@@ -191,8 +221,10 @@ def pace(
     end_s: float,
     frozen_kw: float | None,
     config: PaceConfig,
+    bias_kw: float = 0.0,
 ) -> Pace:
-    """remaining target / remaining time (+ margin), never rising in the no-catch-up part.
+    """remaining target / remaining time (+ margin + bias), never rising in the no-catch-up
+    part. Pace.asked_kw is the import wanted (without margin and bias).
 
     frozen_kw: the previous cycle's Pace.frozen_kw within the same interval (None at first).
     """
@@ -203,12 +235,14 @@ def pace(
         return Pace(0.0, target_kwh, remaining_kwh, remaining_s, 0.0)
     if remaining_s <= 0.0:
         return Pace(0.0, target_kwh, remaining_kwh, 0.0, 0.0)
-    limit_kw = remaining_kwh * S_PER_H / remaining_s + config.margin_kw
+    asked_kw = remaining_kwh * S_PER_H / remaining_s
+    limit_kw = max(0.0, asked_kw + config.margin_kw + bias_kw)
     # At most what the site may draw: a bigger figure only means "behind" and is no limit.
     limit_kw = min(limit_kw, config.max_kw)
     no_catchup_s = config.no_catchup_fraction * (end_s - start_s)
     if remaining_s > no_catchup_s:
-        return Pace(limit_kw, target_kwh, remaining_kwh, remaining_s, None)
+        return Pace(limit_kw, target_kwh, remaining_kwh, remaining_s, None, asked_kw)
     if frozen_kw is not None:
         limit_kw = min(limit_kw, frozen_kw)
-    return Pace(limit_kw, target_kwh, remaining_kwh, remaining_s, limit_kw)
+        asked_kw = min(asked_kw, limit_kw - config.margin_kw - bias_kw)
+    return Pace(limit_kw, target_kwh, remaining_kwh, remaining_s, limit_kw, asked_kw)

@@ -23,6 +23,7 @@ from minerd.control.energy_pace import (
     Pace,
     PaceConfig,
     count,
+    follow,
     pace,
     start_count,
 )
@@ -124,6 +125,9 @@ class EnergyTracker:
         self._cycles = 0
         self._prev_sample: MeterSample | None = None
         self._fault_seen: tuple[float, str] | None = None
+        # The loop settles some kW off the limit it is given: learnt while the pace binds.
+        self.bias_kw = 0.0
+        self._binding = False  # the pace was the limit in force last cycle
 
     # ------------------------------------------------------------ inputs
 
@@ -147,6 +151,9 @@ class EnergyTracker:
     def cap(self, limit: EffectiveLimit, snap: FleetSnapshot, now_s: float) -> EffectiveLimit:
         """limit, or the award's pace when lower (origin "award"; a fail-safe stays one)."""
         p = self.update(snap, now_s, worst_kw=limit.limit_kw)
+        self._binding = (
+            p is not None and p.limit_kw < limit.limit_kw and limit.origin != ORIGIN_FAILSAFE
+        )
         if p is None or self.award is None or p.limit_kw >= limit.limit_kw:
             return limit
         origin = ORIGIN_FAILSAFE if limit.origin == ORIGIN_FAILSAFE else ORIGIN_AWARD
@@ -167,16 +174,29 @@ class EnergyTracker:
         if self.award is None or self.count is None:
             self._prev_sample = sample
             return None
+        before = self.count
         self.count = count(self.count, sample, now_s, worst_kw, self.config)
         self._note_fault()
+        last = self.last_pace
+        if (
+            self._binding
+            and last is not None
+            and sample.fresh
+            and before.last_s is not None
+            and before.pending_to_s is None
+            and sample.taken_at_s > before.last_s
+        ):
+            dt_s = sample.taken_at_s - before.last_s
+            self.bias_kw = follow(self.bias_kw, last.asked_kw, sample.power_kw, dt_s, self.config)
         p = pace(
             self.award.energy_kwh,
-            self.count.energy_kwh,
+            self.count.energy_at_kwh(now_s),
             now_s,
             self.award.start_s,
             self.award.end_s,
             self.frozen_kw,
             self.config,
+            self.bias_kw,
         )
         self.frozen_kw = p.frozen_kw
         self.last_pace = p
@@ -213,9 +233,10 @@ class EnergyTracker:
 
     def _fresh(self, award: EnergyAward, sample: MeterSample, now_s: float) -> EnergyCount:
         prev = self._prev_sample
-        if prev is not None and prev.fresh and prev.taken_at_s <= award.start_s + 1e-9:
-            # Seen running into the interval: what it drew since the start at today's power.
-            since_s = max(0.0, sample.taken_at_s - award.start_s)
+        if prev is not None and prev.fresh and sample.fresh:
+            # Seen running into the interval: counted from its start at the power read (a
+            # reading taken before the start begins below 0 by what belongs before it).
+            since_s = sample.taken_at_s - award.start_s
             energy = max(0.0, sample.power_kw) * since_s / S_PER_H
             return start_count(award.start_s, sample.taken_at_s, energy, sample)
         # Started mid-interval with nothing saved: assume it ran on pace so far.
@@ -248,6 +269,7 @@ class EnergyTracker:
         if since is not None and now_s > since:
             pending += self.config.max_kw * (now_s - since) / S_PER_H
         self.frozen_kw = _opt_float(saved.get("frozen_kw"))
+        self.bias_kw = _opt_float(saved.get("bias_kw")) or 0.0
         log.info(
             "award %s: energy count restored, %.3f kWh counted, %.0f s down counted at "
             "the worst case until the meter reads",
@@ -271,8 +293,7 @@ class EnergyTracker:
         award, c = self.award, self.count
         if award is not None and c is not None:
             # Up to the interval's end at the last power seen (readings lag a second or so).
-            tail_s = max(0.0, min(now_s, award.end_s) - (c.last_s or award.end_s))
-            energy = c.energy_kwh + max(0.0, c.last_power_kw) * tail_s / S_PER_H
+            energy = c.energy_at_kwh(min(now_s, award.end_s))
             closed = ClosedInterval(award, energy, c.fault)
             self.closed.append(closed)
             log.info(
@@ -309,6 +330,7 @@ class EnergyTracker:
             return
         value: dict[str, JsonValue] = {k: v for k, v in asdict(self.count).items()}
         value["frozen_kw"] = self.frozen_kw
+        value["bias_kw"] = self.bias_kw
         value["saved_s"] = now_s
         with contextlib.suppress(StorageError):  # counted by storage health
             self.state.set_many({STATE_ENERGY: value}, durable=False)

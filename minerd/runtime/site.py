@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from minerd.clock import Clock
+from minerd.control.energy_pace import PaceConfig
 from minerd.control.quota import limit_timeline
 from minerd.devices.rig import command_limit_s
 from minerd.errors import StorageError
@@ -14,6 +15,7 @@ from minerd.model import EffectiveLimit, FleetSnapshot, RigCommand, RigModel, Ri
 from minerd.runtime.commandable import commandable
 from minerd.runtime.cycle import ControlCycle, CycleConfig
 from minerd.runtime.devices import MeterInfo, PollableMeter, PollableRig, RigInfo
+from minerd.runtime.energy_tracker import EnergyTracker
 from minerd.runtime.executor import CommandRoute, Executor
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.history import SiteHistory
@@ -105,6 +107,9 @@ class Site:
             config=config,
         )
         self.cycle.poll_now = self.poller.poll_now
+        # Energy awards (issue 15): the interval's pace caps the limit while one is in force.
+        pace = PaceConfig(max_kw=config.contracted_limit_kw, margin_kw=config.loop.margin_kw)
+        self.cycle.energy = EnergyTracker(stores.awards, pace, stores.state)
         self.history = SiteHistory()
         self.cycle.listeners.append(self.history)
         self.started_at_s: float | None = None  # set when run() starts
@@ -192,6 +197,11 @@ class Site:
 
     def quotas_changed(self) -> None:
         self.cycle.quotas_changed()
+
+    def awards_changed(self) -> None:
+        """Energy awards were stored: the pace reads them on the next cycle."""
+        if self.cycle.energy is not None:
+            self.cycle.energy.awards_changed()
 
     def note_grid_contact(self) -> None:
         self.cycle.note_grid_contact()
