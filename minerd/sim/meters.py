@@ -73,11 +73,13 @@ class MeterSim:
         self.power_w = power_w
 
     def energy_now_kwh(self, power_w: float) -> float:
-        """The counter now: integrated so far plus the part since the last step."""
+        """The counter now: integrated so far plus the part since the last step, at the
+        power held since that step (what the next step integrates too), so the counter never
+        steps back between reads, as a real one never does. power_w: kept for callers."""
         if self._last_s is None:
             return self.energy_import_kwh
         dt_s = max(0.0, self.clock.now_s() - self._last_s)
-        return self.energy_import_kwh + max(0.0, power_w) * dt_s / 3.6e6
+        return self.energy_import_kwh + max(0.0, self.power_w) * dt_s / 3.6e6
 
     def register_values(self) -> dict[str, float]:
         live = self.power_source() if self.power_source is not None else self.power_w

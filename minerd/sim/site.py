@@ -39,7 +39,8 @@ from minerd.sim.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
-TICK_S = 0.2  # wall seconds between meter energy integration steps
+TICK_S = 0.2  # wall seconds between meter energy integration steps...
+TICK_SIM_S = 1.0  # ...at most this many sim seconds apart, so the counter stays close at speed
 GRID_METER = "grid"
 
 
@@ -230,7 +231,7 @@ class SimSite:
                     meter.advance(now_s, rigs_w + self.aux_w(rigs_w))
                 else:
                     meter.advance(now_s, sums.get(meter.unit_id - 1, 0.0))
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(min(TICK_S, TICK_SIM_S / max(self.clock.speed, 1e-9)))
 
     # ------------------------------------------------------------ control surface
 
