@@ -4,6 +4,7 @@ watched inbox folder when [awards] inbox_dir is set."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from minerd.runtime.settlement import AwardBoard, SettlementKeeper
 from minerd.runtime.site import Site
 from minerd.settings import Settings
 from minerd.storage import Stores
+
+log = logging.getLogger("minerd.awards")
 
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 
@@ -54,7 +57,10 @@ def build_awards(
     site.cycle.listeners.append(keeper)
     parts = AwardParts(keeper, AwardBoard(keeper, _pace_kw(site)), Rules(tz, a.interval_s))
     if a.inbox_dir is not None:
-        a.inbox_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            a.inbox_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # control starts anyway; the inbox says so at every poll
+            log.warning("award inbox %s cannot be created: %s", a.inbox_dir, exc)
         inbox = AwardInbox(site, a.inbox_dir, parts.rules, clock, poll_s=a.inbox_poll_s)
         parts.tasks.append(("award-inbox", inbox.run))
     return parts
