@@ -50,7 +50,7 @@ class EconomicsOut(BaseModel):
     what the rigs draw and hash now; null where a rate is not known."""
 
     enabled: bool
-    state: str  # off, active, stale, no-price, use-every-kw
+    state: str  # off, active, stale, no-price, use-every-kw, prepaid
     reason: str
     currency: str
     use_every_kw: bool

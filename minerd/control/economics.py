@@ -154,6 +154,7 @@ class EconomicsState(StrEnum):
     STALE = "stale"  # hashprice too old: the last breakeven stays in force
     NO_PRICE = "no-price"  # no energy price for this hour: not filtered
     USE_EVERY_KW = "use-every-kw"  # the operator's override: never sleeps a rig for price
+    PREPAID = "prepaid"  # an energy award covers the interval: its energy is paid already
 
 
 @dataclass(frozen=True)
@@ -174,13 +175,19 @@ def decide(
     last: Decision | None,
     missing: EconomicsState = EconomicsState.OFF,
     why_missing: str = "no hashprice received yet",
+    prepaid: bool = False,
 ) -> Decision:
     """The breakeven filter for this cycle.
 
     rates is None when no hashprice was ever received or no energy price is known (then
     `missing` says which): no filter. A stale hashprice keeps the last applied filter: it
-    never stops every rig, nor wakes every rig.
+    never stops every rig, nor wakes every rig. prepaid: an energy award covers now; its
+    energy is paid in advance (unused, it is lost), so nothing sleeps for price.
     """
+    if prepaid:
+        breakeven = breakeven_j_per_th(rates) if rates is not None else None
+        why = "energy award in force: its energy is paid in advance"
+        return Decision(EconomicsState.PREPAID, None, breakeven, why)
     if rates is None:
         return Decision(missing, None, None, why_missing)
     breakeven = breakeven_j_per_th(rates)

@@ -154,8 +154,9 @@ class ControlCycle:
     clock: Clock
     config: CycleConfig
     listeners: list[CycleListener] = field(default_factory=list)
-    # Price-aware dispatch (runtime.economics): now_s -> the planner's J/TH filter, or None.
-    economics: Callable[[float], float | None] | None = None
+    # Price-aware dispatch (runtime.economics): (now_s, an award covers now) -> the planner's
+    # J/TH filter, or None.
+    economics: Callable[[float, bool], float | None] | None = None
     energy: EnergyTracker | None = None  # the energy award's pace (issue 15), when set
 
     def __post_init__(self) -> None:
@@ -433,7 +434,9 @@ class ControlCycle:
                 self.poll_now(rig_id)  # the meter says over: find out who obeys, now
         constraints = self.config.constraints
         if self.economics is not None:
-            constraints = replace(constraints, max_j_per_th=self.economics(now_s))
+            # Energy in an award is paid in advance: price decides only beyond the awards.
+            prepaid = self.energy is not None and self.energy.award is not None
+            constraints = replace(constraints, max_j_per_th=self.economics(now_s, prepaid))
         if decision.distrust and unseen:
             plan_rigs = self._distrust(plan_rigs, unseen, now_s)
             constraints = replace(constraints, shed_fastest_first=True)

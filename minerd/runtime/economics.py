@@ -64,6 +64,7 @@ class Economics:
         self._models = tuple({m.name: m for m in models}.values())
         self._slots: tuple[PriceInterval, ...] = ()
         self.decision = Decision(EconomicsState.OFF, None, None, "not evaluated yet")
+        self._last_filter: Decision | None = None
         self._rates: Rates | None = None
         self._fresh = False
         self._logged: tuple[EconomicsState, float | None] | None = None
@@ -98,17 +99,18 @@ class Economics:
 
     # ------------------------------------------------------------ per cycle
 
-    def max_j_per_th(self, now_s: float) -> float | None:
+    def max_j_per_th(self, now_s: float, prepaid: bool = False) -> float | None:
         """The planner's filter this cycle (None: none). Logs each change of decision.
+        prepaid: an energy award covers now (its energy is paid: nothing sleeps for price).
 
         Called by the control cycle: it never raises; on a bug the last decision holds."""
         try:
-            return self._decide(now_s)
+            return self._decide(now_s, prepaid)
         except Exception:
             log.exception("economics failed: the last decision stays in force")
             return self.decision.max_j_per_th
 
-    def _decide(self, now_s: float) -> float | None:
+    def _decide(self, now_s: float, prepaid: bool) -> float | None:
         cfg = self.config
         price = cfg.tariff.price_at(now_s, self._slots)
         hashprice, fresh = self._hashprice(now_s)
@@ -129,10 +131,13 @@ class Economics:
             rates=self._rates,
             hashprice_fresh=fresh,
             use_every_kw=cfg.use_every_kw,
-            last=self.decision,
+            last=self._last_filter,
             missing=missing,
             why_missing=why,
+            prepaid=prepaid,
         )
+        if self.decision.state in (EconomicsState.ACTIVE, EconomicsState.STALE):
+            self._last_filter = self.decision  # what "stale" keeps, across award hours
         self._log_change()
         return self.decision.max_j_per_th
 

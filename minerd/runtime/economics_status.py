@@ -54,7 +54,7 @@ class EconomicsStatus:
     current rates, for what the rigs draw and hash now."""
 
     enabled: bool
-    state: str  # off, active, stale, no-price, use-every-kw
+    state: str  # off, active, stale, no-price, use-every-kw, prepaid
     reason: str
     currency: str = "USD"
     use_every_kw: bool = False

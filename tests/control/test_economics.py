@@ -263,3 +263,15 @@ def test_set_price_intervals_win_over_the_tariff() -> None:
     assert tariff.price_at(t, slots) == 10.0  # the later given wins where they overlap
     assert tariff.price_at(t + 61, slots) == 120.0
     assert tariff.price_at(t + 2700, slots) == 60.0  # end is exclusive
+
+
+def test_an_energy_award_in_force_is_prepaid_energy_nothing_sleeps_for_price() -> None:
+    price = breakeven_price(S21) * 3  # everything would lose money at this price
+    d = decide(
+        rates=rates(price), hashprice_fresh=True, use_every_kw=False, last=None, prepaid=True
+    )
+    assert d.state is EconomicsState.PREPAID and d.max_j_per_th is None
+    assert d.breakeven_j_per_th == pytest.approx(breakeven_j_per_th(rates(price)))
+    # Without a hashprice yet it is still prepaid, not "off".
+    d = decide(rates=None, hashprice_fresh=False, use_every_kw=False, last=None, prepaid=True)
+    assert d.state is EconomicsState.PREPAID and d.breakeven_j_per_th is None

@@ -287,3 +287,27 @@ def test_price_slots_survive_a_restart(tmp_path: Path) -> None:
     assert again.status(0.0, 0.0).energy_price_per_mwh == 90.0
     again.max_j_per_th(5000.0)
     assert again.status(0.0, 0.0).energy_price_per_mwh == 50.0
+
+
+@pytest.mark.asyncio
+async def test_award_hours_filter_nothing_and_stale_keeps_the_filter_from_before(
+    server: Feed,
+) -> None:
+    clock = ManualClock()
+    feed = make_feed(server.url, clock, stale_after_s=1800.0)
+    econ = economics(feed, 100.0)
+    server.serve(reply(("2026-11-29T12:00:00Z", 0.05)))
+    await feed.poll_once()
+    before = econ.max_j_per_th(clock.now_s())
+    assert before is not None
+    # An energy award covers the next hour: its energy is paid, nothing sleeps for price.
+    assert econ.max_j_per_th(clock.now_s(), prepaid=True) is None
+    assert econ.status(0.0, 0.0).state == "prepaid"
+    assert econ.status(0.0, 0.0).models_off == ()
+    # The feed dies during the award hour; after it, stale keeps the filter from before.
+    server.status = 500
+    clock.advance(3600.0)
+    await feed.poll_once()
+    assert econ.max_j_per_th(clock.now_s(), prepaid=True) is None
+    assert econ.max_j_per_th(clock.now_s()) == before
+    assert econ.status(0.0, 0.0).state == "stale"
