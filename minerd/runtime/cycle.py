@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from minerd.clock import Clock, elapsed_s
 from minerd.control.compliance import Compliance, Sample
@@ -44,6 +45,7 @@ from minerd.control.loop import (
 from minerd.control.options import awake_points
 from minerd.control.planner import MIN_OFF_REASON, Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
+from minerd.control.shed_capacity import shed_capacity
 from minerd.control.utilization import Gap, gap
 from minerd.model import (
     ComplianceRecord,
@@ -56,6 +58,7 @@ from minerd.model import (
     RigSetpoint,
     RigState,
     RigStatus,
+    ShedCapacity,
 )
 from minerd.runtime.cycle_persist import STATE_GRID_CONTACT, STATE_INTEGRAL, CyclePersister
 from minerd.runtime.energy_tracker import EnergyTracker
@@ -100,9 +103,14 @@ class CycleResult:
     compliance_minutes: tuple[ComplianceRecord, ...] = ()  # minutes closed this cycle
     loop_integral_kw: float = 0.0  # the loop's integral after this cycle (persisted)
     grid_last_contact_s: float | None = None  # last heard from the grid authority
+    shed: ShedCapacity | None = None  # what could be shed within 5 s / 60 s / 600 s
 
 
 CycleListener = Callable[[CycleResult], None]
+# Commands handed to the executor at a time by run_once_async: one journal transaction each.
+SUBMIT_BATCH = 2000
+_NO_DISPATCH = Dispatch((), ())
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -128,6 +136,15 @@ class _Limits:
 
     ahead: EffectiveLimit  # the lowest within the look-ahead (or the one in force now)
     now: EffectiveLimit  # in force now
+
+
+@dataclass(frozen=True)
+class _Orders:
+    """Phase dispatch: the commands, and the setpoints and statuses they were made from."""
+
+    dispatch: Dispatch
+    setpoints: list[RigSetpoint]
+    statuses: dict[str, RigStatus]
 
 
 @dataclass(frozen=True)
@@ -336,19 +353,35 @@ class ControlCycle:
         """One cycle, planning on the caller's thread (tests, benchmarks, tools)."""
         with self._one_cycle():
             sensed = self._sense()
-            looped = self._loop(sensed, self._limit(sensed))
+            limits = self._limit(sensed)
+            looped = self._loop(sensed, limits, *self._rigs(sensed.snap, sensed.now_s))
             the_plan = self._plan(looped) if looped.dispatching else None
-            return self._finish(sensed, looped, the_plan)
+            dispatch = (
+                _NO_DISPATCH if the_plan is None else self._dispatch(sensed, looped, the_plan)
+            )
+            self._verify(sensed.snap, sensed.now_s)
+            return self._account(sensed, looped, the_plan, dispatch)
 
     async def run_once_async(self) -> CycleResult:
-        """One cycle with planning in a worker thread: the same phases as run_once. Only the
-        planner (pure, handed immutable inputs) leaves the loop; what the loop decided
-        stands, and a shed goes out the moment its plan is back, nothing queued before it."""
+        """The same phases as run_once, the heavy readers in the cycle's worker thread: the
+        rigs as the planner sees them (from the snapshot, which is immutable, and the
+        IntentBook, which only cycle phases change, one cycle at a time) and the plan (pure,
+        immutable inputs). The loop serves polls and requests meanwhile. The decisions stay
+        on the loop, and a shed goes out the moment its plan is back: the loop is let in
+        again only after dispatch."""
         with self._one_cycle():
             sensed = self._sense()
-            looped = self._loop(sensed, self._limit(sensed))
-            the_plan = await self._plan_off_loop(looped) if looped.dispatching else None
-            return self._finish(sensed, looped, the_plan)
+            limits = self._limit(sensed)
+            rigs = await self._off_loop(self._rigs, sensed.snap, sensed.now_s)
+            looped = self._loop(sensed, limits, *rigs)
+            the_plan = await self._off_loop(self._plan, looped) if looped.dispatching else None
+            dispatch = _NO_DISPATCH
+            if the_plan is not None:
+                dispatch = await self._dispatch_async(sensed, looped, the_plan)
+            judged = await self._off_loop(self.book.verify, sensed.snap.rigs, sensed.now_s)
+            self._verify(sensed.snap, sensed.now_s, judged)
+            await asyncio.sleep(0)
+            return self._account(sensed, looped, the_plan, dispatch)
 
     @contextlib.contextmanager
     def _one_cycle(self) -> Iterator[None]:
@@ -359,13 +392,6 @@ class ControlCycle:
             yield
         finally:
             self._cycle_running = False
-
-    def _finish(self, sensed: _Sensed, looped: _Looped, the_plan: Plan | None) -> CycleResult:
-        dispatch = Dispatch((), ())
-        if the_plan is not None:
-            dispatch = self._dispatch(sensed, looped, the_plan)
-        self._verify(sensed.snap, sensed.now_s)
-        return self._account(sensed, looped, the_plan, dispatch)
 
     # ------------------------------------------------------------ phases
 
@@ -403,14 +429,27 @@ class ControlCycle:
             limit = self.energy.cap(limit, sensed.snap, now_s)  # the award's pace, when lower
         return _Limits(limit, limit_now)
 
-    def _loop(self, sensed: _Sensed, limits: _Limits) -> _Looped:
-        """The closed loop: the rig budget from the limit and the meter, and the rigs to
-        plan it over, with whom the meter says not to trust."""
-        snap, now_s = sensed.snap, sensed.now_s
+    def _rigs(
+        self, snap: FleetSnapshot, now_s: float
+    ) -> tuple[list[PlanRig], dict[str, tuple[int, float]]]:
+        """The rigs as the planner sees them, and the sheds not yet seen to land. Reads the
+        immutable snapshot, changes only the cycle's caches and the IntentBook's shed
+        tracking (no other task does): may run in the worker thread."""
         plan_rigs = self._plan_rigs(snap, now_s)
+        return plan_rigs, self._unseen_sheds(snap, plan_rigs)
+
+    def _loop(
+        self,
+        sensed: _Sensed,
+        limits: _Limits,
+        plan_rigs: list[PlanRig],
+        unseen: dict[str, tuple[int, float]],
+    ) -> _Looped:
+        """The closed loop: the rig budget from the limit and the meter, and the rigs to
+        plan it over (from _rigs), with whom the meter says not to trust."""
+        snap, now_s = sensed.snap, sensed.now_s
         counted_w = sum(counted_power_w(r) for r in plan_rigs)
         planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
-        unseen = self._unseen_sheds(snap, plan_rigs)
         fleet_max_w = max_rig_power_w(snap.rigs, self._by_name)
         budget_before_w = self.loop_state.budget_w
         self.loop_state, decision = step(
@@ -471,16 +510,46 @@ class ControlCycle:
         """Split the budget over the rigs (control.planner: pure)."""
         return plan(looped.decision.rig_budget_w, looped.plan_rigs, looped.constraints)
 
-    async def _plan_off_loop(self, looped: _Looped) -> Plan:
-        """The same plan in the cycle's own worker thread (one plan in flight at most: the
-        cycle awaits it, and run() starts no cycle while one runs)."""
+    async def _off_loop(self, fn: Callable[..., _T], *args: object) -> _T:
+        """fn(*args) in the cycle's own worker thread (one job in flight at most: the cycle
+        awaits it, and run() starts no cycle while one runs)."""
         pool = self._plan_pool
         if pool is None:
             pool = self._plan_pool = ThreadPoolExecutor(1, thread_name_prefix="minerd-plan")
-        return await asyncio.get_running_loop().run_in_executor(pool, self._plan, looped)
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     def _dispatch(self, sensed: _Sensed, looped: _Looped, the_plan: Plan) -> Dispatch:
         """Orders for the rigs the planner moved, only what changed; sheds go first."""
+        orders = self._diff(sensed, looped, the_plan, self.executor.shedding)
+        self._hold(looped, orders.dispatch)
+        self.executor.submit(orders.dispatch.shed, orders.dispatch.raise_)
+        self._note_in_flight(sensed.now_s, orders, the_plan)
+        return orders.dispatch
+
+    async def _dispatch_async(self, sensed: _Sensed, looped: _Looped, the_plan: Plan) -> Dispatch:
+        """_dispatch with the diff and the bookkeeping in the worker thread, and a large
+        dispatch handed to the executor in batches, sheds first: the executor starts on the
+        first batch while the next is journaled, and the loop is never held for all of it."""
+        orders = await self._off_loop(self._diff, sensed, looped, the_plan, self.executor.shedding)
+        d = orders.dispatch
+        self._hold(looped, d)
+        for cmds, is_shed in ((d.shed, True), (d.raise_, False)):
+            for i in range(0, len(cmds), SUBMIT_BATCH):
+                batch = cmds[i : i + SUBMIT_BATCH]
+                if is_shed:
+                    self.executor.submit(batch, ())
+                else:
+                    self.executor.submit((), batch)
+                if i + SUBMIT_BATCH < len(cmds) or (is_shed and d.raise_):
+                    await asyncio.sleep(0)
+        await self._off_loop(self._note_in_flight, sensed.now_s, orders, the_plan)
+        return d
+
+    def _diff(
+        self, sensed: _Sensed, looped: _Looped, the_plan: Plan, executor_shedding: bool
+    ) -> _Orders:
+        """The setpoints that changed, as commands (IntentBook.diff). Touches only the
+        cycle's own state and the IntentBook, so it may run in the worker thread."""
         snap, now_s = sensed.snap, sensed.now_s
         # The planner hands back the very same object for an unchanged setpoint.
         last = self._setpoints
@@ -508,10 +577,13 @@ class ControlCycle:
             orders,
             statuses,
             now_s,
-            allow_raise=looped.measured and not self.executor.shedding and not landing,
+            allow_raise=looped.measured and not executor_shedding and not landing,
         )
         for rig_id in dispatch.held:
             last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed
+        return _Orders(dispatch, orders, statuses)
+
+    def _hold(self, looped: _Looped, dispatch: Dispatch) -> None:
         held_w = self.loop_state.budget_w
         budget_before_w = looped.budget_before_w
         if dispatch.held and budget_before_w is not None and held_w is not None:
@@ -520,8 +592,13 @@ class ControlCycle:
             self.loop_state = replace(
                 self.loop_state, budget_w=min(held_w, budget_before_w), raised_w=0.0
             )
-        self.executor.submit(dispatch.shed, dispatch.raise_)
-        step_w = self._step_w(dispatch, orders, statuses)
+
+    def _note_in_flight(self, now_s: float, orders: _Orders, the_plan: Plan) -> None:
+        """The power the commands just sent move, until their rigs have reacted: the loop
+        does not learn from the meter while together they move the site (cycle state only:
+        may run in the worker thread)."""
+        dispatch = orders.dispatch
+        step_w = self._step_w(dispatch, orders.setpoints, orders.statuses)
         if step_w > 0.0:
             until_s = now_s + self._moving_for_s(dispatch)
             self._in_flight.append((until_s, step_w))
@@ -533,7 +610,6 @@ class ControlCycle:
         if sum(w for _, w in self._in_flight) > tolerance_w:
             until_s = max(u for u, _ in self._in_flight)
             self._moving_until_s = max(self._moving_until_s, until_s)
-        return dispatch
 
     def _account(
         self, sensed: _Sensed, looped: _Looped, the_plan: Plan | None, dispatch: Dispatch
@@ -558,6 +634,7 @@ class ControlCycle:
             log.info("site measured against its limit since start: raising allowed")
         minutes, closed = self._feed_compliance(now_s, snap, limit_in_force, gap_now)
         self.cycles += 1
+        shed = shed_capacity(snap.rigs, self.models, aux_fraction=self.config.loop.aux_fraction)
         result = CycleResult(
             cycle=self.cycles,
             snapshot=snap,
@@ -569,6 +646,7 @@ class ControlCycle:
             duration_s=elapsed_s() - sensed.t0_real_s,
             compliance=tuple(closed),
             utilization=gap_now,
+            shed=shed,
             compliance_minutes=tuple(minutes),
             loop_integral_kw=self.loop_state.integral_kw,
             grid_last_contact_s=self.grid_last_contact_s,
@@ -798,10 +876,16 @@ class ControlCycle:
             append(pr)
         return rigs
 
-    def _verify(self, snap: FleetSnapshot, now_s: float) -> None:
-        """Phase verify: readings against intents; who does not obey is counted at nominal
+    def _verify(
+        self,
+        snap: FleetSnapshot,
+        now_s: float,
+        judged: tuple[set[str], set[str]] | None = None,
+    ) -> None:
+        """Phase verify: readings against intents (IntentBook.verify, or its result
+        `judged` when it ran in the worker thread); who does not obey is counted at nominal
         and, every retry_unresponsive_s, told again."""
-        bad, good = self.book.verify(snap.rigs, now_s)
+        bad, good = judged if judged is not None else self.book.verify(snap.rigs, now_s)
         for rig_id in bad:
             if self.unresponsive.mark(rig_id, now_s):
                 log.warning("rig %s does not follow its setpoint: counted at nominal", rig_id)
