@@ -34,7 +34,17 @@ def _enabled(ctx: Ctx) -> None:
         raise ApiError(409, "economics is off: set [economics] enabled = true")
 
 
-@router.get("/prices", response_model=PricesOut, summary="Energy prices set and economics now")
+OFF: dict[int | str, dict[str, object]] = {
+    409: {"model": ErrorBody, "description": "economics is off ([economics] enabled = false)"}
+}
+
+
+@router.get(
+    "/prices",
+    response_model=PricesOut,
+    summary="Energy prices set and economics now",
+    responses=OFF,
+)
 async def get_prices(ctx: Ctx, _: Reader) -> PricesOut:
     _enabled(ctx)
     assert ctx.economics is not None
@@ -45,7 +55,7 @@ async def get_prices(ctx: Ctx, _: Reader) -> PricesOut:
     "/prices",
     response_model=PricesOut,
     summary="Set energy prices per interval (they win over the [economics] tariff)",
-    responses={409: {"model": ErrorBody, "description": "economics is off"}},
+    responses=OFF,
 )
 async def post_prices(ctx: Ctx, who: OperatorUser, body: PricesIn) -> PricesOut:
     _enabled(ctx)
