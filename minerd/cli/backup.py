@@ -25,7 +25,7 @@ from minerd.clock import system_clock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-_COUNTED = ("quota", "compliance", "audit", "command_journal")
+_COUNTED = ("quota", "award", "compliance", "settlement", "audit", "command_journal")
 DEFAULT_DB = "minerd.sqlite"  # StorageSettings.path's default
 
 
