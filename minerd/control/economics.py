@@ -6,7 +6,8 @@ exactly when its J/TH (W per TH/s) is at most the breakeven:
 
     breakeven_j_per_th = hashprice_usd_per_th_day x (1 - fee) / (price_usd_per_mwh x 24e-6)
 
-(1 W for a day is 24e-6 MWh.) The planner drops awake points above it; sleep stays allowed.
+(1 W for a day is 24e-6 MWh.) The planner drops awake points above it, and steps up whose
+extra watts cost more than their extra hashrate earns (options.worth_running); sleep stays.
 """
 
 from __future__ import annotations

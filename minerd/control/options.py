@@ -82,8 +82,8 @@ def allowed_points(
 ) -> tuple[OpPoint, ...]:
     """Points a rig may use: awake points up to cap_w (never below the lowest), plus sleep.
 
-    max_j_per_th (economics): awake points less efficient than this go; a rig that may not
-    sleep keeps its lowest point, one that may sleeps."""
+    max_j_per_th (economics): awake points that cost more than they earn go (worth_running);
+    a rig that may not sleep keeps its lowest point, one that may sleeps."""
     awake = awake_points(model)
     if cap_w is not None:
         cap_w = max(cap_w, awake[0].power_w)
@@ -99,11 +99,27 @@ def allowed_points(
             kept.sort(key=lambda p: p.power_w)
         awake = tuple(kept)
     if max_j_per_th is not None:
-        worth = tuple(p for p in awake if p.power_w <= max_j_per_th * p.hashrate_ths + _EPS_W)
+        worth = worth_running(awake, max_j_per_th)
         awake = worth if worth or with_sleep else awake[:1]
     if with_sleep:
         return (sleep_point(model), *(p for p in awake if p.power_w > model.sleep_power_w))
     return awake
+
+
+def worth_running(points: tuple[OpPoint, ...], max_j_per_th: float) -> tuple[OpPoint, ...]:
+    """Awake points (ascending power) that pay for themselves at this breakeven J/TH, and
+    whose step up from the next lower point kept pays too: an overclock's extra watts can
+    cost more than its extra hashrate earns while its average J/TH still looks fine."""
+    out: list[OpPoint] = []
+    for p in points:
+        if p.power_w > max_j_per_th * p.hashrate_ths + _EPS_W:
+            continue
+        if out:
+            dh = p.hashrate_ths - out[-1].hashrate_ths
+            if dh <= 0.0 or p.power_w - out[-1].power_w > max_j_per_th * dh + _EPS_W:
+                continue
+        out.append(p)
+    return tuple(out)
 
 
 def _below_or_on(a: OpPoint, b: OpPoint, c: OpPoint) -> bool:

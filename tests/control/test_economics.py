@@ -22,7 +22,7 @@ from minerd.control.economics import (
     hourly,
     models_off,
 )
-from minerd.control.options import allowed_points
+from minerd.control.options import OpPoint, allowed_points, worth_running
 from minerd.control.planner import PRICED_OUT_REASON, PlanConstraints, PlanRig, plan
 from minerd.model import RigModel, RigState
 from minerd.profiles import load_rig_model
@@ -111,7 +111,9 @@ def test_price_between_breakevens_runs_s21_and_sleeps_s19j_pro() -> None:
     p = plan(budget_w, rigs, PlanConstraints(max_j_per_th=d.max_j_per_th))
     for r, sp in zip(rigs, p.setpoints, strict=True):
         if r.model is S21:
-            assert sp.awake and sp.profile == "+1", sp  # its top profile, 18.0 J/TH
+            # At ~20.2 J/TH breakeven only "-2" pays: each step up costs more than it adds
+            # ("-2" -> "-1": 400 W for 18 TH/s, 22.2 J/TH at the margin).
+            assert sp.awake and sp.profile == "-2", sp
             assert sp.power_w / _ths(S21, sp.profile) <= d.max_j_per_th
         else:
             assert not sp.awake, sp
@@ -127,14 +129,18 @@ def _ths(model: RigModel, profile: str | None) -> float:
     return next(p.hashrate_ths for p in model.profiles if p.name == profile)
 
 
-def test_only_unprofitable_profiles_go() -> None:
-    # Breakeven between the S21's "default" (17.5 J/TH) and "+1" (18.0 J/TH): "+1" goes.
-    limit = (3500 / 200 + 3800 / 211) / 2
+def test_a_step_up_that_costs_more_than_it_adds_goes() -> None:
+    # S21 steps: "-2" -> "-1" 22.2 J/TH at the margin, "-1" -> "default" 23.5,
+    # "default" -> "+1" 27.3 (300 W for 11 TH/s), though "+1" averages only 18.0 J/TH.
+    limit = 25.0
     pts = allowed_points(S21, with_sleep=True, cap_w=None, max_j_per_th=limit)
     assert [p.profile for p in pts if not p.sleep] == ["-2", "-1", "default"]
     p = plan(1e9, fleet(2), PlanConstraints(max_j_per_th=limit))
     s21 = [sp for sp in p.setpoints if sp.rig_id.startswith("s21")]
     assert {sp.profile for sp in s21} == {"default"}
+    # Money per rig and day at that breakeven: "+1" earns less than "default".
+    r = Rates(0.049 / (limit * 24e-6), 0.05, 1.0, 0.02)
+    assert hourly(3800, 211, r).margin_per_h < hourly(3500, 200, r).margin_per_h
 
 
 def test_price_above_both_breakevens_sleeps_both() -> None:
@@ -148,8 +154,8 @@ def test_price_above_both_breakevens_sleeps_both() -> None:
     assert PRICED_OUT_REASON not in {sp.reason for sp in tight.setpoints}
 
 
-def test_price_below_both_breakevens_filters_nothing() -> None:
-    price = breakeven_price(S19JPRO) * 0.5
+def test_a_low_enough_price_filters_nothing() -> None:
+    price = breakeven_price(S19JPRO) * 0.2  # every point and every step up pays
     d = decide(rates=rates(price), hashprice_fresh=True, use_every_kw=False, last=None)
     filtered = plan(1e9, fleet(), PlanConstraints(max_j_per_th=d.max_j_per_th))
     assert filtered.setpoints == plan(1e9, fleet(), PlanConstraints()).setpoints
@@ -275,3 +281,16 @@ def test_an_energy_award_in_force_is_prepaid_energy_nothing_sleeps_for_price() -
     # Without a hashprice yet it is still prepaid, not "off".
     d = decide(rates=None, hashprice_fresh=False, use_every_kw=False, last=None, prepaid=True)
     assert d.state is EconomicsState.PREPAID and d.breakeven_j_per_th is None
+
+
+def test_worth_running_compares_each_step_with_the_last_point_kept() -> None:
+    pts = (
+        OpPoint(1000.0, 50.0, "a"),  # 20 J/TH
+        OpPoint(1300.0, 60.0, "b"),  # +300 W for +10 TH/s: 30 at the margin
+        OpPoint(1400.0, 58.0, "c"),  # less hashrate for more power: never worth it
+        OpPoint(1500.0, 70.0, "d"),  # +500 W for +20 TH/s over "a": 25 at the margin
+        OpPoint(2000.0, 75.0, "e"),  # 26.7 J/TH on average: too costly on its own
+    )
+    assert [p.profile for p in worth_running(pts, 25.0)] == ["a", "d"]
+    assert [p.profile for p in worth_running(pts, 19.0)] == []
+    assert [p.profile for p in worth_running(pts, 100.0)] == ["a", "b", "d", "e"]
