@@ -212,6 +212,7 @@ class ControlCycle:
         )
         self.moving_s = slowest_switch_s + self.config.loop.interval_s
         self._moving_until_s = -math.inf
+        self._raising_until_s = -math.inf  # raises sent until then may still be rising
         self._in_flight: list[tuple[float, float]] = []  # (until_s, power step W) per dispatch
         # Read a rig at once (wired to the poller): a shed not yet seen while over the limit.
         self.poll_now: Callable[[str], None] | None = None
@@ -464,6 +465,7 @@ class ControlCycle:
                 max_rig_power_w=fleet_max_w,
                 planned_rig_power_w=planned_w,
                 moving=now_s < self._moving_until_s,
+                falling=now_s >= self._raising_until_s,
                 distrusted_rig_power_w=counted_w + sum(extra for _, extra in unseen.values()),
             ),
             self.config.loop,
@@ -602,6 +604,8 @@ class ControlCycle:
         if step_w > 0.0:
             until_s = now_s + self._moving_for_s(dispatch)
             self._in_flight.append((until_s, step_w))
+            if dispatch.raise_:
+                self._raising_until_s = max(self._raising_until_s, until_s)
         # The rigs still on their way (each command until its reaction time is up) move
         # the site when together they exceed the loop's settle tolerance.
         self._in_flight = [(u, w) for u, w in self._in_flight if u > now_s]
