@@ -3,10 +3,12 @@ into checked award lines. One parser for every intake, so each refuses the same 
 the same words; nothing here writes (runtime.commands.PutAwards stores them).
 
 JSON: a list of awards, or {"awards": [...], "replace": false, "reference": "..."}.
-CSV: a header with interval_start and energy_mwh, optionally interval_s, id, reference;
-comma or semicolon separated (a semicolon file may use a decimal comma).
+CSV: a header with interval_start (or date and hour) and energy_mwh, optionally interval_s,
+id, reference; comma or semicolon separated (a semicolon file may use a decimal comma).
 Each award: interval_start (ISO 8601 with an offset, or local time in the site's zone
-without one), energy_mwh, optional interval_s (default from [awards]), id, reference.
+without one) or, as market exports give it, the local date and the interval's number in
+that day from 1 (hour); energy_mwh; optional interval_s (default from [awards]), id,
+reference.
 Every bad line or item is reported with where it is and what is wrong; one bad line
 refuses the whole batch.
 """
@@ -21,15 +23,15 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from minerd.errors import QuotaError
-from minerd.intervals import LocalTimeError, is_boundary, iso_local, local_to_s
+from minerd.intervals import LocalTimeError, day_intervals, is_boundary, iso_local, local_to_s
 
 MAX_AWARDS = 5000  # 52 days of 15-minute intervals
 MAX_MEAN_KW = 10_000_000.0  # 10 GW: catches kWh sent as MWh
-_COLUMNS = ("interval_start", "energy_mwh", "interval_s", "id", "reference")
+_COLUMNS = ("interval_start", "date", "hour", "energy_mwh", "interval_s", "id", "reference")
 _KEYS = frozenset(_COLUMNS)
 _MAX_TEXT = 200
 _YEARS = (1970, 9000)
@@ -150,7 +152,9 @@ def parse_csv_text(text: str | bytes, rules: Rules) -> AwardBatch:
             continue  # blank lines and comments
         if header is None:
             header = [h.strip().lower() for h in row]
-            missing = [c for c in ("interval_start", "energy_mwh") if c not in header]
+            missing = [c for c in ("energy_mwh",) if c not in header]
+            if "interval_start" not in header and not {"date", "hour"} <= set(header):
+                missing.insert(0, "interval_start (or date and hour)")
             unknown = [h for h in header if h not in _KEYS]
             if missing or unknown:
                 what = f"missing column {', '.join(missing)}" if missing else ""
@@ -184,7 +188,6 @@ def _line(
     item: Mapping[str, object], where: str, rules: Rules, problems: list[Problem], *, csv_text: bool
 ) -> AwardLine | None:
     before = len(problems)
-    start_s = _start(item.get("interval_start"), where, rules.tz, problems)
     energy_mwh = _number(item.get("energy_mwh"), where, "energy_mwh", problems, csv_text)
     interval_s = rules.interval_s
     raw_interval = item.get("interval_s")
@@ -197,6 +200,7 @@ def _line(
                 )
             else:
                 interval_s = got
+    start_s = _start_of(item, where, rules.tz, interval_s, problems, csv_text)
     award_id = _opt_text(item.get("id"), where, "id", problems)
     reference = _opt_text(item.get("reference"), where, "reference", problems)
     if len(problems) > before or start_s is None or energy_mwh is None:
@@ -233,6 +237,49 @@ def _line(
         reference=reference,
         where=where,
     )
+
+
+def _start_of(
+    item: Mapping[str, object],
+    where: str,
+    tz: ZoneInfo,
+    interval_s: float,
+    problems: list[Problem],
+    csv_text: bool,
+) -> float | None:
+    """interval_start, or the market's way: the local date and the interval's number in
+    it, from 1 (hour 1..24 for hourly intervals; 23 or 25 on a DST day)."""
+    start, day, number = item.get("interval_start"), item.get("date"), item.get("hour")
+    if day is None and number is None:
+        return _start(start, where, tz, problems)
+    if start is not None:
+        problems.append(
+            Problem(where, "interval_start", "give interval_start, or date and hour, not both")
+        )
+        return None
+    if not isinstance(day, str):
+        problems.append(Problem(where, "date", "is required with hour (YYYY-MM-DD)"))
+        return None
+    try:
+        local_day = date.fromisoformat(day.strip())
+    except ValueError:
+        problems.append(Problem(where, "date", f"{day[:40]!r} is not a date (YYYY-MM-DD)"))
+        return None
+    n = _number(number, where, "hour", problems, csv_text)
+    if n is None:
+        return None
+    intervals = day_intervals(local_day, interval_s, tz)
+    if n != int(n) or not 1 <= n <= len(intervals):
+        problems.append(
+            Problem(
+                where,
+                "hour",
+                f"must be a whole number 1..{len(intervals)}: {local_day} has "
+                f"{len(intervals)} intervals of {interval_s:g} s in {tz.key}",
+            )
+        )
+        return None
+    return intervals[int(n) - 1][0]
 
 
 def _start(value: object, where: str, tz: ZoneInfo, problems: list[Problem]) -> float | None:

@@ -188,7 +188,10 @@ async def test_awards_csv_bad_rows_named_by_line_and_nothing_stored(
         headers={**GRID, "Content-Type": "text/csv"},
     )
     assert bad_header.status_code == 422
-    assert "missing column interval_start, energy_mwh" in bad_header.json()["error"]
+    assert (
+        "missing column interval_start (or date and hour), energy_mwh"
+        in (bad_header.json()["error"])
+    )
 
 
 @pytest.mark.asyncio
