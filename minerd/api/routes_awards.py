@@ -98,9 +98,17 @@ def problems_response(exc: AwardInputError) -> JSONResponse:
 
 
 def notes_for(service: SiteService, awards: tuple[EnergyAward, ...]) -> list[str]:
-    """Awards whose mean power is above the contract: stored as sent, the contract caps."""
+    """Awards whose mean power is above the contract (stored as sent, the contract caps), and
+    awards for intervals already over."""
     contracted_kw = service.status().contracted_limit_kw
+    now_s = service.clock.now_s()
     notes = []
+    past = [a for a in awards if a.end_s <= now_s]
+    if past:
+        notes.append(
+            f"{len(past)} award(s) for intervals already over: stored for the settlement "
+            "report, nothing to pace"
+        )
     for a in awards:
         mean_kw = a.energy_kwh / (a.interval_s / 3600.0)
         if mean_kw > contracted_kw:

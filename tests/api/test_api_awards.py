@@ -246,6 +246,13 @@ async def test_settlement_report_json_and_csv(
     site.stores.awards.put_settlement(_record(t0, 796.0, None))
     site.stores.awards.put_settlement(_record(t0 + H, 500.0, None))
     span = {"from": iso(t0), "to": iso(t0 + 2 * H)}
+    late = await c.post(
+        "/api/v1/awards", json=[{"interval_start": iso(t0), "energy_mwh": 0.8}], headers=GRID
+    )
+    assert late.status_code == 200  # a repeat
+    assert late.json()["notes"] == [
+        "1 award(s) for intervals already over: stored for the settlement report, nothing to pace"
+    ]
     r = await c.get("/api/v1/settlement", params=span, headers=GRID)
     assert r.status_code == 200, r.text
     recs = r.json()["records"]
