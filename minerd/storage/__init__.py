@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minerd.storage.alert_state import AlertStore, OutboxItem
-from minerd.storage.awards import AwardConflict, AwardsPut, AwardStore
 from minerd.storage.audit import AuditEntry, AuditLog
+from minerd.storage.awards import AwardConflict, AwardsPut, AwardStore
 from minerd.storage.compliance import ComplianceKind, ComplianceStore
 from minerd.storage.db import Database, Migration, NotFoundError
 from minerd.storage.health import StorageHealth, StorageProblem
