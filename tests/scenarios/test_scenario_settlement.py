@@ -92,6 +92,11 @@ async def test_awards_from_the_inbox_settle_against_the_truth(tmp_path: Path) ->
             assert rec.award_id is not None
             assert rec.awarded_kwh == pytest.approx(energies_mwh[0] * 1000.0)
             truth_kwh = _truth_kwh(run.recorder.samples, start, start + INTERVAL_S)
+            print(
+                f"interval {iso_utc(start)}: awarded {rec.awarded_kwh:.4f} kWh, settled "
+                f"{rec.imported_kwh:.4f} kWh (register {rec.register_kwh}), integrated "
+                f"{rec.integrated_kwh:.4f} kWh, truth {truth_kwh:.4f} kWh"
+            )
             assert rec.imported_kwh == pytest.approx(truth_kwh, rel=0.03), (rec, truth_kwh)
             assert rec.register_kwh is not None  # the simulated meter has an energy register
             assert rec.covered_s >= INTERVAL_S - 5.0
