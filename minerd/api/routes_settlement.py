@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field
 from minerd.api.context import AUTH_RESPONSES, ComplianceReader, Ctx
 from minerd.api.params import DAY_S, FromQuery, ToQuery, span
 from minerd.api.times import iso, to_dt
-from minerd.model import EnergyAward, SettlementRecord
 from minerd.storage import Stores
+from minerd.storage.awards import awarded_in
 
 router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
 
@@ -59,21 +59,14 @@ class SettlementReport(BaseModel):
     records: list[SettlementOut]
 
 
-def _award_for(r: SettlementRecord, awards: list[EnergyAward]) -> EnergyAward | None:
-    for a in awards:
-        if a.start_s == r.interval_start_s and a.end_s == r.interval_end_s:
-            return a
-    return None
-
-
 def joined(stores: Stores, from_s: float, to_s: float) -> list[SettlementOut]:
     """Closed records in the span with the award in force for each (worker thread)."""
     records = stores.awards.settlements(from_s, to_s)
     awards = stores.awards.in_range(from_s, to_s + DAY_S)
     out = []
     for r in records:
-        a = _award_for(r, awards)
-        awarded = a.energy_kwh if a is not None else r.awarded_kwh
+        now_kwh, now_id = awarded_in(awards, r.interval_start_s, r.interval_end_s)
+        awarded = now_kwh if now_kwh is not None else r.awarded_kwh
         dev = None if awarded is None else r.imported_kwh - awarded
         pct = None if dev is None or not awarded else 100.0 * dev / awarded
         register = r.register_kwh is not None and r.imported_kwh == r.register_kwh
@@ -90,7 +83,7 @@ def joined(stores: Stores, from_s: float, to_s: float) -> list[SettlementOut]:
                 seconds_over=r.seconds_over,
                 energy_source="register" if register else "integrated",
                 covered_s=r.covered_s,
-                award_id=a.award_id if a is not None else r.award_id,
+                award_id=now_id if now_kwh is not None else r.award_id,
                 note=r.note,
             )
         )

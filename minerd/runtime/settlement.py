@@ -29,6 +29,7 @@ from minerd.intervals import interval_bounds
 from minerd.model import ComplianceRecord, EnergyAward, FleetSnapshot, SettlementRecord
 from minerd.runtime.award_view import AwardNow
 from minerd.storage import Stores
+from minerd.storage.awards import awarded_in
 
 log = logging.getLogger("minerd.settlement")
 
@@ -152,15 +153,23 @@ class SettlementKeeper:
             self.stores.state.set_many({STATE_OPEN: value}, durable=False)
 
     def _close(self, record: SettlementRecord) -> None:
-        award = self._award_of(record.interval_start_s, record.interval_end_s)
+        start_s, end_s = record.interval_start_s, record.interval_end_s
+        try:
+            awarded_kwh, award_id = awarded_in(
+                self.stores.awards.in_range(start_s, end_s), start_s, end_s
+            )
+        except StorageError:  # the report joins the award again when it is read
+            award = self._award_of(start_s, end_s)
+            awarded_kwh = None if award is None else award.energy_kwh
+            award_id = None if award is None else award.award_id
         over_s = self._over_s.pop(record.interval_start_s, 0.0)
         for start in [s for s in self._over_s if s < record.interval_start_s]:
             del self._over_s[start]
         record = replace(
             record,
             seconds_over=over_s,
-            awarded_kwh=None if award is None else award.energy_kwh,
-            award_id=None if award is None else award.award_id,
+            awarded_kwh=awarded_kwh,
+            award_id=award_id,
         )
         self._held.append(record)
         try:
@@ -174,7 +183,7 @@ class SettlementKeeper:
             "settlement %s: imported %.3f MWh, awarded %s%s",
             record.interval_start_s,
             record.imported_kwh / 1000.0,
-            "none" if award is None else f"{award.energy_kwh / 1000.0:.3f} MWh",
+            "none" if awarded_kwh is None else f"{awarded_kwh / 1000.0:.3f} MWh",
             "" if dev is None else f" ({dev:+.2f} %)",
         )
         for listener in self.on_closed:

@@ -318,6 +318,18 @@ class AwardStore:
         return stored if same else None
 
 
+def awarded_in(
+    awards: Sequence[EnergyAward], start_s: float, end_s: float
+) -> tuple[float | None, str | None]:
+    """The energy awarded for [start_s, end_s): the sum of the awards in force inside it (four
+    15-minute awards settle in one hour), and the award's id when there is exactly one;
+    (None, None) without any."""
+    inside = [a for a in awards if a.start_s >= start_s and a.end_s <= end_s]
+    if not inside:
+        return None, None
+    return sum(a.energy_kwh for a in inside), inside[0].award_id if len(inside) == 1 else None
+
+
 def _difference(stored: EnergyAward, asked: EnergyAward) -> str | None:
     if stored.start_s != asked.start_s:
         return "interval start"

@@ -115,3 +115,25 @@ def test_keeper_ignores_stale_meter_and_a_stale_saved_interval(stores: Stores) -
     later = SettlementKeeper(stores, H, ALMATY)
     later.restore(START_S + 2 * H)  # the saved interval is over: not restored
     assert later.current(START_S + 2 * H).imported_kwh == 0.0
+
+
+def test_quarter_hour_awards_settle_in_their_hour(stores: Stores) -> None:
+    quarters = [
+        EnergyAward(
+            f"q-{i}",
+            START_S + i * 900,
+            START_S + (i + 1) * 900,
+            200.0,
+            QuotaSource.API,
+            0.0,
+            "grid",
+        )
+        for i in range(4)
+    ]
+    stores.awards.put(quarters, "grid", 0.0)
+    keeper = SettlementKeeper(stores, H, ALMATY)
+    closed: list[SettlementRecord] = []
+    keeper.on_closed.append(closed.append)
+    feed(keeper, START_S, START_S + H + 10, 800.0, 5000.0)
+    assert (closed[0].awarded_kwh, closed[0].award_id) == (800.0, None)
+    assert closed[0].deviation_kwh == pytest.approx(0.0, abs=1e-6)
