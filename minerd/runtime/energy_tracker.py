@@ -176,7 +176,7 @@ class EnergyTracker:
             return None
         before = self.count
         self.count = count(self.count, sample, now_s, worst_kw, self.config)
-        self._note_fault()
+        self._note_fault(before, sample)
         last = self.last_pace
         if (
             self._binding
@@ -224,11 +224,13 @@ class EnergyTracker:
         return self._cached
 
     def _begin(self, award: EnergyAward, sample: MeterSample, now_s: float) -> None:
-        if self.award is not None:
+        carried = None
+        if self.award is not None and self.count is not None:
+            carried = _carry(self.count, award.start_s)
             self._close(now_s)
         self.award = award
         self.frozen_kw = None
-        self.count = self._from_saved(award, now_s) or self._fresh(award, sample, now_s)
+        self.count = carried or self._from_saved(award, now_s) or self._fresh(award, sample, now_s)
         self.save(now_s)
 
     def _fresh(self, award: EnergyAward, sample: MeterSample, now_s: float) -> EnergyCount:
@@ -309,7 +311,7 @@ class EnergyTracker:
         self.frozen_kw = None
         self.last_pace = None
 
-    def _note_fault(self) -> None:
+    def _note_fault(self, before: EnergyCount, sample: MeterSample) -> None:
         c = self.count
         if c is None or not c.fault:
             return
@@ -317,8 +319,15 @@ class EnergyTracker:
             self._fault_seen = (c.start_s, c.fault)
             self.register_faults += 1
             log.warning(
-                "grid meter %s: not believed for this interval, integrated power used",
+                "grid meter %s (%s kWh at %s, then %s kWh at %.1f; integrated %.3f kWh, "
+                "register %s kWh so far): not believed for this interval, integrated power used",
                 c.fault,
+                before.last_register_kwh,
+                before.last_s,
+                sample.energy_kwh,
+                sample.taken_at_s,
+                c.integral_kwh,
+                before.register_kwh,
             )
 
     # ------------------------------------------------------------ persistence
@@ -334,6 +343,25 @@ class EnergyTracker:
         value["saved_s"] = now_s
         with contextlib.suppress(StorageError):  # counted by storage health
             self.state.set_many({STATE_ENERGY: value}, durable=False)
+
+
+def _carry(c: EnergyCount, start_s: float) -> EnergyCount | None:
+    """The next interval's count, going on from the last one's last reading: below 0 by what
+    that reading's power drew until the edge (the last interval closes with that part), so
+    the next reading counts from the edge, register and all, however late the cycle is."""
+    if c.last_s is None:
+        return None
+    before_kwh = -max(0.0, c.last_power_kw) * max(0.0, start_s - c.last_s) / S_PER_H
+    return EnergyCount(
+        start_s=start_s,
+        integral_kwh=before_kwh,
+        register_kwh=before_kwh if c.last_register_kwh is not None else None,
+        last_s=c.last_s,
+        last_power_kw=c.last_power_kw,
+        last_register_kwh=c.last_register_kwh,
+        # Blind at the edge: the worst case counts from the edge on.
+        pending_to_s=start_s if c.pending_to_s is not None else None,
+    )
 
 
 def _opt_float(v: JsonValue) -> float | None:

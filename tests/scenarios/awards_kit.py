@@ -14,8 +14,10 @@ the site import integrated over the interval, against its award.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,10 +145,10 @@ class RegisterRecorder:
             await asyncio.sleep(0.005)
 
     def at(self, t_s: float) -> float:
-        for (t0, e0), (t1, e1) in itertools.pairwise(self.samples):
-            if t0 <= t_s <= t1:
-                return e0 if t1 <= t0 else e0 + (e1 - e0) * (t_s - t0) / (t1 - t0)
-        raise AssertionError(f"no register samples around {t_s}")
+        i = bisect.bisect_left(self.samples, (t_s, -math.inf))
+        assert 0 < i < len(self.samples), f"no register samples around {t_s}"
+        (t0, e0), (t1, e1) = self.samples[i - 1], self.samples[i]
+        return e0 if t1 <= t0 else e0 + (e1 - e0) * (t_s - t0) / (t1 - t0)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
