@@ -20,6 +20,7 @@ TIMEOUTS_S = {
     "bench_mixed_fleet": 1500,
     "bench_mixed_poll": 900,
     "bench_utilization": 1800,  # two runs of a 1,000-rig site through four blocks
+    "bench_awards_day": 3600,  # 24 hourly awards at 30x: 48 min of simulated day
 }
 
 

@@ -17,7 +17,7 @@ import logging
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from minerd.clock import Clock
 from minerd.devices.rig import driver_fault
@@ -235,7 +235,12 @@ class Poller:
             self.stats.meter_polls += 1
             try:
                 async with self.clock.timeout(info.timeout_s):
-                    reading = await meter.read(self.clock.now_s())
+                    asked_s = self.clock.now_s()
+                    reading = await meter.read(asked_s)
+                # Stamped halfway through the read: the meter answers with values of a moment
+                # after it was asked, and a busy link or loop can hold a read for a good part
+                # of its timeout (the energy pace counts the register on these stamps).
+                reading = replace(reading, taken_at_s=(asked_s + self.clock.now_s()) / 2.0)
             except (TimeoutError, DeviceError) as e:
                 err = (
                     e
