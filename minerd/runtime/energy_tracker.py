@@ -352,6 +352,10 @@ def _carry(c: EnergyCount, start_s: float) -> EnergyCount | None:
     if c.last_s is None:
         return None
     before_kwh = -max(0.0, c.last_power_kw) * max(0.0, start_s - c.last_s) / S_PER_H
+    if c.pending_to_s is not None:
+        # Blind at the edge: what the site drew since its last reading is not known to be
+        # that power, so none of it is taken off (counted twice rather than not at all).
+        before_kwh = 0.0
     return EnergyCount(
         start_s=start_s,
         integral_kwh=before_kwh,

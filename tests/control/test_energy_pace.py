@@ -12,6 +12,7 @@ from minerd.control.energy_pace import (
     MeterSample,
     PaceConfig,
     count,
+    follow,
     pace,
     start_count,
 )
@@ -177,3 +178,38 @@ def test_same_reading_twice_counts_once() -> None:
     c = run([(0.0, fresh(0.0, 360.0, 1000.0)), (10.0, fresh(10.0, 360.0, 1001.0))])
     again = count(c, fresh(10.0, 360.0, 1001.0), 11.0, 400.0, CFG)
     assert again == c
+
+
+@pytest.mark.parametrize(
+    ("case", "bias_kw", "asked_kw", "drawn_kw", "dt_s", "expected_kw"),
+    [
+        # The site settles 10 kW under what is asked: 5 % of that per second is learnt.
+        ("under", 0.0, 200.0, 190.0, 1.0, 0.5),
+        ("over", 0.0, 200.0, 210.0, 2.0, -1.0),
+        ("on pace", 3.0, 200.0, 200.0, 1.0, 3.0),
+        # Bounded at 10 % of max_kw (50 kW) either way: a fleet that cannot draw more
+        # does not wind it up without end.
+        ("bounded up", 49.9, 200.0, 0.0, 1.0, 50.0),
+        ("bounded down", -49.9, 0.0, 400.0, 1.0, -50.0),
+        ("long gap counts as one whole step at most", 0.0, 200.0, 190.0, 100.0, 10.0),
+    ],
+)
+def test_follow_learns_the_shortfall_bounded(
+    case: str, bias_kw: float, asked_kw: float, drawn_kw: float, dt_s: float, expected_kw: float
+) -> None:
+    cfg = PaceConfig(max_kw=500.0, bias_per_s=0.05, bias_max_fraction=0.1)
+    assert follow(bias_kw, asked_kw, drawn_kw, dt_s, cfg) == pytest.approx(expected_kw), case
+
+
+def test_bias_is_added_to_the_pace_and_frozen_with_it() -> None:
+    plain = pace(AWARD_KWH, 0.0, 0.0, START_S, END_S, None, CFG)
+    biased = pace(AWARD_KWH, 0.0, 0.0, START_S, END_S, None, CFG, bias_kw=5.0)
+    assert biased.limit_kw == pytest.approx(plain.limit_kw + 5.0)
+    assert biased.asked_kw == pytest.approx(plain.asked_kw)  # what the site should draw
+
+
+def test_energy_carried_to_now_at_the_last_power_read() -> None:
+    c = run([(0.0, fresh(0.0, 360.0, 1000.0)), (10.0, fresh(10.0, 360.0, 1001.0))])
+    assert c.energy_at_kwh(10.0) == pytest.approx(1.0)
+    assert c.energy_at_kwh(12.0) == pytest.approx(1.2)  # 2 s at 360 kW more
+    assert c.energy_at_kwh(5.0) == pytest.approx(1.0)  # never before the reading
