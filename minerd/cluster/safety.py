@@ -30,6 +30,7 @@ class GateDecision:
     source: BudgetSource
     lease_revision: int  # of the budget planned to (0: none)
     missed_cycles: int
+    controller_id: str = ""  # who sent the budget planned to ("": none)
 
 
 class BudgetGate:
@@ -73,13 +74,27 @@ class BudgetGate:
             self._missed = 0
             self.failsafe_w = self._last.failsafe_w
             b = self._last
-            return GateDecision(b.budget_w, b.max_wakes, BudgetSource.BUDGET, b.lease_revision, 0)
+            return GateDecision(
+                b.budget_w, b.max_wakes, BudgetSource.BUDGET, b.lease_revision, 0, b.controller_id
+            )
         self._missed += 1
         last = self._last
         if last is not None and self._missed < self.hold_cycles:
             return GateDecision(
-                last.budget_w, 0, BudgetSource.HELD, last.lease_revision, self._missed
+                last.budget_w,
+                0,
+                BudgetSource.HELD,
+                last.lease_revision,
+                self._missed,
+                last.controller_id,
             )
-        budget_w = self.failsafe_w if last is None else min(self.failsafe_w, last.budget_w)
-        rev = 0 if last is None else last.lease_revision
-        return GateDecision(budget_w, 0, BudgetSource.FAILSAFE, rev, self._missed)
+        if last is None:
+            return GateDecision(self.failsafe_w, 0, BudgetSource.FAILSAFE, 0, self._missed)
+        return GateDecision(
+            min(self.failsafe_w, last.budget_w),
+            0,
+            BudgetSource.FAILSAFE,
+            last.lease_revision,
+            self._missed,
+            last.controller_id,
+        )

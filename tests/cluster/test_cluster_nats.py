@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import nats
 import pytest
@@ -18,10 +23,13 @@ from minerd.clock import system_clock
 from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.messages import Budget, encode_budget
 from minerd.cluster.nodes import ControllerNode, ShardNode, ShardSnapshot
-from minerd.cluster.safety import BudgetGate, BudgetSource
+from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.cluster.subjects import budget_subject
 from minerd.control.planner import Plan, PlanConstraints, PlanRig
 from minerd.model import RigState
+
+# A hang fails here, well before the suite's 300 s, naming the test.
+pytestmark = pytest.mark.timeout(150)
 
 SITE = "site1"
 TTL_S = 2.0
@@ -57,7 +65,13 @@ async def connect(nats_server: ServerProcess) -> AsyncIterator[list[Client]]:
     clients: list[Client] = []
     yield clients
     for nc in clients:
-        if not nc.is_closed:
+        await close(nc)
+
+
+async def close(nc: Client) -> None:
+    """Close a client, bounded: a hung close must fail the test, not stall the run."""
+    if not nc.is_closed:
+        async with asyncio.timeout(10):
             await nc.close()
 
 
@@ -122,7 +136,7 @@ async def test_one_leader_then_the_standby_takes_over_when_it_dies(
         assert not b.held() and b.terms == 0
         last_a = a.revision
         keep_a.cancel()  # ctrl-a dies: no release, the key must expire
-        await a_node.nc.close()
+        await close(a_node.nc)
         await wait_until(b.held, 30, "ctrl-b took the lease after ctrl-a's expired")
         assert b.revision > last_a
         assert not a.held()  # the dead one no longer counts itself leader either
@@ -280,3 +294,75 @@ async def test_garbage_on_the_budget_subject_is_counted_and_ignored(
     await nc.flush(timeout=5)
     await wait_until(lambda: n.bad_messages == 2, 20, "both bad budgets counted")
     assert (await n.cycle()).decision.source is BudgetSource.FAILSAFE
+
+
+def spawn_controller(
+    srv: ServerProcess, site: str, name: str, budget_w: float, log: Path
+) -> subprocess.Popen[bytes]:
+    child = Path(__file__).parent / "controller_child.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(child.parent), *sys.path])}
+    argv = [sys.executable, str(child), srv.url, site, name, str(budget_w), str(TTL_S)]
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+@pytest.mark.asyncio
+async def test_kill_9_of_the_leading_controller_process_the_standby_takes_over_safely(
+    nats_server: ServerProcess, connect: list[Client], tmp_path: Path
+) -> None:
+    site = "kill1"
+    nodes = await shards(nats_server, connect, site=site)
+    shard_nodes = [n for n, _ in nodes.values()]
+    nominal_w = sum(sum(r.model.nominal_power_w for r in f.rigs) for _, f in nodes.values())
+    a_budget_w, b_budget_w = 0.5 * nominal_w, 0.4 * nominal_w
+    log_path = tmp_path / "ctrl-a.log"
+    proc = spawn_controller(nats_server, site, "ctrl-a", a_budget_w, log_path)
+    try:
+        await wait_until(lambda: b"leader" in log_path.read_bytes(), 60, "ctrl-a took the lease")
+        b_node, b = await controller(nats_server, connect, "ctrl-b", site=site)
+        decisions: list[GateDecision] = []
+
+        async def shards_run() -> None:
+            while True:
+                for n in shard_nodes:
+                    decisions.append((await n.cycle()).decision)
+                await asyncio.sleep(0.2)
+
+        async def standby_run() -> None:
+            while True:
+                await b.tick()
+                await b_node.cycle(b_budget_w)
+                await asyncio.sleep(0.2)
+
+        def last_round_from(name: str) -> bool:
+            return len(decisions) >= 4 and all(d.controller_id == name for d in decisions[-4:])
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(shards_run()), tg.create_task(standby_run())]
+            await wait_until(lambda: last_round_from("ctrl-a"), 60, "shards plan to ctrl-a")
+            assert not b.held()
+            a_rev = max(d.lease_revision for d in decisions)
+            killed_at = len(decisions)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            await wait_until(lambda: last_round_from("ctrl-b"), 60, "shards plan to ctrl-b")
+            for t in tasks:
+                t.cancel()
+        assert b.revision > a_rev and b.terms == 1
+        before, gap = decisions[:killed_at], decisions[killed_at:]
+        takeover = next(i for i, d in enumerate(gap) if d.controller_id == "ctrl-b")
+        # From the kill to the first budget of ctrl-b: no raise, no rig woken. Shards held
+        # ctrl-a's budgets, then (if the gap was long) fell to their fail-safe shares.
+        assert all(
+            d.source is not BudgetSource.BUDGET or d.controller_id == "ctrl-a"
+            for d in gap[:takeover]
+        )
+        assert all(d.max_wakes == 0 for d in gap[:takeover] if d.source is not BudgetSource.BUDGET)
+        assert max(d.budget_w for d in gap[:takeover]) <= max(d.budget_w for d in before)
+        # A round later (budgets in flight at the takeover), only ctrl-b is planned to.
+        assert all(d.controller_id == "ctrl-b" for d in gap[takeover + 8 :])
+        assert sum(f.power_w for _, f in nodes.values()) <= b_budget_w + 1e-6
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
