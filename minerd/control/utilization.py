@@ -24,6 +24,7 @@ REASON_MARGIN = "margin"
 REASON_RAMP = "following a raised limit"
 REASON_LOOP = "closed loop settling"
 REASON_AHEAD = "meeting the next cut"
+REASON_AWARD = "pacing the energy award"
 
 # Utilization an interval should reach when the fleet can draw it (issue 19).
 TARGET_UTILIZATION = 0.97
@@ -41,12 +42,14 @@ class Gap:
     plan_kw: float
     loop_kw: float
     ahead_kw: float = 0.0
+    award_kw: float = 0.0  # under the power limit because the energy award's pace is lower
     min_off_kw: float = 0.0  # of plan_kw: held asleep by min-off while the budget had room
     unresponsive_kw: float = 0.0  # counted at nominal above their last reading (diagnostic)
 
     def terms_kw(self) -> dict[str, float]:
         return {
             "ahead": self.ahead_kw,
+            "award": self.award_kw,
             "margin": self.margin_kw,
             "fleet": self.fleet_kw,
             "ramp": self.ramp_kw,
@@ -66,6 +69,7 @@ def reason_of(terms_kw: dict[str, float]) -> str:
     plan_rest = terms_kw.get("plan", 0.0) - terms_kw.get("min_off", 0.0)
     named = {
         REASON_AHEAD: terms_kw.get("ahead", 0.0),
+        REASON_AWARD: terms_kw.get("award", 0.0),
         REASON_MARGIN: terms_kw.get("margin", 0.0),
         REASON_FLEET: terms_kw.get("fleet", 0.0) + max(0.0, plan_rest),
         REASON_RAMP: terms_kw.get("ramp", 0.0),
@@ -92,11 +96,14 @@ def gap(
     planned_w: float,
     min_off_w: float,
     unresponsive_w: float,
+    award: bool = False,
 ) -> Gap:
     """limit_kw: the limit the loop used; limit_now_kw: the one in force (higher while a
     coming cut is met early); wanted_unclipped_w: the budget the target asks for; wanted_w:
     the same clipped at the fleet's maximum; budget_w: what the loop granted; planned_w:
-    what the plan spent; min_off_w: power rigs held asleep by min-off could have taken."""
+    what the plan spent; min_off_w: power rigs held asleep by min-off could have taken;
+    award: the loop's limit was the energy award's pace (limit_now_kw - limit_kw is then
+    the award's, not a coming cut's)."""
     f = 1.0 + aux_fraction
 
     def imp(rig_w: float) -> float:
@@ -107,9 +114,11 @@ def gap(
     plan = (budget_w - planned_w) / 1000.0 * f
     margin = limit_kw - target_kw
     loop = (limit_kw - import_kw) - margin - fleet - ramp - plan
+    below_kw = max(0.0, limit_now_kw - limit_kw)
     return Gap(
         limit_kw=limit_now_kw,
-        ahead_kw=max(0.0, limit_now_kw - limit_kw),
+        ahead_kw=0.0 if award else below_kw,
+        award_kw=below_kw if award else 0.0,
         import_kw=import_kw,
         margin_kw=margin,
         fleet_kw=fleet,

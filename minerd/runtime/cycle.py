@@ -765,6 +765,7 @@ class ControlCycle:
             planned_w=the_plan.planned_power_w,
             min_off_w=min_off_w,
             unresponsive_w=unresponsive_w,
+            award=decision.limit.origin == "award",
         )
 
     def _measured_since_start(self, snap: FleetSnapshot) -> bool:

@@ -16,6 +16,7 @@ from minerd.control.energy_pace import (
     pace,
     start_count,
 )
+from minerd.control.utilization import REASON_AWARD, gap
 
 CFG = PaceConfig(
     max_kw=500.0,
@@ -213,3 +214,27 @@ def test_energy_carried_to_now_at_the_last_power_read() -> None:
     assert c.energy_at_kwh(10.0) == pytest.approx(1.0)
     assert c.energy_at_kwh(12.0) == pytest.approx(1.2)  # 2 s at 360 kW more
     assert c.energy_at_kwh(5.0) == pytest.approx(1.0)  # never before the reading
+
+
+def test_under_the_power_limit_for_the_award_is_named_so() -> None:
+    """Utilization (issue 19) judges the import against the power limit: an interval paced
+    by its award is under it on purpose, and its reason says so, not "the next cut"."""
+    g = gap(
+        limit_kw=60.0,  # the award's pace
+        limit_now_kw=100.0,  # the power limit in force
+        import_kw=59.0,
+        target_kw=59.0,
+        correction_kw=0.0,
+        aux_base_kw=0.0,
+        aux_fraction=0.0,
+        wanted_unclipped_w=59_000.0,
+        wanted_w=59_000.0,
+        budget_w=59_000.0,
+        planned_w=59_000.0,
+        min_off_w=0.0,
+        unresponsive_w=0.0,
+        award=True,
+    )
+    assert g.award_kw == pytest.approx(40.0)
+    assert g.ahead_kw == 0.0
+    assert g.reason() == REASON_AWARD
