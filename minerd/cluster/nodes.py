@@ -119,11 +119,12 @@ class ShardNode:
         """One control cycle: plan to the gate's budget, apply, publish the aggregate."""
         decision = self.gate.next_cycle()
         snap = self.fleet.snapshot()
-        constraints = dataclasses.replace(self.constraints, max_wakes_per_cycle=decision.max_wakes)
-        p = plan(decision.budget_w, snap.rigs, constraints)
+        # 12,500 rigs cost ~0.15 s of planning and classing: off the event loop (the rigs
+        # are frozen, the snapshot a tuple).
+        p, curve = await asyncio.to_thread(self._plan_and_curve, decision, tuple(snap.rigs))
         # Shedding first: the plan goes out before anything is published.
         await self.fleet.apply(p)
-        agg = self._aggregate(snap, decision, build_curve(snap.rigs, self.constraints))
+        agg = self._aggregate(snap, decision, curve)
         try:
             async with asyncio.timeout(_IO_TIMEOUT_S):
                 await self.nc.publish(
@@ -133,6 +134,12 @@ class ShardNode:
         except Exception as e:  # NATS down: the shard goes on; the gate falls to fail-safe
             self._log.warning("publish", "shard %s cannot publish: %r", self.shard_id, e)
         return ShardCycle(decision, p, agg)
+
+    def _plan_and_curve(
+        self, decision: GateDecision, rigs: tuple[PlanRig, ...]
+    ) -> tuple[Plan, ShardCurve]:
+        constraints = dataclasses.replace(self.constraints, max_wakes_per_cycle=decision.max_wakes)
+        return plan(decision.budget_w, rigs, constraints), build_curve(rigs, self.constraints)
 
     def _aggregate(self, snap: ShardSnapshot, d: GateDecision, curve: ShardCurve) -> ShardAggregate:
         self._seq += 1
