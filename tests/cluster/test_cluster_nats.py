@@ -366,3 +366,39 @@ async def test_kill_9_of_the_leading_controller_process_the_standby_takes_over_s
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.asyncio
+async def test_a_cut_to_30_percent_is_met_by_every_shard_within_two_cycles(
+    nats_server: ServerProcess, connect: list[Client]
+) -> None:
+    site = "cut1"
+    ctrl, lease = await controller(nats_server, connect, "ctrl-a", site=site)
+    nodes = await shards(nats_server, connect, n_rigs=2000, site=site)
+    shard_nodes = [n for n, _ in nodes.values()]
+    assert await lease.tick()
+    nominal_w = sum(sum(r.model.nominal_power_w for r in f.rigs) for _, f in nodes.values())
+
+    async def round_trip(rig_budget_w: float) -> None:
+        """Shards plan and report; the controller splits; the budgets reach the shards."""
+        for n in shard_nodes:
+            await n.cycle()
+        await flush(shard_nodes)
+        await wait_until(
+            lambda: all(ctrl.heard_seq(n.shard_id) == n.seq for n in shard_nodes), 20, "heard"
+        )
+        await ctrl.cycle(rig_budget_w)
+        await flush([ctrl])
+        await wait_until(lambda: all(n.gate.has_pending for n in shard_nodes), 20, "budgets")
+
+    for _ in range(2):
+        await round_trip(0.9 * nominal_w)
+    for n in shard_nodes:
+        await n.cycle()
+    site_w = sum(f.power_w for _, f in nodes.values())
+    assert site_w > 0.6 * nominal_w  # running high before the cut
+    await round_trip(0.3 * nominal_w)  # cycle 1: the cut is split and sent
+    for n in shard_nodes:  # cycle 2: every shard plans to it (rigs here obey at once)
+        await n.cycle()
+    assert sum(f.power_w for _, f in nodes.values()) <= 0.3 * nominal_w + 1e-6
+    assert all(f.applied[-1].shortfall_w == 0.0 for _, f in nodes.values())
