@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 
 from nats.js.client import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
@@ -58,6 +59,8 @@ class ControllerLease:
         self.margin_s = ttl_s / 4 if margin_s is None else margin_s
         self.clock = clock
         self.revision = 0  # our latest write (0: not holding)
+        # Tells our own writes from another process's with the same holder id (a restart).
+        self._nonce = secrets.token_hex(8)
         self.terms = 0  # times this holder took the lease
         self._renewed_at_s = -float("inf")
         self._log = RepeatedLog(log)
@@ -70,7 +73,9 @@ class ControllerLease:
     async def tick(self) -> bool:
         """Renew the lease if held, else try to take it. Returns held() after."""
         sent_at_s = self.clock.monotonic_s()
-        value = json.dumps({"holder": self.holder_id, "at_s": self.clock.now_s()}).encode()
+        value = json.dumps(
+            {"holder": self.holder_id, "nonce": self._nonce, "at_s": self.clock.now_s()}
+        ).encode()
         try:
             async with asyncio.timeout(_IO_TIMEOUT_S):
                 if self.revision > 0:
@@ -78,6 +83,8 @@ class ControllerLease:
                 else:
                     rev = await self.kv.create(LEASE_KEY, value)
         except KeyWrongLastSequenceError:
+            if await self._adopt():
+                return self.held()
             if self.revision > 0:
                 log.warning(
                     "controller %s lost the lease (revision %d)", self.holder_id, self.revision
@@ -99,6 +106,25 @@ class ControllerLease:
         self.revision = int(rev)
         self._renewed_at_s = sent_at_s
         return self.held()
+
+    async def _adopt(self) -> bool:
+        """After a refused write: is the key's last write ours (its reply lost in a timeout)?
+        Then take up its revision; the renewal time stays that of the last confirmed write."""
+        try:
+            async with asyncio.timeout(_IO_TIMEOUT_S):
+                entry = await self.kv.get(LEASE_KEY)
+            body = json.loads(entry.value or b"")
+        except Exception:  # gone, unreadable or unreachable: not ours to adopt
+            return False
+        if not isinstance(body, dict) or body.get("nonce") != self._nonce:
+            return False
+        if self.revision == 0:
+            self.terms += 1
+            log.warning(
+                "controller %s holds the lease (revision %d)", self.holder_id, entry.revision
+            )
+        self.revision = int(entry.revision or 0)
+        return self.revision > 0
 
     async def keep(self, interval_s: float | None = None) -> None:
         """Renew or stand by forever, every ttl/4 by default."""

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 
 import nats
@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from cluster_fleet import SHARDS, by_shard, mixed_fleet
 from nats.aio.client import Client
+from nats.js.kv import KeyValue
 from servers import ServerProcess
 from waiting import wait_until
 
@@ -402,3 +403,52 @@ async def test_a_cut_to_30_percent_is_met_by_every_shard_within_two_cycles(
         await n.cycle()
     assert sum(f.power_w for _, f in nodes.values()) <= 0.3 * nominal_w + 1e-6
     assert all(f.applied[-1].shortfall_w == 0.0 for _, f in nodes.values())
+
+
+class LossyKV:
+    """The lease bucket, but the reply to the next write can be lost after the write."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+        self.lose_next_reply = False
+
+    async def _write(self, op: Awaitable[int]) -> int:
+        rev = await op
+        if self.lose_next_reply:
+            self.lose_next_reply = False
+            raise TimeoutError("reply lost")
+        return rev
+
+    async def create(self, key: str, value: bytes) -> int:
+        return await self._write(self.kv.create(key, value))
+
+    async def update(self, key: str, value: bytes, last: int | None = None) -> int:
+        return await self._write(self.kv.update(key, value, last=last))
+
+    async def get(self, key: str) -> KeyValue.Entry:
+        return await self.kv.get(key)
+
+
+@pytest.mark.asyncio
+async def test_a_lost_reply_to_our_own_write_keeps_the_lease_a_namesake_does_not_get_it(
+    nats_server: ServerProcess, connect: list[Client]
+) -> None:
+    nc = await client(nats_server, connect)
+    kv = await lease_store(nc.jetstream(), "lossy1", 30.0)
+    lossy = LossyKV(kv)
+    a = ControllerLease(lossy, "ctrl-a", 30.0, system_clock)  # type: ignore[arg-type]
+    lossy.lose_next_reply = True
+    assert not await a.tick()  # created, but we never heard so
+    assert await a.tick() is False and a.revision > 0  # adopted: ours; renewal unconfirmed
+    assert await a.tick() and a.held()  # renewed on the adopted revision
+    rev = a.revision
+    lossy.lose_next_reply = True
+    assert await a.tick()  # renewal written, reply lost: still leader by its last renewal
+    assert a.revision == rev
+    assert await a.tick() and a.revision == rev + 1  # the lost write was ours: adopted
+    assert await a.tick() and a.revision == rev + 2  # and renewed on it
+    assert a.terms == 1
+    # A restarted process with the same name is not the holder: it waits for the key.
+    namesake = ControllerLease(kv, "ctrl-a", 30.0, system_clock)
+    assert not await namesake.tick()
+    assert namesake.revision == 0 and namesake.terms == 0
