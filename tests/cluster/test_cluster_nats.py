@@ -17,6 +17,7 @@ import pytest_asyncio
 from cluster_fleet import SHARDS, by_shard, mixed_fleet
 from nats.aio.client import Client
 from nats.js.kv import KeyValue
+from nats_server import start_nats_server
 from servers import ServerProcess
 from waiting import wait_until
 
@@ -452,3 +453,39 @@ async def test_a_lost_reply_to_our_own_write_keeps_the_lease_a_namesake_does_not
     namesake = ControllerLease(kv, "ctrl-a", 30.0, system_clock)
     assert not await namesake.tick()
     assert namesake.revision == 0 and namesake.terms == 0
+
+
+@pytest.mark.asyncio
+async def test_nats_down_shards_go_on_to_their_failsafe_shares_and_the_leader_steps_down(
+    connect: list[Client], tmp_path: Path
+) -> None:
+    srv = start_nats_server(tmp_path / "nats")  # our own: this test stops it
+    try:
+        ctrl, lease = await controller(srv, connect, "ctrl-a", site="down1")
+        nodes = await shards(srv, connect, site="down1")
+        shard_nodes = [n for n, _ in nodes.values()]
+        assert await lease.tick()
+        for n in shard_nodes:
+            await n.cycle()
+        await flush(shard_nodes)
+        await wait_until(lambda: all(ctrl.heard_seq(s) > 0 for s in SHARDS), 20, "heard")
+        nominal_w = sum(sum(r.model.nominal_power_w for r in f.rigs) for _, f in nodes.values())
+        await ctrl.cycle(0.9 * nominal_w)
+        await flush([ctrl])
+        await wait_until(lambda: all(n.gate.has_pending for n in shard_nodes), 20, "budgets")
+        srv.stop()
+        sources = []
+        for _ in range(4):  # every publish fails now; the cycles go on
+            out = [await n.cycle() for n in shard_nodes]
+            sources.append({c.decision.source for c in out})
+        assert sources[0] == {BudgetSource.BUDGET}
+        assert sources[-1] == {BudgetSource.FAILSAFE}
+        shares = ctrl.failsafe_shares_w()
+        for n, fleet in nodes.values():
+            assert fleet.applied[-1].budget_w == pytest.approx(shares[n.shard_id])
+        # The controller cannot renew: it stops counting itself leader and sends nothing.
+        await wait_until(lambda: not lease.held(), 30, "leader stepped down")
+        assert not await lease.tick()
+        assert not (await ctrl.cycle(0.9 * nominal_w)).leader
+    finally:
+        srv.stop()
