@@ -226,22 +226,33 @@ class ControllerNode:
             self.bad_messages += 1
             self._log.warning("bad-aggregate", "controller %s: %s", self.controller_id, e)
             return
-        if a.site != self.site or a.shard_id not in self.shard_ids:
+        if not self.hear(a):
             self.bad_messages += 1
-            return
+
+    def hear(self, a: ShardAggregate) -> bool:
+        """Take an aggregate (False: not of this site's shards)."""
+        if a.site != self.site or a.shard_id not in self.shard_ids:
+            return False
         old = self._heard.get(a.shard_id)
         if old is None or a.seq > old.aggregate.seq or a.seq == 1:  # seq 1: a restarted shard
             self._heard[a.shard_id] = _Heard(a, self._cycle)
             self._nominal_w[a.shard_id] = a.nominal_power_w
+        return True
 
     def failsafe_shares_w(self) -> dict[str, float]:
-        """Each shard's share of the site's fail-safe limit, by its share of nominal power."""
-        total = sum(self._nominal_w.get(s, 0.0) for s in self.shard_ids)
-        if total <= 0:
-            return {s: self.failsafe_limit_w / len(self.shard_ids) for s in self.shard_ids}
-        return {
-            s: self.failsafe_limit_w * self._nominal_w.get(s, 0.0) / total for s in self.shard_ids
-        }
+        """Each shard's share of the site's fail-safe limit, by its share of nominal power.
+
+        A shard never heard from keeps its starting share (the limit over the shard count),
+        the one it plans to on its own; the others share the rest, so the shares never add
+        up to more than the limit."""
+        start_w = self.failsafe_limit_w / len(self.shard_ids)
+        known = {s: w for s, w in self._nominal_w.items() if s in self.shard_ids}
+        shares = {s: start_w for s in self.shard_ids if s not in known}
+        rest_w = self.failsafe_limit_w - sum(shares.values())
+        total_w = sum(known.values())
+        for s, w in known.items():
+            shares[s] = rest_w * w / total_w if total_w > 0 else rest_w / len(known)
+        return shares
 
     async def cycle(self, rig_budget_w: float, max_wakes: int | None = None) -> ControllerCycle:
         """Split rig_budget_w (the closed loop's budget for every rig) and send the budgets."""

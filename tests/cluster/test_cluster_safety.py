@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from minerd.cluster.messages import Budget
+from minerd.clock import ManualClock
+from minerd.cluster.curve import ShardCurve
+from minerd.cluster.messages import Budget, ShardAggregate
+from minerd.cluster.nodes import ControllerNode
 from minerd.cluster.safety import BudgetGate, BudgetSource
 
 
@@ -70,3 +73,22 @@ def test_a_budget_for_another_shard_is_ignored() -> None:
     gate = BudgetGate("s2", failsafe_w=250.0)
     assert not gate.offer(budget(5, 1, 600.0))
     assert gate.next_cycle().source is BudgetSource.FAILSAFE
+
+
+def aggregate(shard: str, nominal_w: float, site: str = "site1") -> ShardAggregate:
+    curve = ShardCurve(0.0, 0.0, ())
+    return ShardAggregate(site, shard, 1, 0.0, 0.0, 0.0, nominal_w, 1, 1, 1, 0, 0, False, curve)
+
+
+def test_failsafe_shares_never_add_up_to_more_than_the_site_limit() -> None:
+    shards = ("s1", "s2", "s3", "s4")
+    # No NATS needed: the shares are the controller's arithmetic over what it heard.
+    node = ControllerNode(None, "site1", "c1", None, shards, 400.0, ManualClock())  # type: ignore[arg-type]
+    assert node.failsafe_shares_w() == dict.fromkeys(shards, 100.0)
+    assert node.hear(aggregate("s1", 3000.0)) and node.hear(aggregate("s2", 1000.0))
+    assert not node.hear(aggregate("s9", 1000.0))  # not a shard of this site
+    assert not node.hear(aggregate("s3", 1000.0, site="other"))
+    shares = node.failsafe_shares_w()
+    # s3, s4 never heard: their starting 100 W each; s1 and s2 share 200 W by nominal, 3:1.
+    assert shares == {"s1": 150.0, "s2": 50.0, "s3": 100.0, "s4": 100.0}
+    assert sum(shares.values()) == 400.0
