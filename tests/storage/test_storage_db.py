@@ -28,6 +28,7 @@ def test_storage_migrates_an_empty_file_and_reopens(tmp_path: Path) -> None:
         "state": 1,
         "alerts": 1,
         "telemetry_spool": 1,  # the upgrade at open brings every store, the spool too
+        "awards": 1,  # energy awards and settlement (schema v3)
     }
     mode = db.query("PRAGMA journal_mode")[0][0]
     assert mode == "wal"
