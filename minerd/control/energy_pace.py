@@ -46,6 +46,7 @@ class PaceConfig:
     # trapezoid off by half of it, more than 2 % early in an interval.
     agree_floor_s: float = 10.0
     step_slack_s: float = 1.0  # register and power may be read this far apart
+    edge_split_s: float = 10.0  # readings this far apart split at an edge by time share
     bias_per_s: float = 0.05  # share of the shortfall (asked - drawn) learnt per second
     bias_max_fraction: float = 0.1  # |bias| at most this share of max_kw
 
@@ -58,6 +59,7 @@ class MeterSample:
     power_kw: float
     energy_kwh: float | None
     fresh: bool
+    read: bool = True  # False: no reading at all yet (the other fields mean nothing)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class EnergyCount:
     pending_kwh: float = 0.0  # worst-case estimate of the gap since last_s (meter stale)
     pending_to_s: float | None = None  # pending_kwh counts up to here
     fault: str = ""  # "" or why the register is not believed in this interval
+    # The interval's start, when the last reading was taken before it: the next reading's
+    # step is split there (see _before_edge), the part before it being the last interval's.
+    edge_s: float | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -125,6 +130,24 @@ def _register_step(
     return max(0.0, delta), ""
 
 
+def _before_edge(
+    c: EnergyCount, sample: MeterSample, step_kwh: float, edge_s: float, config: PaceConfig
+) -> float:
+    """Of one step's energy, what was drawn before the edge. Readings a few seconds apart:
+    its share by time (the power moves little in between). Further apart (a blind meter),
+    the power may have done anything in between: only what the site cannot have drawn
+    after the edge at max_kw, so the new interval is counted high rather than low (an
+    interval counted low would draw over its award)."""
+    assert c.last_s is not None
+    t_s = sample.taken_at_s
+    if t_s <= edge_s:
+        return step_kwh  # all of it before the edge
+    if t_s - c.last_s > config.edge_split_s:
+        return max(0.0, step_kwh - config.max_kw * (t_s - edge_s) / S_PER_H)
+    share = (edge_s - c.last_s) / (t_s - c.last_s)
+    return max(0.0, step_kwh * share)
+
+
 def count(
     c: EnergyCount, sample: MeterSample, now_s: float, worst_kw: float, config: PaceConfig
 ) -> EnergyCount:
@@ -168,10 +191,16 @@ def count(
     else:
         step_kwh = (c.last_power_kw + sample.power_kw) / 2.0 * dt_s / S_PER_H
         step_kwh = max(0.0, step_kwh)
-    integral = c.integral_kwh + step_kwh
+    before_kwh = 0.0
+    if c.edge_s is not None:
+        blind_no_register = c.pending_to_s is not None and reg_delta is None
+        before_kwh = (
+            0.0 if blind_no_register else _before_edge(c, sample, step_kwh, c.edge_s, config)
+        )
+    integral = c.integral_kwh + step_kwh - before_kwh
     register = c.register_kwh
     if register is not None and reg_delta is not None and not fault:
-        register += reg_delta
+        register += reg_delta - before_kwh
         tolerance = max(
             config.agree_floor_kwh,
             config.max_kw * config.agree_floor_s / S_PER_H,
@@ -187,6 +216,7 @@ def count(
         last_power_kw=sample.power_kw,
         last_register_kwh=sample.energy_kwh,
         fault=fault,
+        edge_s=c.edge_s if c.edge_s is not None and t_s <= c.edge_s else None,
     )
 
 

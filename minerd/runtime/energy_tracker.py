@@ -94,7 +94,7 @@ def meter_sample(snap: FleetSnapshot) -> MeterSample:
     grid = snap.grid_meters
     readings = [m.reading for m in grid if m.reading is not None]
     if not grid or len(readings) < len(grid):
-        return MeterSample(snap.taken_at_s, 0.0, None, fresh=False)
+        return MeterSample(snap.taken_at_s, 0.0, None, fresh=False, read=False)
     registers = [r.energy_import_kwh for r in readings]
     known = [e for e in registers if e is not None]
     energy = sum(known) if len(known) == len(registers) else None
@@ -123,7 +123,7 @@ class EnergyTracker:
         self._cached_at_s: float | None = None
         self._restored: dict[str, JsonValue] | None = None
         self._cycles = 0
-        self._prev_sample: MeterSample | None = None
+        self._last_read: MeterSample | None = None  # the last cycle's sample with a reading
         self._fault_seen: tuple[float, str] | None = None
         # The loop settles some kW off the limit it is given: learnt while the pace binds.
         self.bias_kw = 0.0
@@ -172,7 +172,7 @@ class EnergyTracker:
         elif award is not None:
             self.award = award  # a revision of the same interval keeps its count
         if self.award is None or self.count is None:
-            self._prev_sample = sample
+            self._note_read(sample)
             return None
         before = self.count
         self.count = count(self.count, sample, now_s, worst_kw, self.config)
@@ -200,11 +200,15 @@ class EnergyTracker:
         )
         self.frozen_kw = p.frozen_kw
         self.last_pace = p
-        self._prev_sample = sample
+        self._note_read(sample)
         self._cycles += 1
         if self._cycles % SAVE_EVERY_CYCLES == 0:
             self.save(now_s)
         return p
+
+    def _note_read(self, sample: MeterSample) -> None:
+        if sample.read:
+            self._last_read = sample
 
     def status(self) -> EnergyStatus | None:
         if self.award is None or self.count is None or self.last_pace is None:
@@ -234,13 +238,20 @@ class EnergyTracker:
         self.save(now_s)
 
     def _fresh(self, award: EnergyAward, sample: MeterSample, now_s: float) -> EnergyCount:
-        prev = self._prev_sample
-        if prev is not None and prev.fresh and sample.fresh:
-            # Seen running into the interval: counted from its start at the power read (a
-            # reading taken before the start begins below 0 by what belongs before it).
-            since_s = sample.taken_at_s - award.start_s
-            energy = max(0.0, sample.power_kw) * since_s / S_PER_H
-            return start_count(award.start_s, sample.taken_at_s, energy, sample)
+        last = self._last_read
+        if last is not None and last.taken_at_s < award.start_s:
+            # Running into the interval (no award before it): count on from the last reading
+            # before its start, as from the end of an interval (the sample is counted next).
+            seen = EnergyCount(
+                start_s=award.start_s,
+                last_s=last.taken_at_s,
+                last_power_kw=last.power_kw,
+                last_register_kwh=last.energy_kwh,
+                pending_to_s=None if last.fresh else last.taken_at_s,
+            )
+            carried = _carry(seen, award.start_s)
+            if carried is not None:
+                return carried
         # Started mid-interval with nothing saved: assume it ran on pace so far.
         elapsed = max(0.0, min(now_s, award.end_s) - award.start_s)
         energy = award.energy_kwh * elapsed / award.interval_s if award.interval_s > 0 else 0.0
@@ -289,6 +300,7 @@ class EnergyTracker:
             pending_kwh=pending,
             pending_to_s=now_s,
             fault=c.fault,
+            edge_s=c.edge_s,
         )
 
     def _close(self, now_s: float) -> None:
@@ -346,25 +358,21 @@ class EnergyTracker:
 
 
 def _carry(c: EnergyCount, start_s: float) -> EnergyCount | None:
-    """The next interval's count, going on from the last one's last reading: below 0 by what
-    that reading's power drew until the edge (the last interval closes with that part), so
-    the next reading counts from the edge, register and all, however late the cycle is."""
+    """The next interval's count, going on from the last one's last reading: the next
+    reading's step is split at the edge (control.energy_pace.count), so the register counts
+    from the edge however late the cycle is or however blind the meter was."""
     if c.last_s is None:
         return None
-    before_kwh = -max(0.0, c.last_power_kw) * max(0.0, start_s - c.last_s) / S_PER_H
-    if c.pending_to_s is not None:
-        # Blind at the edge: what the site drew since its last reading is not known to be
-        # that power, so none of it is taken off (counted twice rather than not at all).
-        before_kwh = 0.0
     return EnergyCount(
         start_s=start_s,
-        integral_kwh=before_kwh,
-        register_kwh=before_kwh if c.last_register_kwh is not None else None,
+        integral_kwh=0.0,
+        register_kwh=0.0 if c.last_register_kwh is not None else None,
         last_s=c.last_s,
         last_power_kw=c.last_power_kw,
         last_register_kwh=c.last_register_kwh,
         # Blind at the edge: the worst case counts from the edge on.
         pending_to_s=start_s if c.pending_to_s is not None else None,
+        edge_s=start_s if c.last_s < start_s else None,
     )
 
 
@@ -395,4 +403,5 @@ def _count_from_json(d: dict[str, JsonValue]) -> EnergyCount:
         pending_kwh=_float(d.get("pending_kwh", 0.0)),
         pending_to_s=_opt_float(d.get("pending_to_s")),
         fault=fault if isinstance(fault, str) else "",
+        edge_s=_opt_float(d.get("edge_s")),
     )

@@ -238,3 +238,40 @@ def test_under_the_power_limit_for_the_award_is_named_so() -> None:
     assert g.award_kw == pytest.approx(40.0)
     assert g.ahead_kw == 0.0
     assert g.reason() == REASON_AWARD
+
+
+def edge_count(last_s: float, last_kw: float, last_reg: float) -> EnergyCount:
+    """A new interval starting at 100 s, its last reading before the edge."""
+    return EnergyCount(
+        start_s=100.0,
+        register_kwh=0.0,
+        last_s=last_s,
+        last_power_kw=last_kw,
+        last_register_kwh=last_reg,
+        edge_s=100.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "last", "reading", "expected_kwh"),
+    [
+        # 1 s before and 1 s after at 360 kW: half of the 0.2 kWh is the new interval's.
+        ("short gap", (99.0, 360.0, 1000.0), (101.0, 360.0, 1000.2), 0.1),
+        # Power fell across the edge: split by time all the same (readings 2 s apart).
+        ("falling", (99.0, 720.0, 1000.0), (101.0, 360.0, 1000.3), 0.15),
+        # Blind for 60 s across the edge (6 kWh): only what 500 kW cannot have drawn in the
+        # 30 s after it is taken off, so the new interval counts 4.17 kWh, not 3 by time.
+        ("blind", (70.0, 360.0, 1000.0), (130.0, 360.0, 1006.0), 500.0 * 30.0 / 3600.0),
+        # A reading still before the edge: all of its step is the last interval's.
+        ("still before", (98.0, 360.0, 1000.0), (99.5, 360.0, 1000.15), 0.0),
+    ],
+)
+def test_the_step_across_an_edge_is_split_counting_the_new_interval_high(
+    case: str,
+    last: tuple[float, float, float],
+    reading: tuple[float, float, float],
+    expected_kwh: float,
+) -> None:
+    c = count(edge_count(*last), fresh(*reading), reading[0], 400.0, CFG)
+    assert c.energy_kwh == pytest.approx(expected_kwh, abs=1e-6), case
+    assert (c.edge_s is None) == (reading[0] > 100.0)
