@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -184,7 +185,11 @@ async def test_daemon_controls_through_storage_failure(kind: str, octet: int, di
             assert any(a.rule == "StorageFailing" for a in parts.alerts.active())
             metrics = parts.prometheus.render_metrics().decode()
             assert "minerd_storage_ok 0.0" in metrics
-            assert 'minerd_storage_errors_total{op="journal intents"}' in metrics
+            # Which journal write fails first (intents, outcomes, or held ones catching up)
+            # depends on timing; each is counted under its own op.
+            assert re.search(
+                r'minerd_storage_errors_total\{op="journal (intents|outcomes|held)"\}', metrics
+            )
             held_rigs = journal.holding
 
             fault.end()
