@@ -5,7 +5,8 @@ full load) dropped in the middle of hour 13 until its end, and the daemon killed
 of hour 17 and started again 60 s later on the same database.
 
 Targets, by the simulated grid meter's energy register (what the market settles by): every
-hour the fleet could draw ends at 99-100.2 % of its award; the limited hour ends under it.
+hour the fleet could draw ends at 99-100.2 % of its award (at most 100.2 % if the meter was
+blind at its start, and at least half the hours judged in full); the limited hour ends under.
 Prints each hour (award, meter, the simulator's integrated power, the daemon's own count).
 Run: .venv/bin/python benchmarks/bench_awards_day.py [short]   (short: 6 x 120 s at 20x)
 """
@@ -55,8 +56,11 @@ def main() -> int:
         if r.limited:
             at_most(f"{name}.limited_pct", 100 * r.share, 100.0, " %")
             continue
-        at_least(f"{name}.pct", 100 * r.share, 99.0, " %")
+        if not r.blind_at_start:  # blind at the edge: counted high on purpose (awards_kit)
+            at_least(f"{name}.pct", 100 * r.share, 99.0, " %")
         at_most(f"{name}.pct", 100 * r.share, 100.2, " %")
+    judged = sum(1 for r in result.intervals if not r.limited and not r.blind_at_start)
+    at_least("awards.intervals_judged_at_99pct", judged, len(result.intervals) / 2)
     return finish()
 
 

@@ -36,7 +36,7 @@ log = logging.getLogger("minerd.energy")
 
 ORIGIN_AWARD = "award"
 STATE_ENERGY = "control.energy_count"
-SAVE_EVERY_CYCLES = 10
+SAVE_EVERY_S = 5.0  # the count is written this often: a crash loses no more than that
 AWARDS_REFRESH_S = 5.0  # awards are re-read this often (and at once when told they changed)
 CLOSED_KEPT = 200
 
@@ -122,7 +122,8 @@ class EnergyTracker:
         self._cached: list[EnergyAward] = []
         self._cached_at_s: float | None = None
         self._restored: dict[str, JsonValue] | None = None
-        self._cycles = 0
+        self._saved_at_s: float | None = None
+        self.restored_kwh: float | None = None  # energy so far restored at start, if any
         self._last_read: MeterSample | None = None  # the last cycle's sample with a reading
         self._fault_seen: tuple[float, str] | None = None
         # The loop settles some kW off the limit it is given: learnt while the pace binds.
@@ -201,8 +202,7 @@ class EnergyTracker:
         self.frozen_kw = p.frozen_kw
         self.last_pace = p
         self._note_read(sample)
-        self._cycles += 1
-        if self._cycles % SAVE_EVERY_CYCLES == 0:
+        if self._saved_at_s is None or not 0.0 <= now_s - self._saved_at_s < SAVE_EVERY_S:
             self.save(now_s)
         return p
 
@@ -282,6 +282,7 @@ class EnergyTracker:
         if since is not None and now_s > since:
             pending += self.config.max_kw * (now_s - since) / S_PER_H
         self.frozen_kw = _opt_float(saved.get("frozen_kw"))
+        self.restored_kwh = c.settled_kwh
         self.bias_kw = _opt_float(saved.get("bias_kw")) or 0.0
         log.info(
             "award %s: energy count restored, %.3f kWh counted, %.0f s down counted at "
@@ -353,6 +354,7 @@ class EnergyTracker:
         value["frozen_kw"] = self.frozen_kw
         value["bias_kw"] = self.bias_kw
         value["saved_s"] = now_s
+        self._saved_at_s = now_s
         with contextlib.suppress(StorageError):  # counted by storage health
             self.state.set_many({STATE_ENERGY: value}, durable=False)
 

@@ -30,6 +30,7 @@ from minerd.model import EnergyAward, QuotaSource
 from minerd.runtime.energy_tracker import ClosedInterval
 from minerd.settings import load_settings
 
+EDGE_S = 10.0
 # Uneven volumes, as shares of the full-load import over the interval.
 SHARES = (0.60, 0.35, 0.80, 0.50, 0.70, 0.45)
 # 24 hourly-shaped shares for the full day (night low, day high), same range.
@@ -76,6 +77,9 @@ class IntervalResult:
     daemon: ClosedInterval | None  # what the daemon counted when it closed the interval
     limited: bool
     restarted: bool
+    # Cycles with the grid meter stale (or not read yet) within EDGE_S of the interval's
+    # start: the daemon cannot split the energy at the edge and counts the interval high.
+    blind_at_start: int = 0
 
     @property
     def share(self) -> float:
@@ -94,13 +98,15 @@ class AwardsResult:
     intervals: tuple[IntervalResult, ...]
     faulted: dict[str, str]
     restored_kwh: float | None  # energy so far the restarted daemon restored (None: no restart)
+    drawn_at_kill_kwh: float | None  # what the grid meter counted in that interval by the kill
     origins: frozenset[str]  # limit origins the daemon's cycles used during the awards
 
     def table(self) -> str:
         rows = ["int  award kWh  meter kWh  meter %   true %  daemon %  note"]
         for r in self.intervals:
             d = f"{100 * r.daemon.share:7.2f}" if r.daemon is not None else "      -"
-            note = ("power limit " if r.limited else "") + ("restart" if r.restarted else "")
+            note = ("power limit " if r.limited else "") + ("restart " if r.restarted else "")
+            note += f"meter blind at start ({r.blind_at_start})" if r.blind_at_start else ""
             rows.append(
                 f"{r.index:3d} {r.award_kwh:10.3f} {r.meter_kwh:10.3f} {100 * r.share:8.2f} "
                 f"{100 * r.true_share:8.2f}  {d}  {note}"
@@ -189,6 +195,7 @@ async def run_awards(
         site, task = run.site, run.task
         closed: list[ClosedInterval] = []
         restored: float | None = None
+        killed_at: tuple[float, float] | None = None
         meter = RegisterRecorder(run)
         meter_task = asyncio.create_task(meter.record(), name="register-recorder")
         try:
@@ -205,6 +212,7 @@ async def run_awards(
                     assert tracker is not None
                     closed.extend(tracker.closed)
                     await _stop(task)  # killed: nothing saved on the way out
+                    killed_at = (run.now_s(), start + i * span)
                     await run.sleep_sim(plan.down_s)
                     daemon = Daemon(load_settings(run.config), clock=run.sim.clock)
                     site = daemon.build()
@@ -216,8 +224,9 @@ async def run_awards(
                         assert run.now_s() < deadline_s, "restarted daemon never ready"
                         await run.sleep_sim(0.2)
                     again = site.cycle.energy
-                    assert again is not None and again.count is not None
-                    restored = again.count.settled_kwh
+                    assert again is not None
+                    restored = again.restored_kwh
+                    assert restored is not None, "the restarted daemon restored no count"
                     log(f"interval {i}: restarted, {restored:.3f} kWh restored")
                 await run.sleep_sim(start + (i + 1) * span - run.now_s())
                 log(f"interval {i} done at sim {run.now_s() - start:.0f} s")
@@ -239,6 +248,12 @@ async def run_awards(
                 daemon=by_id.get(a.award_id),
                 limited=i == plan.limited_interval,
                 restarted=i == plan.restart_interval,
+                blind_at_start=sum(
+                    1
+                    for c in run.cycles
+                    if abs(c.snapshot.taken_at_s - a.start_s) <= EDGE_S
+                    and not c.snapshot.grid_fresh
+                ),
             )
             for i, a in enumerate(awards)
         )
@@ -247,11 +262,15 @@ async def run_awards(
             for c in run.cycles
             if start <= c.snapshot.taken_at_s < start + len(awards) * span
         )
-        return AwardsResult(plan, full_kw, results, faulted, restored, origins)
+        drawn = None if killed_at is None else meter.at(killed_at[0]) - meter.at(killed_at[1])
+        return AwardsResult(plan, full_kw, results, faulted, restored, drawn, origins)
 
 
 def check(result: AwardsResult) -> list[str]:
-    """What is wrong with a run (empty: it met issue 15's targets)."""
+    """What is wrong with a run (empty: it met issue 15's targets). Never over 100.2 %; at
+    least 99 % unless the grid meter was blind at the interval's start (a loaded machine at
+    20x: the daemon then counts the interval high, so it ends under, never over); most
+    intervals must be judged in full."""
     problems = []
     for r in result.intervals:
         if r.limited:
@@ -260,8 +279,11 @@ def check(result: AwardsResult) -> list[str]:
             if r.daemon is None or r.daemon.share >= 1.0:
                 problems.append(f"interval {r.index}: the daemon did not count its shortfall")
             continue
-        if not 0.99 <= r.share <= 1.002:
+        if r.share > 1.002 or (r.share < 0.99 and not r.blind_at_start):
             problems.append(f"interval {r.index}: {100 * r.share:.2f} % of its award")
+    judged = [r for r in result.intervals if not r.limited and not r.blind_at_start]
+    if 2 * len(judged) < len(result.intervals):
+        problems.append(f"only {len(judged)} intervals judged: the meter was blind at the rest")
     if "award" not in result.origins:
         problems.append("no cycle steered to the award's pace (origin 'award')")
     return problems
