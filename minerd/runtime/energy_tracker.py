@@ -3,8 +3,12 @@
 Every control cycle the cycle hands its snapshot here: the grid meter's sample is counted
 (control.energy_pace.count) against the award covering now, and the pace limit comes back
 as an EffectiveLimit with origin "award" when it is the lower one. The count is written to
-the state store every few cycles, so a restart mid-interval goes on from it; the time the
+the state store every SAVE_EVERY_S, so a restart mid-interval goes on from it; the time the
 process was down is counted from the meter's register when it has one, else at max_kw.
+A new interval's count goes on from the last reading before its start, so the register
+counts across the edge however late a cycle or however blind the meter. A register fault
+is logged once per interval and counted in register_faults (and status().register_fault)
+for alerts; closed intervals (award, energy counted, fault) stay in `closed`.
 """
 
 from __future__ import annotations
