@@ -139,6 +139,17 @@ class _Limits:
 
 
 @dataclass(frozen=True)
+class _Rigs:
+    """Phase loop's inputs from the rigs (built off the loop by run_once_async)."""
+
+    plan_rigs: list[PlanRig]
+    unseen: dict[str, tuple[int, float]]  # sheds not yet seen: index, extra W to count
+    counted_w: float  # rig power as the planner counts it
+    worst_case_w: float
+    fleet_max_w: float
+
+
+@dataclass(frozen=True)
 class _Orders:
     """Phase dispatch: the commands, and the setpoints and statuses they were made from."""
 
@@ -355,7 +366,7 @@ class ControlCycle:
         with self._one_cycle():
             sensed = self._sense()
             limits = self._limit(sensed)
-            looped = self._loop(sensed, limits, *self._rigs(sensed.snap, sensed.now_s))
+            looped = self._loop(sensed, limits, self._rigs(sensed.snap, sensed.now_s))
             the_plan = self._plan(looped) if looped.dispatching else None
             dispatch = (
                 _NO_DISPATCH if the_plan is None else self._dispatch(sensed, looped, the_plan)
@@ -374,15 +385,15 @@ class ControlCycle:
             sensed = self._sense()
             limits = self._limit(sensed)
             rigs = await self._off_loop(self._rigs, sensed.snap, sensed.now_s)
-            looped = self._loop(sensed, limits, *rigs)
+            looped = self._loop(sensed, limits, rigs)
             the_plan = await self._off_loop(self._plan, looped) if looped.dispatching else None
             dispatch = _NO_DISPATCH
             if the_plan is not None:
                 dispatch = await self._dispatch_async(sensed, looped, the_plan)
             judged = await self._off_loop(self.book.verify, sensed.snap.rigs, sensed.now_s)
             self._verify(sensed.snap, sensed.now_s, judged)
-            await asyncio.sleep(0)
-            return self._account(sensed, looped, the_plan, dispatch)
+            measured = await self._off_loop(self._measure, sensed, looped, the_plan)
+            return self._publish(sensed, looped, the_plan, dispatch, measured)
 
     @contextlib.contextmanager
     def _one_cycle(self) -> Iterator[None]:
@@ -430,28 +441,27 @@ class ControlCycle:
             limit = self.energy.cap(limit, sensed.snap, now_s)  # the award's pace, when lower
         return _Limits(limit, limit_now)
 
-    def _rigs(
-        self, snap: FleetSnapshot, now_s: float
-    ) -> tuple[list[PlanRig], dict[str, tuple[int, float]]]:
-        """The rigs as the planner sees them, and the sheds not yet seen to land. Reads the
-        immutable snapshot, changes only the cycle's caches and the IntentBook's shed
-        tracking (no other task does): may run in the worker thread."""
+    def _rigs(self, snap: FleetSnapshot, now_s: float) -> _Rigs:
+        """The rigs as the planner sees them, the sheds not yet seen to land, and the fleet
+        sums the loop needs. Reads the immutable snapshot, changes only the cycle's caches
+        and the IntentBook's shed tracking (no other task does): may run in the worker
+        thread."""
         plan_rigs = self._plan_rigs(snap, now_s)
-        return plan_rigs, self._unseen_sheds(snap, plan_rigs)
+        return _Rigs(
+            plan_rigs=plan_rigs,
+            unseen=self._unseen_sheds(snap, plan_rigs),
+            counted_w=sum(counted_power_w(r) for r in plan_rigs),
+            worst_case_w=worst_case_rig_power_w(snap.rigs, self._by_name),
+            fleet_max_w=max_rig_power_w(snap.rigs, self._by_name),
+        )
 
-    def _loop(
-        self,
-        sensed: _Sensed,
-        limits: _Limits,
-        plan_rigs: list[PlanRig],
-        unseen: dict[str, tuple[int, float]],
-    ) -> _Looped:
+    def _loop(self, sensed: _Sensed, limits: _Limits, rigs: _Rigs) -> _Looped:
         """The closed loop: the rig budget from the limit and the meter, and the rigs to
         plan it over (from _rigs), with whom the meter says not to trust."""
         snap, now_s = sensed.snap, sensed.now_s
-        counted_w = sum(counted_power_w(r) for r in plan_rigs)
+        plan_rigs, unseen, counted_w = rigs.plan_rigs, rigs.unseen, rigs.counted_w
         planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
-        fleet_max_w = max_rig_power_w(snap.rigs, self._by_name)
+        fleet_max_w = rigs.fleet_max_w
         budget_before_w = self.loop_state.budget_w
         self.loop_state, decision = step(
             self.loop_state,
@@ -461,7 +471,7 @@ class ControlCycle:
                 grid_fresh=snap.grid_fresh,
                 grid_import_kw=snap.grid_import_w / 1000.0,
                 rig_power_w=counted_w,
-                worst_case_rig_power_w=worst_case_rig_power_w(snap.rigs, self._by_name),
+                worst_case_rig_power_w=rigs.worst_case_w,
                 max_rig_power_w=fleet_max_w,
                 planned_rig_power_w=planned_w,
                 moving=now_s < self._moving_until_s,
@@ -619,26 +629,46 @@ class ControlCycle:
         self, sensed: _Sensed, looped: _Looped, the_plan: Plan | None, dispatch: Dispatch
     ) -> CycleResult:
         """Compliance, the cycle's result, and the listeners (persistence among them)."""
-        snap, now_s = sensed.snap, sensed.now_s
-        decision, limits = looped.decision, looped.limits
-        # Compliance is judged against the limit in force now, not the one looked ahead to.
-        limit_in_force = decision.limit if limits.ahead is limits.now else limits.now
+        return self._publish(
+            sensed, looped, the_plan, dispatch, self._measure(sensed, looped, the_plan)
+        )
+
+    def _measure(
+        self, sensed: _Sensed, looped: _Looped, the_plan: Plan | None
+    ) -> tuple[Gap | None, ShedCapacity]:
+        """Where the power under the limit went, and what the site could shed how fast
+        (pure, from the snapshot and the plan: may run in the worker thread)."""
+        snap = sensed.snap
         gap_now = None
         if the_plan is not None and snap.grid_fresh:
             gap_now = self._gap(
                 snap,
-                decision,
+                looped.decision,
                 the_plan,
                 looped.plan_rigs,
                 looped.fleet_max_w,
-                limit_in_force.limit_kw,
+                _limit_in_force(looped).limit_kw,
             )
+        shed = shed_capacity(snap.rigs, self.models, aux_fraction=self.config.loop.aux_fraction)
+        return gap_now, shed
+
+    def _publish(
+        self,
+        sensed: _Sensed,
+        looped: _Looped,
+        the_plan: Plan | None,
+        dispatch: Dispatch,
+        measured: tuple[Gap | None, ShedCapacity],
+    ) -> CycleResult:
+        snap, now_s = sensed.snap, sensed.now_s
+        decision = looped.decision
+        limit_in_force = _limit_in_force(looped)
+        gap_now, shed = measured
         if not looped.measured and self._measured_since_start(snap):
             self._measured = True  # raising may start next cycle, from this measurement
             log.info("site measured against its limit since start: raising allowed")
         minutes, closed = self._feed_compliance(now_s, snap, limit_in_force, gap_now)
         self.cycles += 1
-        shed = shed_capacity(snap.rigs, self.models, aux_fraction=self.config.loop.aux_fraction)
         result = CycleResult(
             cycle=self.cycles,
             snapshot=snap,
@@ -926,3 +956,9 @@ class ControlCycle:
             Sample(now_s, snap.grid_import_w / 1000.0, limit.limit_kw, terms)
         )
         return minutes, intervals
+
+
+def _limit_in_force(looped: _Looped) -> EffectiveLimit:
+    """Compliance is judged against the limit in force now, not the one looked ahead to."""
+    limits = looped.limits
+    return looped.decision.limit if limits.ahead is limits.now else limits.now
