@@ -13,6 +13,9 @@ Targets (ratios within this run, the machine being shared): during the cuts, API
 and poll-lateness p99 at most 2x their steady values. Steady and cut windows both include
 whole control cycles (cycles are 1 s apart; a window is a whole number of them).
 Run: .venv/bin/python benchmarks/bench_cut_latency.py
+With --on-loop the whole cycle runs on the event loop (ControlCycle.run_once, the behaviour
+before issue 14.4), for comparison: its steady figures are as bad as its cut, so the ratio
+alone does not tell the two apart; compare the absolute p99s of the two runs.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from bench_cycle import RIGS, build, feed_meter
 from targets import at_most, finish
 
 from minerd.clock import ManualClock
-from minerd.runtime.cycle import CycleResult
+from minerd.runtime.cycle import ControlCycle, CycleResult
 from minerd.runtime.site import Site
 
 REQUEST_EVERY_S = 0.02
@@ -227,6 +230,13 @@ async def run(tmp: Path) -> int:
 
 
 def main() -> int:
+    if "--on-loop" in sys.argv[1:]:
+
+        async def on_loop(self: ControlCycle) -> CycleResult:
+            return self.run_once()
+
+        ControlCycle.run_once_async = on_loop  # type: ignore[method-assign]
+        print("the whole cycle on the event loop (run_once), for comparison")
     with tempfile.TemporaryDirectory() as d:
         return asyncio.run(run(Path(d)))
 

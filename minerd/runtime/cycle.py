@@ -10,8 +10,9 @@ Everything slow (sinks, alerts) hangs off listeners that must not block; what th
 leaves on disk is written by one of them (runtime.cycle_persist).
 
 run_once is that cycle in named phases: sense, limit, loop, plan, dispatch, verify, account.
-run() uses run_once_async, the same phases with planning (the heavy part at 50,000 rigs) in
-a worker thread, so polls, API requests and MQTT messages are served while it runs.
+run() uses run_once_async, the same phases with the heavy work (planning and the 50,000-rig
+passes around it) in a worker thread, so polls, API requests and MQTT messages are served
+while it runs.
 """
 
 from __future__ import annotations
@@ -375,12 +376,14 @@ class ControlCycle:
             return self._account(sensed, looped, the_plan, dispatch)
 
     async def run_once_async(self) -> CycleResult:
-        """The same phases as run_once, the heavy readers in the cycle's worker thread: the
-        rigs as the planner sees them (from the snapshot, which is immutable, and the
-        IntentBook, which only cycle phases change, one cycle at a time) and the plan (pure,
-        immutable inputs). The loop serves polls and requests meanwhile. The decisions stay
-        on the loop, and a shed goes out the moment its plan is back: the loop is let in
-        again only after dispatch."""
+        """The same phases as run_once, the heavy work in the cycle's worker thread: the rigs
+        as the planner sees them, the plan, the diff into commands, verification's judging
+        and the measures. The snapshot is immutable; the IntentBook and the cycle's own state
+        change only in cycle phases, one cycle at a time (the executor's acknowledgement
+        only stamps a command's ack time). On the loop stay the loop's decision, handing the
+        commands to the executor (sheds first, the first batch as soon as the diff is back),
+        marking unresponsive rigs and publishing the result. Polls, API requests and MQTT
+        messages are served meanwhile."""
         with self._one_cycle():
             sensed = self._sense()
             limits = self._limit(sensed)
