@@ -30,7 +30,9 @@ from minerd.model import (
     RigState,
     Severity,
 )
+from minerd.runtime.award_view import AwardView
 from minerd.runtime.devices import MeterInfo, RigInfo
+from minerd.runtime.economics_status import EconomicsView
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.service import HistoryPoint, SiteStatus
 from minerd.runtime.site import site_limit_timeline
@@ -234,8 +236,23 @@ class OpsSite:
 class ServedSite:
     """The API app with the status page router, served by uvicorn in a thread."""
 
-    def __init__(self, site: OpsSite, port: int) -> None:
-        app = create_app(site, api_settings(), None, site.alerts, timezone=site.timezone)
+    def __init__(
+        self,
+        site: OpsSite,
+        port: int,
+        *,
+        awards: AwardView | None = None,
+        economics: EconomicsView | None = None,
+    ) -> None:
+        app = create_app(
+            site,
+            api_settings(),
+            None,
+            site.alerts,
+            timezone=site.timezone,
+            awards=awards,
+            economics=economics,
+        )
         app.include_router(status_router)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)

@@ -4,40 +4,21 @@ GET /api/v1/site answers; with no award in force the card stays hidden."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
-import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import httpx
-import uvicorn
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from ops_site import TOKENS, OpsSite, ServedSite, api_settings
-from servers import free_port
-from test_ops_status_page import by_id, run_chromium
+from ops_site import OpsSite
+from status_page_kit import site_json_and_dom
+from test_ops_status_page import by_id
 
-from minerd.api import create_app
-from minerd.api.status_page import router as status_router
 from minerd.intervals import interval_bounds
 from minerd.model import EnergyAward, QuotaSource
 from minerd.runtime.settlement import AwardBoard, SettlementKeeper
-
-
-class AwardServed(ServedSite):
-    def __init__(self, site: OpsSite, port: int, board: AwardBoard) -> None:
-        app = create_app(
-            site, api_settings(), None, site.alerts, timezone=site.timezone, awards=board
-        )
-        app.include_router(status_router)
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.url = f"http://127.0.0.1:{port}"
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()))
 
 
 def _card(tmp_path: Path, with_award: bool) -> tuple[dict[str, object], str]:
@@ -48,14 +29,8 @@ def _card(tmp_path: Path, with_award: bool) -> tuple[dict[str, object], str]:
         start, end = interval_bounds(site.now_s, 3600.0, tz)
         award = EnergyAward("korem-1", start, end, 18_500.0, QuotaSource.API, 0.0, "ops-grid")
         site.stores.awards.put([award], "ops-grid", site.now_s)
-    try:
-        with AwardServed(site, free_port(), AwardBoard(keeper, lambda: 18_321.0)) as srv:
-            token = TOKENS["viewer"]
-            s = httpx.get(srv.url + "/api/v1/site", headers={"Authorization": f"Bearer {token}"})
-            dom = run_chromium(tmp_path, f"{srv.url}/#token={token}", "--dump-dom")
-    finally:
-        site.close()
-    award_json = s.json()["award"]
+    s, dom = site_json_and_dom(site, tmp_path, awards=AwardBoard(keeper, lambda: 18_321.0))
+    award_json = s["award"]
     assert isinstance(award_json, dict)
     return award_json, dom
 

@@ -7,14 +7,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from ops_site import TOKENS, OpsSite, ServedSite
-from servers import free_port
-from test_ops_status_page import by_id, run_chromium
+from ops_site import OpsSite
+from status_page_kit import site_json_and_dom
+from test_ops_status_page import by_id
 
 from minerd.model import RigProtocol, ShedCapacity, ShedClass
 from minerd.runtime.service import SiteStatus
@@ -35,16 +33,7 @@ class ShedSite(OpsSite):
 
 
 def test_the_shed_card_shows_what_the_api_answers(tmp_path: Path) -> None:
-    site = ShedSite(tmp_path / "minerd.sqlite")
-    token = TOKENS["viewer"]
-    try:
-        with ServedSite(site, free_port()) as srv:
-            s = httpx.get(
-                srv.url + "/api/v1/site", headers={"Authorization": f"Bearer {token}"}
-            ).json()
-            dom = run_chromium(tmp_path, f"{srv.url}/#token={token}", "--dump-dom")
-    finally:
-        site.close()
+    s, dom = site_json_and_dom(ShedSite(tmp_path / "minerd.sqlite"), tmp_path)
     c = s["shed_capacity"]
     assert (c["within_5s_kw"], c["within_60s_kw"], c["within_600s_kw"]) == (
         12.172,
@@ -58,11 +47,6 @@ def test_the_shed_card_shows_what_the_api_answers(tmp_path: Path) -> None:
 
 
 def test_the_shed_card_shows_dashes_before_the_first_cycle(tmp_path: Path) -> None:
-    site = OpsSite(tmp_path / "minerd.sqlite")
-    try:
-        with ServedSite(site, free_port()) as srv:
-            dom = run_chromium(tmp_path, f"{srv.url}/#token={TOKENS['viewer']}", "--dump-dom")
-    finally:
-        site.close()
+    _, dom = site_json_and_dom(OpsSite(tmp_path / "minerd.sqlite"), tmp_path)
     assert by_id(dom, "site-name") == "ops-site"  # the page did render
     assert by_id(dom, "shed-5s") == "\u2013" and by_id(dom, "shed-families") == ""  # en dash
