@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from local_http import local_http
 
 from minerd.clock import ManualClock
 from minerd.control.economics import EconomicsState, Rates, Tariff, breakeven_j_per_th
@@ -62,17 +63,11 @@ class Feed:
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[Feed]:
     feed = Feed()
-    app = web.Application()
-    app.router.add_get("/hi-api/hashrateindex/hashprice", feed.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    feed.url = f"http://127.0.0.1:{port}/hi-api/hashrateindex/hashprice?currency=USD&hashunit=THS"
-    yield feed
-    feed.release.set()
-    await runner.cleanup()
+    path = "/hi-api/hashrateindex/hashprice"
+    async with local_http([web.get(path, feed.handle)]) as base_url:
+        feed.url = f"{base_url}{path}?currency=USD&hashunit=THS"
+        yield feed
+        feed.release.set()
 
 
 def make_feed(url: str, clock: ManualClock, **kw: object) -> HashpriceFeed:

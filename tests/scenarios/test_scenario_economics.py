@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from local_http import local_http
 from scenario_kit import Running, Tuning, running_site
 
 from minerd.control.economics import EconomicsState
@@ -43,16 +44,9 @@ class Feed:
 @pytest_asyncio.fixture
 async def feed() -> AsyncIterator[Feed]:
     f = Feed()
-    app = web.Application()
-    app.router.add_get("/hashprice", f.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    f.url = f"http://127.0.0.1:{port}/hashprice"
-    yield f
-    await runner.cleanup()
+    async with local_http([web.get("/hashprice", f.handle)]) as base_url:
+        f.url = f"{base_url}/hashprice"
+        yield f
 
 
 def economics_toml(url: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from local_http import local_http
 from sinks_data import LIMIT, T0_S, make_snapshot, open_spool, running, wait_until
 
 from minerd.sinks import InfluxSink, InfluxSinkConfig, PointEncoder, SinkHub, V1Target, V1Writer
@@ -42,16 +43,9 @@ class Recorder:
 @pytest_asyncio.fixture
 async def recorder() -> AsyncIterator[Recorder]:
     rec = Recorder()
-    app = web.Application()
-    app.router.add_post("/write", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}"
-    yield rec
-    await runner.cleanup()
+    async with local_http([web.post("/write", rec.handle)]) as base_url:
+        rec.url = base_url
+        yield rec
 
 
 def sink_for(rec: Recorder, tmp_path: Path, **cfg: float) -> InfluxSink:
