@@ -12,8 +12,10 @@ from minerd.clock import ManualClock
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
 from minerd.model import (
+    ControlMode,
     MeterReading,
     MeterRole,
+    PowerProfile,
     Quota,
     QuotaSource,
     RigAction,
@@ -31,6 +33,28 @@ from minerd.storage import Database, Stores
 
 AUX_BASE_KW = 5.0
 AUX_FRACTION = 0.05
+
+# A sleep/wake rig with one 3 kW profile: what the cycle tests run unless they need more.
+TEST_RIG = RigModel(
+    name="test-rig",
+    vendor="test",
+    model="test-rig",
+    nominal_power_w=3000.0,
+    nominal_hashrate_ths=100.0,
+    sleep_power_w=20.0,
+    min_power_w=0.0,
+    max_power_w=0.0,
+    modes=frozenset({ControlMode.SLEEP_WAKE, ControlMode.PROFILES}),
+    profiles=(PowerProfile("p3000", 3000.0, 100.0),),
+    curve=(),
+    wake_time_s=10.0,
+    sleep_time_s=5.0,
+    chip_temp_derate_c=85.0,
+    chip_temp_max_c=95.0,
+    boards=3,
+    fans=4,
+    fan_rpm_nominal=6000,
+)
 
 
 @dataclass

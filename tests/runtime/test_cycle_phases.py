@@ -11,36 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cycle_plant import CyclePlant
+from cycle_plant import TEST_RIG, CyclePlant
 
 import minerd.runtime.cycle as cycle_module
 from minerd.control.counting import counted_power_w, dispatched
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
-from minerd.model import ControlMode, PowerProfile, RigAction, RigModel, RigProtocol, RigState
+from minerd.model import RigAction, RigProtocol, RigState
 from minerd.runtime.devices import RigInfo
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.unresponsive import Unresponsive
 
-MODEL = RigModel(
-    name="test-rig",
-    vendor="test",
-    model="test-rig",
-    nominal_power_w=3000.0,
-    nominal_hashrate_ths=100.0,
-    sleep_power_w=20.0,
-    min_power_w=0.0,
-    max_power_w=0.0,
-    modes=frozenset({ControlMode.SLEEP_WAKE, ControlMode.PROFILES}),
-    profiles=(PowerProfile("p3000", 3000.0, 100.0),),
-    curve=(),
-    wake_time_s=10.0,
-    sleep_time_s=5.0,
-    chip_temp_derate_c=85.0,
-    chip_temp_max_c=95.0,
-    boards=3,
-    fans=4,
-    fan_rpm_nominal=6000,
-)
 WAIT_S = 60.0  # generous: only a hung planner thread would take this long
 
 
@@ -87,7 +67,7 @@ async def _until(event: threading.Event) -> None:
 async def test_the_loop_runs_while_a_plan_is_in_flight_and_a_cut_meanwhile_is_not_lost(
     tmp_path: Path, gated: GatedPlanner
 ) -> None:
-    p = CyclePlant(tmp_path, MODEL, n=20)
+    p = CyclePlant(tmp_path, TEST_RIG, n=20)
     gated.gate.set()
     p.run(15)  # warm and settled at full load, planning on this thread
     assert not p.executor.sent or all(c.action is not RigAction.SLEEP for _, c in p.executor.sent)
@@ -145,8 +125,8 @@ async def test_the_loop_runs_while_a_plan_is_in_flight_and_a_cut_meanwhile_is_no
 async def test_off_the_loop_the_cycle_decides_exactly_as_on_it(tmp_path: Path) -> None:
     """Two identical plants through a settle, a cut and a raise: one plans on the caller's
     thread (run_once), the other in the worker thread (run_once_async)."""
-    on = CyclePlant(tmp_path, MODEL, n=20, db_name="on.sqlite")
-    off = CyclePlant(tmp_path, MODEL, n=20, db_name="off.sqlite")
+    on = CyclePlant(tmp_path, TEST_RIG, n=20, db_name="on.sqlite")
+    off = CyclePlant(tmp_path, TEST_RIG, n=20, db_name="off.sqlite")
     for second in range(60):
         if second in (15, 40):
             limit_kw = on.full_kw * (0.4 if second == 15 else 1.5)
@@ -170,7 +150,7 @@ async def test_off_the_loop_the_cycle_decides_exactly_as_on_it(tmp_path: Path) -
 
 
 def _rig(**kw: Any) -> PlanRig:
-    base: dict[str, Any] = {"rig_id": "r1", "model": MODEL, "awake": True, "power_w": 2000.0}
+    base: dict[str, Any] = {"rig_id": "r1", "model": TEST_RIG, "awake": True, "power_w": 2000.0}
     return PlanRig(**(base | kw))
 
 
@@ -199,7 +179,7 @@ def test_the_planner_counts_a_rig_it_does_not_move_as_counting_says(
 
 def test_unresponsive_rigs_have_one_owner_for_the_flag_and_the_retry_clock() -> None:
     infos = [
-        RigInfo(r, MODEL.name, "c1", "127.0.0.1", 0, RigProtocol.LUXOS, 1.0, 1.0, 30.0)
+        RigInfo(r, TEST_RIG.name, "c1", "127.0.0.1", 0, RigProtocol.LUXOS, 1.0, 1.0, 30.0)
         for r in ("a", "b")
     ]
     fleet = FleetState(infos, [])

@@ -7,30 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cycle_plant import CyclePlant
+from cycle_plant import TEST_RIG, CyclePlant
 
-from minerd.model import ControlMode, PowerProfile, RigModel
-
-MODEL = RigModel(
-    name="test-rig",
-    vendor="test",
-    model="test-rig",
-    nominal_power_w=3000.0,
-    nominal_hashrate_ths=100.0,
-    sleep_power_w=20.0,
-    min_power_w=0.0,
-    max_power_w=0.0,
-    modes=frozenset({ControlMode.SLEEP_WAKE, ControlMode.PROFILES}),
-    profiles=(PowerProfile("p3000", 3000.0, 100.0),),
-    curve=(),
-    wake_time_s=10.0,
-    sleep_time_s=5.0,
-    chip_temp_derate_c=85.0,
-    chip_temp_max_c=95.0,
-    boards=3,
-    fans=4,
-    fan_rpm_nominal=6000,
-)
 MIN_OFF_S = 120.0
 
 
@@ -39,7 +17,7 @@ MIN_OFF_S = 120.0
 async def test_restart_restores_switch_times_so_min_off_holds(
     tmp_path: Path, acknowledged: bool
 ) -> None:
-    first = CyclePlant(tmp_path, MODEL, n=10, min_on_s=0.0, min_off_s=MIN_OFF_S)
+    first = CyclePlant(tmp_path, TEST_RIG, n=10, min_on_s=0.0, min_off_s=MIN_OFF_S)
     first.executor.journal_outcomes = acknowledged
     first.run(10)
     first.set_limit(round(0.5 * first.full_kw, 1))
@@ -51,7 +29,7 @@ async def test_restart_restores_switch_times_so_min_off_holds(
     # kill -9, restart on the same database; the grid then lifts the cut: room for all.
     second = CyclePlant(
         tmp_path,
-        MODEL,
+        TEST_RIG,
         n=10,
         min_on_s=0.0,
         min_off_s=MIN_OFF_S,
@@ -70,7 +48,7 @@ async def test_nothing_wakes_until_the_restarted_loop_has_measured_the_site(
     tmp_path: Path,
 ) -> None:
     asleep = ("r017", "r018", "r019", "r020")
-    p = CyclePlant(tmp_path, MODEL, n=20, min_off_s=0.0, asleep=asleep)
+    p = CyclePlant(tmp_path, TEST_RIG, n=20, min_off_s=0.0, asleep=asleep)
     p.set_limit(p.full_kw + 5.0)  # room for every rig: only the measurement holds them
     p.clock.advance(1.0)
     p.read_meter()
