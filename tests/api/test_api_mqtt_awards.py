@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 import pytest
 from api_site import START_S, SiteUnderTest
+from mqtt_acks import next_ack, publish_until_acked
 from servers import ServerProcess
 
 from minerd.api.mqtt_quota import run_mqtt_quota_input
@@ -19,17 +20,6 @@ from minerd.model import QuotaSource
 from minerd.runtime.award_input import Rules
 
 H = 3600.0
-
-
-async def _next_ack(client: aiomqtt.Client) -> dict[str, object]:
-    async with asyncio.timeout(10):
-        async for message in client.messages:
-            payload = message.payload
-            assert isinstance(payload, bytes | bytearray)
-            value = json.loads(payload)
-            assert isinstance(value, dict)
-            return value
-    raise AssertionError("no ack")
 
 
 @pytest.mark.asyncio
@@ -51,17 +41,7 @@ async def test_awards_over_mqtt(tmp_path: Path, mosquitto: ServerProcess) -> Non
                 "reference": "KOREM-DA-2027-01-16",
                 "idempotency_key": "korem-da-2027-01-16",
             }
-            # The input may still be connecting: repeat until it answers (the key makes
-            # repeats harmless, which is the point of it).
-            ack: dict[str, object] = {}
-            for _ in range(50):
-                await grid.publish(f"{base}/set", json.dumps(order), qos=1)
-                try:
-                    async with asyncio.timeout(0.3):
-                        ack = await _next_ack(grid)
-                    break
-                except TimeoutError:
-                    continue
+            ack = await publish_until_acked(grid, f"{base}/set", json.dumps(order))
             assert ack["ok"] is True and ack["status"] == 201, ack
             assert ack["from"] == iso(START_S + 11 * H) and ack["to"] == iso(START_S + 13 * H)
             stored = site.stores.awards.in_range(START_S, START_S + 2 * 86_400)
@@ -72,14 +52,14 @@ async def test_awards_over_mqtt(tmp_path: Path, mosquitto: ServerProcess) -> Non
             assert site.quota_changes == 1 and site.grid_contacts >= 1
             # Repeats of the first order (if any were in flight) are answered, not stored.
             await grid.publish(f"{base}/set", b'[{"interval_start": "x"}]', qos=1)
-            while (bad := await _next_ack(grid))["ok"]:
+            while (bad := await next_ack(grid))["ok"]:
                 assert bad["status"] == 200 and bad["ids"] == ack["ids"]
             assert bad["status"] == 422
             fields = [p["field"] for p in bad["problems"]]  # type: ignore[attr-defined]
             assert fields == ["awards.0.energy_mwh", "awards.0.interval_start"]
             changed = {**order, "awards": order["awards"][:1]}
             await grid.publish(f"{base}/set", json.dumps(changed), qos=1)
-            bad = await _next_ack(grid)
+            bad = await next_ack(grid)
             assert (bad["status"], bad["field"]) == (409, "idempotency_key")
             assert len(site.stores.awards.history(START_S, START_S + 2 * 86_400)) == 2
         audit = site.stores.audit.query()

@@ -10,22 +10,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from api_site import START_S, SiteUnderTest
+from mqtt_acks import next_ack, publish_until_acked
 from servers import ServerProcess
 
 from minerd.api.mqtt_quota import run_mqtt_quota_input
 from minerd.api.times import iso
 from minerd.model import QuotaSource
-
-
-async def _next_ack(client: aiomqtt.Client) -> dict[str, object]:
-    async with asyncio.timeout(10):
-        async for message in client.messages:
-            payload = message.payload
-            assert isinstance(payload, bytes | bytearray)
-            value = json.loads(payload)
-            assert isinstance(value, dict)
-            return value
-    raise AssertionError("no ack")
 
 
 @pytest.mark.asyncio
@@ -39,17 +29,7 @@ async def test_quota_over_mqtt(tmp_path: Path, mosquitto: ServerProcess) -> None
         async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="grid-test") as grid:
             await grid.subscribe(f"{base}/ack", qos=1)
             order = {"limit_kw": 333, "end": iso(START_S + 900), "reference": "MQ-1"}
-            # The input task may still be connecting: repeat the order until it answers
-            # (the reference makes repeats harmless, which is the point of it).
-            ack: dict[str, object] = {}
-            for _ in range(50):
-                await grid.publish(f"{base}/set", json.dumps(order), qos=1)
-                try:
-                    async with asyncio.timeout(0.3):
-                        ack = await _next_ack(grid)
-                    break
-                except TimeoutError:
-                    continue
+            ack = await publish_until_acked(grid, f"{base}/set", json.dumps(order))
             assert ack["ok"] is True and ack["reference"] == "MQ-1", ack
             assert ack["effective_at"] == iso(START_S) and ack["end"] == iso(START_S + 900)
             stored = site.stores.quotas.all()
@@ -62,16 +42,16 @@ async def test_quota_over_mqtt(tmp_path: Path, mosquitto: ServerProcess) -> None
             assert site.quota_changes == 1 and site.grid_contacts >= 1
             # Drain repeats of the first order, if any, then test refusals.
             await grid.publish(f"{base}/set", b"{not json", qos=1)
-            while (bad := await _next_ack(grid))["ok"]:
+            while (bad := await next_ack(grid))["ok"]:
                 assert bad["status"] == 200 and bad["id"] == ack["id"]
             assert bad["status"] == 400 and "not JSON" in str(bad["error"])
             await grid.publish(
                 f"{base}/set", json.dumps({"limit_kw": 5, "start": "2027-01-15T09:00"}), qos=1
             )
-            bad = await _next_ack(grid)
+            bad = await next_ack(grid)
             assert (bad["status"], bad["field"]) == (422, "start")
             await grid.publish(f"{base}/set", json.dumps({**order, "limit_kw": 1}), qos=1)
-            bad = await _next_ack(grid)
+            bad = await next_ack(grid)
             assert (bad["status"], bad["field"]) == (409, "reference")
             assert len(site.stores.quotas.all()) == 1
         audit = site.stores.audit.query()
