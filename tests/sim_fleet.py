@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TypeVar
 
 from minerd.clock import ManualClock
 from minerd.model import RigProtocol
@@ -14,6 +15,30 @@ from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
 
 # A test's own family servers in place of the defaults (a shorter reply delay, say).
 FamilyServers = Callable[[ManualClock], Mapping[RigProtocol, FamilyListeners]]
+Ports = TypeVar("Ports")
+
+# A port picked free can be taken by another test process before the fleet binds it (the
+# suite runs in parallel; a port left free on 127.0.0.1 is not checked on every rig's
+# address): the fleet is closed and started again on new ports.
+BIND_ATTEMPTS = 4
+
+
+async def start_on_free_ports(
+    pick: Callable[[], Ports], build: Callable[[Ports], RigFleet]
+) -> tuple[RigFleet, Ports]:
+    """A started fleet whose shared ports `pick()` chose, picked again while binding fails."""
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        ports = pick()
+        fleet = build(ports)
+        try:
+            await fleet.start()
+        except OSError:
+            await fleet.close()
+            if attempt == BIND_ATTEMPTS:
+                raise
+            continue
+        return fleet, ports
+    raise AssertionError("unreachable")
 
 
 @contextlib.asynccontextmanager
@@ -28,8 +53,8 @@ async def manual_fleet(
     fleet = RigFleet(plan_rigs(spec), clock)
     if family is not None:
         fleet.family_listeners.update(family(clock))
-    await fleet.start()
     try:
+        await fleet.start()
         clock.advance(warm_up_s)
         yield fleet
     finally:

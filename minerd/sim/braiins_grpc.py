@@ -73,7 +73,10 @@ class BraiinsServer:
     async def start(self, host: str, port: int) -> int:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers(self._handlers())
-        bound = server.add_insecure_port(f"{host}:{port}")
+        try:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:  # grpcio raises here where older releases returned 0
+            raise OSError(f"braiins sim: cannot bind {host}:{port}: {exc}") from exc
         if bound == 0:
             raise OSError(f"braiins sim: cannot bind {host}:{port}")
         await server.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from servers import free_port
+from sim_fleet import start_on_free_ports
 
 from minerd.cli.discover import ScanProgress, add_arguments, run, scan
 from minerd.clock import ManualClock
@@ -21,19 +22,22 @@ from minerd.sim.spec import RigGroupSpec, SiteSpec, plan_rigs
 
 @pytest_asyncio.fixture
 async def fleet() -> AsyncIterator[tuple[RigFleet, int]]:
-    port = free_port()
-    spec = SiteSpec(
-        groups=(
-            RigGroupSpec("bitmain-s19jpro", 2, RigProtocol.LUXOS),
-            RigGroupSpec("bitmain-s19jpro", 1, RigProtocol.CGMINER),
-        ),
-        rig_port=port,
-        base_octet=91,
-    )
-    f = RigFleet(plan_rigs(spec), ManualClock())
-    await f.start()
-    yield f, port
-    await f.close()
+    def build(port: int) -> RigFleet:
+        spec = SiteSpec(
+            groups=(
+                RigGroupSpec("bitmain-s19jpro", 2, RigProtocol.LUXOS),
+                RigGroupSpec("bitmain-s19jpro", 1, RigProtocol.CGMINER),
+            ),
+            rig_port=port,
+            base_octet=91,
+        )
+        return RigFleet(plan_rigs(spec), ManualClock())
+
+    f, port = await start_on_free_ports(free_port, build)
+    try:
+        yield f, port
+    finally:
+        await f.close()
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from firmware_fixtures import FIRMWARE_DIR, load
 from servers import free_port
+from sim_fleet import start_on_free_ports
 
 from minerd.cli.check import run_check
 from minerd.cli.discover import ScanProgress, add_arguments, discover, run
@@ -101,19 +102,23 @@ class Site:
 async def site() -> AsyncIterator[Site]:
     # Every rig has its own loopback address, so all share one port per API, as on a real
     # site (80, 4433, 50051): discover probes the same ports on every host.
-    port = free_port()
-    ports = FamilyPorts(free_port(), free_port(), free_port())
-    spec = SiteSpec(
-        groups=GROUPS,
-        rig_port=port,
-        web_port=ports.web_port,
-        whatsminer_api_port=ports.api_port,
-        grpc_port=ports.grpc_port,
-        base_octet=163,
-        workers=1,
-    )
-    fleet = RigFleet(plan_rigs(spec), ManualClock())
-    await fleet.start()
+    def pick() -> tuple[int, FamilyPorts]:
+        return free_port(), FamilyPorts(free_port(), free_port(), free_port())
+
+    def build(picked: tuple[int, FamilyPorts]) -> RigFleet:
+        port, ports = picked
+        spec = SiteSpec(
+            groups=GROUPS,
+            rig_port=port,
+            web_port=ports.web_port,
+            whatsminer_api_port=ports.api_port,
+            grpc_port=ports.grpc_port,
+            base_octet=163,
+            workers=1,
+        )
+        return RigFleet(plan_rigs(spec), ManualClock())
+
+    fleet, (port, ports) = await start_on_free_ports(pick, build)
     try:
         yield Site(fleet, port, ports)
     finally:
