@@ -99,6 +99,7 @@ class Components:
     # The API's brake on wrong tokens: its recent count feeds the AuthFailures alert.
     auth_throttle: FailureThrottle = field(default_factory=FailureThrottle)
     grid_links: GridLinks = field(default_factory=GridLinks)  # IEC 104, OpenADR (if on)
+    economics: EconomicsView | None = None  # its status goes to telemetry with each snapshot
     _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
 
     def tasks(self) -> list[tuple[str, TaskFactory]]:
@@ -182,7 +183,15 @@ async def _feed_sinks(hub: SinkHub, feed: SinkFeed, site: Site, parts: Component
         commands, feed.commands = feed.commands, []
         records, feed.compliance = feed.compliance, []
         d = result.decision
-        hub.publish_snapshot(result.snapshot, d.limit, d.rig_budget_w, shed=result.shed)
+        snap, econ = result.snapshot, parts.economics
+        hub.publish_snapshot(
+            snap,
+            d.limit,
+            d.rig_budget_w,
+            shed=result.shed,
+            # The status page's figures (api routes_site asks the same view), per snapshot.
+            economics=econ.status(snap.rig_power_w, snap.hashrate_ths) if econ else None,
+        )
         for at_s, cmds in commands:
             hub.publish_commands(cmds, at_s)
         for rec in records:
@@ -210,7 +219,7 @@ def build_components(
     *,
     economics: EconomicsView | None = None,
 ) -> Components:
-    parts = Components()
+    parts = Components(economics=economics)
     models = {m.name: m for m in site.cycle.models.values()}
     engine = AlertEngine(
         settings.site.name,

@@ -6,6 +6,7 @@ from minerd.sinks.events import (
     AlertEvent,
     CommandsEvent,
     ComplianceEvent,
+    EconomicsFigures,
     SnapshotEvent,
     TelemetryEvent,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "BatchRejected",
     "CommandsEvent",
     "ComplianceEvent",
+    "EconomicsFigures",
     "InfluxOptions",
     "InfluxSection",
     "InfluxSink",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter
+from typing import Protocol
 
 from minerd.model import (
     Alert,
@@ -56,6 +57,31 @@ def fleet_totals(rigs: Sequence[RigStatus]) -> FleetTotals:
     )
 
 
+class EconomicsFigures(Protocol):
+    """What the sinks read of price-aware dispatch (runtime.economics_status.EconomicsStatus
+    is one): the figures the status page shows, money in `currency` per hour at the current
+    rates for what the rigs draw and hash now; None where a rate is not known."""
+
+    @property
+    def currency(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def energy_price_per_mwh(self) -> float | None: ...
+    @property
+    def hashprice_usd_per_th_day(self) -> float | None: ...
+    @property
+    def hashprice_fresh(self) -> bool: ...
+    @property
+    def breakeven_j_per_th(self) -> float | None: ...
+    @property
+    def revenue_per_h(self) -> float | None: ...
+    @property
+    def energy_cost_per_h(self) -> float | None: ...
+    @property
+    def margin_per_h(self) -> float | None: ...
+
+
 @dataclass(frozen=True)
 class SnapshotEvent:
     """One control cycle's image of the site plus the numbers the controller worked with."""
@@ -65,6 +91,7 @@ class SnapshotEvent:
     budget_w: float
     failsafe: bool
     shed: ShedCapacity | None = None  # what could be shed within 5 s / 60 s / 600 s
+    economics: EconomicsFigures | None = None  # None: [economics] is off
 
     @cached_property
     def totals(self) -> FleetTotals:

@@ -20,6 +20,7 @@ from minerd.sinks.events import (
     AlertEvent,
     CommandsEvent,
     ComplianceEvent,
+    EconomicsFigures,
     SettlementEvent,
     SnapshotEvent,
     TelemetryEvent,
@@ -58,11 +59,13 @@ class SinkHub:
         *,
         failsafe: bool | None = None,
         shed: ShedCapacity | None = None,
+        economics: EconomicsFigures | None = None,
     ) -> None:
-        """Once per control cycle. failsafe defaults to `limit.origin == "failsafe"`."""
+        """Once per control cycle. failsafe defaults to `limit.origin == "failsafe"`;
+        economics: the status page's figures for this snapshot (None: [economics] off)."""
         if failsafe is None:
             failsafe = limit.origin == "failsafe"
-        self.publish(SnapshotEvent(snapshot, limit, budget_w, failsafe, shed))
+        self.publish(SnapshotEvent(snapshot, limit, budget_w, failsafe, shed, economics))
 
     def publish_commands(self, commands: Sequence[RigCommand], at_s: float) -> None:
         if commands:

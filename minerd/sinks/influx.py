@@ -315,6 +315,8 @@ class InfluxSink:
             snap = event.snapshot
             core = [enc.site_line(snap, event.limit, event.budget_w, event.failsafe, event.totals)]
             core += enc.meter_lines(snap)
+            if event.economics is not None:
+                core.append(enc.economics_line(event.economics, snap.taken_at_s))
             yield _chunk(PointClass.CORE, core)
             if rigs and snap.rigs and self._rigs_due(snap.taken_at_s):
                 ts = round(snap.taken_at_s * 1000.0)

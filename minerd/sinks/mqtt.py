@@ -5,7 +5,10 @@ Topics (prefix defaults to "minerd"):
   and on a clean stop;
 - `<prefix>/<site>/state`   JSON, retained, published when it changes (at most once per
   snapshot, i.e. per control cycle);
-- `<prefix>/<site>/rigs/<rig>`  JSON, retained, when that rig's state changes (opt-in).
+- `<prefix>/<site>/rigs/<rig>`  JSON, retained, when that rig's state changes (opt-in);
+- `<prefix>/<site>/settlement`  JSON, retained: the last closed settlement interval;
+- `<prefix>/<site>/economics`  JSON, retained, when it changes: energy price, hashprice and
+  money per hour as the status page shows them (only with [economics] on).
 
 A broker restart loses retained messages unless it persists them, so after every
 (re)connect the status, the latest state and every rig state are published again.
@@ -123,6 +126,30 @@ def shed_doc(event: SnapshotEvent) -> dict[str, object] | None:
     return doc
 
 
+def _opt(value: float | None, digits: int) -> float | None:
+    return None if value is None else _r(value, digits)
+
+
+def economics_doc(site: str, event: SnapshotEvent) -> dict[str, object] | None:
+    """The retained economics document; None while [economics] is off."""
+    e = event.economics
+    if e is None:
+        return None
+    return {
+        "site": site,
+        "taken_at_s": round(event.snapshot.taken_at_s, 3),
+        "currency": e.currency,
+        "state": e.state,
+        "energy_price_per_mwh": _opt(e.energy_price_per_mwh, 4),
+        "hashprice_usd_per_th_day": _opt(e.hashprice_usd_per_th_day, 6),
+        "hashprice_fresh": e.hashprice_fresh,
+        "breakeven_j_per_th": _opt(e.breakeven_j_per_th, 2),
+        "revenue_per_h": _opt(e.revenue_per_h, 4),
+        "energy_cost_per_h": _opt(e.energy_cost_per_h, 4),
+        "margin_per_h": _opt(e.margin_per_h, 4),
+    }
+
+
 def settlement_doc(site: str, event: SettlementEvent) -> dict[str, object]:
     """The retained last settlement interval (energy awarded against imported)."""
     r = event.record
@@ -153,6 +180,10 @@ class MqttSink:
         self.settlement_topic = f"{base}/settlement"  # the last closed settlement interval
         self._settlement_payload: bytes | None = None
         self._settlement_dirty = False
+        self.economics_topic = f"{base}/economics"  # price, hashprice, money per hour
+        self._economics_payload: bytes | None = None
+        self._economics_key: str | None = None  # the document without its timestamp
+        self._economics_dirty = False
         self._queue: asyncio.Queue[SnapshotEvent] = asyncio.Queue(config.queue_size)
         self._state_payload: bytes | None = None  # latest state, republished on reconnect
         self._state_key: str | None = None  # state without its timestamp: "did it change"
@@ -237,6 +268,7 @@ class MqttSink:
             self._published_key = None
             self._dirty_rigs = set(self._rig_payloads)
             self._settlement_dirty = self._settlement_payload is not None
+            self._economics_dirty = self._economics_payload is not None
         await self._publish_changes()
         self.connects += 1
 
@@ -256,6 +288,9 @@ class MqttSink:
                 if self._settlement_dirty and self._settlement_payload is not None:
                     await self._publish(self.settlement_topic, self._settlement_payload)
                     self._settlement_dirty = False
+                if self._economics_dirty and self._economics_payload is not None:
+                    await self._publish(self.economics_topic, self._economics_payload)
+                    self._economics_dirty = False
                 while self._dirty_rigs:
                     rig = next(iter(self._dirty_rigs))
                     await self._publish(self.rig_topic_prefix + rig, self._rig_payloads[rig])
@@ -278,6 +313,13 @@ class MqttSink:
         if key != self._state_key:
             self._state_key = key
             self._state_payload = json.dumps(doc, separators=(",", ":")).encode()
+        econ = economics_doc(self.site, event)
+        if econ is not None:
+            key = json.dumps({k: v for k, v in econ.items() if k != "taken_at_s"}, sort_keys=True)
+            if key != self._economics_key:
+                self._economics_key = key
+                self._economics_payload = json.dumps(econ, separators=(",", ":")).encode()
+                self._economics_dirty = True
         if self.config.per_rig_state:
             self._update_rigs(event)
 

@@ -25,7 +25,7 @@ from minerd.model import (
     RigStatus,
     SettlementRecord,
 )
-from minerd.sinks.events import FleetTotals, fleet_totals
+from minerd.sinks.events import EconomicsFigures, FleetTotals, fleet_totals
 from minerd.sinks.lineproto import (
     bool_field,
     float_field,
@@ -237,6 +237,23 @@ class PointEncoder:
             fields.append(str_field("award_id", rec.award_id))
         series = self._series("settlement", [])
         return f"{series} {_join(fields)} {to_ms(rec.interval_start_s)}"
+
+    def economics_line(self, econ: EconomicsFigures, at_s: float) -> str:
+        """Measurement `economics`, one point per snapshot: the energy price, the hashprice
+        and money per hour as the status page shows them; a rate not known is left out."""
+        fields: list[str | None] = [
+            float_field("energy_price_per_mwh", econ.energy_price_per_mwh),
+            float_field("hashprice_usd_per_th_day", econ.hashprice_usd_per_th_day),
+            float_field("revenue_per_h", econ.revenue_per_h),
+            float_field("energy_cost_per_h", econ.energy_cost_per_h),
+            float_field("margin_per_h", econ.margin_per_h),
+            float_field("breakeven_j_per_th", econ.breakeven_j_per_th),
+            bool_field("hashprice_fresh", econ.hashprice_fresh),
+            str_field("state", econ.state),
+            str_field("currency", econ.currency),
+        ]
+        series = self._series("economics", [])
+        return f"{series} {_join(fields)} {to_ms(at_s)}"
 
     def alert_line(self, alert: Alert, at_s: float) -> str:
         series = self._series("alert", [("rule", alert.rule), ("severity", alert.severity.value)])

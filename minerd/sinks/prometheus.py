@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from minerd.model import FleetSnapshot, RigState, ShedCapacity
 from minerd.sinks.base import SinkStats
-from minerd.sinks.events import CommandsEvent, SnapshotEvent, TelemetryEvent
+from minerd.sinks.events import CommandsEvent, EconomicsFigures, SnapshotEvent, TelemetryEvent
 
 JOULES_PER_KWH = 3_600_000.0
 PER_RIG_AUTO_MAX = 2000
@@ -141,6 +141,8 @@ class _SnapshotCollector(Collector):
         yield gauge("minerd_site_stale_rigs", "Rigs whose reading is stale", fleet.stale_rigs)
         if event.shed is not None:
             yield from self._shed(site, event.shed)
+        if event.economics is not None:
+            yield from self._economics(site, event.economics)
 
         rigs = GaugeMetricFamily("minerd_rigs", "Rigs by state", labels=["site", "state"])
         for state, n in fleet.by_state.items():
@@ -172,6 +174,44 @@ class _SnapshotCollector(Collector):
             for h, kw in zip(shed.horizons_s, values, strict=True):
                 by_family.add_metric([site, f"{h:g}s", family.value], kw * 1000.0)
         yield by_family
+
+    @staticmethod
+    def _economics(site: str, econ: EconomicsFigures) -> Iterable[Metric]:
+        """The status page's economics figures. Money is in the site's currency (a label:
+        [economics] currency), the hashprice in USD; a rate not known has no sample."""
+        money = (
+            ("minerd_energy_price_per_mwh", "Energy price now", econ.energy_price_per_mwh),
+            ("minerd_revenue_per_hour", "Mining revenue per hour now", econ.revenue_per_h),
+            ("minerd_energy_cost_per_hour", "Energy cost per hour now", econ.energy_cost_per_h),
+            ("minerd_margin_per_hour", "Revenue less energy cost per hour", econ.margin_per_h),
+        )
+        for name, doc, value in money:
+            g = GaugeMetricFamily(name, f"{doc}, site currency", labels=["site", "currency"])
+            if value is not None:
+                g.add_metric([site, econ.currency], value)
+            yield g
+        single = (
+            (
+                "minerd_hashprice_usd_per_th_day",
+                "Hashprice in use, USD per TH/s per day",
+                econ.hashprice_usd_per_th_day,
+            ),
+            (
+                "minerd_breakeven_joules_per_terahash",
+                "Least efficient J/TH that still earns its energy at the current rates",
+                econ.breakeven_j_per_th,
+            ),
+        )
+        for name, doc, value in single:
+            g = GaugeMetricFamily(name, doc, labels=["site"])
+            if value is not None:
+                g.add_metric([site], value)
+            yield g
+        fresh = GaugeMetricFamily(
+            "minerd_hashprice_fresh", "1 while the hashprice feed is fresh", labels=["site"]
+        )
+        fresh.add_metric([site], econ.hashprice_fresh)
+        yield fresh
 
     @staticmethod
     def _containers(site: str, fleet: _Fleet) -> Iterable[Metric]:
