@@ -27,6 +27,7 @@ from minerd.api.problems import install_error_handlers
 from minerd.api.request_metrics import ObserveRequest, RequestMetrics
 from minerd.runtime.award_view import AwardView
 from minerd.runtime.economics_status import EconomicsView
+from minerd.runtime.energy_view import EnergyView
 from minerd.runtime.service import SiteService
 from minerd.settings.models import ApiSettings
 
@@ -54,6 +55,7 @@ def create_app(
     award_interval_s: float = 3600.0,
     awards: AwardView | None = None,
     economics: EconomicsView | None = None,
+    energy: EnergyView | None = None,
 ) -> FastAPI:
     """Build the app. `metrics` renders Prometheus text (called in a worker thread);
     `alerts` is None when alerting is off. `throttle` defaults to 10 bad tokens per
@@ -77,6 +79,7 @@ def create_app(
         award_interval_s=award_interval_s,
         awards=awards,
         economics=economics,
+        energy=energy,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit)

@@ -14,6 +14,7 @@ from minerd.api.auth import Authenticator, Principal, Role
 from minerd.api.problems import ErrorBody
 from minerd.runtime.award_view import AwardView
 from minerd.runtime.economics_status import EconomicsView
+from minerd.runtime.energy_view import EnergyView
 from minerd.runtime.service import SiteService
 from minerd.settings.models import ApiSettings
 
@@ -29,6 +30,7 @@ class ApiContext:
     award_interval_s: float = 3600.0  # [awards] interval_s: an award's default length
     awards: AwardView | None = None  # the award of the interval in progress; None: not run
     economics: EconomicsView | None = None  # [economics] (price-aware dispatch); None: off
+    energy: EnergyView | None = None  # the award's pace (EnergyTracker); None: not run
 
 
 def context(request: Request) -> ApiContext:

@@ -33,7 +33,7 @@ from minerd.api.schemas import (
     SiteOut,
     finite,
 )
-from minerd.api.schemas_awards import AwardNowOut
+from minerd.api.schemas_awards import AwardNowOut, EnergyOut
 from minerd.api.schemas_economics import EconomicsOut
 from minerd.api.times import opt_dt, to_dt
 from minerd.errors import StorageError
@@ -92,7 +92,13 @@ async def get_site(ctx: Ctx, who: SiteReader) -> SiteOut:
             if ctx.economics is not None
             else None
         ),
+        energy=_energy(ctx),
     )
+
+
+def _energy(ctx: ApiContext) -> EnergyOut | None:
+    now = ctx.energy.now() if ctx.energy is not None else None
+    return EnergyOut.of(now) if now is not None else None
 
 
 def _within(cap: ShedCapacity, values_w: tuple[float, ...], horizon_s: float) -> float:

@@ -16,7 +16,7 @@ from pydantic import (
     field_validator,
 )
 
-from minerd.api.schemas_awards import AwardNowOut
+from minerd.api.schemas_awards import AwardNowOut, EnergyOut
 from minerd.api.schemas_economics import EconomicsOut
 from minerd.api.times import IsoTime, opt_dt, to_dt
 from minerd.model import Alert, EffectiveLimit, Quota, QuotaSource, RigState
@@ -223,6 +223,9 @@ class SiteOut(BaseModel):
     shed_capacity: ShedCapacityOut | None = None  # null before the first control cycle
     # The energy award of the settlement interval in progress; null when awards are not run.
     award: AwardNowOut | None = None
+    # The award in force as the controller paces it (its count, target and the meter's
+    # register); null when no award is in force.
+    energy: EnergyOut | None = None
 
 
 class HistoryPointOut(BaseModel):

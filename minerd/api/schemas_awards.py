@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from minerd.api.times import to_dt
 from minerd.runtime.award_view import AwardNow
+from minerd.runtime.energy_view import EnergyNow
 
 
 class AwardNowOut(BaseModel):
@@ -35,4 +36,35 @@ class AwardNowOut(BaseModel):
             peak_kw=a.peak_kw,
             seconds_over=a.seconds_over,
             note=a.note,
+        )
+
+
+class EnergyOut(BaseModel):
+    """The award in force as the controller paces it (its own count, beside `award`'s
+    settlement count): what it steers by and whether it believes the meter's register."""
+
+    award_id: str
+    interval_start: datetime
+    interval_end: datetime
+    award_kwh: float
+    energy_kwh: float  # imported so far, as the pace counts it
+    remaining_kwh: float  # award_kwh - energy_kwh
+    pace_target_kw: float  # the power target that ends the interval on its award
+    energy_source: str  # "register" (the meter's energy register) or "integrated" (power)
+    register_fault: str  # "" or why the register is not believed in this interval
+    register_faults: int  # register faults judged since the daemon started
+
+    @classmethod
+    def of(cls, e: EnergyNow) -> EnergyOut:
+        return cls(
+            award_id=e.award_id,
+            interval_start=to_dt(e.start_s),
+            interval_end=to_dt(e.end_s),
+            award_kwh=round(e.award_kwh, 3),
+            energy_kwh=round(e.energy_kwh, 3),
+            remaining_kwh=round(e.remaining_kwh, 3),
+            pace_target_kw=round(e.pace_kw, 3),
+            energy_source="register" if e.from_register else "integrated",
+            register_fault=e.register_fault,
+            register_faults=e.register_faults,
         )

@@ -26,6 +26,7 @@ from minerd.gridlink.tasks import GridLinks, build_grid_links
 from minerd.model import ComplianceRecord, RigCommand
 from minerd.runtime.cycle import CycleResult
 from minerd.runtime.economics_status import EconomicsView
+from minerd.runtime.energy_board import EnergyBoard
 from minerd.runtime.sessions import session_recoveries
 from minerd.runtime.site import Site
 from minerd.settings import Settings
@@ -304,6 +305,7 @@ def _build_api(
         economics=economics,
         award_interval_s=settings.awards.interval_s,
         awards=awards.board if awards is not None else None,
+        energy=EnergyBoard(lambda: site.cycle.energy),
     )
     if prom is not None:
         throttle = parts.auth_throttle

@@ -33,6 +33,7 @@ from minerd.model import (
 from minerd.runtime.award_view import AwardView
 from minerd.runtime.devices import MeterInfo, RigInfo
 from minerd.runtime.economics_status import EconomicsView
+from minerd.runtime.energy_view import EnergyView
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.service import HistoryPoint, SiteStatus
 from minerd.runtime.site import site_limit_timeline
@@ -243,6 +244,7 @@ class ServedSite:
         *,
         awards: AwardView | None = None,
         economics: EconomicsView | None = None,
+        energy: EnergyView | None = None,
     ) -> None:
         app = create_app(
             site,
@@ -252,6 +254,7 @@ class ServedSite:
             timezone=site.timezone,
             awards=awards,
             economics=economics,
+            energy=energy,
         )
         app.include_router(status_router)
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")

@@ -13,6 +13,7 @@ from test_ops_status_page import run_chromium
 
 from minerd.runtime.award_view import AwardView
 from minerd.runtime.economics_status import EconomicsView
+from minerd.runtime.energy_view import EnergyView
 
 
 def site_json_and_dom(
@@ -21,11 +22,14 @@ def site_json_and_dom(
     *,
     awards: AwardView | None = None,
     economics: EconomicsView | None = None,
+    energy: EnergyView | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The site's JSON and the page's DOM; the site is closed afterwards, even on failure."""
     token = TOKENS["viewer"]
     try:
-        with ServedSite(site, free_port(), awards=awards, economics=economics) as srv:
+        with ServedSite(
+            site, free_port(), awards=awards, economics=economics, energy=energy
+        ) as srv:
             s = httpx.get(srv.url + "/api/v1/site", headers={"Authorization": f"Bearer {token}"})
             dom = run_chromium(tmp_path, f"{srv.url}/#token={token}", "--dump-dom")
     finally:

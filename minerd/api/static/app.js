@@ -153,6 +153,7 @@
     }
     renderEconomics(s.economics);
     renderAward(s.award);
+    renderEnergy(s.energy);
     renderShed(s.shed_capacity);
     text("failsafe", s.failsafe.active ? "ACTIVE" : "off");
     text("failsafe-reason", s.failsafe.reason);
@@ -171,6 +172,20 @@
     text("award-pace", known(a.pace_kw) ? f1(a.pace_kw) : "–");
     text("award-peak", f1(a.peak_kw));
     text("award-span", hhmmss(Date.parse(a.interval_start)).slice(0, 5) + "–" + hhmmss(Date.parse(a.interval_end)).slice(0, 5));
+  }
+
+  // The award in force as the controller paces it; hidden while no award is in force.
+  function renderEnergy(e) {
+    $("energy-card").hidden = !e;
+    if (!e) return;
+    text("energy-so-far", f1(e.energy_kwh));
+    text("energy-award", f1(e.award_kwh));
+    text("energy-pace", f1(e.pace_target_kw));
+    text("energy-span", hhmm(Date.parse(e.interval_start)) + "–" + hhmm(Date.parse(e.interval_end)));
+    text("energy-register", e.register_fault ? "NOT believed: " + e.register_fault
+      : e.energy_source === "register" ? "in use" : "not used (integrated power)");
+    $("energy-register").className = e.register_fault ? "error" : "";
+    text("energy-faults", String(e.register_faults));
   }
 
   // What the site can shed, and how fast (site import kW); "–" before the first cycle.
