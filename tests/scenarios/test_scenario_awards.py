@@ -16,18 +16,12 @@ from pathlib import Path
 import pytest
 from awards_kit import AwardsPlan, check, run_awards
 
-# Open in issue 15: in one of two fresh-clone runs the first interval ended over its award by
-# the meter (100.70 % and 100.90 %; by the simulator's truth 100.16 % and 100.24 %, by the
-# daemon's count 99.68 % and 99.78 %) while a control cycle took up to 9.8 s of wall time
-# (196 sim s at 20x) beside another scenario; the other intervals met 99-100.2 %. The full
-# day in benchmarks/bench_awards_day.py holds the target. Not strict until the first
-# interval's count is understood.
-_FIRST_INTERVAL = pytest.mark.xfail(
-    reason="issue 15: first interval over 100.2 % by the meter under load", strict=False
-)
+# Judged over two-minute intervals at 20x: a stall of the machine is 20 times longer in sim
+# time (a 9.8 s cycle beside another scenario was 196 sim s, more than the interval), so
+# these run after the other scenarios with nothing beside them (`make test`, marker alone).
+pytestmark = pytest.mark.alone
 
 
-@_FIRST_INTERVAL
 @pytest.mark.asyncio
 async def test_six_uneven_awards_with_a_power_limit_and_faults_end_on_their_awards(
     tmp_path: Path,
@@ -38,7 +32,6 @@ async def test_six_uneven_awards_with_a_power_limit_and_faults_end_on_their_awar
     assert check(result) == []
 
 
-@_FIRST_INTERVAL
 @pytest.mark.asyncio
 async def test_restart_mid_interval_restores_the_energy_so_far(tmp_path: Path) -> None:
     plan = AwardsPlan(
