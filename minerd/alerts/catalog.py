@@ -246,6 +246,45 @@ SITE_RULES: tuple[RuleSpec, ...] = (
         "Check time sync (chronyc tracking / timedatectl): if the wall clock is wrong, fix "
         "its source and the alert clears; if it is right now, restart minerd to take it.",
     ),
+    RuleSpec(
+        "AwardShortfall",
+        Scope.SITE,
+        _W,
+        128,
+        "Prepaid energy was left unused although no power limit held the site back. Check "
+        "why the fleet drew less than the pace asked: rigs offline, faulted or in "
+        "maintenance, or a fleet too small for the award (GET /api/v1/site: energy, "
+        "rigs_by_state); bring rigs back or bid less for the coming intervals.",
+    ),
+    RuleSpec(
+        "AwardOverrun",
+        Scope.SITE,
+        _W,
+        256,
+        "The site ended slightly over its award (within tolerance): the excess is settled "
+        "at the balancing price. If it recurs, compare the grid meter's register with the "
+        "settlement meter and check the rigs that ignore commands.",
+    ),
+    RuleSpec(
+        "AwardOverrunCritical",
+        Scope.SITE,
+        _C,
+        512,
+        "The site imported more than its award plus tolerance: the excess is settled at the "
+        "balancing price and may be penalised. Check that the pace was in force (limit "
+        "origin award), rigs that ignore commands and the grid meter's energy register; "
+        "compare GET /api/v1/settlement with the market operator's figures.",
+    ),
+    RuleSpec(
+        "EnergyRegisterFault",
+        Scope.SITE,
+        _W,
+        1024,
+        "The grid meter's energy register went backwards, jumped or disagrees with its "
+        "power: the pace counts integrated power for this interval instead. Check the meter "
+        "(replaced or reset, register rollover, word order or scale in its driver profile) "
+        "and its gateway, and the settlement report's energy_source.",
+    ),
 )
 
 ALL_RULES: tuple[RuleSpec, ...] = RIG_RULES + CONTAINER_RULES + METER_RULES + SITE_RULES

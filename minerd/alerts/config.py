@@ -37,6 +37,12 @@ DEFAULT_TIMINGS: dict[str, RuleTiming] = {
     "StorageFailing": RuleTiming(0.0, 20.0),
     "AuthFailures": RuleTiming(0.0, 300.0),  # quiet for 5 min before it resolves
     "ClockStepped": RuleTiming(0.0, 60.0),
+    # Judged once per closed settlement interval: fire at once, resolve when an interval
+    # closes back in its band.
+    "AwardShortfall": RuleTiming(0.0, 0.0),
+    "AwardOverrun": RuleTiming(0.0, 0.0),
+    "AwardOverrunCritical": RuleTiming(0.0, 0.0),
+    "EnergyRegisterFault": RuleTiming(0.0, 10.0),
 }
 
 
@@ -64,6 +70,10 @@ class AlertThresholds:
     group_min_ratio: float = 0.5  # ...or this fraction of the container...
     group_ratio_min_rigs: int = 3  # ...provided at least this many rigs are affected
     group_detail_rigs: int = 10  # rig ids listed in a container alert
+    # A closed settlement interval against its energy award, % of the award:
+    award_under_pct: float = 99.0  # under it (no power limit below the pace): AwardShortfall
+    award_over_pct: float = 100.0  # over it: AwardOverrun (warning)
+    award_over_critical_pct: float = 100.2  # over it: AwardOverrunCritical
     timings: dict[str, RuleTiming] = field(default_factory=dict)
 
     def timing(self, rule: str, fallback_rule: str | None = None) -> RuleTiming:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
 from minerd.alerts import texts
+from minerd.alerts.awardcheck import Band, band
 from minerd.alerts.catalog import (
     CONTAINER_RULES,
     METER_RULES,
@@ -56,6 +57,8 @@ _RIG_BITS = tuple((r.bit, r) for r in RIG_RULES)
 _METER_BITS = tuple((r.bit, r) for r in METER_RULES)
 _SITE_BITS = tuple((r.bit, r) for r in SITE_RULES)
 _GROUP_OF = {r.name: r for r in CONTAINER_RULES}
+# Site bits of the award rules, by how the last closed settlement interval stands.
+_BAND_BITS = {Band.IN: 0, Band.UNDER: 128, Band.OVER: 256, Band.OVER_CRITICAL: 512}
 
 
 class AlertEngine:
@@ -105,6 +108,7 @@ class AlertEngine:
         self._meter_tracker: dict[str, MeterTracker] = {}
         self._meter_status: dict[str, MeterStatus] = {}
         self._site_mask = 0
+        self._register_faults_seen = 0
         self._snap: FleetSnapshot | None = None
         self._facts: SiteFacts | None = None
         self._restore()
@@ -380,6 +384,13 @@ class AlertEngine:
             m |= 32
         if facts.clock_stepped:
             m |= 64
+        m |= _BAND_BITS[band(facts.settled, th)]
+        # A register fault fires when the count of them rises, and holds while the interval
+        # it was seen in goes on (its register stays unbelieved until the interval closes).
+        rose = facts.energy_register_faults > self._register_faults_seen
+        self._register_faults_seen = facts.energy_register_faults
+        if rose or (self._site_mask & 1024 and facts.energy_register_fault):
+            m |= 1024
         prev, self._site_mask = self._site_mask, m
         for bit, spec in _SITE_BITS:
             if (m ^ prev) & bit:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from minerd.alerts.awardcheck import SettledInterval
+
 
 @dataclass(frozen=True)
 class SiteFacts:
@@ -20,6 +22,9 @@ class SiteFacts:
     auth_failure_sources: the addresses that sent most of them, with their counts.
     clock_stepped: the system clock is further from site time than a slew explains.
     clock_offset_s: wall minus site time, seconds.
+    settled: the last settlement interval closed (None: none since start, or awards off).
+    energy_register_faults: grid-meter energy register faults the pace judged since start.
+    energy_register_fault: why the register is not believed in the interval in progress.
     """
 
     effective_limit_kw: float
@@ -33,3 +38,6 @@ class SiteFacts:
     auth_failure_sources: tuple[tuple[str, int], ...] = ()
     clock_stepped: bool = False
     clock_offset_s: float = 0.0
+    settled: SettledInterval | None = None
+    energy_register_faults: int = 0
+    energy_register_fault: str = ""

@@ -90,4 +90,35 @@ def site_texts(
             f"The wall clock is {facts.clock_offset_s:+.1f} s from minerd's site time. Quotas "
             "are timed on site time, which did not jump.",
         )
+    if rule in ("AwardShortfall", "AwardOverrun", "AwardOverrunCritical"):
+        return _award_texts(rule, site, facts)
+    if rule == "EnergyRegisterFault":
+        why = facts.energy_register_fault or "the interval it was seen in has closed"
+        return (
+            f"Site {site}: grid meter energy register not believed",
+            f"Energy register fault: {why}; {facts.energy_register_faults} fault(s) judged "
+            "since minerd started. The award's pace counts integrated power instead.",
+        )
     return (f"Site {site}: {rule}", "")
+
+
+def _award_texts(rule: str, site: str, facts: SiteFacts) -> tuple[str, str]:
+    s = facts.settled
+    pct = None if s is None else s.share_pct
+    if s is None or pct is None or s.awarded_kwh is None:
+        return (f"Site {site}: {rule}", "")
+    dev_kwh = s.imported_kwh - s.awarded_kwh
+    numbers = (
+        f"Interval {s.label} (award {s.award_id or 'unnamed'}): imported "
+        f"{s.imported_kwh / 1000.0:.3f} of {s.awarded_kwh / 1000.0:.3f} MWh ({pct:.2f} %, "
+        f"{dev_kwh:+.1f} kWh)."
+    )
+    if rule == "AwardShortfall":
+        return (
+            f"Site {site} imported {pct:.2f} % of its award for {s.label}",
+            f"{numbers} No power limit held the site below the award's pace.",
+        )
+    return (
+        f"Site {site} imported {pct:.2f} % of its award for {s.label}",
+        f"{numbers} Over the award by {dev_kwh:.1f} kWh.",
+    )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from minerd.alerts import AlertEngine, AlertThresholds, DeliverySettings, RuleTiming, SiteFacts
 from minerd.api import EngineAlertsView, create_app, serve
@@ -20,6 +21,7 @@ from minerd.api.auth import FailureThrottle
 from minerd.api.connections import reserved_fds
 from minerd.api.mqtt_quota import run_mqtt_quota_input
 from minerd.clock import Clock, step_status
+from minerd.daemon.award_watch import AwardWatch
 from minerd.daemon.awards import AwardParts, build_awards
 from minerd.devices.registry import kept_fds
 from minerd.gridlink.tasks import GridLinks, build_grid_links
@@ -101,6 +103,7 @@ class Components:
     auth_throttle: FailureThrottle = field(default_factory=FailureThrottle)
     grid_links: GridLinks = field(default_factory=GridLinks)  # IEC 104, OpenADR (if on)
     economics: EconomicsView | None = None  # its status goes to telemetry with each snapshot
+    award_watch: AwardWatch | None = None  # facts of the energy award alert rules
     _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
 
     def tasks(self) -> list[tuple[str, TaskFactory]]:
@@ -150,6 +153,8 @@ async def _evaluate_alerts(
             continue  # warming up: meters and rigs not read yet is not a fault
         auth_failures, auth_sources = parts.auth_throttle.recent()
         step = step_status(clock)
+        watch = parts.award_watch
+        faults, fault = watch.register() if watch is not None else (0, "")
         facts = SiteFacts(
             effective_limit_kw=result.decision.limit.limit_kw,
             failsafe_engaged=bool(result.failsafe_reason),
@@ -164,6 +169,9 @@ async def _evaluate_alerts(
             auth_failure_sources=auth_sources,
             clock_stepped=step.stepped,
             clock_offset_s=step.offset_s,
+            settled=watch.settled if watch is not None else None,
+            energy_register_faults=faults,
+            energy_register_fault=fault,
         )
         try:
             changes = engine.evaluate(result.snapshot, facts, clock.now_s())
@@ -247,6 +255,13 @@ def build_components(
         settings, site, stores, clock, hub.publish_settlement if hub is not None else None
     )
     parts._tasks.extend(awards.tasks)
+    watch = AwardWatch(
+        lambda: site.cycle.energy, ZoneInfo(settings.site.timezone), clock, stores.state
+    )
+    watch.restore()
+    site.cycle.listeners.append(watch.on_cycle)
+    awards.keeper.on_closed.append(watch.on_closed)
+    parts.award_watch = watch
     _build_api(settings, site, stores, parts, economics, awards)
     if parts.prometheus is not None:
         parts.prometheus.add_collector(ClockOffsetCollector(lambda: _clock_metrics(clock)))
