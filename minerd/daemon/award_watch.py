@@ -29,6 +29,7 @@ log = logging.getLogger("minerd.awards")
 
 STATE_WATCH = "alerts.award_watch"
 MAX_STEP_S = 60.0  # a longer gap between cycles is not counted as limited (nothing ran)
+SAVE_EVERY_S = 30.0  # limited seconds are saved at least this often while they grow
 
 
 class _Decision(Protocol):
@@ -58,6 +59,7 @@ class AwardWatch:
         self._limited_s: dict[float, float] = {}  # interval start -> seconds held below pace
         self._was_limited = False
         self._last_s: float | None = None
+        self._unsaved_s = 0.0  # limited seconds counted since the last save
         self.settled: SettledInterval | None = None
 
     # ------------------------------------------------------------ listeners
@@ -75,9 +77,10 @@ class AwardWatch:
         mean_kw = award.energy_kwh * 3600.0 / award.interval_s if award.interval_s > 0 else 0.0
         limited = lim.quota_id != award.award_id and lim.limit_kw < mean_kw
         if limited and 0.0 < step_s <= MAX_STEP_S:
-            start = st.award.start_s
+            start = award.start_s
             self._limited_s[start] = self._limited_s.get(start, 0.0) + step_s
-        if limited != self._was_limited:
+            self._unsaved_s += step_s
+        if limited != self._was_limited or self._unsaved_s >= SAVE_EVERY_S:
             self._was_limited = limited
             self._save()
 
@@ -129,6 +132,7 @@ class AwardWatch:
             log.warning("saved award watch unreadable: award alerts start afresh")
 
     def _save(self) -> None:
+        self._unsaved_s = 0.0
         if self._state is None:
             return
         s = self.settled

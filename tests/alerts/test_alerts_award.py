@@ -264,3 +264,23 @@ def test_award_alerts_over_intervals_of_cycles_and_a_restart(tmp_path: Path) -> 
     assert [a.rule for a in engine2.active()] == ["AwardOverrunCritical"]
     db2.close()
     plant.stores.db.close()
+
+
+def test_a_limit_before_a_restart_still_excuses_the_shortfall(tmp_path: Path) -> None:
+    clock = ManualClock(T0 - 5.0)
+    engine, db = make_engine(tmp_path / "alerts.db", clock)
+    plant = Plant(tmp_path, clock, engine)
+    plant.run(5)
+    plant.power_limit = EffectiveLimit(250.0, "quota", "q-noon")  # below the 300 kW mean
+    plant.run(200)
+    plant.watch = plant.new_watch()  # minerd restarts; the watch comes back from its state
+    plant.power_limit = EffectiveLimit(450.0, "contracted")
+    plant.run(int(IV) - 200, draw_kw=200.0)  # the fleet then falls short as well
+    s = plant.watch.settled
+    assert s is not None and s.award_id == "korem-0"
+    share = s.share_pct
+    assert share is not None and share < 80.0
+    assert s.limited_s == pytest.approx(200.0, abs=31.0)  # saved at least every 30 s
+    assert plant.took() == []  # the quota's doing, before and after the restart
+    db.close()
+    plant.stores.db.close()
