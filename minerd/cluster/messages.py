@@ -35,6 +35,9 @@ class ShardAggregate:
     budget_revision: int  # lease revision of the budget it plans to (0: none yet)
     failsafe: bool  # planning to its fail-safe share
     curve: ShardCurve
+    # What its last plan gave its rigs: the controller's loop tells a transient (readings
+    # still moving to the plan) from unmodelled load by it, as the single process does.
+    planned_power_w: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ def encode_aggregate(a: ShardAggregate) -> bytes:
         "rigs": [a.rigs_total, a.rigs_fresh, a.rigs_awake, a.rigs_unresponsive],
         "budget_revision": a.budget_revision,
         "failsafe": a.failsafe,
+        "planned_power_w": a.planned_power_w,
         # Compact: [count, base_w, base_ths, asleep, [[dp_w, dh_ths, continuous], ...]]
         "curve": {
             "fixed_w": c.fixed_w,
@@ -207,6 +211,7 @@ def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
         budget_revision=r.int_("budget_revision"),
         failsafe=r.bool_("failsafe"),
         curve=shard_curve,
+        planned_power_w=r.num("planned_power_w"),
     )
 
 

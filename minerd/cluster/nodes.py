@@ -59,7 +59,7 @@ class ShardFleet(Protocol):
     """The shard's own rigs: the poller's snapshot in, the executor's plan out."""
 
     def snapshot(self) -> ShardSnapshot: ...
-    async def apply(self, plan: Plan) -> None: ...
+    async def apply(self, plan: Plan, decision: GateDecision) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class ShardNode:
         self._seq = 0
         self._sub: Subscription | None = None
         self._log = RepeatedLog(log)
+        self.last: ShardCycle | None = None
 
     @property
     def seq(self) -> int:
@@ -123,9 +124,11 @@ class ShardNode:
         # are frozen, the snapshot a tuple).
         p, curve = await asyncio.to_thread(self._plan_and_curve, decision, tuple(snap.rigs))
         # Shedding first: the plan goes out before anything is published.
-        await self.fleet.apply(p)
-        agg = self._aggregate(snap, decision, curve)
+        await self.fleet.apply(p, decision)
+        agg = self._aggregate(snap, decision, curve, p)
         try:
+            if not self.nc.is_connected:
+                raise ClusterError("nats", self.site, "not connected")
             async with asyncio.timeout(_IO_TIMEOUT_S):
                 await self.nc.publish(
                     aggregate_subject(self.site, self.shard_id), encode_aggregate(agg)
@@ -133,7 +136,8 @@ class ShardNode:
             self._log.clear("publish")
         except Exception as e:  # NATS down: the shard goes on; the gate falls to fail-safe
             self._log.warning("publish", "shard %s cannot publish: %r", self.shard_id, e)
-        return ShardCycle(decision, p, agg)
+        self.last = ShardCycle(decision, p, agg)
+        return self.last
 
     def _plan_and_curve(
         self, decision: GateDecision, rigs: tuple[PlanRig, ...]
@@ -141,7 +145,9 @@ class ShardNode:
         constraints = dataclasses.replace(self.constraints, max_wakes_per_cycle=decision.max_wakes)
         return plan(decision.budget_w, rigs, constraints), build_curve(rigs, self.constraints)
 
-    def _aggregate(self, snap: ShardSnapshot, d: GateDecision, curve: ShardCurve) -> ShardAggregate:
+    def _aggregate(
+        self, snap: ShardSnapshot, d: GateDecision, curve: ShardCurve, p: Plan
+    ) -> ShardAggregate:
         self._seq += 1
         rigs = snap.rigs
         return ShardAggregate(
@@ -159,6 +165,7 @@ class ShardNode:
             budget_revision=d.lease_revision,
             failsafe=d.source is BudgetSource.FAILSAFE,
             curve=curve,
+            planned_power_w=p.planned_power_w,
         )
 
 
@@ -166,6 +173,17 @@ class ShardNode:
 class _Heard:
     aggregate: ShardAggregate
     cycle: int  # controller cycle it arrived in
+
+
+@dataclass(frozen=True)
+class SiteRigs:
+    """Every shard's rigs summed, as the controller's closed loop counts them."""
+
+    counted_w: float  # measured, silent shards at nominal
+    planned_w: float  # what the shards' last plans gave their rigs (silent: nominal)
+    nominal_w: float
+    hashrate_ths: float  # measured, live shards
+    live_shards: int
 
 
 @dataclass(frozen=True)
@@ -184,7 +202,7 @@ class ControllerNode:
         nc: Client,
         site: str,
         controller_id: str,
-        lease: ControllerLease,
+        lease: ControllerLease | None,  # None until NATS is reached: never leader
         shard_ids: Sequence[str],
         failsafe_limit_w: float,
         clock: Clock,
@@ -199,6 +217,8 @@ class ControllerNode:
         self.clock = clock
         self.stale_cycles = stale_cycles
         self.bad_messages = 0
+        self.budgets_sent = 0
+        self.last: ControllerCycle | None = None
         self._heard: dict[str, _Heard] = {}
         self._nominal_w: dict[str, float] = {}  # last known, kept after a shard goes silent
         self._cycle = 0
@@ -268,12 +288,13 @@ class ControllerNode:
         shares_w = self.failsafe_shares_w()
         unknown_w = self.failsafe_limit_w / len(self.shard_ids)
         reserved_w = sum(self._nominal_w.get(s, unknown_w) for s in silent)
-        leader = self.lease.held()
-        if not leader:
-            return ControllerCycle(False, 0, None, live, silent, reserved_w)
+        lease = self.lease
+        if lease is None or not lease.held():
+            self.last = ControllerCycle(False, 0, None, live, silent, reserved_w)
+            return self.last
         curves = {s: self._heard[s].aggregate.curve for s in live}
         split = split_budget(max(0.0, rig_budget_w - reserved_w), curves, max_wakes)
-        rev = self.lease.revision
+        rev = lease.revision
         now_s = self.clock.now_s()
         for s in live:
             share = split.shares[s]
@@ -290,12 +311,45 @@ class ControllerNode:
                 share.wakes,
             )
             await self._send(b)
-        return ControllerCycle(True, rev, split, live, silent, reserved_w)
+        self.last = ControllerCycle(True, rev, split, live, silent, reserved_w)
+        return self.last
+
+    def live_aggregates(self) -> list[ShardAggregate]:
+        """The latest aggregate of each shard heard within stale_cycles cycles."""
+        return [
+            h.aggregate
+            for s, h in list(self._heard.items())
+            if self._cycle - h.cycle <= self.stale_cycles
+        ]
+
+    def site_rigs(self) -> SiteRigs:
+        """The site's rigs as the closed loop sees them, from the shards' aggregates: a shard
+        silent for stale_cycles cycles (or never heard) is counted at its nominal power (its
+        starting fail-safe share if never heard)."""
+        live = {a.shard_id: a for a in self.live_aggregates()}
+        unknown_w = self.failsafe_limit_w / len(self.shard_ids)
+        counted_w = planned_w = nominal_w = hashrate_ths = 0.0
+        for s in self.shard_ids:
+            a = live.get(s)
+            if a is None:
+                w = self._nominal_w.get(s, unknown_w)
+                counted_w += w
+                planned_w += w
+                nominal_w += w
+                continue
+            counted_w += a.power_w
+            planned_w += a.planned_power_w
+            nominal_w += a.nominal_power_w
+            hashrate_ths += a.hashrate_ths
+        return SiteRigs(counted_w, planned_w, nominal_w, hashrate_ths, len(live))
 
     async def _send(self, b: Budget) -> None:
         try:
+            if not self.nc.is_connected:
+                raise ClusterError("nats", self.site, "not connected")
             async with asyncio.timeout(_IO_TIMEOUT_S):
                 await self.nc.publish(budget_subject(self.site, b.shard_id), encode_budget(b))
+            self.budgets_sent += 1
             self._log.clear(f"send:{b.shard_id}")
         except Exception as e:  # the shard holds, then falls to its fail-safe share
             self._log.warning(

@@ -22,7 +22,13 @@ from typing import Any
 from minerd.clock import Clock, SiteClock, SystemClock
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
-from minerd.daemon.assembly import SiteDevices, build_devices
+from minerd.daemon.assembly import SiteDevices
+from minerd.daemon.cluster_role import (
+    ClusterRole,
+    build_cluster_role,
+    build_role_devices,
+    role_cycle_config,
+)
 from minerd.daemon.components import Components, build_components
 from minerd.daemon.economics import EconomicsParts, build_economics
 from minerd.daemon.supervisor import Supervisor
@@ -111,6 +117,7 @@ class Daemon:
         self.site: Site | None = None
         self.components: Components | None = None
         self.economics: EconomicsParts | None = None
+        self.cluster: ClusterRole | None = None  # [cluster] controller or shard
         self.supervisor = Supervisor(self.clock)
         self.ready = asyncio.Event()
 
@@ -119,7 +126,7 @@ class Daemon:
         self.db = Database(s.storage.path)
         stores = Stores.open(self.db)
         self.sessions = StoredSessions(stores.state)
-        self.devices = build_devices(s, self.sessions, self.clock)
+        self.devices = build_role_devices(s, self.sessions, self.clock)
         d = self.devices
         check_open_files(len(d.rigs), s.control.poll_concurrency, s.control.command_concurrency)
         self.site = Site(
@@ -130,11 +137,12 @@ class Daemon:
             meters=d.meters,
             stores=stores,
             clock=self.clock,
-            config=cycle_config(s),
+            config=role_cycle_config(s, cycle_config(s)),
             poll_concurrency=s.control.poll_concurrency,
             command_concurrency=s.control.command_concurrency,
             command_rate_per_s=s.control.command_rate_per_s,
         )
+        self.cluster = build_cluster_role(s, self.site, cycle_config(s), self.clock)
         parts = build_economics(
             s.economics, s.site.timezone, d.models.values(), self.clock, stores.state
         )
@@ -146,6 +154,8 @@ class Daemon:
         )
         if self.components.prometheus is not None:
             self.components.prometheus.add_collector(RestartsCollector(self.supervisor.counts))
+        if self.cluster is not None:
+            self.cluster.wire(self.components)
         return self.site
 
     async def run(self) -> None:

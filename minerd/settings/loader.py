@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from minerd.errors import ConfigError
 from minerd.settings import checks
+from minerd.settings.cluster import ClusterSettings, check_cluster
 from minerd.settings.economics import EconomicsSettings
 from minerd.settings.grid_protocols import check_grid_protocols
 from minerd.settings.hosts import (
@@ -59,6 +60,7 @@ _TABLES: dict[str, type[BaseModel]] = {
     "economics": EconomicsSettings,
     "iec104": Iec104Settings,
     "openadr": OpenAdrSettings,
+    "cluster": ClusterSettings,
 }
 _ARRAYS: dict[str, type[BaseModel]] = {"meters": MeterSettings, "rigs": RigGroupSettings}
 _REQUIRED = ("site", "grid", "meters")
@@ -131,6 +133,7 @@ def settings_from_dict(
         problems.append('meters: at least one meter with role = "grid" is required')
     problems.extend(_mqtt_problems(tables, rigs))
     check_grid_protocols(tables, base_dir, problems)
+    check_cluster(tables, [str(r.get("name")) for r in raw_rigs], problems)
     resolved_rigs = _check_rig_hosts(rigs, raw_rigs, res, problems)
     site_dir = _profiles_dir(tables, res, problems)
     checkers = checks.profile_checkers(site_dir, base_dir)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
+from minerd.settings.cluster import ClusterSettings
 from minerd.settings.economics import EconomicsSettings
 from minerd.transports.mqtt_url import MqttUrlError, parse_mqtt_url
 
@@ -490,6 +491,7 @@ class Settings(Section):
     economics: EconomicsSettings = EconomicsSettings()
     iec104: Iec104Settings = Iec104Settings()
     openadr: OpenAdrSettings = OpenAdrSettings()
+    cluster: ClusterSettings = ClusterSettings()
     source: Path | None = None  # the file this was loaded from (set by the loader)
 
     @property

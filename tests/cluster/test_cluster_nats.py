@@ -49,7 +49,7 @@ class MemoryFleet:
     def snapshot(self) -> ShardSnapshot:
         return ShardSnapshot(tuple(self.rigs), 0.0, len(self.rigs))
 
-    async def apply(self, plan: Plan) -> None:
+    async def apply(self, plan: Plan, decision: GateDecision) -> None:
         self.applied.append(plan)
         out = []
         for r, sp in zip(self.rigs, plan.setpoints, strict=True):

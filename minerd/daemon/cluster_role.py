@@ -1,0 +1,400 @@
+"""[cluster] roles in `minerd run` (issue 16): the site controller, or a poller shard.
+
+Both are the one-process daemon with a different control cycle; polling, the executor, the
+journal, sinks, alerts and the API are the same parts.
+
+- shard: polls and commands only its rigs (its rig groups, or crc32(rig id) mod the shard
+  count) and reads no meter. Every interval ShardNode runs: the budget gate (fencing, hold,
+  fail-safe share) -> plan its rigs -> the executor (sheds first) -> publish its aggregate.
+  ShardControlCycle is the ShardFleet ShardNode drives: its snapshot and apply are the
+  single process's cycle phases (sense, the rigs as the planner sees them, dispatch through
+  the IntentBook, verify, publish to listeners). Only the loop phase is left out: the
+  budget is the controller's, not the meter's.
+- controller: reads the meters and no rig. ControllerControlCycle is the single process's
+  cycle with the rig model taken from the shards' aggregates (silent shards at nominal);
+  each result's rig budget goes to ControllerNode, which splits it over the shards while it
+  holds the lease.
+The cycle phases are ControlCycle's own methods (private to runtime.cycle): these two
+subclasses are their only users outside it, which keeps one cycle rather than two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from minerd.clock import Clock
+from minerd.cluster.lease import ControllerLease, lease_store
+from minerd.cluster.nodes import ControllerNode, ShardNode, ShardSnapshot
+from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
+from minerd.control.loop import LoopDecision, budget_for_import_kw
+from minerd.control.planner import Plan
+from minerd.daemon.assembly import SiteDevices, build_devices
+from minerd.daemon.components import Components, LatestSlot
+from minerd.devices.rig_luxos import SessionCache
+from minerd.model import EffectiveLimit, FleetSnapshot
+from minerd.runtime.cycle import (
+    _NO_DISPATCH,
+    ControlCycle,
+    CycleConfig,
+    _Limits,
+    _Looped,
+    _Rigs,
+    _Sensed,
+)
+from minerd.runtime.site import Site
+from minerd.settings import Settings
+from minerd.settings.cluster import ClusterSettings
+from minerd.sinks.cluster_metrics import ClusterMetricsCollector, ClusterStatus
+
+log = logging.getLogger("minerd.daemon.cluster")
+
+TaskFactory = Callable[[], Coroutine[Any, Any, None]]
+_CONNECT_TIMEOUT_S = 2.0
+
+
+def site_token(settings: Settings) -> str:
+    return settings.cluster.site or settings.site.name
+
+
+def failsafe_rig_budget_w(config: CycleConfig) -> float:
+    """Rig power at the site's fail-safe import limit (what the shards' shares sum to)."""
+    loop = config.loop
+    return budget_for_import_kw(config.failsafe_limit_kw - loop.margin_kw, 0.0, loop)
+
+
+def build_role_devices(
+    settings: Settings, sessions: SessionCache | None, clock: Clock | None
+) -> SiteDevices:
+    """The devices this process owns: every one (single), the meters only (controller), or
+    the shard's rigs only."""
+    c = settings.cluster
+    if c.role == "shard" and c.rig_groups:
+        groups = tuple(g for g in settings.rigs if g.name in c.rig_groups)
+        settings = settings.model_copy(update={"rigs": groups})
+    d = build_devices(settings, sessions, clock)
+    if c.role == "single":
+        return d
+    if c.role == "controller":
+        keep_rig: Callable[[str], bool] = lambda _rig_id: False  # noqa: E731
+    else:
+        keep_rig = lambda rig_id: c.owns(rig_id, "")  # noqa: E731
+        if c.rig_groups:
+            keep_rig = lambda _rig_id: True  # noqa: E731  (the groups were chosen above)
+        d.meters, d.meter_infos = [], []
+    kept = [i for i, info in enumerate(d.rig_infos) if keep_rig(info.rig_id)]
+    d.rigs = [d.rigs[i] for i in kept]
+    d.rig_infos = [d.rig_infos[i] for i in kept]
+    d.models = {info.rig_id: d.models[info.rig_id] for info in d.rig_infos}
+    log.info("cluster %s: %d rigs, %d meters", c.shard_id or c.role, len(d.rigs), len(d.meters))
+    return d
+
+
+def role_cycle_config(settings: Settings, config: CycleConfig) -> CycleConfig:
+    """A shard's fail-safe limit is its starting share (the last-resort shed uses it)."""
+    c = settings.cluster
+    if c.role != "shard":
+        return config
+    n = len(c.shards)
+    return dataclasses.replace(
+        config,
+        failsafe_limit_kw=config.failsafe_limit_kw / n,
+        loop=dataclasses.replace(config.loop, failsafe_limit_kw=config.failsafe_limit_kw / n),
+    )
+
+
+# ---------------------------------------------------------------- shard
+
+
+class ShardControlCycle(ControlCycle):
+    """A shard's cycle: ShardNode drives it as its ShardFleet (see the module docstring)."""
+
+    node: ShardNode
+
+    def _begin(self) -> None:
+        self._pending: tuple[_Sensed, _Rigs] | None = None
+
+    def snapshot(self) -> ShardSnapshot:
+        """Phases sense and rigs: the shard's rigs as the planner sees them."""
+        sensed = self._sense()
+        rigs = self._rigs(sensed.snap, sensed.now_s)
+        self._pending = (sensed, rigs)
+        snap = sensed.snap
+        fresh = [r for r in snap.rigs if r.fresh]
+        return ShardSnapshot(
+            tuple(rigs.plan_rigs), sum(r.reading.hashrate_ths for r in fresh), len(fresh)
+        )
+
+    async def apply(self, plan: Plan, decision: GateDecision) -> None:
+        """Phases dispatch (sheds first), verify and publish, for the plan ShardNode made."""
+        assert self._pending is not None, "snapshot() comes first"
+        sensed, rigs = self._pending
+        self._pending = None
+        failsafe = decision.source is BudgetSource.FAILSAFE
+        reason = (
+            f"no budget from the site controller for {decision.missed_cycles} cycles"
+            if failsafe
+            else ""
+        )
+        sensed = dataclasses.replace(sensed, failsafe_reason=reason)
+        snap, now_s = sensed.snap, sensed.now_s
+        limit = EffectiveLimit(
+            decision.budget_w / 1000.0, "failsafe" if failsafe else "cluster-budget"
+        )
+        shedding = plan.planned_power_w < rigs.counted_w
+        loop_decision = LoopDecision(
+            rig_budget_w=decision.budget_w,
+            limit=limit,
+            target_import_kw=limit.limit_kw,
+            predicted_import_kw=rigs.counted_w / 1000.0,
+            error_kw=0.0,
+            correction_kw=0.0,
+            failsafe=failsafe,
+            shedding=shedding,
+            ramp_limited=False,
+        )
+        constraints = dataclasses.replace(
+            self.config.constraints, max_wakes_per_cycle=decision.max_wakes
+        )
+        measured = self._rigs_read_since_start(snap)
+        warm = self._warm(snap, sensed.t0_mono_s)
+        looped = _Looped(
+            limits=_Limits(limit, limit),
+            decision=loop_decision,
+            plan_rigs=tuple(rigs.plan_rigs),
+            constraints=constraints,
+            fleet_max_w=rigs.fleet_max_w,
+            budget_before_w=None,
+            measured=measured,
+            dispatching=warm or shedding,
+        )
+        # Until warm (rigs read once), rigs keep what they were last told, as in one process.
+        the_plan = plan if looped.dispatching else None
+        dispatch = _NO_DISPATCH
+        if the_plan is not None:
+            dispatch = await self._dispatch_async(sensed, looped, the_plan)
+        judged = await self._off_loop(self.book.verify, snap.rigs, now_s)
+        self._verify(snap, now_s, judged)
+        measures = await self._off_loop(self._measure, sensed, looped, the_plan)
+        self._publish(sensed, looped, the_plan, dispatch, measures)
+
+    def _rigs_read_since_start(self, snap: FleetSnapshot) -> bool:
+        """Raising waits until every rig of the shard was read by this process."""
+        start = self._started_s
+        return start is not None and all(r.reading.taken_at_s >= start for r in snap.rigs)
+
+    async def run(self) -> None:
+        """ShardNode.cycle every interval (its budget, not the meter, drives the shard)."""
+        interval_s = self.config.loop.interval_s
+        try:
+            while True:
+                started = self.clock.monotonic_s()
+                await self.node.cycle()
+                elapsed = self.clock.monotonic_s() - started
+                if elapsed > interval_s:
+                    self.overruns += 1
+                await self.clock.sleep(max(0.0, interval_s - elapsed))
+        finally:
+            if self._plan_pool is not None:
+                self._plan_pool.shutdown(wait=False, cancel_futures=True)
+                self._plan_pool = None
+
+
+# ---------------------------------------------------------------- controller
+
+
+class ControllerControlCycle(ControlCycle):
+    """The site's closed loop over the shards' aggregates (this process has no rigs)."""
+
+    node: ControllerNode
+
+    def _rigs(self, snap: FleetSnapshot, now_s: float) -> _Rigs:
+        v = self.node.site_rigs()
+        self._site_planned_w = v.planned_w
+        return _Rigs(
+            plan_rigs=[],
+            unseen={},
+            counted_w=v.counted_w,
+            worst_case_w=v.nominal_w,
+            fleet_max_w=v.nominal_w,
+        )
+
+    def _plan(self, looped: _Looped) -> Plan:  # type: ignore[override]
+        """No rigs to plan here: the shards plan; what they last planned is the loop's
+        'planned' (readings still moving to it are a transient, not load)."""
+        b = looped.decision.rig_budget_w
+        planned_w = getattr(self, "_site_planned_w", b)
+        return Plan((), b, planned_w, 0.0, 0.0, 0.0, 0)
+
+
+# ---------------------------------------------------------------- the role
+
+
+def _swap_cycle(site: Site, cls: type[ControlCycle]) -> ControlCycle:
+    """site.cycle rebuilt as cls with the same parts and wiring (Site made it)."""
+    old = site.cycle
+    new = cls(
+        fleet=old.fleet,
+        models=old.models,
+        book=old.book,
+        executor=old.executor,
+        stores=old.stores,
+        clock=old.clock,
+        config=old.config,
+        listeners=[x for x in old.listeners if x is not old.persister],
+        economics=old.economics,
+        energy=old.energy,
+    )
+    new.poll_now = old.poll_now
+    site.cycle = new
+    return new
+
+
+@dataclass
+class ClusterRole:
+    settings: ClusterSettings
+    site_token: str
+    clock: Clock
+    shard: ShardNode | None = None
+    controller: ControllerNode | None = None
+    max_wakes: int | None = None
+    _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
+
+    @property
+    def lease(self) -> ControllerLease | None:
+        return self.controller.lease if self.controller is not None else None
+
+    def status(self) -> ClusterStatus:
+        c = self.settings
+        if self.controller is not None:
+            node = self.controller
+            last = node.last
+            lease = node.lease
+            return ClusterStatus(
+                role="controller",
+                shards_fresh=len(last.live_shards) if last else 0,
+                shards_silent=len(last.silent_shards) if last else len(node.shard_ids),
+                budgets_sent=node.budgets_sent,
+                lease_held=lease is not None and lease.held(),
+                lease_terms=lease.terms if lease is not None else 0,
+                shards_failsafe=tuple(
+                    sorted(a.shard_id for a in node.live_aggregates() if a.failsafe)
+                ),
+                bad_messages=node.bad_messages,
+            )
+        assert self.shard is not None
+        shard = self.shard
+        d = shard.last.decision if shard.last is not None else None
+        return ClusterStatus(
+            role="shard",
+            shard_id=c.shard_id or "",
+            in_failsafe=d is None or d.source is BudgetSource.FAILSAFE,
+            missed_cycles=d.missed_cycles if d is not None else 0,
+            budgets_ignored=shard.gate.ignored,
+            bad_messages=shard.bad_messages,
+        )
+
+    async def _serve(self) -> None:
+        """Connect to NATS, subscribe, and for a controller hold or stand by for the lease.
+        Raises on a failed first connect (the supervisor retries); nats-py reconnects."""
+        c = self.settings
+        node = self.shard or self.controller
+        assert node is not None
+        nc: Client = await nats.connect(
+            c.nats_url,
+            name=f"minerd-{self.site_token}-{c.shard_id or c.controller_id or 'controller'}",
+            connect_timeout=_CONNECT_TIMEOUT_S,
+            reconnect_time_wait=0.5,
+            max_reconnect_attempts=-1,
+        )
+        try:
+            node.nc = nc
+            await node.start()
+            log.info("cluster %s on %s", c.role, c.nats_url)
+            ctl = self.controller
+            if ctl is None:
+                await asyncio.Event().wait()  # serve budgets until stopped
+                return
+            kv = await lease_store(nc.jetstream(), self.site_token, c.lease_ttl_s)
+            lease = ControllerLease(kv, c.controller_id or "controller", c.lease_ttl_s, self.clock)
+            ctl.lease = lease
+            try:
+                await lease.keep()
+            finally:
+                ctl.lease = None
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(lease.release())
+        finally:
+            with contextlib.suppress(Exception):
+                await node.stop()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                    await nc.close()
+
+    async def _send_budgets(self, slot: LatestSlot) -> None:
+        """Each controller cycle's rig budget to the shards (not while warming up: rigs
+        keep what they were told, as in one process)."""
+        assert self.controller is not None
+        while True:
+            result = await slot.get()
+            if result.plan is None:
+                continue
+            await self.controller.cycle(result.decision.rig_budget_w, self.max_wakes)
+
+    def tasks(self) -> list[tuple[str, TaskFactory]]:
+        return list(self._tasks)
+
+    def wire(self, components: Components) -> None:
+        """Its tasks to the daemon's supervised parts, its counters to /metrics."""
+        components._tasks.extend(self._tasks)
+        if components.prometheus is not None:
+            components.prometheus.add_collector(ClusterMetricsCollector(self.status))
+
+
+def build_cluster_role(
+    settings: Settings, site: Site, site_config: CycleConfig, clock: Clock
+) -> ClusterRole | None:
+    """None for role = "single". Replaces site.cycle with the role's cycle; site_config is
+    the whole site's (a shard's own holds its share of the fail-safe limit)."""
+    c = settings.cluster
+    if c.role == "single":
+        return None
+    token = site_token(settings)
+    role = ClusterRole(c, token, clock)
+    failsafe_w = failsafe_rig_budget_w(site_config)
+    if c.role == "shard":
+        cycle = _swap_cycle(site, ShardControlCycle)
+        assert isinstance(cycle, ShardControlCycle) and c.shard_id is not None
+        cycle._begin()
+        gate = BudgetGate(c.shard_id, failsafe_w / len(c.shards), c.hold_cycles)
+        cycle.node = role.shard = ShardNode(
+            Client(), token, c.shard_id, cycle, gate, site.config.constraints, clock
+        )
+    else:
+        ctl = _swap_cycle(site, ControllerControlCycle)
+        assert isinstance(ctl, ControllerControlCycle)
+        node = ControllerNode(
+            Client(),
+            token,
+            c.controller_id or "controller",
+            None,
+            c.shards,
+            failsafe_w,
+            clock,
+            stale_cycles=c.hold_cycles,
+        )
+        ctl.node = role.controller = node
+        role.max_wakes = site.config.constraints.max_wakes_per_cycle
+        slot = LatestSlot()
+        ctl.listeners.append(slot.put)
+        role._tasks.append(("cluster-budgets", lambda: role._send_budgets(slot)))
+    role._tasks.append(("cluster-nats", role._serve))
+    return role
