@@ -166,6 +166,13 @@ class ShardControlCycle(ControlCycle):
         )
         measured = self._rigs_read_since_start(snap)
         warm = self._warm(snap, sensed.t0_mono_s)
+        # A shard (re)started before the controller has spoken keeps its rigs as they were
+        # told for hold_cycles cycles, as it would hold a budget; then its starting share.
+        first_wait = (
+            decision.lease_revision == 0
+            and failsafe
+            and decision.missed_cycles < self.node.gate.hold_cycles
+        )
         looped = _Looped(
             limits=_Limits(limit, limit),
             decision=loop_decision,
@@ -174,7 +181,7 @@ class ShardControlCycle(ControlCycle):
             fleet_max_w=rigs.fleet_max_w,
             budget_before_w=None,
             measured=measured,
-            dispatching=warm or shedding,
+            dispatching=(warm or shedding) and not first_wait,
         )
         # Until warm (rigs read once), rigs keep what they were last told, as in one process.
         the_plan = plan if looped.dispatching else None
