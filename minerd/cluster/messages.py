@@ -38,6 +38,8 @@ class ShardAggregate:
     # What its last plan gave its rigs: the controller's loop tells a transient (readings
     # still moving to the plan) from unmodelled load by it, as the single process does.
     planned_power_w: float = 0.0
+    # The power the closed loop counts: unresponsive rigs at nominal, offline ones at 0.
+    counted_power_w: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def encode_aggregate(a: ShardAggregate) -> bytes:
         "budget_revision": a.budget_revision,
         "failsafe": a.failsafe,
         "planned_power_w": a.planned_power_w,
+        "counted_power_w": a.counted_power_w,
         # Compact: [count, base_w, base_ths, asleep, [[dp_w, dh_ths, continuous], ...]]
         "curve": {
             "fixed_w": c.fixed_w,
@@ -212,6 +215,7 @@ def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
         failsafe=r.bool_("failsafe"),
         curve=shard_curve,
         planned_power_w=r.num("planned_power_w"),
+        counted_power_w=r.num("counted_power_w"),
     )
 
 

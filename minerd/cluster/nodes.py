@@ -38,6 +38,7 @@ from minerd.cluster.messages import (
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.cluster.split import Split, split_budget
 from minerd.cluster.subjects import aggregate_subject, aggregates_wildcard, budget_subject
+from minerd.control.counting import counted_power_w
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
 from minerd.errors import ClusterError
 from minerd.model import RigState
@@ -166,6 +167,7 @@ class ShardNode:
             failsafe=d.source is BudgetSource.FAILSAFE,
             curve=curve,
             planned_power_w=p.planned_power_w,
+            counted_power_w=sum(counted_power_w(r) for r in rigs),
         )
 
 
@@ -337,7 +339,7 @@ class ControllerNode:
                 planned_w += w
                 nominal_w += w
                 continue
-            counted_w += a.power_w
+            counted_w += a.counted_power_w
             planned_w += a.planned_power_w
             nominal_w += a.nominal_power_w
             hashrate_ths += a.hashrate_ths

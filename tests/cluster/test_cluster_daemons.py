@@ -17,14 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 import pytest_asyncio
 from servers import ServerProcess, free_port
 from waiting import wait_until
 
+from minerd.cluster.messages import Budget, encode_budget
+from minerd.cluster.nodes import ControllerNode, ShardNode
+from minerd.cluster.subjects import budget_subject
 from minerd.daemon.app import Daemon
 from minerd.daemon.cluster_role import ShardControlCycle
-from minerd.model import Quota, QuotaSource
+from minerd.model import Quota, QuotaSource, RigAction
 from minerd.runtime.cycle import CycleResult
 from minerd.settings import Settings, settings_from_dict
 from minerd.sim import RigGroupSpec, SimSite, SiteSpec
@@ -83,10 +87,11 @@ def owner(rig_id: str) -> str:
     return SHARDS[zlib.crc32(rig_id.encode()) % len(SHARDS)]
 
 
-@pytest_asyncio.fixture
-async def site(
-    nats_server: ServerProcess, tmp_path: Path
+@contextlib.asynccontextmanager
+async def split_site(
+    nats_server: ServerProcess, tmp_path: Path, controllers: tuple[str, ...]
 ) -> AsyncIterator[tuple[SimSite, dict[str, Running]]]:
+    """The simulated site, two shards and the controllers named (the first started first)."""
     spec = SiteSpec(
         groups=(RigGroupSpec("bitmain-s19jpro", RIGS),),
         rigs_per_container=RIGS // 2,
@@ -107,8 +112,11 @@ async def site(
             for s in SHARDS:
                 cfg = config(base, tmp_path, s, {**common, "role": "shard", "shard_id": s})
                 runs[s] = await start(s, cfg, sim)
-            ctl = config(base, tmp_path, "controller", {**common, "role": "controller"})
-            runs["controller"] = await start("controller", ctl, sim)
+            for c in controllers:
+                cfg = config(
+                    base, tmp_path, c, {**common, "role": "controller", "controller_id": c}
+                )
+                runs[c] = await start(c, cfg, sim)
             yield sim, runs
         finally:
             for run in runs.values():
@@ -135,6 +143,14 @@ def post_quota(run: Running, limit_kw: float) -> None:
 
 def commanded(run: Running) -> set[str]:
     return {c.rig_id for r in run.results for c in (*r.dispatch.shed, *r.dispatch.raise_)}
+
+
+@pytest_asyncio.fixture
+async def site(
+    nats_server: ServerProcess, tmp_path: Path
+) -> AsyncIterator[tuple[SimSite, dict[str, Running]]]:
+    async with split_site(nats_server, tmp_path, ("controller",)) as running:
+        yield running
 
 
 @pytest.mark.asyncio
@@ -221,3 +237,99 @@ async def test_controller_and_shards_meet_a_quota_then_fall_to_failsafe_shares(
         for r in after[first:]:
             assert r.decision.rig_budget_w == pytest.approx(min(share_w, held_w))
             assert r.plan is None or r.plan.planned_power_w <= r.decision.rig_budget_w + 1e-6
+
+
+def controller_node(run: Running) -> ControllerNode:
+    role = run.daemon.cluster
+    assert role is not None and role.controller is not None
+    return role.controller
+
+
+def shard_node(run: Running) -> ShardNode:
+    role = run.daemon.cluster
+    assert role is not None and role.shard is not None
+    return role.shard
+
+
+@pytest.mark.asyncio
+async def test_a_standby_controller_takes_over_and_the_deposed_revision_is_fenced(
+    nats_server: ServerProcess, tmp_path: Path
+) -> None:
+    async with split_site(nats_server, tmp_path, ("ctl-a", "ctl-b")) as (sim, runs):
+        a, b = controller_node(runs["ctl-a"]), controller_node(runs["ctl-b"])
+        shards = [shard_node(runs[s]) for s in SHARDS]
+        both_led = 0
+
+        def held() -> list[bool]:
+            return [n.lease is not None and n.lease.held() for n in (a, b)]
+
+        async def sample_leaders() -> None:
+            nonlocal both_led
+            while True:
+                both_led += all(held())
+                await asyncio.sleep(0.01)
+
+        sampler = asyncio.create_task(sample_leaders())
+
+        def one_leads_heard_by_all() -> bool:
+            now = held()
+            leader = a if now[0] else b if now[1] else None
+            return (
+                leader is not None
+                and leader.last is not None
+                and len(leader.last.live_shards) == 2
+                and all(s.last is not None and s.last.decision.controller_id for s in shards)
+            )
+
+        await wait_until(one_leads_heard_by_all, WAIT_S, "one controller leads, shards follow")
+        leader_run, standby = (
+            (runs["ctl-a"], b) if a.lease is not None and a.lease.held() else (runs["ctl-b"], a)
+        )
+        old = controller_node(leader_run)
+        assert old.lease is not None
+        old_rev = old.lease.revision
+        assert not (standby.lease is not None and standby.lease.held())
+
+        # The leader stops (a clean stop releases the lease): the standby takes over.
+        marks = {s.shard_id: len(runs[s.shard_id].results) for s in shards}
+        await stop(leader_run)
+        await wait_until(
+            lambda: all(
+                s.last is not None and s.last.decision.controller_id == standby.controller_id
+                for s in shards
+            ),
+            WAIT_S,
+            "both shards plan to the standby's budgets",
+        )
+        sampler.cancel()
+        assert standby.lease is not None and standby.lease.revision > old_rev
+        assert both_led == 0, "two controllers held the lease at once"
+        for s in shards:
+            # Meanwhile no rig was woken on a held or fail-safe budget.
+            for r in runs[s.shard_id].results[marks[s.shard_id] :]:
+                if r.failsafe_reason or r.decision.limit.origin != "cluster-budget":
+                    assert all(c.action is not RigAction.WAKE for c in r.dispatch.raise_)
+
+        # A budget with the deposed controller's revision is fenced off by the shards.
+        nc = await nats.connect(nats_server.url, allow_reconnect=False)
+        try:
+            ignored = [s.gate.ignored for s in shards]
+            for seq, s in enumerate(shards, start=10**6):
+                forged = Budget(
+                    s.site, s.shard_id, old.controller_id, old_rev, seq,
+                    sim.clock.now_s(), 1e9, 1e9, 1000,
+                )  # fmt: skip
+                await nc.publish(budget_subject(s.site, s.shard_id), encode_budget(forged))
+            await nc.flush()
+            await wait_until(
+                lambda: all(s.gate.ignored > n for s, n in zip(shards, ignored, strict=True)),
+                WAIT_S,
+                "the shards refuse the deposed revision",
+            )
+        finally:
+            await nc.close()
+        for s in shards:
+            seq0 = s.seq
+            await wait_until(lambda s=s, q=seq0: s.seq >= q + 2, WAIT_S, "shard cycles on")
+            assert s.last is not None and s.last.decision.budget_w < 1e9
+            assert s.last.decision.controller_id == standby.controller_id

@@ -27,7 +27,7 @@ def aggregate(n: int = 2000) -> ShardAggregate:
     curve = build_curve(rigs, PlanConstraints(min_on_s=60.0, min_off_s=60.0))
     return ShardAggregate(
         "site1", "s1", 7, 1_800_000_000.5, 1.5e6, 60_000.0, 1.6e6, len(rigs), 490, 400, 3, 42,
-        False, curve,
+        False, curve, 1.45e6, 1.52e6,
     )  # fmt: skip
 
 
