@@ -1,4 +1,6 @@
-"""`minerd quota set|show|schedule|withdraw` and `minerd status`: thin clients of the API.
+"""`minerd quota set|show|schedule|withdraw|awards|settlement` and `minerd status`: thin
+clients of the API (awards and settlement: minerd.cli.awards_cli; HTTP and token:
+minerd.cli.api_client).
 
 Wiring (minerd/cli/entry.py LAZY_COMMANDS): both "quota" and "status" map to this module;
 run(args) dispatches on args.command. Token: --token, --token-file or $MINERD_TOKEN;
@@ -14,59 +16,25 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import re
-import ssl
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlencode
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
-ROLES = ("grid", "operator", "viewer")
-_KEYED_LINE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*)")
+from minerd.cli import awards_cli
 
-JsonObj = dict[str, object]
-
-
-class CliError(Exception):
-    """Something the user must fix or know; printed without a traceback."""
-
-    def __init__(self, message: str, code: int = EXIT_API) -> None:
-        self.code = code
-        super().__init__(message)
-
-
-# ---------------------------------------------------------------- arguments
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("MINERD_URL", DEFAULT_URL), help="API base URL")
-    tok = p.add_mutually_exclusive_group()
-    tok.add_argument("--token", help="API token (visible in the process list: prefer --token-file)")
-    tok.add_argument(
-        "--token-file",
-        type=Path,
-        help='file holding the API token, or one `role = "token"` line per role',
-    )
-    p.add_argument(
-        "--role",
-        choices=ROLES,
-        help="which token of a several-role token file (default operator for status, "
-        "grid for quota)",
-    )
-    p.add_argument("--cacert", type=Path, help="CA bundle to verify an https URL")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+# Re-exported: tests and scripts read the exit codes here.
+from minerd.cli.api_client import EXIT_API as EXIT_API
+from minerd.cli.api_client import EXIT_OK as EXIT_OK
+from minerd.cli.api_client import EXIT_USAGE as EXIT_USAGE
+from minerd.cli.api_client import CliError as CliError
+from minerd.cli.api_client import JsonObj, add_common, call, redact
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.allow_abbrev = False  # "--to" must not be taken for "--token"
-    _common(parser)
+    add_common(parser)
     if parser.prog.split()[-1] == "status":
         return
     sub = parser.add_subparsers(dest="quota_command", metavar="ACTION", required=True)
@@ -83,133 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sc.add_argument("file", type=Path, help="CSV (start,end,limit_kw) or JSON {blocks: [...]}")
     w = sub.add_parser("withdraw", help="withdraw a quota by id")
     w.add_argument("quota_id")
-
-
-# ---------------------------------------------------------------- HTTP
-
-
-def _token(args: argparse.Namespace) -> str:
-    if args.token:
-        return _checked(str(args.token), "--token")
-    if args.token_file is not None:
-        role = args.role or ("operator" if args.command == "status" else "grid")
-        return read_token_file(Path(args.token_file), role)
-    env = os.environ.get("MINERD_TOKEN", "")
-    if env:
-        return _checked(env.strip(), "MINERD_TOKEN")
-    raise CliError("no token: pass --token-file FILE, --token or set MINERD_TOKEN", EXIT_USAGE)
-
-
-def read_token_file(path: Path, role: str) -> str:
-    """The token in `path`: its only line, or the `role = "token"` line of that role.
-    Errors name the file, line and roles, never a token."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read token file {path}: {exc.strerror}", EXIT_USAGE) from None
-    except UnicodeDecodeError:
-        raise CliError(f"token file {path}: not UTF-8 text", EXIT_USAGE) from None
-    lines = [
-        (n, line.strip())
-        for n, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    if not lines:
-        raise CliError(f"token file {path} holds no token", EXIT_USAGE)
-    by_role: dict[str, str] = {}
-    for n, line in lines:
-        m = _KEYED_LINE.fullmatch(line)
-        if m is None or m.group(1).lower() not in ROLES:
-            if len(lines) == 1:
-                return _checked(line, str(path))  # a file holding just the token
-            raise CliError(
-                f'token file {path}:{n}: expected `role = "token"` lines '
-                f"(roles {', '.join(ROLES)}) or a single token",
-                EXIT_USAGE,
-            )
-        by_role[m.group(1).lower()] = _unquote(m.group(2).strip())
-    if role not in by_role:
-        raise CliError(
-            f"token file {path} has no {role} token (it has {', '.join(sorted(by_role))}): "
-            "choose one with --role",
-            EXIT_USAGE,
-        )
-    return _checked(by_role[role], f"{path} ({role})")
-
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        return value[1:-1]
-    return value
-
-
-def _checked(token: str, where: str) -> str:
-    """A bearer token is one word of printable ASCII; anything else would end up in an
-    HTTP library's error message, token and all."""
-    if not token or not all(33 <= ord(c) <= 126 for c in token):
-        raise CliError(
-            f"the token from {where} is not one word of printable characters", EXIT_USAGE
-        )
-    return token
-
-
-def _redact(text: str, args: argparse.Namespace) -> str:
-    """`text` with every token the user could have given replaced (last line of defence)."""
-    secrets: list[str] = []
-    if getattr(args, "token", None):
-        secrets.append(str(args.token))
-    if os.environ.get("MINERD_TOKEN"):
-        secrets.append(os.environ["MINERD_TOKEN"].strip())
-    token_file = getattr(args, "token_file", None)
-    if token_file is not None:
-        try:
-            for line in Path(token_file).read_text(encoding="utf-8").splitlines():
-                m = _KEYED_LINE.fullmatch(line.strip())
-                secrets.append(_unquote(m.group(2).strip()) if m else line.strip())
-        except (OSError, UnicodeDecodeError):
-            pass
-    for secret in sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "<token>")
-    return text
-
-
-def call(
-    args: argparse.Namespace,
-    method: str,
-    path: str,
-    body: object | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, JsonObj]:
-    url = str(args.url).rstrip("/") + path
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Authorization", f"Bearer {_token(args)}")
-    req.add_header("Accept", "application/json")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    ctx = ssl.create_default_context(cafile=str(args.cacert)) if args.cacert else None
-    try:
-        with urllib.request.urlopen(req, timeout=args.timeout, context=ctx) as resp:
-            return int(resp.status), _json(resp.read())
-    except urllib.error.HTTPError as exc:
-        payload = _json(exc.read())
-        message = str(payload.get("error", exc.reason))
-        raise CliError(f"{method} {path}: HTTP {exc.code}: {message}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CliError(f"cannot reach {url}: {exc}") from None
-    except ValueError:
-        # http.client quotes a refused header value, which would be the token.
-        raise CliError(f"{method} {path}: the request could not be built") from None
-
-
-def _json(raw: bytes) -> JsonObj:
-    try:
-        value = json.loads(raw or b"{}")
-    except ValueError:
-        return {"error": raw[:200].decode(errors="replace")}
-    return value if isinstance(value, dict) else {"value": value}
+    awards_cli.add_parsers(sub)
 
 
 # ---------------------------------------------------------------- commands
@@ -285,6 +127,8 @@ def _print_quota(q: JsonObj, out: TextIO) -> None:
 
 def _quota(args: argparse.Namespace, out: TextIO) -> int:
     cmd = args.quota_command
+    if cmd in awards_cli.ACTIONS:
+        return awards_cli.run(args, out)
     if cmd == "set":
         body: JsonObj = {"limit_kw": args.limit_kw}
         for key in ("start", "end", "reference"):
@@ -386,11 +230,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return _status(args, stream)
         return _quota(args, stream)
     except CliError as exc:
-        print(f"minerd {args.command}: {_redact(str(exc), args)}", file=sys.stderr)
+        print(f"minerd {args.command}: {redact(str(exc), args)}", file=sys.stderr)
         return exc.code
     except Exception as exc:  # no traceback: its frames would show the token
         name = type(exc).__name__
-        print(f"minerd {args.command}: {name}: {_redact(str(exc), args)}", file=sys.stderr)
+        print(f"minerd {args.command}: {name}: {redact(str(exc), args)}", file=sys.stderr)
         return EXIT_API
 
 
