@@ -223,6 +223,11 @@ class ControllerControlCycle(ControlCycle):
 
     node: ControllerNode
 
+    @property
+    def measured(self) -> bool:
+        """The site measured against its limit since start (one process raises only then)."""
+        return self._measured
+
     def _rigs(self, snap: FleetSnapshot, now_s: float) -> _Rigs:
         v = self.node.site_rigs()
         self._site_planned_w = v.planned_w
@@ -346,13 +351,14 @@ class ClusterRole:
                 async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                     await nc.close()
 
-    async def _send_budgets(self, slot: LatestSlot) -> None:
-        """Each controller cycle's rig budget to the shards (not while warming up: rigs
-        keep what they were told, as in one process)."""
+    async def _send_budgets(self, slot: LatestSlot, cycle: ControllerControlCycle) -> None:
+        """Each controller cycle's rig budget to the shards; none before the site has been
+        measured since start (warm-up: rigs keep what they were told, as in one process;
+        shards hold, then fall to their fail-safe shares)."""
         assert self.controller is not None
         while True:
             result = await slot.get()
-            if result.plan is None:
+            if result.plan is None or not cycle.measured:
                 continue
             await self.controller.cycle(result.decision.rig_budget_w, self.max_wakes)
 
@@ -402,6 +408,6 @@ def build_cluster_role(
         role.max_wakes = site.config.constraints.max_wakes_per_cycle
         slot = LatestSlot()
         ctl.listeners.append(slot.put)
-        role._tasks.append(("cluster-budgets", lambda: role._send_budgets(slot)))
+        role._tasks.append(("cluster-budgets", lambda: role._send_budgets(slot, ctl)))
     role._tasks.append(("cluster-nats", role._serve))
     return role
