@@ -3,8 +3,10 @@
 An hour of a small site is encoded by minerd's own sink code (PointEncoder) and written by
 its v1 writer into a real influxd 1.x; then every panel query and every variable query of
 every dashboard runs there with Grafana's macros substituted, and each must return data.
-The JSON itself is checked too: unique panel ids, the ${DS} variable on every panel and
-target, no overlapping panels, and provisioning files that point at the dashboards."""
+The site overview's economics row shows the last `economics` figures written and the
+stale hashprice feed. The JSON itself is checked too: unique panel ids, the ${DS} variable on
+every panel and target, no overlapping panels (row headers included), and provisioning
+files that point at the dashboards."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from minerd.model import (
     Severity,
 )
 from minerd.runtime.devices import MeterInfo, RigInfo
+from minerd.runtime.economics_status import EconomicsStatus
 from minerd.runtime.fleet import FleetState
 from minerd.sinks import PointEncoder, V1Target, V1Writer
 from minerd.sinks.points import to_ms
@@ -60,9 +63,43 @@ def load(path: Path) -> Any:
 
 
 def panels(board: Any) -> list[Any]:
+    """The panels that query (row panels only group the ones below them)."""
     out = board["panels"]
     assert isinstance(out, list)
+    return [p for p in out if p["type"] != "row"]
+
+
+def row_of(board: Any, title: str) -> list[Any]:
+    """The panels under the row panel `title`, up to the next row."""
+    out: list[Any] = []
+    inside = False
+    for p in sorted(board["panels"], key=lambda p: (p["gridPos"]["y"], p["gridPos"]["x"])):
+        if p["type"] == "row":
+            inside = p["title"] == title
+        elif inside:
+            out.append(p)
     return out
+
+
+def economics(t_s: float, now_s: float) -> EconomicsStatus:
+    """Price-aware dispatch as the status page shows it: the price steps every 15 minutes,
+    and the hashprice feed is stale for the five minutes from 40 to 35 minutes ago."""
+    stale = now_s - 40 * 60.0 <= t_s < now_s - 35 * 60.0
+    price = 41.0 + 4.0 * ((t_s // 900.0) % 3)
+    cost = 22.0 * price / 1000.0
+    return EconomicsStatus(
+        enabled=True,
+        state="stale" if stale else "active",
+        reason="",
+        currency="KZT",
+        energy_price_per_mwh=price,
+        hashprice_usd_per_th_day=0.0521,
+        hashprice_fresh=not stale,
+        breakeven_j_per_th=24.0 + 4.0 * ((t_s // 900.0) % 3),
+        revenue_per_h=1.25,
+        energy_cost_per_h=cost,
+        margin_per_h=1.25 - cost,
+    )
 
 
 def rig_reading(i: int, t_s: float) -> RigReading:
@@ -123,6 +160,7 @@ def telemetry(now_s: float) -> list[str]:
         else:
             limit = EffectiveLimit(30.0, "operator-cap")
         lines.append(enc.site_line(snap, limit, limit.limit_kw * 1000.0 - 3000.0, failsafe))
+        lines.append(enc.economics_line(economics(t, now_s), t))
         lines += enc.meter_lines(snap)
         enc.rig_lines(snap.rigs, to_ms(t), lines)
         t += STEP_S
@@ -186,9 +224,9 @@ async def write_lines(url: str, lines: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def influx(influxd: ServerProcess) -> Iterator[ServerProcess]:
+def influx(influxd: ServerProcess, written_at: float) -> Iterator[ServerProcess]:
     influx_create_database(influxd, DATABASE)
-    asyncio.run(write_lines(influxd.url, telemetry(SystemClock().now_s())))
+    asyncio.run(write_lines(influxd.url, telemetry(written_at)))
     yield influxd
 
 
@@ -241,6 +279,19 @@ def all_targets() -> list[tuple[str, str, str]]:
     return out
 
 
+def last_step(now_s: float) -> float:
+    """The time of the last snapshot telemetry() wrote."""
+    t = now_s - 55 * 60.0
+    while t + STEP_S <= now_s - 5.0:
+        t += STEP_S
+    return t
+
+
+@pytest.fixture(scope="module")
+def written_at() -> float:
+    return SystemClock().now_s()
+
+
 def test_there_are_the_four_dashboards() -> None:
     uids = {load(p)["uid"] for p in DASHBOARDS}
     assert uids == {"minerd-site", "minerd-fleet", "minerd-quota", "minerd-rig"}
@@ -268,6 +319,43 @@ def test_every_variable_query_returns_values(influx: ServerProcess) -> None:
     assert found["rig"] == set(RIGS)
 
 
+def test_economics_row_shows_the_last_figures_and_the_stale_feed(
+    influx: ServerProcess, written_at: float
+) -> None:
+    board = load(ROOT / "dashboards" / "minerd-site-overview.json")
+    row = row_of(board, "Economics")
+    queries = " ".join(t["query"] for p in row for t in p["targets"])
+    for field in (
+        "energy_price_per_mwh",
+        "hashprice_usd_per_th_day",
+        "revenue_per_h",
+        "energy_cost_per_h",
+        "margin_per_h",
+    ):
+        assert f'"{field}"' in queries, field
+    last = economics(last_step(written_at), written_at)
+    shown = {}
+    for p in row:
+        if p["type"] == "stat":
+            (series,) = run(influx, substitute(p["targets"][0]["query"]))
+            for name, value in zip(series["columns"][1:], series["values"][-1][1:], strict=True):
+                shown[name] = value
+    assert shown == {
+        "energy price": last.energy_price_per_mwh,
+        "hashprice": last.hashprice_usd_per_th_day,
+        "revenue": last.revenue_per_h,
+        "energy cost": pytest.approx(last.energy_cost_per_h),
+        "margin": pytest.approx(last.margin_per_h),
+        "state": "active",
+        "currency": "KZT",
+    }
+    (timeline,) = [p for p in row if p["type"] == "state-timeline"]
+    (series,) = run(influx, substitute(timeline["targets"][0]["query"]))
+    states = {row[1] for row in series["values"]}
+    fresh = {row[2] for row in series["values"]}
+    assert states == {"active", "stale"} and fresh == {True, False}
+
+
 def test_offline_table_lists_the_offline_rig(influx: ServerProcess) -> None:
     board = load(ROOT / "dashboards" / "minerd-fleet.json")
     (panel,) = [p for p in panels(board) if p["title"] == "Rigs offline or in fault"]
@@ -278,8 +366,7 @@ def test_offline_table_lists_the_offline_rig(influx: ServerProcess) -> None:
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
 def test_dashboard_structure(path: Path) -> None:
     board = load(path)
-    ps = panels(board)
-    ids = [p["id"] for p in ps]
+    ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     variables = board["templating"]["list"]
     ds = [v for v in variables if v["type"] == "datasource"]
@@ -288,7 +375,12 @@ def test_dashboard_structure(path: Path) -> None:
         if v["type"] == "query":
             assert v["datasource"] == {"type": "influxdb", "uid": "${DS}"}, v["name"]
     boxes = []
-    for p in ps:
+    for p in board["panels"]:
+        if p["type"] == "row":  # a row header: no query; it spans the width
+            g = p["gridPos"]
+            assert (g["x"], g["w"], g["h"]) == (0, 24, 1) and p["collapsed"] is False
+            boxes.append((str(p["title"]), 0, g["y"], 24, g["y"] + 1))
+            continue
         assert p["datasource"] == {"type": "influxdb", "uid": "${DS}"}, p["title"]
         assert p["targets"], p["title"]
         for t in p["targets"]:
