@@ -5,6 +5,7 @@ and what the API stored. The site's zone is Asia/Kolkata (+05:30), so local hour
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -149,12 +150,13 @@ def test_send_csv_list_and_withdraw(
     assert [a["id"] for a in listed["awards"]] == [ids[0], ids[2]]
 
 
-def test_an_award_in_progress_is_marked(
+def test_an_award_in_progress_is_marked_and_stdin_is_read(
     site: OpsSite,
     served: ServedSite,
     tokens: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = datetime.fromtimestamp(site.now_s, TZ)
     hour = now.replace(minute=0, second=0, microsecond=0)
@@ -165,6 +167,16 @@ def test_an_award_in_progress_is_marked(
     code, out, err = cli(capsys, served, tokens, "awards", "list")
     assert code == 0
     assert out.splitlines()[2].endswith("[api]  (in progress)")
+
+    # `-` reads the file from stdin; its first character says JSON
+    nxt = hour + timedelta(hours=1)
+    body = json.dumps([{"interval_start": nxt.isoformat(), "energy_mwh": 0.04}]).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(body)))
+    code, out, err = cli(capsys, served, tokens, "awards", "send", "-")
+    assert (code, err) == (0, "")
+    assert [
+        a.energy_kwh for a in site.stores.awards.in_range(hour.timestamp(), H + nxt.timestamp())
+    ] == [50.0, 40.0]
 
 
 def test_bad_csv_lines_are_named_and_nothing_is_stored(
