@@ -237,6 +237,11 @@ async def test_controller_and_shards_meet_a_quota_then_fall_to_failsafe_shares(
         for r in after[first:]:
             assert r.decision.rig_budget_w == pytest.approx(min(share_w, held_w))
             assert r.plan is None or r.plan.planned_power_w <= r.decision.rig_budget_w + 1e-6
+    # ...and the shares together bring the site under its fail-safe limit (the truth).
+    failsafe_w = ctl.daemon.settings.grid.failsafe_limit_kw * 1000.0
+    async with asyncio.timeout(WAIT_S):
+        while await site_w() > failsafe_w:  # noqa: ASYNC110 - polls the simulator's truth
+            await asyncio.sleep(0.2)
 
 
 def controller_node(run: Running) -> ControllerNode:
@@ -333,3 +338,59 @@ async def test_a_standby_controller_takes_over_and_the_deposed_revision_is_fence
             await wait_until(lambda s=s, q=seq0: s.seq >= q + 2, WAIT_S, "shard cycles on")
             assert s.last is not None and s.last.decision.budget_w < 1e9
             assert s.last.decision.controller_id == standby.controller_id
+
+
+@pytest.mark.asyncio
+async def test_a_stale_grid_meter_and_a_silent_shard_at_the_controller(
+    site: tuple[SimSite, dict[str, Running]],
+) -> None:
+    sim, runs = site
+    ctl = runs["controller"]
+    node = controller_node(ctl)
+    await wait_until(
+        lambda: node.last is not None and node.last.leader and len(node.last.live_shards) == 2,
+        WAIT_S,
+        "the controller holds the lease and hears both shards",
+    )
+    # The grid meter goes stale: the controller's loop falls to the fail-safe limit and the
+    # budgets it sends sum to no more than the rig power that limit allows.
+    failsafe_kw = ctl.daemon.settings.grid.failsafe_limit_kw
+    await sim.inject("grid", "offline")
+    await wait_until(
+        lambda: bool(ctl.results) and bool(ctl.results[-1].failsafe_reason),
+        WAIT_S,
+        "the controller sees the stale meter",
+    )
+    await wait_until(
+        lambda: node.last is not None and node.last.split is not None
+        and node.last.split.budget_w <= ctl.results[-1].decision.rig_budget_w + 1e-6
+        and ctl.results[-1].decision.limit.limit_kw <= failsafe_kw,
+        WAIT_S,
+        "the split follows the fail-safe budget",
+    )  # fmt: skip
+    r = ctl.results[-1]
+    assert "grid meter stale" in r.failsafe_reason
+    assert r.decision.failsafe
+    split = node.last.split
+    assert split is not None
+    assert sum(sh.budget_w for sh in split.shares.values()) <= r.decision.rig_budget_w + 1e-6
+    await sim.clear("grid")
+
+    # Shard s2 stops: after 3 controller cycles it is counted at its nominal power and s1
+    # gets the rest of the budget; /metrics says one shard is silent.
+    s2_nominal_w = sum(m.nominal_power_w for m in runs["s2"].site.cycle.models.values())
+    await stop(runs["s2"])
+    await wait_until(
+        lambda: node.last is not None and node.last.silent_shards == ("s2",)
+        and node.last.split is not None,
+        WAIT_S,
+        "the controller counts s2 as silent",
+    )  # fmt: skip
+    last = node.last
+    assert last is not None and last.split is not None
+    assert last.live_shards == ("s1",)
+    assert last.reserved_w == pytest.approx(s2_nominal_w)
+    assert set(last.split.shares) == {"s1"}
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        text = (await http.get(f"{ctl.api}/metrics")).text
+    assert 'minerd_cluster_shards{state="silent"} 1.0' in text
