@@ -25,6 +25,7 @@ from minerd.cli.api_client import (
     CliError,
     JsonObj,
     call,
+    parse_json,
     request,
 )
 
@@ -146,27 +147,27 @@ def _send(args: argparse.Namespace, out: TextIO) -> int:
         lines = [f"awards in {shown} refused (HTTP {exc.status}), nothing stored:"]
         lines += [f"  {where_in_file(shown, f)}: {e}" for f, e in exc.problems]
         raise CliError("\n".join(lines)) from None
-    ans = json.loads(raw)
+    ans = parse_json(raw)
     if args.json:
         print(json.dumps(ans, indent=2), file=out)
         return EXIT_OK
-    awards = ans.get("awards") or []
+    awards = _items(ans, "awards")
     if status == 201:
         print(
             f"awards stored: {ans['new']} new, {ans['repeated']} repeated, "
-            f"{len(ans['superseded'])} superseded, {len(ans['withdrawn'])} withdrawn",
+            f"{len(_texts(ans, 'superseded'))} superseded, "
+            f"{len(_texts(ans, 'withdrawn'))} withdrawn",
             file=out,
         )
     else:
         print(f"awards already stored: {ans['repeated']} repeated, nothing changed", file=out)
     if awards:
-        total_mwh = sum(float(a["energy_mwh"]) for a in awards)
         print(
             f"{len(awards)} intervals from {awards[0]['interval_start']} to "
-            f"{awards[-1]['interval_end']}, {total_mwh:.3f} MWh",
+            f"{awards[-1]['interval_end']}, {sum(_mwh(a) for a in awards):.3f} MWh",
             file=out,
         )
-    for note in ans.get("notes") or []:
+    for note in _texts(ans, "notes"):
         print(f"note: {note}", file=out)
     return EXIT_OK
 
@@ -312,8 +313,14 @@ def _mwh(award: JsonObj) -> float:
 
 
 def _items(ans: JsonObj, key: str) -> list[JsonObj]:
+    """The objects in the list `ans[key]` (none if it is not a list)."""
     value = ans.get(key)
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _texts(ans: JsonObj, key: str) -> list[str]:
+    value = ans.get(key)
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _n(value: object, spec: str, width: int) -> str:

@@ -23,7 +23,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("minerd.cli.demo", "run a simulated site and the daemon against it"),
     "sim": ("minerd.sim.cli", "run the site simulator (rigs and meters on 127.0.0.0/8)"),
     "discover": ("minerd.cli.discover", "scan hosts for rigs and write an inventory CSV"),
-    "quota": ("minerd.cli.quota_cli", "set, show or schedule quotas through the daemon's API"),
+    "quota": (
+        "minerd.cli.quota_cli",
+        "quotas, energy awards and the settlement report through the daemon's API",
+    ),
     "status": ("minerd.cli.quota_cli", "show the site's status through the daemon's API"),
     "backup": ("minerd.cli.backup", "copy the database online (checked) and prune old copies"),
 }
