@@ -59,7 +59,7 @@ class ShardSnapshot:
 class ShardFleet(Protocol):
     """The shard's own rigs: the poller's snapshot in, the executor's plan out."""
 
-    def snapshot(self) -> ShardSnapshot: ...
+    async def snapshot(self) -> ShardSnapshot: ...
     async def apply(self, plan: Plan, decision: GateDecision) -> None: ...
 
 
@@ -120,7 +120,7 @@ class ShardNode:
     async def cycle(self) -> ShardCycle:
         """One control cycle: plan to the gate's budget, apply, publish the aggregate."""
         decision = self.gate.next_cycle()
-        snap = self.fleet.snapshot()
+        snap = await self.fleet.snapshot()
         # 12,500 rigs cost ~0.15 s of planning and classing: off the event loop (the rigs
         # are frozen, the snapshot a tuple).
         p, curve = await asyncio.to_thread(self._plan_and_curve, decision, tuple(snap.rigs))

@@ -17,23 +17,18 @@ import resource
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minerd.clock import Clock, SiteClock, SystemClock
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
 from minerd.daemon.assembly import SiteDevices
-from minerd.daemon.cluster_role import (
-    ClusterRole,
-    build_cluster_role,
-    build_role_devices,
-    role_cycle_config,
-)
+from minerd.daemon.cluster_devices import build_role_devices, role_cycle_config
 from minerd.daemon.components import Components, build_components
 from minerd.daemon.economics import EconomicsParts, build_economics
 from minerd.daemon.supervisor import Supervisor
 from minerd.daemon.systemd_notify import Notifier, feed_watchdog, watchdog_interval_s
-from minerd.errors import MinerdError
+from minerd.errors import ClusterError, MinerdError
 from minerd.runtime.cycle import CycleConfig
 from minerd.runtime.failsafe_shed import shed_to_failsafe
 from minerd.runtime.housekeeping import run_housekeeping
@@ -42,6 +37,9 @@ from minerd.runtime.site import Site
 from minerd.settings import Settings
 from minerd.sinks.health_metrics import RestartsCollector
 from minerd.storage import Database, Stores
+
+if TYPE_CHECKING:
+    from minerd.daemon.cluster_role import ClusterRole  # nats-py: the [cluster] extra
 
 log = logging.getLogger("minerd.daemon.app")
 
@@ -142,7 +140,8 @@ class Daemon:
             command_concurrency=s.control.command_concurrency,
             command_rate_per_s=s.control.command_rate_per_s,
         )
-        self.cluster = build_cluster_role(s, self.site, cycle_config(s), self.clock)
+        if s.cluster.role != "single":
+            self.cluster = _cluster_role(s, self.site, self.clock)
         parts = build_economics(
             s.economics, s.site.timezone, d.models.values(), self.clock, stores.state
         )
@@ -246,6 +245,19 @@ class Daemon:
                 await self.devices.aclose()
         if self.db is not None:
             self.db.close()
+
+
+def _cluster_role(settings: Settings, site: Site, clock: Clock) -> ClusterRole:
+    """The controller or shard role; nats-py is imported only here (the [cluster] extra)."""
+    try:
+        from minerd.daemon.cluster_role import build_cluster_role
+    except ModuleNotFoundError as e:
+        raise ClusterError(
+            "nats", settings.cluster.nats_url, f"{e}: pip install 'minerd[cluster]'"
+        ) from e
+    role = build_cluster_role(settings, site, cycle_config(settings), clock)
+    assert role is not None
+    return role
 
 
 def _describe(exc: BaseException) -> str:

@@ -46,7 +46,7 @@ class MemoryFleet:
         self.rigs = list(rigs)
         self.applied: list[Plan] = []
 
-    def snapshot(self) -> ShardSnapshot:
+    async def snapshot(self) -> ShardSnapshot:
         return ShardSnapshot(tuple(self.rigs), 0.0, len(self.rigs))
 
     async def apply(self, plan: Plan, decision: GateDecision) -> None:

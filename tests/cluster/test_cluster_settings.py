@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -99,3 +101,14 @@ def test_rigs_are_split_by_a_stable_hash_or_by_group() -> None:
     assert min(counts) >= 70, counts  # evenly spread (300 rigs over 3)
     by_group = load({"role": "shard", "shards": shards, "shard_id": "s1", "rig_groups": ["row-a"]})
     assert by_group.cluster.owns("any", "row-a") and not by_group.cluster.owns("any", "row-b")
+
+
+def test_the_daemon_starts_without_nats_py_unless_a_cluster_role_is_set() -> None:
+    """nats-py is the [cluster] extra: a single-process daemon must not need it."""
+    code = (
+        "import sys; sys.modules['nats'] = None\n"
+        "import minerd.daemon.app, minerd.cli.entry\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
