@@ -76,9 +76,7 @@ class ShardControlCycle(ControlCycle):
     """A shard's cycle: ShardNode drives it as its ShardFleet (see the module docstring)."""
 
     node: ShardNode
-
-    def _begin(self) -> None:
-        self._pending: tuple[_Sensed, _Rigs] | None = None
+    _pending: tuple[_Sensed, _Rigs] | None = None  # snapshot() to apply() of one cycle
 
     async def snapshot(self) -> ShardSnapshot:
         """Phases sense and rigs: the shard's rigs as the planner sees them (built in the
@@ -181,6 +179,7 @@ class ControllerControlCycle(ControlCycle):
     """The site's closed loop over the shards' aggregates (this process has no rigs)."""
 
     node: ControllerNode
+    _site_planned_w: float | None = None  # what the shards last planned (site_rigs)
 
     @property
     def measured(self) -> bool:
@@ -202,7 +201,7 @@ class ControllerControlCycle(ControlCycle):
         """No rigs to plan here: the shards plan; what they last planned is the loop's
         'planned' (readings still moving to it are a transient, not load)."""
         b = looped.decision.rig_budget_w
-        planned_w = getattr(self, "_site_planned_w", b)
+        planned_w = b if self._site_planned_w is None else self._site_planned_w
         return Plan((), b, planned_w, 0.0, 0.0, 0.0, 0)
 
 
@@ -238,10 +237,6 @@ class ClusterRole:
     controller: ControllerNode | None = None
     max_wakes: int | None = None
     _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
-
-    @property
-    def lease(self) -> ControllerLease | None:
-        return self.controller.lease if self.controller is not None else None
 
     def status(self) -> ClusterStatus:
         c = self.settings
@@ -321,9 +316,6 @@ class ClusterRole:
                 continue
             await self.controller.cycle(result.decision.rig_budget_w, self.max_wakes)
 
-    def tasks(self) -> list[tuple[str, TaskFactory]]:
-        return list(self._tasks)
-
     def wire(self, components: Components) -> None:
         """Its tasks to the daemon's supervised parts, its counters to /metrics."""
         components._tasks.extend(self._tasks)
@@ -345,7 +337,6 @@ def build_cluster_role(
     if c.role == "shard":
         cycle = _swap_cycle(site, ShardControlCycle)
         assert isinstance(cycle, ShardControlCycle) and c.shard_id is not None
-        cycle._begin()
         gate = BudgetGate(c.shard_id, failsafe_w / len(c.shards), c.hold_cycles)
         cycle.node = role.shard = ShardNode(
             Client(), token, c.shard_id, cycle, gate, site.config.constraints, clock

@@ -164,7 +164,8 @@ async def test_controller_and_shards_meet_a_quota_then_fall_to_failsafe_shares(
     for s in shards:
         # Structural: a shard polls and commands only the rigs the hash gives it.
         assert {i.rig_id for i in s.site.rig_infos} == {r for r in rig_ids if owner(r) == s.name}
-    assert ctl.site.rig_infos == () or len(ctl.site.rig_infos) == 0
+        assert len(s.site.meter_infos) == 0  # the controller reads the meters
+    assert len(ctl.site.rig_infos) == 0 and len(ctl.site.meter_infos) == 1
     assert all(len(s.site.rig_infos) > 0 for s in shards)
 
     role = ctl.daemon.cluster
