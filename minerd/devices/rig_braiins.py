@@ -68,7 +68,7 @@ class BraiinsRig(FamilyRig):
         )
         self._ramping_login = -1  # the login whose session already has quick ramping set
         self._lock = asyncio.Lock()  # one command at a time per rig
-        self._grpc_problem = ""  # the last gRPC read failure, logged once
+        self._grpc_problem = ""  # the kind of the last gRPC read failure, logged once
 
     @property
     def grpc_endpoint(self) -> str:
@@ -84,10 +84,12 @@ class BraiinsRig(FamilyRig):
         got = await grpc_part
         if isinstance(got, DeviceError):
             # 4028 answered, gRPC did not: keep the reading, power estimated from hashrate.
-            # Warn when the problem starts or changes, not on every poll of a broken rig.
-            level = logging.DEBUG if got.message == self._grpc_problem else logging.WARNING
+            # Warn when the problem starts or changes kind (offline, timeout, refused...), not
+            # on every poll of a broken rig: the detail text varies while the rig stays down
+            # ("connection reset", then "connection refused").
+            level = logging.DEBUG if got.reason == self._grpc_problem else logging.WARNING
             log.log(level, "%s: power not read over gRPC: %s", self.rig_id, got)
-            self._grpc_problem = got.message
+            self._grpc_problem = got.reason
             return reading
         self._grpc_problem = ""
         stats, limit_w = got
