@@ -82,6 +82,13 @@ async def stop(run: Running) -> None:
             await run.task
 
 
+def alive(runs: dict[str, Running]) -> None:
+    """A daemon that stopped on its own fails the test with its error, not a timeout."""
+    for run in runs.values():
+        if run.task.done() and not run.task.cancelled():
+            raise AssertionError(f"{run.name} stopped: {run.task.exception()!r}")
+
+
 def owner(rig_id: str) -> str:
     """The shard that owns a rig by the documented hash (crc32 of the id mod shards)."""
     return SHARDS[zlib.crc32(rig_id.encode()) % len(SHARDS)]
@@ -193,14 +200,17 @@ async def test_controller_and_shards_meet_a_quota_then_fall_to_failsafe_shares(
         return w <= quota_kw * 1000.0
 
     async with asyncio.timeout(WAIT_S):
-        while not await settled():  # noqa: ASYNC110 - polls the simulator's truth
+        while not await settled():
+            alive(runs)
             await asyncio.sleep(0.2)
     # Stays under for the next 8 controller cycles (the loop raises only what fits).
     n0 = ctl.site.cycle.cycles
     samples: list[float] = []
-    while ctl.site.cycle.cycles < n0 + 8:
-        samples.append(await site_w())
-        await asyncio.sleep(0.1)
+    async with asyncio.timeout(WAIT_S):
+        while ctl.site.cycle.cycles < n0 + 8:
+            alive(runs)
+            samples.append(await site_w())
+            await asyncio.sleep(0.1)
     assert max(samples) <= quota_kw * 1000.0, (quota_kw, samples)
 
     # Each shard commanded only its own rigs, and both did command (the cut was shared).
