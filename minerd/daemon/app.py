@@ -35,7 +35,7 @@ from minerd.runtime.housekeeping import run_housekeeping
 from minerd.runtime.sessions import StoredSessions
 from minerd.runtime.site import Site
 from minerd.settings import Settings
-from minerd.sinks.health_metrics import RestartsCollector
+from minerd.sinks.health_metrics import CycleCollector, RestartsCollector
 from minerd.storage import Database, Stores
 
 if TYPE_CHECKING:
@@ -153,6 +153,8 @@ class Daemon:
         )
         if self.components.prometheus is not None:
             self.components.prometheus.add_collector(RestartsCollector(self.supervisor.counts))
+            site = self.site
+            self.components.prometheus.add_collector(CycleCollector(lambda: site.cycle))
         if self.cluster is not None:
             self.cluster.wire(self.components)
         return self.site

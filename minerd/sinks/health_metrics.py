@@ -4,6 +4,7 @@ a failure (the control loop never is: it sheds to the fail-safe limit and exits)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -41,3 +42,35 @@ class RestartsCollector(Collector):
         for name, n in sorted(self._restarts().items()):
             c.add_metric([name], n)
         yield c
+
+
+class CycleCounts(Protocol):
+    """What the control cycle counts of its own timing (runtime.cycle.ControlCycle)."""
+
+    @property
+    def cycles_skipped(self) -> int: ...
+
+    @property
+    def wakes_coalesced(self) -> int: ...
+
+
+class CycleCollector(Collector):
+    """Cycles the loop could not run on time: intervals passed while one long cycle ran,
+    and wakes (an operator cut, a new quota) served by the next cycle instead of their own.
+    A rising skipped count means the cycle is slower than its interval."""
+
+    def __init__(self, cycle: Callable[[], CycleCounts]) -> None:
+        self._cycle = cycle  # looked up each scrape: a cluster role swaps the site's cycle
+
+    def collect(self) -> Iterable[Metric]:
+        c = self._cycle()
+        yield CounterMetricFamily(
+            "minerd_control_cycles_skipped",
+            "Control intervals that passed while a longer cycle ran",
+            c.cycles_skipped,
+        )
+        yield CounterMetricFamily(
+            "minerd_control_wakes_coalesced",
+            "Wakes during a running cycle, served at once by the next one",
+            c.wakes_coalesced,
+        )

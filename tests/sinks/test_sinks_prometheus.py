@@ -89,3 +89,28 @@ def test_50k_rigs_render_without_per_rig_series_summing_each_snapshot_once(
     prom.render_metrics()  # a new snapshot is summed again, once
     prom.render_metrics()
     assert summed == [50_000, 50_000]
+
+
+def test_cycle_timing_counters_follow_the_cycle_each_scrape() -> None:
+    from dataclasses import dataclass
+
+    from minerd.sinks.health_metrics import CycleCollector
+
+    @dataclass
+    class Counts:  # the two counters runtime.cycle.ControlCycle keeps
+        cycles_skipped: int = 0
+        wakes_coalesced: int = 0
+
+    cycles = [Counts()]
+    prom = PrometheusSink("s1")
+    prom.add_collector(CycleCollector(lambda: cycles[-1]))
+    got = samples(prom.render_metrics())
+    assert got[("minerd_control_cycles_skipped_total", ())] == 0
+    assert got[("minerd_control_wakes_coalesced_total", ())] == 0
+    cycles[-1].cycles_skipped = 3
+    cycles[-1].wakes_coalesced = 2
+    got = samples(prom.render_metrics())
+    assert got[("minerd_control_cycles_skipped_total", ())] == 3
+    assert got[("minerd_control_wakes_coalesced_total", ())] == 2
+    cycles.append(Counts(cycles_skipped=7))  # a cluster role swapped the site's cycle
+    assert samples(prom.render_metrics())[("minerd_control_cycles_skipped_total", ())] == 7

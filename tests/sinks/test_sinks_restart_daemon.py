@@ -102,3 +102,6 @@ async def test_a_restarted_daemon_writes_no_zero_for_unread_values(
     assert zero_rigs == []
     assert len(scrapes) >= 10
     assert [z for s in scrapes for z in zero_samples(s)] == []
+    # The daemon's own timing counters are served from its first scrape.
+    assert all("minerd_control_cycles_skipped_total" in s for s in scrapes)
+    assert all("minerd_control_wakes_coalesced_total" in s for s in scrapes)
