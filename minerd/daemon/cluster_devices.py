@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
 
 from minerd.clock import Clock
 from minerd.daemon.assembly import SiteDevices, build_devices
 from minerd.devices.rig_luxos import SessionCache
+from minerd.model import RigProtocol
 from minerd.runtime.cycle import CycleConfig
 from minerd.settings import Settings
 
@@ -20,26 +20,26 @@ def build_role_devices(
     settings: Settings, sessions: SessionCache | None, clock: Clock | None
 ) -> SiteDevices:
     """The devices this process owns: every one (single), the meters only (controller), or
-    the shard's rigs only."""
+    the shard's rigs only (its rig groups, or by the hash of the rig id)."""
     c = settings.cluster
-    if c.role == "shard" and c.rig_groups:
-        groups = tuple(g for g in settings.rigs if g.name in c.rig_groups)
-        settings = settings.model_copy(update={"rigs": groups})
-    d = build_devices(settings, sessions, clock)
     if c.role == "single":
-        return d
+        return build_devices(settings, sessions, clock)
     if c.role == "controller":
-        keep_rig: Callable[[str], bool] = lambda _rig_id: False  # noqa: E731
-    else:
-        keep_rig = lambda rig_id: c.owns(rig_id, "")  # noqa: E731
-        if c.rig_groups:
-            keep_rig = lambda _rig_id: True  # noqa: E731  (the groups were chosen above)
-        d.meters, d.meter_infos = [], []
-    kept = [i for i, info in enumerate(d.rig_infos) if keep_rig(info.rig_id)]
-    d.rigs = [d.rigs[i] for i in kept]
-    d.rig_infos = [d.rig_infos[i] for i in kept]
-    d.models = {info.rig_id: d.models[info.rig_id] for info in d.rig_infos}
-    log.info("cluster %s: %d rigs, %d meters", c.shard_id or c.role, len(d.rigs), len(d.meters))
+        d = build_devices(settings.model_copy(update={"rigs": ()}), sessions, clock)
+        log.info("cluster controller: %d meters, no rig", len(d.meters))
+        return d
+    rigs = settings.rigs
+    if c.rig_groups:
+        rigs = tuple(g for g in rigs if g.name in c.rig_groups)
+    d = build_devices(settings.model_copy(update={"rigs": rigs, "meters": ()}), sessions, clock)
+    if not c.rig_groups:
+        kept = [i for i, info in enumerate(d.rig_infos) if c.owns(info.rig_id, "")]
+        d.rigs = [d.rigs[i] for i in kept]
+        d.rig_infos = [d.rig_infos[i] for i in kept]
+        d.models = {info.rig_id: d.models[info.rig_id] for info in d.rig_infos}
+        if not any(info.protocol is RigProtocol.MQTT for info in d.rig_infos):
+            d.mqtt_rigs, d.mqtt_rig_hubs = None, []  # no MQTT rig of ours: no session
+    log.info("cluster shard %s: %d rigs, no meter", c.shard_id, len(d.rigs))
     return d
 
 
