@@ -16,6 +16,12 @@ import socket
 import sys
 from pathlib import Path
 
+from minerd.cli.demo_cluster import (
+    DemoClusterError,
+    check_nats_client,
+    nats_server_binary,
+    run_cluster_demo,
+)
 from minerd.clock import ScaledClock
 from minerd.daemon.app import Daemon, run_until_signalled
 from minerd.settings import load_settings
@@ -42,6 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", default="127.0.0.1:8080", help="status page and API address")
     parser.add_argument("--dir", default="demo-site", help="where config, tokens and state go")
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N >= 2: run the site as a controller and N poller shards on a local nats-server "
+        "(needs the cluster extra: pip install 'minerd[cluster]'); default: one process",
+    )
+    parser.add_argument(
+        "--base-octet",
+        type=int,
+        default=1,
+        help="the simulated rigs of container c listen on 127.<base-octet + c>.x.y (default 1)",
+    )
 
 
 def _free(listen: str) -> bool:
@@ -67,7 +87,7 @@ def default_fleet(rigs: int) -> str:
     return ",".join(f"{name}:{n}" for name, n in counts.items())
 
 
-def spec_for(rigs: int, speed: float, fleet: str | None = None) -> SiteSpec:
+def spec_for(rigs: int, speed: float, fleet: str | None = None, base_octet: int = 1) -> SiteSpec:
     groups = parse_fleet(fleet or default_fleet(rigs), ANTMINER_MODELS, rig_model_names())
     # Ephemeral API ports: the demo never collides with a real service. The families' extra
     # servers (web CGI/REST, Whatsminer API v3, Braiins gRPC) take one fixed unprivileged
@@ -82,12 +102,16 @@ def spec_for(rigs: int, speed: float, fleet: str | None = None) -> SiteSpec:
         web_port=18080,
         whatsminer_api_port=14433,
         grpc_port=15051,
+        base_octet=base_octet,
     )
 
 
 async def _demo(args: argparse.Namespace, workdir: Path) -> None:
-    spec = spec_for(args.rigs, args.speed, args.fleet)
+    spec = spec_for(args.rigs, args.speed, args.fleet, args.base_octet)
     async with SimSite(spec) as sim:
+        if args.shards:
+            await run_cluster_demo(sim, workdir, args.listen, args.shards)
+            return
         config = workdir / "site.toml"
         tokens = sim.write_config(config, api_listen=args.listen)
         settings = load_settings(config)
@@ -131,10 +155,19 @@ def run(args: argparse.Namespace) -> int:
     if not _free(args.listen):
         print(f"minerd demo: {args.listen} is in use; pass --listen HOST:PORT", file=sys.stderr)
         return 2
+    if args.shards == 1 or args.shards < 0:
+        print("minerd demo: --shards takes N >= 2 (or 0: one process)", file=sys.stderr)
+        return 2
     try:
-        spec_for(args.rigs, args.speed, args.fleet)
-    except ValueError as e:
+        spec = spec_for(args.rigs, args.speed, args.fleet, args.base_octet)
+        if args.shards:
+            nats_server_binary()
+            check_nats_client()
+    except (ValueError, DemoClusterError) as e:
         print(f"minerd demo: {e}", file=sys.stderr)
+        return 2
+    if args.shards > spec.rig_count:
+        print(f"minerd demo: {args.shards} shards for {spec.rig_count} rigs", file=sys.stderr)
         return 2
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.control.loop import LoopDecision, budget_for_import_kw
 from minerd.control.planner import Plan
 from minerd.daemon.components import Components, LatestSlot
-from minerd.model import EffectiveLimit, FleetSnapshot
+from minerd.model import EffectiveLimit, FleetSnapshot, RigState
 from minerd.runtime.cycle import (
     _NO_DISPATCH,
     ControlCycle,
@@ -48,6 +48,7 @@ from minerd.runtime.cycle import (
     _Rigs,
     _Sensed,
 )
+from minerd.runtime.service import SiteStatus
 from minerd.runtime.site import Site
 from minerd.settings import Settings
 from minerd.settings.cluster import ClusterSettings
@@ -205,6 +206,30 @@ class ControllerControlCycle(ControlCycle):
         return Plan((), b, planned_w, 0.0, 0.0, 0.0, 0)
 
 
+def shards_status(node: ControllerNode, status: SiteStatus) -> SiteStatus:
+    """The controller's status with the rigs of its live shards summed from their latest
+    aggregates (it polls no rig itself): power, hashrate and rigs by state (awake =
+    hashing, fresh and not awake = sleeping, not fresh = offline). A silent shard's rigs
+    are not in these sums (its power is counted at nominal by the loop, not here); shed
+    capacity stays the controller's own (0: the aggregates carry no shed classes)."""
+    live = node.live_aggregates()
+    if not live:
+        return status
+    awake = sum(a.rigs_awake for a in live)
+    fresh = sum(a.rigs_fresh for a in live)
+    total = sum(a.rigs_total for a in live)
+    by_state = dict(status.rigs_by_state)
+    by_state[RigState.HASHING] = by_state.get(RigState.HASHING, 0) + awake
+    by_state[RigState.SLEEPING] = by_state.get(RigState.SLEEPING, 0) + max(0, fresh - awake)
+    by_state[RigState.OFFLINE] = by_state.get(RigState.OFFLINE, 0) + max(0, total - fresh)
+    return dataclasses.replace(
+        status,
+        rig_power_kw=status.rig_power_kw + sum(a.power_w for a in live) / 1000.0,
+        hashrate_ths=status.hashrate_ths + sum(a.hashrate_ths for a in live),
+        rigs_by_state=tuple((st, by_state.get(st, 0)) for st in RigState),
+    )
+
+
 # ---------------------------------------------------------------- the role
 
 
@@ -355,6 +380,7 @@ def build_cluster_role(
             stale_cycles=c.hold_cycles,
         )
         ctl.node = role.controller = node
+        site.status_view = lambda status: shards_status(node, status)
         role.max_wakes = site.config.constraints.max_wakes_per_cycle
         slot = LatestSlot()
         ctl.listeners.append(slot.put)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from minerd.clock import Clock
 from minerd.control.energy_pace import PaceConfig
@@ -113,6 +113,8 @@ class Site:
         self.history = SiteHistory()
         self.cycle.listeners.append(self.history)
         self.started_at_s: float | None = None  # set when run() starts
+        # A cluster controller polls no rig: its status shows the shards' rigs instead.
+        self.status_view: Callable[[SiteStatus], SiteStatus] | None = None
 
     def _on_sent(self, cmd: RigCommand) -> None:
         self.cycle.on_command_sent(cmd)
@@ -170,7 +172,7 @@ class Site:
             budget_kw = last.decision.rig_budget_w / 1000.0
             planned_kw = last.plan.planned_power_w / 1000.0 if last.plan else 0.0
             reason, cycles = last.failsafe_reason, last.cycle
-        return SiteStatus(
+        status = SiteStatus(
             site=self.config.site,
             taken_at_s=snap.taken_at_s,
             grid_import_kw=snap.grid_import_w / 1000.0,
@@ -194,6 +196,7 @@ class Site:
             interval_under_reason=progress[1] if progress else "",
             shed=last.shed if last is not None else None,
         )
+        return status if self.status_view is None else self.status_view(status)
 
     def quotas_changed(self) -> None:
         self.cycle.quotas_changed()
