@@ -6,7 +6,7 @@ Per cycle:  target import = limit - margin
 A PI loop tracks that error (the correction, kW): innovation = error - integral,
 integral += ki * dt * innovation (clamped; held while stale; held downward while rigs move
 or the ramp holds the budget, but never upward while the site is over the limit;
-while rigs move, only down to the most load the meter allows, see step),
+while rigs move, kept between the least and the most load the meter allows, see step),
 correction = integral + kp * innovation; from below (settled, meter under the prediction
 for BELOW_CYCLES_TO_GIVE steps in a row) the integral itself follows at the kp pace, so
 power counted but not drawn is given back within a few settled cycles. The rig budget is
@@ -240,20 +240,31 @@ def step(
         inputs.grid_fresh
         and not over
         and not settled
-        and not ramp_limited
-        and inputs.falling
         and planned is not None
         and state.rig_power_w is not None
     ):
-        # Rigs falling: the error is not the load (readings and meter straddle a change), but
-        # the load is at most the meter less the least rig power the site can be drawing:
-        # the readings before and now, and the plan the rigs head to. A correction above
-        # that bound (learnt from a cut's timing) is given back now, at ki's pace, never
-        # below what the meter justifies; else it sits on the site for a whole reaction time.
-        least_w = min(inputs.rig_power_w, state.rig_power_w, planned)
-        load_max_kw = inputs.grid_import_kw - predicted_import_kw(least_w, config)
-        if integral > load_max_kw:
-            integral -= min(1.0, config.ki * dt_s) * (integral - load_max_kw)
+        # Rigs moving: the error is not the load (readings and meter straddle a change), but
+        # the meter bounds it from both sides.
+        if inputs.falling and not ramp_limited:
+            # At most the meter less the least rig power the site can be drawing: the
+            # readings before and now, and the plan the rigs head to. A correction above that
+            # (learnt from a cut's timing) is given back now, at ki's pace, never below what
+            # the meter justifies; else it sits on the site for a whole reaction time.
+            least_w = min(inputs.rig_power_w, state.rig_power_w, planned)
+            load_max_kw = inputs.grid_import_kw - predicted_import_kw(least_w, config)
+            if integral > load_max_kw:
+                integral -= min(1.0, config.ki * dt_s) * (integral - load_max_kw)
+                integral = _clamp(integral, config.correction_max_kw)
+        # At least the meter less the most rig power the site can be drawing (no rig draws
+        # more than the higher of its reading and its plan). A correction below that (given
+        # back from below before the move, on readings now out of date) would plan the next
+        # raise on load that is there: it comes up at the kp pace, never above the meter's
+        # error on the readings now, so it takes back nothing the site really has.
+        most_w = max(inputs.rig_power_w, state.rig_power_w, planned)
+        load_min_kw = inputs.grid_import_kw - predicted_import_kw(most_w, config)
+        if integral < load_min_kw:
+            integral += min(1.0, config.kp) * (load_min_kw - integral)
+            integral = _clamp(integral, config.correction_max_kw)
 
     decision = LoopDecision(
         rig_budget_w=budget_w,

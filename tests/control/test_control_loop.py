@@ -227,3 +227,28 @@ def test_falling_rigs_never_lower_the_correction_below_a_real_load() -> None:
         state, d = step(state, inputs, CONFIG)
         assert not d.shedding and not d.ramp_limited
     assert state.integral_kw == 5.0
+
+
+def test_a_correction_below_the_load_comes_up_while_rigs_move() -> None:
+    # The loop had given back to -3 kW (meter under the model on readings since out of date);
+    # the load is really -1 kW. Rigs are rising to a raise (not falling): the meter bounds
+    # the load from below by the most the rigs can draw, so the correction comes up to it
+    # before the next raise is planned on it, and never above the error on the readings.
+    meter_kw = 100.0 * 1.05 + 10.0 - 1.0
+    state = LoopState(t_s=0.0, budget_w=100_000.0, integral_kw=-3.0, rig_power_w=100_000.0)
+    seen = []
+    for k in range(1, 21):
+        state, d = step(state, _falling_inputs(float(k), meter_kw, falling=False), CONFIG)
+        assert not d.shedding
+        seen.append(state.integral_kw)
+    assert seen[0] > -3.0 and seen[-1] == pytest.approx(-1.0, abs=0.01)
+    assert max(seen) <= -1.0 + 1e-9
+    # Rigs heading to a plan above their readings: the bound counts them at the plan, so a
+    # meter that has not seen them rise yet raises nothing.
+    state = LoopState(t_s=0.0, budget_w=120_000.0, integral_kw=-3.0, rig_power_w=100_000.0)
+    for k in range(1, 12):
+        inputs = replace(
+            _falling_inputs(float(k), meter_kw, falling=False), planned_rig_power_w=120_000.0
+        )
+        state, _ = step(state, inputs, CONFIG)
+    assert state.integral_kw == -3.0
