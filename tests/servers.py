@@ -24,10 +24,42 @@ import pytest
 INSTALL_HINT = "install it with: sudo make deps (or apt-get install -y {package})"
 
 
+# A port found free in the kernel's ephemeral range can be gone a moment later: every
+# outgoing connection and every bind(0) of another test process takes its port from there.
+# So ports a test binds by number come from below that range, each pytest-xdist worker from
+# its own slice, handed out in turn (a port just released is not handed out again soon).
+_PORTS_FROM = 20000
+_SLICE = 2000
+_cursor: list[int] = []
+
+
+def _ephemeral_low() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    lo = _PORTS_FROM + (int(worker) if worker.isdigit() else 0) % 6 * _SLICE
+    if lo + _SLICE > _ephemeral_low():  # no room below the ephemeral range here
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    if not _cursor:
+        _cursor.append(os.getpid() % _SLICE)
+    for _ in range(_SLICE):
+        port = lo + _cursor[0] % _SLICE
+        _cursor[0] += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {lo}-{lo + _SLICE - 1} on {host}")
 
 
 def require_binary(name: str, package: str) -> str:

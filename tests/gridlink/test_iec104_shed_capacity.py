@@ -115,6 +115,9 @@ async def test_shed_capacity_matches_truth_on_a_mixed_fleet_and_reaches_the_scad
         scada.start()
         try:
             await run.wait_for("SCADA connected", scada.active, 20.0)
+            # The figures move as rigs warm and settle: the answer is judged against the API's
+            # figures read just before and just after it.
+            shed_before = shed_from(await site_json(run))
             t_gi = run.now_s()
             assert await asyncio.to_thread(scada.interrogate)
             await run.sleep_sim(2.0)
@@ -126,7 +129,8 @@ async def test_shed_capacity_matches_truth_on_a_mixed_fleet_and_reaches_the_scad
             for ioa, key in zip(SHED_IOAS, KEYS, strict=True):
                 got = answers.get(ioa)
                 assert got is not None and got.valid, (ioa, answers.keys())
-                assert float(got.value) == pytest.approx(float(str(shed[key])), rel=0.02), ioa
+                a, b = float(str(shed_before[key])), float(str(shed[key]))
+                assert 0.98 * min(a, b) <= float(got.value) <= 1.02 * max(a, b), (ioa, a, b)
         finally:
             await asyncio.to_thread(scada.stop)
 

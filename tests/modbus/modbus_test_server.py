@@ -7,11 +7,11 @@ the codec against the wire format rather than against itself.
 from __future__ import annotations
 
 import functools
-import socket
 import struct
 from collections import Counter
 from collections.abc import Mapping
 
+import servers
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -28,9 +28,7 @@ _FMT = {
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return servers.free_port()
 
 
 def words(
