@@ -70,6 +70,7 @@ from minerd.runtime.intents import IntentBook
 from minerd.settings import load_settings
 from minerd.sim import SimSite
 from minerd.storage import Database, Stores
+from minerd.storage.health import RECHECK_S
 
 SPEED = 5.0  # sim seconds per wall second: slow enough for a loaded 2-core machine
 RIGS = 20  # about 71 kW at full load
@@ -204,7 +205,12 @@ async def test_daemon_controls_through_storage_failure(kind: str, octet: int, di
             assert all(e.ok is not None for e in slept)  # outcomes written with them
             r = await http.post("/api/v1/quotas", json={"limit_kw": 60.0})
             assert r.status_code == 201, r.text  # rigs wake: their intents are written
-            await run.wait_for("storage ok", lambda: run.site.stores.health.ok, 30.0)
+            # An operation that failed and is not tried again soon (a settlement interval
+            # closes once a minute) stops counting as failing RECHECK_S wall seconds after its
+            # last failure, once another write works (storage.health).
+            await run.wait_for(
+                "storage ok", lambda: run.site.stores.health.ok, 30.0 + RECHECK_S * SPEED
+            )
         print(
             f"\nstorage {kind}: cut met {under_s:.2f} s after it began "
             f"(bound {SLEEP_S + 2 * CYCLE_S:.0f} s), {journal.stats.held_intents} intents "
