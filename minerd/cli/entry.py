@@ -1,4 +1,5 @@
-"""The minerd command line: check, run, demo, sim, discover, quota, status, backup.
+"""The minerd command line: check, run, demo, sim, discover, quota, status, backup,
+coordinator.
 
 Commands other than check import their modules only when chosen, so `minerd check` stays
 fast and does not need the daemon's or the simulator's dependencies to import.
@@ -29,6 +30,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "status": ("minerd.cli.quota_cli", "show the site's status through the daemon's API"),
     "backup": ("minerd.cli.backup", "copy the database online (checked) and prune old copies"),
+    "coordinator": (
+        "minerd.cli.coordinator",
+        "split a regional limit over sites as allocations with leases (NATS)",
+    ),
 }
 
 

@@ -42,6 +42,7 @@ from minerd.settings.models import (
     normalize_sha256,
 )
 from minerd.settings.problems import sort_problems, translate, unknown_key_message
+from minerd.settings.region import RegionSiteSettings
 from minerd.settings.secrets import Resolver
 
 M = TypeVar("M", bound=BaseModel)
@@ -61,6 +62,7 @@ _TABLES: dict[str, type[BaseModel]] = {
     "iec104": Iec104Settings,
     "openadr": OpenAdrSettings,
     "cluster": ClusterSettings,
+    "region": RegionSiteSettings,
 }
 _ARRAYS: dict[str, type[BaseModel]] = {"meters": MeterSettings, "rigs": RigGroupSettings}
 _REQUIRED = ("site", "grid", "meters")

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from minerd.settings.cluster import ClusterSettings
 from minerd.settings.economics import EconomicsSettings
+from minerd.settings.region import RegionSiteSettings
 from minerd.transports.mqtt_url import MqttUrlError, parse_mqtt_url
 
 # ---------------------------------------------------------------- field types
@@ -492,6 +493,7 @@ class Settings(Section):
     iec104: Iec104Settings = Iec104Settings()
     openadr: OpenAdrSettings = OpenAdrSettings()
     cluster: ClusterSettings = ClusterSettings()
+    region: RegionSiteSettings = RegionSiteSettings()  # [region]: the regional coordinator
     source: Path | None = None  # the file this was loaded from (set by the loader)
 
     @property

@@ -1,0 +1,273 @@
+"""The regional coordinator on one NATS connection (issue 16 item 3).
+
+Every round, while it holds the region's leadership lease, it splits the regional limit
+over the sites whose offers are fresh (region_split: best marginal TH/s per W first, each
+within its own limit), less what silent sites may still draw (their last allocation until
+its lease ends, then their fail-safe limit), stages raises behind confirmed cuts, and sends
+each site its allocation with a lease. The limit is changed at runtime by a request on
+`minerd.region.<name>.limit` carrying the control token; every change and every new
+allocation goes to the audit callback (the daemon keeps it in SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from minerd.clock import Clock
+from minerd.cluster.lease import ControllerLease
+from minerd.cluster.region import (
+    Allocation,
+    SiteOffer,
+    allocation_subject,
+    decode_offer,
+    encode_allocation,
+    limit_subject,
+    offers_wildcard,
+)
+from minerd.cluster.region_split import SiteBid, split_region, stage_raises
+from minerd.errors import ClusterError
+from minerd.repeated_log import RepeatedLog
+
+log = logging.getLogger("minerd.cluster.coordinator")
+
+_IO_TIMEOUT_S = 2.0
+_AUDIT_CHANGE = 0.005  # an allocation is audited when it moves by more than this fraction
+
+# (action, subject, detail) -> None; detail is JSON-able
+AuditFn = Callable[[str, str, dict[str, object]], None]
+
+
+@dataclass(frozen=True)
+class Round:
+    allocations: dict[str, float]  # W, sent this round
+    targets: dict[str, float]  # W, the split before staging raises
+    reserved_w: float  # for silent sites
+    limit_w: float
+
+
+@dataclass
+class _Heard:
+    offer: SiteOffer
+    at_mono_s: float
+
+
+class Coordinator:
+    def __init__(
+        self,
+        nc: Client,
+        region: str,
+        coordinator_id: str,
+        limit_kw: float,
+        clock: Clock,
+        *,
+        lease_s: float = 30.0,
+        site_silent_s: float = 15.0,
+        control_token: str | None = None,
+        audit: AuditFn | None = None,
+    ) -> None:
+        self.nc = nc
+        self.region = region
+        self.coordinator_id = coordinator_id
+        self.limit_kw = limit_kw
+        self.clock = clock
+        self.lease_s = lease_s
+        self.site_silent_s = site_silent_s
+        self.control_token = control_token
+        self.audit = audit
+        self.lease: ControllerLease | None = None  # the runner sets it; None: never leads
+        self.bad_messages = 0
+        self.allocations_sent = 0
+        self.last: Round | None = None
+        self.wake = asyncio.Event()  # a round now (limit changed)
+        self._heard: dict[str, _Heard] = {}
+        self._sent: dict[str, Allocation] = {}
+        self._audited_w: dict[str, float] = {}
+        self._seq = 0
+        self._subs: list[Subscription] = []
+        self._log = RepeatedLog(log)
+
+    async def start(self) -> None:
+        self._subs = [
+            await self.nc.subscribe(offers_wildcard(self.region), cb=self._on_offer),
+            await self.nc.subscribe(limit_subject(self.region), cb=self._on_limit),
+        ]
+
+    async def stop(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            await sub.unsubscribe()
+
+    def sites(self) -> dict[str, SiteOffer]:
+        return {s: h.offer for s, h in self._heard.items()}
+
+    # ------------------------------------------------------------ inputs
+
+    async def _on_offer(self, msg: Msg) -> None:
+        try:
+            o = decode_offer(msg.data, msg.subject)
+        except ClusterError as e:
+            self.bad_messages += 1
+            self._log.warning("bad-offer", "coordinator %s: %s", self.coordinator_id, e)
+            return
+        if o.region != self.region:
+            self.bad_messages += 1
+            return
+        old = self._heard.get(o.site)
+        if old is not None and o.seq <= old.offer.seq and o.seq != 1:  # seq 1: a restart
+            return
+        self._heard[o.site] = _Heard(o, self.clock.monotonic_s())
+
+    async def _on_limit(self, msg: Msg) -> None:
+        answer = self.set_limit_request(msg.data)
+        if msg.reply:
+            try:
+                async with asyncio.timeout(_IO_TIMEOUT_S):
+                    await msg.respond(json.dumps(answer).encode())
+            except Exception as e:  # the change stands; only the answer is lost
+                log.warning("coordinator %s: limit answer not sent: %r", self.coordinator_id, e)
+
+    def set_limit_request(self, data: bytes) -> dict[str, object]:
+        """{"limit_kw": x, "actor": name, "token": t} -> {"ok": ..., ...}; audited."""
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return {"ok": False, "error": "not JSON"}
+        if not isinstance(body, dict):
+            return {"ok": False, "error": "not a JSON object"}
+        token, actor, kw = body.get("token"), body.get("actor"), body.get("limit_kw")
+        if self.control_token is None:
+            return {"ok": False, "error": "no control token configured on this coordinator"}
+        if not isinstance(token, str) or not hmac.compare_digest(
+            token.encode(), self.control_token.encode()
+        ):
+            log.warning("coordinator %s: limit change refused: bad token", self.coordinator_id)
+            self._audit("region.limit.refused", "", {"actor": str(actor), "why": "bad token"})
+            return {"ok": False, "error": "bad token"}
+        if not isinstance(actor, str) or not actor:
+            return {"ok": False, "error": "actor must be a non-empty string"}
+        if isinstance(kw, bool) or not isinstance(kw, int | float) or not math.isfinite(kw):
+            return {"ok": False, "error": "limit_kw must be a finite number"}
+        if kw < 0:
+            return {"ok": False, "error": "limit_kw must be >= 0"}
+        old = self.limit_kw
+        self.limit_kw = float(kw)
+        log.warning("regional limit %s: %g -> %g kW by %s", self.region, old, kw, actor)
+        self._audit("region.limit.set", "", {"actor": actor, "from_kw": old, "to_kw": float(kw)})
+        self.wake.set()  # a cut is sent at once, not at the next round
+        return {"ok": True, "limit_kw": float(kw), "coordinator": self.coordinator_id}
+
+    # ------------------------------------------------------------ a round
+
+    def _audit(self, action: str, subject: str, detail: dict[str, object]) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit(action, subject, detail)
+        except Exception as e:  # a failing disk degrades the audit, never the allocations
+            self._log.warning("audit", "coordinator %s: audit failed: %r", self.coordinator_id, e)
+
+    def plan_round(self) -> Round:
+        """The allocations this round would send (pure but for reading the clock)."""
+        now_s = self.clock.now_s()
+        mono_s = self.clock.monotonic_s()
+        limit_w = self.limit_kw * 1000.0
+        fresh: dict[str, SiteOffer] = {}
+        reserved_w = 0.0
+        for s, h in self._heard.items():
+            sent = self._sent.get(s)
+            lease_on = sent is not None and now_s < sent.issued_at_s + sent.lease_s
+            if mono_s - h.at_mono_s <= self.site_silent_s:
+                fresh[s] = h.offer
+            elif lease_on and sent is not None:
+                reserved_w += max(sent.allocation_w, h.offer.held_w)
+            else:
+                reserved_w += h.offer.failsafe_w  # what it falls to when its lease ends
+        avail_w = max(0.0, limit_w - reserved_w)
+        bids = {s: SiteBid(o.curve, o.overhead_w, o.max_import_w) for s, o in fresh.items()}
+        targets = split_region(avail_w, bids)
+        held: dict[str, float] = {}
+        for s, o in fresh.items():
+            sent = self._sent.get(s)
+            may_w = o.held_w
+            if sent is not None and now_s < sent.issued_at_s + sent.lease_s:
+                may_w = max(may_w, sent.allocation_w)  # sent, not yet confirmed: it may hold it
+            held[s] = may_w
+        allocations = stage_raises(targets, held, avail_w)
+        return Round(allocations, targets, reserved_w, limit_w)
+
+    async def round(self) -> Round | None:
+        """Split and send, if leader. None when not leading."""
+        lease = self.lease
+        if lease is None or not lease.held():
+            return None
+        r = self.plan_round()
+        now_s = self.clock.now_s()
+        for site, alloc_w in sorted(r.allocations.items()):
+            self._seq += 1
+            a = Allocation(
+                self.region,
+                site,
+                self.coordinator_id,
+                lease.revision,
+                self._seq,
+                now_s,
+                self.lease_s,
+                alloc_w,
+                r.limit_w,
+            )
+            if await self._send(a):
+                self._sent[site] = a
+                before = self._audited_w.get(site)
+                if before is None or abs(alloc_w - before) > _AUDIT_CHANGE * max(before, 1.0):
+                    self._audited_w[site] = alloc_w
+                    self._audit(
+                        "region.allocation",
+                        site,
+                        {
+                            "allocation_kw": alloc_w / 1000.0,
+                            "target_kw": r.targets.get(site, alloc_w) / 1000.0,
+                            "regional_limit_kw": r.limit_w / 1000.0,
+                            "reserved_kw": r.reserved_w / 1000.0,
+                            "lease_revision": lease.revision,
+                            "seq": a.seq,
+                            "expires_at_s": now_s + self.lease_s,
+                        },
+                    )
+        self.last = r
+        return r
+
+    async def _send(self, a: Allocation) -> bool:
+        try:
+            if not self.nc.is_connected:
+                raise ClusterError("nats", self.region, "not connected")
+            async with asyncio.timeout(_IO_TIMEOUT_S):
+                await self.nc.publish(allocation_subject(a.region, a.site), encode_allocation(a))
+            self.allocations_sent += 1
+            self._log.clear(f"send:{a.site}")
+            return True
+        except Exception as e:  # the site holds its lease, then falls to its fail-safe limit
+            self._log.warning(
+                f"send:{a.site}", "coordinator %s cannot send: %r", self.coordinator_id, e
+            )
+            return False
+
+    async def run(self, interval_s: float) -> None:
+        """A round every interval, or at once when the limit changes."""
+        while True:
+            self.wake.clear()
+            await self.round()
+            try:
+                async with self.clock.timeout(interval_s):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
