@@ -40,6 +40,7 @@ from minerd.storage import Database, Stores
 
 if TYPE_CHECKING:
     from minerd.daemon.cluster_role import ClusterRole  # nats-py: the [cluster] extra
+    from minerd.daemon.region_role import RegionRole  # nats-py too
 
 log = logging.getLogger("minerd.daemon.app")
 
@@ -116,6 +117,7 @@ class Daemon:
         self.components: Components | None = None
         self.economics: EconomicsParts | None = None
         self.cluster: ClusterRole | None = None  # [cluster] controller or shard
+        self.region: RegionRole | None = None  # [region]: allocations from the coordinator
         self.supervisor = Supervisor(self.clock)
         self.ready = asyncio.Event()
 
@@ -157,6 +159,9 @@ class Daemon:
             self.components.prometheus.add_collector(CycleCollector(lambda: site.cycle))
         if self.cluster is not None:
             self.cluster.wire(self.components)
+        if s.region.enabled:
+            self.region = _region_role(s, self.site, self.clock, self.cluster)
+            self.region.wire(self.components)
         return self.site
 
     async def run(self) -> None:
@@ -260,6 +265,29 @@ def _cluster_role(settings: Settings, site: Site, clock: Clock) -> ClusterRole:
     role = build_cluster_role(settings, site, cycle_config(settings), clock)
     assert role is not None
     return role
+
+
+def _region_role(
+    settings: Settings, site: Site, clock: Clock, cluster: ClusterRole | None
+) -> RegionRole:
+    """The site under the regional coordinator (a single process or a site controller)."""
+    try:
+        from minerd.cluster.subjects import check_token
+        from minerd.daemon.region_role import build_region_role
+    except ModuleNotFoundError as e:
+        raise ClusterError(
+            "nats", settings.region.nats_url, f"{e}: pip install 'minerd[cluster]'"
+        ) from e
+    if settings.cluster.role == "shard":
+        raise ClusterError(
+            "region",
+            settings.region.name or "",
+            "[region] is for the site's controller, not a shard",
+        )
+    r = settings.region
+    check_token("site", r.site or settings.cluster.site or settings.site.name)
+    controller = cluster.controller if cluster is not None else None
+    return build_region_role(settings, site, clock, controller)
 
 
 def _describe(exc: BaseException) -> str:

@@ -46,6 +46,7 @@ from minerd.control.loop import (
 from minerd.control.options import awake_points
 from minerd.control.planner import MIN_OFF_REASON, Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
+from minerd.control.region_lease import RegionalLease
 from minerd.control.shed_capacity import shed_capacity
 from minerd.control.utilization import Gap, gap
 from minerd.model import (
@@ -191,6 +192,8 @@ class ControlCycle:
     def __post_init__(self) -> None:
         self.quotas: list[Quota] = []
         self.operator_cap_kw: float | None = None
+        # [region]: the coordinator's allocation, one more limit (the daemon wires it).
+        self.region: RegionalLease | None = None
         self.loop_state = LoopState()
         self.compliance = Compliance.with_settlement(self.config.settlement_interval_s)
         self.last: CycleResult | None = None
@@ -295,6 +298,10 @@ class ControlCycle:
             self.stores.state.set(STATE_OPERATOR_CAP, cap_kw)
         self._request_cycle()
 
+    def region_changed(self) -> None:
+        """A new regional allocation: a lower one is obeyed now, not at the next interval."""
+        self._request_cycle()
+
     def _request_cycle(self) -> None:
         """Run a cycle now. One already running finishes first; any number of requests
         meanwhile are served by one cycle that starts right after it (counted)."""
@@ -360,6 +367,8 @@ class ControlCycle:
             last = self.grid_last_contact_s
             if last is None or now_s - last > hb:
                 return f"grid authority silent for more than {hb:.0f}s"
+        if self.region is not None:
+            return self.region.failsafe_reason(now_s)
         return ""
 
     def run_once(self) -> CycleResult:
@@ -442,6 +451,8 @@ class ControlCycle:
             limit = limit_now  # nothing lower is coming within the look-ahead
         if self.energy is not None:
             limit = self.energy.cap(limit, sensed.snap, now_s)  # the award's pace, when lower
+        if self.region is not None:  # the regional allocation, when lower
+            limit, limit_now = self.region.cap(limit, now_s), self.region.cap(limit_now, now_s)
         return _Limits(limit, limit_now)
 
     def _rigs(self, snap: FleetSnapshot, now_s: float) -> _Rigs:

@@ -1,0 +1,168 @@
+"""[region] in `minerd run`: the site under a regional coordinator (issue 16 item 3).
+
+The coordinator's allocation becomes one more limit of the site's control cycle
+(ControlCycle.region, a control.region_lease.RegionalLease): the lower of all limits wins,
+origin "region"; with no valid lease the cycle is in fail-safe ("no regional allocation
+yet", "regional allocation lease expired") and falls to the site's own fail-safe limit.
+The site's offer is read off its cycle every offer_interval_s: the curve of its rigs (a
+single process: the planner's rigs; a site controller: its live shards' curves merged), its
+import beyond the rigs, its own limit (quota, operator cap, contract) and fail-safe limit.
+Allocations and the lease's end go to the site's audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from minerd.clock import Clock
+from minerd.cluster.curve import ShardCurve, build_curve
+from minerd.cluster.nodes import ControllerNode
+from minerd.cluster.region_site import RegionSiteNode, SiteState
+from minerd.control.counting import counted_power_w
+from minerd.control.planner import PlanRig
+from minerd.control.quota import effective_limit
+from minerd.control.region_lease import RegionalLease
+from minerd.daemon.components import Components
+from minerd.runtime.cycle import ControlCycle
+from minerd.runtime.site import Site
+from minerd.settings import Settings
+
+log = logging.getLogger("minerd.daemon.region")
+
+TaskFactory = Callable[[], Coroutine[Any, Any, None]]
+_CONNECT_TIMEOUT_S = 2.0
+
+
+def merged_curve(curves: list[ShardCurve]) -> ShardCurve:
+    """A site controller's curve: its shards' classes side by side (split_budget merges)."""
+    return ShardCurve(
+        sum(c.fixed_w for c in curves),
+        sum(c.release_w for c in curves),
+        tuple(k for c in curves for k in c.classes),
+    )
+
+
+@dataclass
+class RegionRole:
+    settings: Settings
+    site_token: str
+    site: Site
+    clock: Clock
+    lease: RegionalLease
+    node: RegionSiteNode
+    controller: ControllerNode | None = None  # a split site: curves from its shards
+    _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
+
+    @property
+    def cycle(self) -> ControlCycle:
+        return self.site.cycle
+
+    def _plan_rigs(self) -> list[PlanRig]:
+        # The planner's view of each rig as of the last cycle (kept by the cycle; read here
+        # on the loop, between cycles' worker phases).
+        return [entry[3] for entry in self.cycle._plan_cache.values()]
+
+    async def state(self) -> SiteState | None:
+        """The site as its offer says it; None before the first measured cycle."""
+        cycle = self.cycle
+        last = cycle.last
+        if last is None or not last.snapshot.grid_fresh:
+            return None
+        config = cycle.config
+        now_s = self.clock.now_s()
+        own = effective_limit(
+            cycle.quotas,
+            now_s,
+            contracted_limit_kw=config.contracted_limit_kw,
+            operator_cap_kw=cycle.operator_cap_kw,
+        )
+        if self.controller is not None:
+            live = self.controller.live_aggregates()
+            curve = merged_curve([a.curve for a in live])
+            rigs_w = self.controller.site_rigs().counted_w
+        else:
+            rigs = self._plan_rigs()
+            # What the rigs can do over a lease, not this cycle: min-on/min-off windows are
+            # the site planner's to keep, and would hide slept rigs from the region.
+            constraints = dataclasses.replace(config.constraints, min_on_s=0.0, min_off_s=0.0)
+            curve = await asyncio.to_thread(build_curve, rigs, constraints)
+            rigs_w = sum(counted_power_w(r) for r in rigs)
+        import_w = last.snapshot.grid_import_w
+        overhead_w = config.loop.margin_kw * 1000.0 + max(0.0, import_w - rigs_w)
+        return SiteState(
+            import_w=import_w,
+            overhead_w=overhead_w,
+            max_import_w=own.limit_kw * 1000.0,
+            failsafe_w=config.failsafe_limit_kw * 1000.0,
+            curve=curve,
+        )
+
+    def _audit(self, action: str, detail: dict[str, object]) -> None:
+        actor = str(detail.get("actor", "system"))
+        self.site.stores.audit.record(
+            self.clock.now_s(), actor, action, self.node.region, json.dumps(detail)
+        )
+
+    async def _offers(self) -> None:
+        every_s = self.settings.region.offer_interval_s
+        while True:
+            self.node.watch()
+            st = await self.state()
+            if st is not None:
+                await self.node.publish(st)
+            await self.clock.sleep(every_s)
+
+    async def _serve(self) -> None:
+        """Connect, take allocations, offer. Raises on a failed first connect (the
+        supervisor retries); nats-py reconnects later. Control never waits on it."""
+        r = self.settings.region
+        nc: Client = await nats.connect(
+            r.nats_url,
+            name=f"minerd-region-{r.name}-{self.site_token}",
+            connect_timeout=_CONNECT_TIMEOUT_S,
+            reconnect_time_wait=0.5,
+            max_reconnect_attempts=-1,
+        )
+        try:
+            self.node.nc = nc
+            await self.node.start()
+            log.info("site %s in region %s on %s", self.site_token, r.name, r.nats_url)
+            await self._offers()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.node.stop()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                    await nc.close()
+
+    def wire(self, components: Components) -> None:
+        components._tasks.extend(self._tasks)
+
+
+def build_region_role(
+    settings: Settings, site: Site, clock: Clock, controller: ControllerNode | None
+) -> RegionRole:
+    """The cycle takes the allocation as a limit from now on (call after any role swap)."""
+    r = settings.region
+    assert r.name is not None
+    token = r.site or settings.cluster.site or settings.site.name
+    lease = RegionalLease()
+    cycle = site.cycle
+    cycle.region = lease
+    node = RegionSiteNode(
+        Client(), r.name, token, lease, clock, on_allocation=lambda: site.cycle.region_changed()
+    )
+    role = RegionRole(settings, token, site, clock, lease, node, controller)
+    node.audit = role._audit
+    role._tasks.append(("region", role._serve))
+    return role
