@@ -33,7 +33,7 @@ from minerd.control.planner import PlanRig
 from minerd.control.quota import effective_limit
 from minerd.control.region_lease import RegionalLease
 from minerd.daemon.components import Components
-from minerd.runtime.cycle import ControlCycle
+from minerd.runtime.cycle import ControlCycle, CycleResult
 from minerd.runtime.site import Site
 from minerd.settings import Settings
 
@@ -62,15 +62,20 @@ class RegionRole:
     node: RegionSiteNode
     controller: ControllerNode | None = None  # a split site: curves from its shards
     _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
+    _rigs: tuple[PlanRig, ...] = ()  # the planner's rigs, copied at a cycle's end
+    _rigs_at_s: float = float("-inf")
 
     @property
     def cycle(self) -> ControlCycle:
         return self.site.cycle
 
-    def _plan_rigs(self) -> list[PlanRig]:
-        # The planner's view of each rig as of the last cycle (kept by the cycle; read here
-        # on the loop, between cycles' worker phases).
-        return [entry[3] for entry in self.cycle._plan_cache.values()]
+    def on_cycle(self, result: CycleResult) -> None:
+        """A cycle listener (on the loop, after the cycle's worker phases): copy the
+        planner's view of each rig, which the cycle keeps, once per offer interval."""
+        now_s = result.snapshot.taken_at_s
+        if now_s - self._rigs_at_s >= self.settings.region.offer_interval_s / 2:
+            self._rigs = tuple(entry[3] for entry in self.cycle._plan_cache.values())
+            self._rigs_at_s = now_s
 
     async def state(self) -> SiteState | None:
         """The site as its offer says it; None before the first measured cycle."""
@@ -91,7 +96,9 @@ class RegionRole:
             curve = merged_curve([a.curve for a in live])
             rigs_w = self.controller.site_rigs().counted_w
         else:
-            rigs = self._plan_rigs()
+            if self._rigs_at_s == float("-inf"):
+                return None  # no cycle has planned yet
+            rigs = self._rigs
             # What the rigs can do over a lease, not this cycle: min-on/min-off windows are
             # the site planner's to keep, and would hide slept rigs from the region.
             constraints = dataclasses.replace(config.constraints, min_on_s=0.0, min_off_s=0.0)
@@ -163,6 +170,8 @@ def build_region_role(
         Client(), r.name, token, lease, clock, on_allocation=lambda: site.cycle.region_changed()
     )
     role = RegionRole(settings, token, site, clock, lease, node, controller)
+    if controller is None:
+        cycle.listeners.append(role.on_cycle)
     node.audit = role._audit
     role._tasks.append(("region", role._serve))
     return role

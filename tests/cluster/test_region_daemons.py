@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tomllib
 import uuid
 from collections.abc import AsyncIterator
@@ -19,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 from servers import ServerProcess, free_port
 
+from minerd.cluster.region import limit_subject
 from minerd.control.region_lease import REASON_EXPIRED, RegionalLease
 from minerd.daemon.app import Daemon
 from minerd.daemon.coordinator import CoordinatorService
+from minerd.model import Quota, QuotaSource
 from minerd.runtime.cycle import CycleResult
 from minerd.settings import settings_from_dict
 from minerd.settings.region import load_region_config
@@ -309,3 +313,75 @@ async def test_two_sites_split_hold_their_leases_fall_to_failsafe_and_rejoin(
             assert {"region.allocation", "region.lease_expired"} <= actions, actions
         audited = {e.subject for e in service.audit_log.query(action="region.allocation")}
         assert audited == set(OCTETS)
+
+        # A quota on site A below its allocation: A obeys the quota (an allocation never
+        # raises a site), reports it as its own limit, and the coordinator gives B the rest.
+        before = dict(service.node.last.allocations)  # type: ignore[union-attr]
+        quota_kw = round(0.6 * before["site-a"] / 1000.0, 1)
+        post_quota(a, quota_kw)
+
+        def moved() -> bool:
+            last = service.node.last
+            return (
+                last is not None
+                and last.allocations.get("site-a", 1e12) <= quota_kw * 1000.0 + 1e-6
+                and settled(region)
+            )
+
+        await until(region, moved, "the coordinator re-splits within A's quota")
+        after = service.node.last.allocations  # type: ignore[union-attr]
+        assert after["site-b"] > before["site-b"]
+        assert sum(after.values()) <= limit_w + 1e-6
+        assert (await a.site_api())["limit"]["origin"] == "quota"
+
+        # The regional limit cut at runtime over NATS (token checked, audited): both sites
+        # get allocations within it at once, and the simulators' truth meets them.
+        new_kw = round(0.7 * limit_w / 1000.0, 1)
+        nc = await nats.connect(nats_server.url)
+        try:
+            reply = await nc.request(
+                limit_subject(region.name),
+                json.dumps({"limit_kw": new_kw, "actor": "ops-test", "token": "t0k"}).encode(),
+                timeout=10,
+            )
+        finally:
+            await nc.close()
+        assert json.loads(reply.data)["ok"] is True
+
+        def cut() -> bool:
+            last = service.node.last
+            return (
+                last is not None
+                and last.limit_w == new_kw * 1000.0
+                and sum(last.allocations.values()) <= new_kw * 1000.0 + 1e-6
+                and settled(region)
+            )
+
+        await until(region, cut, "allocations within the new regional limit")
+        for s in (a, b):
+            cap_w = service.node.last.allocations[s.name]  # type: ignore[union-attr]
+
+            async def meets(s: SiteRun = s, cap_w: float = cap_w) -> bool:
+                return await s.truth_w() <= cap_w
+
+            await until(region, meets, f"{s.name} under its cut allocation")
+        assert service.audit_log.query(action="region.limit.set")[0].actor == "ops-test"
+
+
+def post_quota(run: SiteRun, limit_kw: float) -> None:
+    """What the quota API does: store the order, wake the cycle."""
+    site = run.daemon.site
+    assert site is not None
+    now = run.daemon.clock.now_s()
+    q = Quota(
+        quota_id=str(uuid.uuid4()),
+        limit_kw=limit_kw,
+        start_s=now,
+        end_s=None,
+        source=QuotaSource.API,
+        issued_at_s=now,
+        issued_by="region-test",
+        reference=None,
+    )
+    site.stores.quotas.add(q, idempotency_key=q.quota_id)
+    site.quotas_changed()
