@@ -55,6 +55,8 @@ def summary(settings: Settings) -> str:
     lines.append(f"influx: {f'{s.influx.url} ({s.influx.api})' if s.influx.enabled else 'off'}")
     lines.append(f"storage: {s.storage.path}")
     lines.append(f"cluster: {s.cluster.describe()}")
+    if s.region.enabled:
+        lines.append(f"region: {s.region.describe()}")
     if s.site.profiles_dir is not None:
         lines.append(f"site profiles: {s.site.profiles_dir} (searched before the shipped ones)")
     return "\n".join(lines)

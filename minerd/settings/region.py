@@ -43,7 +43,7 @@ class RegionSiteSettings(Section):
     name: Token | None = None  # the region; unset: the site answers to no region
     nats_url: NatsUrl = "nats://127.0.0.1:4222"
     site: Token | None = None  # this site's token; unset: [cluster] site, else [site] name
-    offer_interval_s: Annotated[float, Field(ge=0.2, le=60.0, allow_inf_nan=False)] = 2.0
+    offer_interval_s: Annotated[float, Field(ge=0.2, le=60.0, allow_inf_nan=False)] = 5.0
 
     @property
     def enabled(self) -> bool:

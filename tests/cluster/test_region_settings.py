@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from minerd.cli.check import summary
 from minerd.cli.entry import main
 from minerd.errors import ConfigError
+from minerd.settings import settings_from_dict
 from minerd.settings.region import RegionSiteSettings, load_region_config
 
 GOOD = """
@@ -71,3 +74,37 @@ def test_the_coordinator_command_refuses_a_bad_config(
 def test_a_site_without_region_answers_to_none() -> None:
     assert not RegionSiteSettings().enabled
     assert RegionSiteSettings(name="alatau").enabled
+
+
+SITE: dict[str, Any] = {
+    "site": {"name": "alatau-1"},
+    "grid": {"contracted_limit_kw": 100.0, "failsafe_limit_kw": 50.0},
+    "meters": [{"name": "grid", "profile": "x", "endpoint": "tcp://127.0.0.1:502", "role": "grid"}],
+}
+
+
+def test_a_site_region_table_loads_and_check_shows_it() -> None:
+    s = settings_from_dict(
+        {**SITE, "region": {"name": "alatau", "nats_url": "nats://10.0.0.5:4222"}},
+        base_dir=Path("."),
+        check_profiles=False,
+    )
+    assert s.region.enabled and s.region.offer_interval_s == 5.0
+    assert "region: region alatau on nats://10.0.0.5:4222, offer every 5 s" in summary(s)
+    plain = settings_from_dict(SITE, base_dir=Path("."), check_profiles=False)
+    assert "region:" not in summary(plain)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ({"name": "a b"}, "region.name"),
+        ({"name": "alatau", "offer_interval_s": 0}, "region.offer_interval_s"),
+        ({"name": "alatau", "nats_url": "mqtt://x"}, "region.nats_url"),
+        ({"name": "alatau", "lease": 3}, "region.lease"),
+    ],
+)
+def test_site_region_problems_name_their_key(table: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict({**SITE, "region": table}, base_dir=Path("."), check_profiles=False)
+    assert key in str(err.value)
