@@ -36,6 +36,7 @@ from minerd.daemon.components import Components
 from minerd.runtime.cycle import ControlCycle, CycleResult
 from minerd.runtime.site import Site
 from minerd.settings import Settings
+from minerd.sinks.region_metrics import RegionMetricsCollector, RegionStatus
 
 log = logging.getLogger("minerd.daemon.region")
 
@@ -152,8 +153,25 @@ class RegionRole:
                 async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                     await nc.close()
 
+    def status(self) -> RegionStatus:
+        now_s = self.clock.now_s()
+        lease = self.lease
+        valid = lease.valid(now_s)
+        return RegionStatus(
+            lease_valid=valid,
+            allocation_kw=lease.allocation_kw(now_s),
+            lease_remaining_s=max(0.0, lease.expires_at_s - now_s) if valid else 0.0,
+            accepted=lease.accepted,
+            refused=lease.refused,
+            bad_messages=self.node.bad_messages,
+            offers_sent=self.node.offers_sent,
+        )
+
     def wire(self, components: Components) -> None:
+        """Its task to the daemon's supervised parts, its counters to /metrics."""
         components._tasks.extend(self._tasks)
+        if components.prometheus is not None:
+            components.prometheus.add_collector(RegionMetricsCollector(self.status))
 
 
 def build_region_role(

@@ -242,6 +242,10 @@ async def test_two_sites_split_hold_their_leases_fall_to_failsafe_and_rejoin(
             else:
                 assert body["limit"]["origin"] == "contracted", body["limit"]
         assert min(alloc.values()) < min(s.contract_kw for s in (a, b)) * 1000.0
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            text = (await http.get(f"{a.api}/metrics")).text
+        assert "minerd_region_lease_valid 1.0" in text
+        assert "minerd_region_allocation_kw " in text
         # ...and the simulator's truth meets it.
         for s in (a, b):
             cap_w = alloc[s.name]
@@ -284,6 +288,10 @@ async def test_two_sites_split_hold_their_leases_fall_to_failsafe_and_rejoin(
             assert body["limit"]["origin"] == "failsafe"
             assert body["limit"]["limit_kw"] == pytest.approx(s.failsafe_kw)
             assert REASON_EXPIRED in body["failsafe"]["reason"], body["failsafe"]
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                text = (await http.get(f"{s.api}/metrics")).text
+            assert "minerd_region_lease_valid 0.0" in text
+            assert "minerd_region_allocation_kw " not in text
         # The simulator's truth goes under each site's fail-safe limit.
         for s in (a, b):
 
