@@ -195,3 +195,14 @@ def test_stale_fenced_and_replayed_grants_are_refused_and_counted() -> None:
     # A coordinator clock ahead cannot stretch the lease past lease_s after receipt.
     assert lease.accept(grant(8, 50.0, 1500.0, rev=4), 1002.0) == ""
     assert lease.expires_at_s == 1032.0
+
+
+def test_a_split_site_offers_its_shards_curves_side_by_side() -> None:
+    from minerd.daemon.region_role import merged_curve
+
+    a = ShardCurve(100.0, 10.0, (CurveClass(2, 1.0, 0.0, True, ()),))
+    b = rigs_curve(3, 40.0)
+    m = merged_curve([a, b])
+    assert m.fixed_w == 100.0 and m.release_w == 10.0
+    assert m.classes == a.classes + b.classes
+    assert m.max_w == pytest.approx(a.max_w + b.max_w)
