@@ -42,6 +42,7 @@ log = logging.getLogger("minerd.daemon.region")
 
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 _CONNECT_TIMEOUT_S = 2.0
+_AUDIT_QUEUE = 1000
 
 
 def merged_curve(curves: list[ShardCurve]) -> ShardCurve:
@@ -64,6 +65,10 @@ class RegionRole:
     controller: ControllerNode | None = None  # a split site: curves from its shards
     _tasks: list[tuple[str, TaskFactory]] = field(default_factory=list)
     _rigs: tuple[PlanRig, ...] = ()  # the planner's rigs, copied at a cycle's end
+    # Audit entries wait here for the writer task: SQLite is written off the event loop.
+    _audits: asyncio.Queue[tuple[float, str, dict[str, object]]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=_AUDIT_QUEUE)
+    )
     _rigs_at_s: float = float("-inf")
 
     @property
@@ -74,6 +79,8 @@ class RegionRole:
         """A cycle listener (on the loop, after the cycle's worker phases): copy the
         planner's view of each rig, which the cycle keeps, once per offer interval."""
         now_s = result.snapshot.taken_at_s
+        if not self.cycle._warmup.done:
+            return  # rigs not read yet: an offer now would hide them as fixed load
         if now_s - self._rigs_at_s >= self.settings.region.offer_interval_s / 2:
             self._rigs = tuple(entry[3] for entry in self.cycle._plan_cache.values())
             self._rigs_at_s = now_s
@@ -94,6 +101,8 @@ class RegionRole:
         )
         if self.controller is not None:
             live = self.controller.live_aggregates()
+            if not live:
+                return None  # no shard heard yet
             curve = merged_curve([a.curve for a in live])
             rigs_w = self.controller.site_rigs().counted_w
         else:
@@ -116,10 +125,23 @@ class RegionRole:
         )
 
     def _audit(self, action: str, detail: dict[str, object]) -> None:
-        actor = str(detail.get("actor", "system"))
-        self.site.stores.audit.record(
-            self.clock.now_s(), actor, action, self.node.region, json.dumps(detail)
-        )
+        """On the loop: queue the entry for the writer (never waits on the disk)."""
+        try:
+            self._audits.put_nowait((self.clock.now_s(), action, detail))
+        except asyncio.QueueFull:
+            log.warning("region audit queue full: %s not recorded", action)
+
+    async def _write_audits(self) -> None:
+        audit = self.site.stores.audit
+        while True:
+            at_s, action, detail = await self._audits.get()
+            actor = str(detail.get("actor", "system"))
+            try:
+                await asyncio.to_thread(
+                    audit.record, at_s, actor, action, self.node.region, json.dumps(detail)
+                )
+            except Exception as e:  # a failing disk degrades the audit, never control
+                log.warning("region audit %s not recorded: %r", action, e)
 
     async def _offers(self) -> None:
         every_s = self.settings.region.offer_interval_s
@@ -145,7 +167,9 @@ class RegionRole:
             self.node.nc = nc
             await self.node.start()
             log.info("site %s in region %s on %s", self.site_token, r.name, r.nats_url)
-            await self._offers()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._write_audits(), name="region-audit")
+                tg.create_task(self._offers(), name="region-offers")
         finally:
             with contextlib.suppress(Exception):
                 await self.node.stop()

@@ -226,21 +226,33 @@ async def test_two_sites_split_hold_their_leases_fall_to_failsafe_and_rejoin(
         alloc = dict(last.allocations)
         # The site of more efficient rigs gets more; the sum within the limit; each within
         # its own contract.
-        assert alloc["site-a"] > alloc["site-b"], alloc
+        offers = {
+            n: (o.curve.floor_w, o.curve.max_w, o.overhead_w)
+            for n, o in service.node.sites().items()
+        }
+        assert alloc["site-a"] > alloc["site-b"], (alloc, offers)
         assert sum(alloc.values()) <= limit_w + 1e-6
         for s in (a, b):
             assert alloc[s.name] <= s.contract_kw * 1000.0 + 1e-6
         # Each site holds itself to its allocation, origin "region" (unless its own contract
         # is as low: an allocation never raises a site).
+        # (An allocation may move a little from round to round as the sites' offers move:
+        # the API shows the one the site's last cycle obeyed.)
         for s in (a, b):
-            body = await s.site_api()
-            kw = s.lease.allocation_kw(s.now_s())
-            assert kw is not None
-            if kw < s.contract_kw - 1e-6:
-                assert body["limit"]["origin"] == "region", body["limit"]
-                assert body["limit"]["limit_kw"] == pytest.approx(kw, rel=0.02)
-            else:
-                assert body["limit"]["origin"] == "contracted", body["limit"]
+
+            async def api_obeys(s: SiteRun = s) -> bool:
+                body = await s.site_api()
+                kw = s.lease.allocation_kw(s.now_s())
+                if kw is None:
+                    return False
+                if kw < s.contract_kw - 1e-6:
+                    want = ("region", kw)
+                else:
+                    want = ("contracted", s.contract_kw)
+                lim = body["limit"]
+                return bool(lim["origin"] == want[0] and abs(lim["limit_kw"] - want[1]) < 0.01)
+
+            await until(region, api_obeys, f"{s.name}'s /api/v1/site shows its allocation")
         assert min(alloc.values()) < min(s.contract_kw for s in (a, b)) * 1000.0
         async with httpx.AsyncClient(timeout=5.0) as http:
             text = (await http.get(f"{a.api}/metrics")).text
