@@ -129,8 +129,9 @@ async def test_a_split_site_controller_obeys_its_allocation_then_its_failsafe(
 
             await until(tasks, obeys, "the controller obeys its allocation, both shards live")
             offered = service.node.sites()["split-site"]
-            # The shards' curves merged (rigs inside min-on/off windows are in fixed_w).
-            assert offered.curve.max_w > offered.curve.floor_w >= 0
+            # The shards' curves merged (test_region_pure: merged_curve); rigs inside their
+            # min-on/off windows are fixed load there, so the curve's shape varies with time.
+            assert offered.curve.max_w >= offered.curve.floor_w > 0
             assert offered.max_import_w == pytest.approx(contract_kw * 1000.0)
             assert offered.failsafe_w == pytest.approx(failsafe_kw * 1000.0)
             alloc_kw = lease.allocation_kw(sim.clock.now_s())
