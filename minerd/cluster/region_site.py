@@ -147,8 +147,8 @@ class RegionSiteNode:
                     "expires_at_s": self.lease.expires_at_s,
                 },
             )
-        if (before is None or kw != before) and self.on_allocation is not None:
-            self.on_allocation()  # a cut is obeyed now
+        if (before is None or kw < before) and self.on_allocation is not None:
+            self.on_allocation()  # a cut is obeyed now; a raise waits for the next cycle
         return True
 
     def _audit(self, action: str, detail: dict[str, object]) -> None:

@@ -204,3 +204,23 @@ async def test_a_silent_site_is_reserved_then_its_failsafe_after_its_lease(
     third = await r.coord.round()
     assert third is not None and third.reserved_w == pytest.approx(10_000.0)
     assert sum(third.allocations.values()) + third.reserved_w <= 40_000.0 + 1e-6
+
+
+def test_a_cut_wakes_the_cycle_at_once_and_a_raise_waits(region: Region) -> None:
+    r = region
+    woken: list[float] = []
+    node = RegionSiteNode(
+        r.nc, r.region, "eff", RegionalLease(), r.clock, on_allocation=lambda: woken.append(1.0)
+    )
+    subject = allocation_subject(r.region, "eff")
+    now = r.clock.now_s()
+
+    def alloc(seq: int, kw: float) -> bytes:
+        return encode_allocation(
+            Allocation(r.region, "eff", "coord-1", 3, seq, now, 20.0, kw * 1000.0, 1e6)
+        )
+
+    assert node.take(alloc(1, 30.0), subject) and len(woken) == 1  # the first: at once
+    assert node.take(alloc(2, 35.0), subject) and len(woken) == 1  # a raise: next cycle
+    assert node.take(alloc(3, 20.0), subject) and len(woken) == 2  # a cut: at once
+    assert node.lease.allocation_kw(now) == 20.0
