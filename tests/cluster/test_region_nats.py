@@ -224,3 +224,46 @@ def test_a_cut_wakes_the_cycle_at_once_and_a_raise_waits(region: Region) -> None
     assert node.take(alloc(2, 35.0), subject) and len(woken) == 1  # a raise: next cycle
     assert node.take(alloc(3, 20.0), subject) and len(woken) == 2  # a cut: at once
     assert node.lease.allocation_kw(now) == 20.0
+
+
+@pytest.mark.asyncio
+async def test_a_standby_coordinator_sends_only_once_it_leads_and_fences_the_old(
+    region: Region,
+) -> None:
+    r = region
+    standby = Coordinator(r.nc, r.region, "coord-2", 40.0, r.clock, lease_s=20.0)
+    kv = await lease_store(r.nc.jetstream(), lease_token(r.region), 5.0)
+    standby.lease = ControllerLease(kv, "coord-2", 5.0, r.clock)
+    await standby.start()
+    try:
+        assert not await standby.lease.tick()  # coord-1 holds it
+        await offer_all(r)
+        await wait_until(lambda: len(standby.sites()) == 2, 10.0, "the standby hears offers")
+        assert await standby.round() is None  # a standby sends nothing
+        assert await r.coord.round() is not None
+        eff = r.sites["eff"]
+        await wait_until(lambda: eff.lease.last is not None, 10.0, "granted by coord-1")
+        old = eff.lease.last
+        assert old is not None and old.coordinator_id == "coord-1"
+        # coord-1 steps down (a clean stop releases the key): the standby takes over.
+        assert r.coord.lease is not None
+        await r.coord.lease.release()
+        assert await standby.lease.tick()
+        assert standby.lease.revision > old.lease_revision
+        assert await standby.round() is not None
+        await wait_until(
+            lambda: eff.lease.last is not None and eff.lease.last.coordinator_id == "coord-2",
+            10.0,
+            "the site follows coord-2",
+        )
+        # The deposed coordinator's revision is fenced off at the site.
+        refused_before = eff.lease.refused
+        stale_rev = Allocation(
+            r.region, "eff", "coord-1", old.lease_revision, old.seq + 50, r.clock.now_s(),
+            20.0, 99_000.0, 1e6,
+        )  # fmt: skip
+        assert not eff.take(encode_allocation(stale_rev), allocation_subject(r.region, "eff"))
+        assert eff.lease.refused == refused_before + 1
+        assert eff.lease.last is not None and eff.lease.last.coordinator_id == "coord-2"
+    finally:
+        await standby.stop()
