@@ -1,10 +1,12 @@
 """The two messages of a split site, as versioned JSON.
 
-A shard publishes its aggregate every cycle (what it draws, what it hashes, its counts and
-its upgrade curve); the controller answers each shard with a budget that carries the
-controller's lease revision (fencing) and the shard's fail-safe share. Decoding checks every
-field and raises ClusterError naming the sender and subject; an unknown version is refused,
-not guessed at.
+A shard publishes its aggregate every cycle (what it draws, what it hashes, its counts, its
+upgrade curve, what it can shed how fast and what its commandable rigs draw); the controller
+answers each shard with a budget that carries the controller's lease revision (fencing) and
+the shard's fail-safe share. Decoding checks every field and raises ClusterError naming the
+sender and subject; an unknown version is refused, not guessed at. `shed` and `commandable`
+came after version 1 shipped: an aggregate without them (an older shard) decodes with None
+there (unknown), and a bad one is refused like any other field.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from dataclasses import dataclass
 
 from minerd.cluster.curve import CurveClass, ShardCurve, Upgrade
 from minerd.errors import ClusterError
+from minerd.model import RigProtocol, ShedCapacity, ShedClass
+from minerd.runtime.commandable import Commandable
 
 VERSION = 1
+_FAMILIES = frozenset(p.value for p in RigProtocol)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,11 @@ class ShardAggregate:
     planned_power_w: float = 0.0
     # The power the closed loop counts: unresponsive rigs at nominal, offline ones at 0.
     counted_power_w: float = 0.0
+    # What its rigs can shed within each horizon (its cycle's figure: rig W per family and
+    # model, a row per class, never per rig) and what its commandable rigs draw. None: an
+    # aggregate from a shard that does not send them (unknown; the controller counts 0).
+    shed: ShedCapacity | None = None
+    commandable: Commandable | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,23 @@ def encode_aggregate(a: ShardAggregate) -> bytes:
             ],
         },
     }
+    if a.shed is not None:
+        body["shed"] = _shed_body(a.shed)
+    if a.commandable is not None:
+        k = a.commandable
+        body["commandable"] = [k.power_w, k.nominal_w, k.fleet_nominal_w]
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _shed_body(cap: ShedCapacity) -> dict[str, object]:
+    # Compact: [family, model, rigs, power_w, [shed_w per horizon]] per class.
+    return {
+        "horizons_s": list(cap.horizons_s),
+        "site_factor": cap.site_factor,
+        "classes": [
+            [c.family.value, c.model, c.rigs, c.power_w, list(c.shed_w)] for c in cap.classes
+        ],
+    }
 
 
 def encode_budget(b: Budget) -> bytes:
@@ -131,8 +157,8 @@ class _Reader:
     def fail(self, message: str) -> ClusterError:
         return ClusterError(self.peer, self.subject, message)
 
-    def str_(self, key: str) -> str:
-        v = self.obj.get(key)
+    def str_(self, key: str, obj: object = None) -> str:
+        v = self.obj.get(key) if obj is None else obj
         if not isinstance(v, str) or not v:
             raise self.fail(f"{key} must be a non-empty string")
         return v
@@ -216,7 +242,50 @@ def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
         curve=shard_curve,
         planned_power_w=r.num("planned_power_w"),
         counted_power_w=r.num("counted_power_w"),
+        shed=_read_shed(r) if "shed" in r.obj else None,
+        commandable=_read_commandable(r) if "commandable" in r.obj else None,
     )
+
+
+def _read_shed(r: _Reader) -> ShedCapacity:
+    body = r.obj.get("shed")
+    if not isinstance(body, dict):
+        raise r.fail("shed must be an object")
+    horizons = tuple(
+        r.num("shed.horizons_s", h) for h in r.list_("shed.horizons_s", body.get("horizons_s"))
+    )
+    if not horizons or any(h <= 0 for h in horizons) or list(horizons) != sorted(set(horizons)):
+        raise r.fail("shed.horizons_s must be rising numbers > 0")
+    factor = r.num("shed.site_factor", body.get("site_factor"))
+    classes = []
+    for row in r.list_("shed.classes", body.get("classes")):
+        cells = r.list_("shed class", row)
+        if len(cells) != 5:
+            raise r.fail("a shed class must be [family, model, rigs, power_w, shed_w]")
+        family = r.str_("shed family", cells[0])
+        if family not in _FAMILIES:
+            raise r.fail(f"shed family {family!r} is not a firmware family")
+        shed_w = tuple(r.num("shed_w", w) for w in r.list_("shed_w", cells[4]))
+        if len(shed_w) != len(horizons):
+            raise r.fail("shed_w must have one figure per horizon")
+        classes.append(
+            ShedClass(
+                RigProtocol(family),
+                r.str_("shed model", cells[1]),
+                r.int_("shed rigs", cells[2]),
+                r.num("shed power_w", cells[3]),
+                shed_w,
+            )
+        )
+    return ShedCapacity(horizons, factor, tuple(classes))
+
+
+def _read_commandable(r: _Reader) -> Commandable:
+    cells = r.list_("commandable")
+    if len(cells) != 3:
+        raise r.fail("commandable must be [power_w, nominal_w, fleet_nominal_w]")
+    power_w, nominal_w, fleet_w = (r.num("commandable", c) for c in cells)
+    return Commandable(power_w, nominal_w, fleet_w)
 
 
 def decode_budget(data: bytes, subject: str) -> Budget:

@@ -36,13 +36,15 @@ from minerd.cluster.messages import (
     encode_budget,
 )
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
+from minerd.cluster.site_shed import sum_commandable, sum_shed
 from minerd.cluster.split import Split, split_budget
 from minerd.cluster.subjects import aggregate_subject, aggregates_wildcard, budget_subject
 from minerd.control.counting import counted_power_w
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
 from minerd.errors import ClusterError
-from minerd.model import RigState
+from minerd.model import RigState, ShedCapacity
 from minerd.repeated_log import RepeatedLog
+from minerd.runtime.commandable import Commandable
 
 log = logging.getLogger("minerd.cluster")
 
@@ -56,11 +58,21 @@ class ShardSnapshot:
     rigs_fresh: int
 
 
+@dataclass(frozen=True)
+class ShardMeasures:
+    """What the shard's cycle measured of its rigs: what they can shed how fast, and what its
+    commandable rigs draw (sent in the aggregate for the controller to sum)."""
+
+    shed: ShedCapacity
+    commandable: Commandable
+
+
 class ShardFleet(Protocol):
-    """The shard's own rigs: the poller's snapshot in, the executor's plan out."""
+    """The shard's own rigs: the poller's snapshot in, the executor's plan out (and what the
+    cycle measured, None when it measures nothing)."""
 
     async def snapshot(self) -> ShardSnapshot: ...
-    async def apply(self, plan: Plan, decision: GateDecision) -> None: ...
+    async def apply(self, plan: Plan, decision: GateDecision) -> ShardMeasures | None: ...
 
 
 @dataclass(frozen=True)
@@ -125,8 +137,8 @@ class ShardNode:
         # are frozen, the snapshot a tuple).
         p, curve = await asyncio.to_thread(self._plan_and_curve, decision, tuple(snap.rigs))
         # Shedding first: the plan goes out before anything is published.
-        await self.fleet.apply(p, decision)
-        agg = self._aggregate(snap, decision, curve, p)
+        measures = await self.fleet.apply(p, decision)
+        agg = self._aggregate(snap, decision, curve, p, measures)
         try:
             if not self.nc.is_connected:
                 raise ClusterError("nats", self.site, "not connected")
@@ -147,7 +159,12 @@ class ShardNode:
         return plan(decision.budget_w, rigs, constraints), build_curve(rigs, self.constraints)
 
     def _aggregate(
-        self, snap: ShardSnapshot, d: GateDecision, curve: ShardCurve, p: Plan
+        self,
+        snap: ShardSnapshot,
+        d: GateDecision,
+        curve: ShardCurve,
+        p: Plan,
+        measures: ShardMeasures | None,
     ) -> ShardAggregate:
         self._seq += 1
         rigs = snap.rigs
@@ -168,6 +185,8 @@ class ShardNode:
             curve=curve,
             planned_power_w=p.planned_power_w,
             counted_power_w=sum(counted_power_w(r) for r in rigs),
+            shed=measures.shed if measures is not None else None,
+            commandable=measures.commandable if measures is not None else None,
         )
 
 
@@ -227,6 +246,7 @@ class ControllerNode:
         self._seq = 0
         self._sub: Subscription | None = None
         self._log = RepeatedLog(log)
+        self._unmeasured: set[str] = set()  # shards named once for sending no shed figures
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(aggregates_wildcard(self.site), cb=self._on)
@@ -259,6 +279,14 @@ class ControllerNode:
         if old is None or a.seq > old.aggregate.seq or a.seq == 1:  # seq 1: a restarted shard
             self._heard[a.shard_id] = _Heard(a, self._cycle)
             self._nominal_w[a.shard_id] = a.nominal_power_w
+            if (a.shed is None or a.commandable is None) and a.shard_id not in self._unmeasured:
+                self._unmeasured.add(a.shard_id)
+                log.warning(
+                    "controller %s: shard %s sends no shed capacity or commandable power "
+                    "(an older minerd?): counted as 0 in the site's figures",
+                    self.controller_id,
+                    a.shard_id,
+                )
         return True
 
     def failsafe_shares_w(self) -> dict[str, float]:
@@ -323,6 +351,15 @@ class ControllerNode:
             for s, h in list(self._heard.items())
             if self._cycle - h.cycle <= self.stale_cycles
         ]
+
+    def site_shed(self, horizons_s: tuple[float, ...], site_factor: float) -> ShedCapacity:
+        """What the site can shed: the live shards' figures summed (a silent shard's rigs
+        cannot be commanded, so they cannot be shed)."""
+        return sum_shed(self.live_aggregates(), horizons_s, site_factor)
+
+    def site_commandable(self) -> Commandable:
+        """What the live shards' commandable rigs draw, and their nominal power."""
+        return sum_commandable(self.live_aggregates())
 
     def site_rigs(self) -> SiteRigs:
         """The site's rigs as the closed loop sees them, from the shards' aggregates: a shard

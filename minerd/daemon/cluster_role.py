@@ -33,12 +33,14 @@ from nats.aio.client import Client
 
 from minerd.clock import Clock
 from minerd.cluster.lease import ControllerLease, lease_store
-from minerd.cluster.nodes import ControllerNode, ShardNode, ShardSnapshot
+from minerd.cluster.nodes import ControllerNode, ShardMeasures, ShardNode, ShardSnapshot
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.control.loop import LoopDecision, budget_for_import_kw
 from minerd.control.planner import Plan
+from minerd.control.utilization import Gap
 from minerd.daemon.components import Components, LatestSlot
-from minerd.model import EffectiveLimit, FleetSnapshot, RigState
+from minerd.model import EffectiveLimit, FleetSnapshot, RigState, ShedCapacity
+from minerd.runtime.commandable import commandable
 from minerd.runtime.cycle import (
     _NO_DISPATCH,
     ControlCycle,
@@ -91,8 +93,9 @@ class ShardControlCycle(ControlCycle):
             tuple(rigs.plan_rigs), sum(r.reading.hashrate_ths for r in fresh), len(fresh)
         )
 
-    async def apply(self, plan: Plan, decision: GateDecision) -> None:
-        """Phases dispatch (sheds first), verify and publish, for the plan ShardNode made."""
+    async def apply(self, plan: Plan, decision: GateDecision) -> ShardMeasures:
+        """Phases dispatch (sheds first), verify and publish, for the plan ShardNode made;
+        what this cycle measured (shed capacity, commandable power) goes in the aggregate."""
         assert self._pending is not None, "snapshot() comes first"
         sensed, rigs = self._pending
         self._pending = None
@@ -149,7 +152,10 @@ class ShardControlCycle(ControlCycle):
         judged = await self._off_loop(self.book.verify, snap.rigs, now_s)
         self._verify(snap, now_s, judged)
         measures = await self._off_loop(self._measure, sensed, looped, the_plan)
-        self._publish(sensed, looped, the_plan, dispatch, measures)
+        able = await self._off_loop(commandable, snap.rigs, self.models)
+        result = self._publish(sensed, looped, the_plan, dispatch, measures)
+        assert result.shed is not None  # every cycle measures it
+        return ShardMeasures(result.shed, able)
 
     def _rigs_read_since_start(self, snap: FleetSnapshot) -> bool:
         """Raising waits until every rig of the shard was read by this process."""
@@ -205,13 +211,21 @@ class ControllerControlCycle(ControlCycle):
         planned_w = b if self._site_planned_w is None else self._site_planned_w
         return Plan((), b, planned_w, 0.0, 0.0, 0.0, 0)
 
+    def _measure(
+        self, sensed: _Sensed, looped: _Looped, the_plan: Plan | None
+    ) -> tuple[Gap | None, ShedCapacity]:
+        """The site's shed capacity is its live shards' (this process has no rig): every
+        consumer of the cycle's figure (grid protocols, API, /metrics, MQTT) gets the sum."""
+        gap_now, own = super()._measure(sensed, looped, the_plan)
+        return gap_now, self.node.site_shed(own.horizons_s, own.site_factor)
+
 
 def shards_status(node: ControllerNode, status: SiteStatus) -> SiteStatus:
     """The controller's status with the rigs of its live shards summed from their latest
     aggregates (it polls no rig itself): power, hashrate and rigs by state (awake =
-    hashing, fresh and not awake = sleeping, not fresh = offline). A silent shard's rigs
-    are not in these sums (its power is counted at nominal by the loop, not here); shed
-    capacity stays the controller's own (0: the aggregates carry no shed classes)."""
+    hashing, fresh and not awake = sleeping, not fresh = offline) and commandable power. A
+    silent shard's rigs are not in these sums (its power is counted at nominal by the loop,
+    not here). Shed capacity is already the shards' sum: the cycle computes it so."""
     live = node.live_aggregates()
     if not live:
         return status
@@ -222,8 +236,11 @@ def shards_status(node: ControllerNode, status: SiteStatus) -> SiteStatus:
     by_state[RigState.HASHING] = by_state.get(RigState.HASHING, 0) + awake
     by_state[RigState.SLEEPING] = by_state.get(RigState.SLEEPING, 0) + max(0, fresh - awake)
     by_state[RigState.OFFLINE] = by_state.get(RigState.OFFLINE, 0) + max(0, total - fresh)
+    able = node.site_commandable()
     return dataclasses.replace(
         status,
+        commandable_power_kw=status.commandable_power_kw + able.power_w / 1000.0,
+        commandable_share=able.share,
         rig_power_kw=status.rig_power_kw + sum(a.power_w for a in live) / 1000.0,
         hashrate_ths=status.hashrate_ths + sum(a.hashrate_ths for a in live),
         rigs_by_state=tuple((st, by_state.get(st, 0)) for st in RigState),
