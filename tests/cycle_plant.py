@@ -11,6 +11,7 @@ from pathlib import Path
 from minerd.clock import ManualClock
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
+from minerd.errors import DeviceUnreachable
 from minerd.model import (
     ControlMode,
     MeterReading,
@@ -131,7 +132,10 @@ class PlantExecutor:
     def submit(self, shed: tuple[RigCommand, ...], raise_: tuple[RigCommand, ...]) -> None:
         p = self.plant
         now_s = p.clock.now_s()
-        cmds = (*shed, *raise_)
+        for cmd in (*shed, *raise_):
+            if cmd.rig_id in p.offline:  # nothing answers: the executor gives up on it
+                p.cycle.on_command_failed(cmd, "connection refused")
+        cmds = tuple(c for c in (*shed, *raise_) if c.rig_id not in p.offline)
         if not cmds:
             return
         ids = p.stores.journal.intents(cmds, now_s)
@@ -150,11 +154,14 @@ class CyclePlant:
     model: RigModel
     n: int = 20
     ignoring: tuple[str, ...] = ()
+    offline: tuple[str, ...] = ()  # draw power, answer no read and no command
     read_every_s: int = 2
     min_on_s: float = 5.0
     min_off_s: float = 5.0
     margin_kw: float = 1.0
     ki: float = 0.05
+    ramp_up_kw_per_s: float = 5.0
+    max_wakes_per_cycle: int = 50
     asleep: tuple[str, ...] = ()  # rigs asleep at the start
     db_name: str = "plant.sqlite"
     start_s: float = 1_800_000_000.0
@@ -197,14 +204,16 @@ class CyclePlant:
                 margin_kw=self.margin_kw,
                 aux_base_kw=AUX_BASE_KW,
                 aux_fraction=AUX_FRACTION,
-                ramp_up_kw_per_s=5.0,
+                ramp_up_kw_per_s=self.ramp_up_kw_per_s,
                 failsafe_limit_kw=0.5 * self.full_kw,
                 kp=0.5,
                 ki=self.ki,
                 deadband_kw=self.margin_kw / 2,
             ),
             constraints=PlanConstraints(
-                min_on_s=self.min_on_s, min_off_s=self.min_off_s, max_wakes_per_cycle=50
+                min_on_s=self.min_on_s,
+                min_off_s=self.min_off_s,
+                max_wakes_per_cycle=self.max_wakes_per_cycle,
             ),
             warmup_s=5.0,
             retry_unresponsive_s=self.retry_unresponsive_s,
@@ -235,8 +244,13 @@ class CyclePlant:
 
     def read(self, rig_id: str) -> None:
         """Read a rig now (what Poller.poll_now does, without the network)."""
+        index = self.fleet.rig_index(rig_id)
+        if rig_id in self.offline:
+            error = DeviceUnreachable(rig_id, "plant", "connection refused")
+            self.fleet.rig_failed(index, error, self.clock.now_s())
+            return
         rig = self.rigs[rig_id]
-        self.fleet.update_rig(self.fleet.rig_index(rig_id), rig.reading(self.clock.now_s()))
+        self.fleet.update_rig(index, rig.reading(self.clock.now_s()))
 
     def set_limit(self, limit_kw: float) -> None:
         now = self.clock.now_s()
