@@ -21,6 +21,7 @@ TIMEOUTS_S = {
     "bench_mixed_poll": 900,
     "bench_utilization": 1800,  # two runs of a 1,000-rig site through four blocks
     "bench_awards_day": 3600,  # 24 hourly awards at 30x: 48 min of simulated day
+    "bench_cluster_scale": 2400,  # 200,000 rigs over 4 shard processes, then 50,000 in one
 }
 
 
