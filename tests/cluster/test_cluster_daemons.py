@@ -405,3 +405,84 @@ async def test_a_stale_grid_meter_and_a_silent_shard_at_the_controller(
     async with httpx.AsyncClient(timeout=5.0) as http:
         text = (await http.get(f"{ctl.api}/metrics")).text
     assert 'minerd_cluster_shards{state="silent"} 1.0' in text
+
+
+def shed_kw(body: dict[str, Any]) -> tuple[float, float, float]:
+    """/api/v1/site's shed capacity (5 s, 60 s, 600 s), 0 where the site reports none."""
+    cap = body.get("shed_capacity")
+    if not cap:
+        return (0.0, 0.0, 0.0)
+    return (cap["within_5s_kw"], cap["within_60s_kw"], cap["within_600s_kw"])
+
+
+def near(a: float, b: float) -> bool:
+    """Figures read a cycle apart from moving rigs: within 5 % (or 0.1 kW)."""
+    return abs(a - b) <= max(0.1, 0.05 * max(abs(a), abs(b)))
+
+
+@pytest.mark.asyncio
+async def test_the_controller_reports_its_live_shards_shed_capacity(
+    site: tuple[SimSite, dict[str, Running]], tmp_path: Path
+) -> None:
+    _, runs = site
+    ctl = runs["controller"]
+    node = controller_node(ctl)
+    token = tomllib.loads((tmp_path / "site.toml.tokens").read_text())["viewer"]
+    seen: dict[str, Any] = {}
+
+    async def adds_up(http: httpx.AsyncClient, shards: tuple[str, ...]) -> bool:
+        """The controller's shed capacity and commandable power are its shards' own summed,
+        and there is something to shed (the rigs hash)."""
+        alive(runs)
+        got = {}
+        for name in ("controller", *shards):
+            r = await http.get(f"{runs[name].api}/api/v1/site")
+            r.raise_for_status()
+            got[name] = r.json()
+        seen.update(got)
+        mine = shed_kw(got["controller"])
+        parts = [shed_kw(got[s]) for s in shards]
+        able = got["controller"]["commandable_power_kw"]
+        able_parts = sum(got[s]["commandable_power_kw"] for s in shards)
+        return (
+            all(p[2] > 0 for p in parts)
+            and all(near(mine[i], sum(p[i] for p in parts)) for i in range(3))
+            and able > 0
+            and near(able, able_parts)
+        )
+
+    async def until(http: httpx.AsyncClient, shards: tuple[str, ...], what: str) -> None:
+        try:
+            async with asyncio.timeout(WAIT_S):
+                while not await adds_up(http, shards):  # noqa: ASYNC110 - polls the APIs
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            raise AssertionError(f"{what}; last seen {seen}") from None
+
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(timeout=5.0, headers=headers) as http:
+        await until(http, SHARDS, "the controller's shed capacity is both shards' summed")
+        both_kw = shed_kw(seen["controller"])
+        assert both_kw[2] > 0
+        # ...and the same figure reaches /metrics (the grid protocols read the same cycle).
+        text = (await http.get(f"{ctl.api}/metrics")).text
+        line = next(
+            x for x in text.splitlines()
+            if x.startswith("minerd_site_shed_capacity_watts{") and 'within="600s"' in x
+        )  # fmt: skip
+        assert float(line.rsplit(" ", 1)[1]) > 0, line
+
+        # s2 stops: once the controller counts it silent its rigs are out of the sum (what
+        # cannot be commanded cannot be shed), so the figure drops to s1's own.
+        s2_kw = shed_kw(seen["s2"])[2]
+        assert s2_kw > 0
+        await stop(runs["s2"])
+        await wait_until(
+            lambda: node.last is not None and node.last.silent_shards == ("s2",),
+            WAIT_S,
+            "the controller counts s2 as silent",
+        )
+        await until(http, ("s1",), "the controller's shed capacity is s1's alone")
+        one_kw = shed_kw(seen["controller"])
+        s1_kw = shed_kw(seen["s1"])[2]
+        assert one_kw[2] > 0 and not near(one_kw[2], s1_kw + s2_kw), (one_kw, s1_kw, s2_kw)
