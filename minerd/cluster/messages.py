@@ -65,6 +65,25 @@ class Budget:
     max_wakes: int | None  # rigs it may wake this cycle (None: no limit)
 
 
+def curve_body(c: ShardCurve) -> dict[str, object]:
+    """A curve as JSON, compact: classes as [count, base_w, base_ths, asleep,
+    [[dp_w, dh_ths, continuous], ...]]. Shard aggregates and regional site offers carry it."""
+    return {
+        "fixed_w": c.fixed_w,
+        "release_w": c.release_w,
+        "classes": [
+            [
+                k.count,
+                k.base_w,
+                k.base_ths,
+                k.asleep,
+                [[u.dp_w, u.dh_ths, u.continuous] for u in k.upgrades],
+            ]
+            for k in c.classes
+        ],
+    }
+
+
 def encode_aggregate(a: ShardAggregate) -> bytes:
     c = a.curve
     body = {
@@ -82,21 +101,7 @@ def encode_aggregate(a: ShardAggregate) -> bytes:
         "failsafe": a.failsafe,
         "planned_power_w": a.planned_power_w,
         "counted_power_w": a.counted_power_w,
-        # Compact: [count, base_w, base_ths, asleep, [[dp_w, dh_ths, continuous], ...]]
-        "curve": {
-            "fixed_w": c.fixed_w,
-            "release_w": c.release_w,
-            "classes": [
-                [
-                    k.count,
-                    k.base_w,
-                    k.base_ths,
-                    k.asleep,
-                    [[u.dp_w, u.dh_ths, u.continuous] for u in k.upgrades],
-                ]
-                for k in c.classes
-            ],
-        },
+        "curve": curve_body(c),
     }
     if a.shed is not None:
         body["shed"] = _shed_body(a.shed)
@@ -134,7 +139,7 @@ def encode_budget(b: Budget) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-class _Reader:
+class FieldReader:
     """Typed field access over one decoded object; every failure names sender and subject."""
 
     def __init__(self, data: bytes, subject: str, kind: str, peer_key: str) -> None:
@@ -188,12 +193,8 @@ class _Reader:
         return v
 
 
-def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
-    r = _Reader(data, subject, "aggregate", "shard")
-    counts = r.list_("rigs")
-    if len(counts) != 4:
-        raise r.fail("rigs must be [total, fresh, awake, unresponsive]")
-    total, fresh, awake, unresponsive = (r.int_("rigs", n) for n in counts)
+def read_curve(r: FieldReader) -> ShardCurve:
+    """The "curve" object of a message (curve_body), every field checked."""
     curve = r.obj.get("curve")
     if not isinstance(curve, dict):
         raise r.fail("curve must be an object")
@@ -220,11 +221,19 @@ def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
                 tuple(ups),
             )
         )
-    shard_curve = ShardCurve(
+    return ShardCurve(
         r.num("curve.fixed_w", curve.get("fixed_w")),
         r.num("curve.release_w", curve.get("release_w")),
         tuple(classes),
     )
+
+
+def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
+    r = FieldReader(data, subject, "aggregate", "shard")
+    counts = r.list_("rigs")
+    if len(counts) != 4:
+        raise r.fail("rigs must be [total, fresh, awake, unresponsive]")
+    total, fresh, awake, unresponsive = (r.int_("rigs", n) for n in counts)
     return ShardAggregate(
         site=r.str_("site"),
         shard_id=r.str_("shard"),
@@ -239,7 +248,7 @@ def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
         rigs_unresponsive=unresponsive,
         budget_revision=r.int_("budget_revision"),
         failsafe=r.bool_("failsafe"),
-        curve=shard_curve,
+        curve=read_curve(r),
         planned_power_w=r.num("planned_power_w"),
         counted_power_w=r.num("counted_power_w"),
         shed=_read_shed(r) if "shed" in r.obj else None,
@@ -247,7 +256,7 @@ def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
     )
 
 
-def _read_shed(r: _Reader) -> ShedCapacity:
+def _read_shed(r: FieldReader) -> ShedCapacity:
     body = r.obj.get("shed")
     if not isinstance(body, dict):
         raise r.fail("shed must be an object")
@@ -280,7 +289,7 @@ def _read_shed(r: _Reader) -> ShedCapacity:
     return ShedCapacity(horizons, factor, tuple(classes))
 
 
-def _read_commandable(r: _Reader) -> Commandable:
+def _read_commandable(r: FieldReader) -> Commandable:
     cells = r.list_("commandable")
     if len(cells) != 3:
         raise r.fail("commandable must be [power_w, nominal_w, fleet_nominal_w]")
@@ -289,7 +298,7 @@ def _read_commandable(r: _Reader) -> Commandable:
 
 
 def decode_budget(data: bytes, subject: str) -> Budget:
-    r = _Reader(data, subject, "budget", "controller")
+    r = FieldReader(data, subject, "budget", "controller")
     wakes = r.obj.get("max_wakes")
     return Budget(
         site=r.str_("site"),

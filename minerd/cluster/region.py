@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from minerd.cluster.curve import CurveClass, ShardCurve, Upgrade
-from minerd.cluster.messages import VERSION, _Reader
+from minerd.cluster.curve import ShardCurve
+from minerd.cluster.messages import VERSION, FieldReader, curve_body, read_curve
 from minerd.errors import ClusterError
 
 
@@ -69,23 +69,6 @@ class Allocation:
     regional_limit_w: float  # for the record
 
 
-def _curve_body(c: ShardCurve) -> dict[str, object]:
-    return {
-        "fixed_w": c.fixed_w,
-        "release_w": c.release_w,
-        "classes": [
-            [
-                k.count,
-                k.base_w,
-                k.base_ths,
-                k.asleep,
-                [[u.dp_w, u.dh_ths, u.continuous] for u in k.upgrades],
-            ]
-            for k in c.classes
-        ],
-    }
-
-
 def encode_offer(o: SiteOffer) -> bytes:
     body = {
         "v": VERSION,
@@ -100,7 +83,7 @@ def encode_offer(o: SiteOffer) -> bytes:
         "failsafe_w": o.failsafe_w,
         "held_w": o.held_w,
         "held_seq": o.held_seq,
-        "curve": _curve_body(o.curve),
+        "curve": curve_body(o.curve),
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -122,42 +105,8 @@ def encode_allocation(a: Allocation) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _curve(r: _Reader) -> ShardCurve:
-    curve = r.obj.get("curve")
-    if not isinstance(curve, dict):
-        raise r.fail("curve must be an object")
-    classes = []
-    for row in r.list_("curve.classes", curve.get("classes")):
-        cells = r.list_("curve class", row)
-        if len(cells) != 5:
-            raise r.fail("a curve class must be [count, base_w, base_ths, asleep, upgrades]")
-        ups = []
-        for seg in r.list_("upgrades", cells[4]):
-            parts = r.list_("upgrade", seg)
-            if len(parts) != 3:
-                raise r.fail("an upgrade must be [dp_w, dh_ths, continuous]")
-            dp_w = r.num("dp_w", parts[0])
-            if dp_w <= 0:
-                raise r.fail("dp_w must be > 0")
-            ups.append(Upgrade(dp_w, r.num("dh_ths", parts[1]), r.bool_("continuous", parts[2])))
-        classes.append(
-            CurveClass(
-                r.int_("count", cells[0]),
-                r.num("base_w", cells[1]),
-                r.num("base_ths", cells[2]),
-                r.bool_("asleep", cells[3]),
-                tuple(ups),
-            )
-        )
-    return ShardCurve(
-        r.num("curve.fixed_w", curve.get("fixed_w")),
-        r.num("curve.release_w", curve.get("release_w")),
-        tuple(classes),
-    )
-
-
 def decode_offer(data: bytes, subject: str) -> SiteOffer:
-    r = _Reader(data, subject, "site-offer", "site")
+    r = FieldReader(data, subject, "site-offer", "site")
     o = SiteOffer(
         region=r.str_("region"),
         site=r.str_("site"),
@@ -169,7 +118,7 @@ def decode_offer(data: bytes, subject: str) -> SiteOffer:
         failsafe_w=r.num("failsafe_w"),
         held_w=r.num("held_w"),
         held_seq=r.int_("held_seq"),
-        curve=_curve(r),
+        curve=read_curve(r),
     )
     if subject != offer_subject(o.region, o.site):
         raise r.fail(f"says region {o.region!r} site {o.site!r}, not this subject's")
@@ -177,7 +126,7 @@ def decode_offer(data: bytes, subject: str) -> SiteOffer:
 
 
 def decode_allocation(data: bytes, subject: str) -> Allocation:
-    r = _Reader(data, subject, "allocation", "coordinator")
+    r = FieldReader(data, subject, "allocation", "coordinator")
     a = Allocation(
         region=r.str_("region"),
         site=r.str_("site"),
