@@ -47,6 +47,18 @@ class OpenInterval:
     register_start_kwh: float | None = None  # estimated at start_s
     register_end_kwh: float | None = None  # estimated at the last time covered
     register_fault: str = ""
+    # The first time any reading covers (None: start_s). Later than start_s when the
+    # interval's first reading came after its start with nothing held into it (the daemon
+    # starting, a meter out for longer than max_hold_s): neither the integral nor the
+    # register (estimated back to here at most) knows that lead.
+    data_from_s: float | None = None
+
+    @property
+    def uncounted_lead_s(self) -> float:
+        """Seconds from start_s to the first reading, which no figure here counts."""
+        if self.data_from_s is None:
+            return 0.0
+        return max(0.0, self.data_from_s - self.start_s)
 
     @property
     def register_kwh(self) -> float | None:
@@ -63,13 +75,17 @@ class OpenInterval:
         if reg is None:
             return self.integrated_kwh, ""
         tol = max(REGISTER_TOLERANCE * self.integrated_kwh, REGISTER_TOLERANCE_KWH)
-        gap_s = max(0.0, min(until_s, self.end_s) - self.start_s - self.covered_s)
+        # A gap in the readings after the first one (a restart, a meter outage): the
+        # register counted what the integral missed, up to the peak over the gap.
+        lead_s = self.uncounted_lead_s
+        gap_s = max(0.0, min(until_s, self.end_s) - self.start_s - self.covered_s - lead_s)
         if gap_s > 1.0:
-            # A gap in the readings (a restart, a meter outage): the register counted what
-            # the integral missed, up to the peak over the gap.
             most = self.integrated_kwh + 1.2 * self.peak_kw * gap_s / _S_PER_H + tol
             if self.integrated_kwh - tol <= reg <= most:
-                return reg, f"energy register covers a {gap_s:.0f} s gap in the readings"
+                note = f"energy register covers a {gap_s:.0f} s gap in the readings"
+                if lead_s > 1.0:
+                    note += f"; no grid meter data for the first {lead_s:.0f} s"
+                return reg, note
         if abs(reg - self.integrated_kwh) > tol:
             return self.integrated_kwh, (
                 f"energy register {reg:.3f} kWh disagrees with integrated power "
@@ -114,8 +130,9 @@ class SettlementAccumulator:
         return replace(acc, last=replace(self.last, t_s=t_s)), closed
 
     def _new(self, t_s: float) -> OpenInterval:
+        """The interval holding t_s, with data from t_s on."""
         start_s, end_s = interval_bounds(t_s, self.interval_s, self.tz)
-        return OpenInterval(start_s, end_s)
+        return OpenInterval(start_s, end_s, data_from_s=t_s)
 
     def _advance(self, to_s: float) -> tuple[SettlementAccumulator, list[SettlementRecord]]:
         """Integrate the held sample from its time to to_s (at most max_hold_s)."""

@@ -100,7 +100,8 @@ class SettlementKeeper:
         if not isinstance(saved, dict):
             return
         try:
-            fields = {k: saved[k] for k in OpenInterval.__dataclass_fields__}
+            # Fields added since the save keep their defaults (missing required ones: TypeError).
+            fields = {k: saved[k] for k in OpenInterval.__dataclass_fields__ if k in saved}
             opened = OpenInterval(**fields)  # type: ignore[arg-type]
             over = float(saved.get("minutes_over_s", 0.0))  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError):

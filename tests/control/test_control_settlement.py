@@ -163,6 +163,35 @@ CASES = [
         0.0,
         "covers a 610 s gap",
     ),
+    Case(
+        # The daemon's first reading of all comes 300 s into the hour: the register starts
+        # there too, so nothing counts the lead and the record says so (it used to say the
+        # register covered it).
+        "first reading 300 s late: the lead is a gap nobody counted",
+        tuple((float(t), 1000.0, 1200.0, 5000.0 + 1000.0 * t / H) for t in range(300, 3600, 10)),
+        H,
+        1000.0 * 3300 / H,
+        1000.0 * 3300 / H,
+        1000.0 * 3300 / H,
+        1000.0,
+        0.0,
+        "grid meter data for 3300 of 3600 s",
+    ),
+    Case(
+        "first reading 300 s late, then a 610 s outage: the register covers the outage only",
+        tuple(
+            (float(t), 1000.0, 1200.0, 5000.0 + 1000.0 * t / H)
+            for t in range(300, 3600, 10)
+            if not 1200 <= t < 1800 + 60
+        ),
+        H,
+        1000.0 * 3300 / H,
+        1000.0 * (3300 - 610) / H,
+        1000.0 * 3300 / H,
+        1000.0,
+        0.0,
+        "covers a 610 s gap in the readings; no grid meter data for the first 300 s",
+    ),
 ]
 
 
