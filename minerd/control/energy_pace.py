@@ -45,7 +45,11 @@ class PaceConfig:
     # ...or this many seconds at max_kw: a step in power between two readings puts the
     # trapezoid off by half of it, more than 2 % early in an interval.
     agree_floor_s: float = 10.0
-    step_slack_s: float = 1.0  # register and power may be read this far apart
+    # A reading is stamped when its request starts; a stalled loop (or a slow meter) may
+    # read the register seconds later, so one step can hold a few seconds more than its
+    # stamps say. The steps sum to the truth all the same, and the drift check bounds
+    # what is left: a jump is what not even this much slack explains (a meter swapped).
+    step_slack_s: float = 10.0
     edge_split_s: float = 10.0  # readings this far apart split at an edge by time share
     bias_per_s: float = 0.05  # share of the shortfall (asked - drawn) learnt per second
     bias_max_fraction: float = 0.1  # |bias| at most this share of max_kw

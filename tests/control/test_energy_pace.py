@@ -119,7 +119,7 @@ def test_meter_without_register_integrates_power_trapezoid() -> None:
     ("case", "second_register_kwh", "fault"),
     [
         ("backwards", 999.0, FAULT_BACKWARDS),
-        # 500 kW max for 10 s (+1 s slack) is 1.53 kWh: 50 kWh cannot have been drawn.
+        # 500 kW max for 10 s (+10 s slack) is 2.78 kWh: 50 kWh cannot have been drawn.
         ("jump", 1050.0, FAULT_JUMP),
         # Plausible step, but 1.5 kWh against 1 kWh integrated: not believed.
         ("drift", 1001.5, FAULT_DRIFT),
@@ -138,6 +138,22 @@ def test_register_fault_falls_back_to_the_integral(
     assert c.fault == fault, case
     assert c.register_kwh is None
     assert c.energy_kwh == pytest.approx(2.0)  # the integral, 360 kW for 20 s
+
+
+def test_a_register_read_late_is_no_jump_and_the_steps_sum_to_the_truth() -> None:
+    # At full load (500 kW) the reading stamped 10 s was read 4 s late (a stalled loop):
+    # its step holds 14 s of energy, more than 500 kW can draw in 10 s + 1 s. The next
+    # reading is on time, so the register over both steps is the truth: 20 s at 500 kW.
+    # The defaults: the register agrees with the integral within 10 s at max_kw.
+    cfg = PaceConfig(max_kw=500.0)
+    per_s = 500.0 / 3600.0
+    c = start_count(START_S, 0.0, 0.0, fresh(0.0, 500.0, 1000.0))
+    c = count(c, fresh(10.0, 500.0, 1000.0 + 14.0 * per_s), 10.0, 500.0, cfg)
+    assert c.fault == ""
+    c = count(c, fresh(20.0, 500.0, 1000.0 + 20.0 * per_s), 20.0, 500.0, cfg)
+    assert c.fault == ""
+    assert c.register_kwh == pytest.approx(20.0 * per_s)
+    assert c.energy_kwh == pytest.approx(20.0 * per_s)
 
 
 def test_stale_meter_counts_the_worst_case_until_fresh_without_register() -> None:
