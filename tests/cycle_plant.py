@@ -11,7 +11,7 @@ from pathlib import Path
 from minerd.clock import ManualClock
 from minerd.control.loop import LoopConfig
 from minerd.control.planner import PlanConstraints
-from minerd.errors import DeviceUnreachable
+from minerd.errors import DeviceTimeout, DeviceUnreachable
 from minerd.model import (
     ControlMode,
     MeterReading,
@@ -129,9 +129,15 @@ class PlantExecutor:
         self.sent: list[tuple[float, RigCommand]] = []
         self.journal_outcomes = True
 
-    def submit(self, shed: tuple[RigCommand, ...], raise_: tuple[RigCommand, ...]) -> None:
+    def submit(
+        self,
+        shed: tuple[RigCommand, ...],
+        raise_: tuple[RigCommand, ...],
+        doubtful: tuple[RigCommand, ...] = (),
+    ) -> None:
         p = self.plant
         now_s = p.clock.now_s()
+        shed = (*shed, *doubtful)
         for cmd in (*shed, *raise_):
             if cmd.rig_id in p.offline:  # nothing answers: the executor gives up on it
                 p.cycle.on_command_failed(cmd, "connection refused")
@@ -155,6 +161,8 @@ class CyclePlant:
     n: int = 20
     ignoring: tuple[str, ...] = ()
     offline: tuple[str, ...] = ()  # draw power, answer no read and no command
+    # Reads time out, commands land: a starved poller, not a broken rig (set at any time).
+    hung: set[str] = field(default_factory=set)
     read_every_s: int = 2
     min_on_s: float = 5.0
     min_off_s: float = 5.0
@@ -248,6 +256,10 @@ class CyclePlant:
         if rig_id in self.offline:
             error = DeviceUnreachable(rig_id, "plant", "connection refused")
             self.fleet.rig_failed(index, error, self.clock.now_s())
+            return
+        if rig_id in self.hung:
+            timeout = DeviceTimeout(rig_id, "plant", "no reply within 3s")
+            self.fleet.rig_failed(index, timeout, self.clock.now_s())
             return
         rig = self.rigs[rig_id]
         self.fleet.update_rig(index, rig.reading(self.clock.now_s()))

@@ -44,6 +44,8 @@ from minerd.control.loop import (
     step,
 )
 from minerd.control.options import awake_points
+from minerd.control.overload import REASON as OVERLOAD_REASON
+from minerd.control.overload import overload_sheds
 from minerd.control.planner import MIN_OFF_REASON, Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
 from minerd.control.region_lease import RegionalLease
@@ -86,6 +88,9 @@ class CycleConfig:
     quota_heartbeat_s: float | None = None  # None: the grid authority need not check in
     warmup_s: float = 30.0  # longest wait for first readings before dispatching anyway
     retry_unresponsive_s: float = 120.0
+    # Over the limit with only unresponsive rigs left to shed (control.overload): each is
+    # told to sleep at most this often.
+    overload_resend_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,7 @@ class ControlCycle:
         self._measured = False  # the site measured against the limit since start
         self._unread: list[str] = []  # sheds not seen, no reading since: read them now
         self._caught: set[str] = set()  # sheds not seen, read since and unchanged
+        self._overload_told: dict[str, float] = {}  # rig -> told to sleep past the plan at
 
     # ------------------------------------------------------------ restart
 
@@ -378,9 +384,10 @@ class ControlCycle:
             limits = self._limit(sensed)
             looped = self._loop(sensed, limits, self._rigs(sensed.snap, sensed.now_s))
             the_plan = self._plan(looped) if looped.dispatching else None
-            dispatch = (
-                _NO_DISPATCH if the_plan is None else self._dispatch(sensed, looped, the_plan)
-            )
+            dispatch = _NO_DISPATCH
+            if the_plan is not None:
+                dispatch = self._dispatch(sensed, looped, the_plan)
+                dispatch = self._shed_past_plan(sensed, looped, the_plan, dispatch)
             self._verify(sensed.snap, sensed.now_s)
             return self._account(sensed, looped, the_plan, dispatch)
 
@@ -402,6 +409,7 @@ class ControlCycle:
             dispatch = _NO_DISPATCH
             if the_plan is not None:
                 dispatch = await self._dispatch_async(sensed, looped, the_plan)
+                dispatch = self._shed_past_plan(sensed, looped, the_plan, dispatch)
             judged = await self._off_loop(self.book.verify, sensed.snap.rigs, sensed.now_s)
             self._verify(sensed.snap, sensed.now_s, judged)
             measured = await self._off_loop(self._measure, sensed, looped, the_plan)
@@ -570,6 +578,36 @@ class ControlCycle:
                     await asyncio.sleep(0)
         await self._off_loop(self._note_in_flight, sensed.now_s, orders, the_plan)
         return d
+
+    def _shed_past_plan(
+        self, sensed: _Sensed, looped: _Looped, the_plan: Plan, dispatch: Dispatch
+    ) -> Dispatch:
+        """Over the limit (or blind) with the plan's floor over its budget: sleep the
+        unresponsive rigs that cover the shortfall (control.overload), after the plan's own
+        sheds and on the executor's slow lane, so no shed to a rig that answers waits."""
+        now_s = sensed.now_s
+        told = self._overload_told
+        resend_s = self.config.overload_resend_s
+        for rig_id in [r for r, t in told.items() if now_s - t >= resend_s]:
+            del told[rig_id]
+        over = self.loop_state.over_cycles > 0 or not sensed.snap.grid_fresh
+        if not over or the_plan.shortfall_w <= 0.0:
+            return dispatch
+        ids = overload_sheds(looped.plan_rigs, the_plan.shortfall_w, told, now_s, resend_s)
+        if not ids:
+            return dispatch
+        cmds = tuple(self.book.sleep_outside_plan(r, now_s, OVERLOAD_REASON) for r in ids)
+        for rig_id in ids:
+            told[rig_id] = now_s
+            self._setpoints.pop(rig_id, None)  # planned anew once it is trusted again
+        self.executor.submit((), (), cmds)
+        log.warning(
+            "site over its limit with %.1f kW the planner cannot shed: %d unresponsive "
+            "rigs told to sleep",
+            the_plan.shortfall_w / 1000.0,
+            len(cmds),
+        )
+        return replace(dispatch, shed=dispatch.shed + cmds)
 
     def _diff(
         self, sensed: _Sensed, looped: _Looped, the_plan: Plan, executor_shedding: bool

@@ -134,21 +134,31 @@ class Executor:
 
     # ------------------------------------------------------------ submit (control cycle)
 
-    def submit(self, shed: Sequence[RigCommand], raise_: Sequence[RigCommand]) -> None:
-        """Queue commands; never blocks. Intents are journaled here, before any send."""
-        cmds = [*shed, *raise_]
+    def submit(
+        self,
+        shed: Sequence[RigCommand],
+        raise_: Sequence[RigCommand],
+        doubtful: Sequence[RigCommand] = (),
+    ) -> None:
+        """Queue commands; never blocks. Intents are journaled here, before any send.
+        doubtful: sheds to rigs that may not answer (control.overload), queued on the slow
+        lane whatever their family, so they never hold a worker a shed to a rig that does
+        answer needs."""
+        cmds = [*shed, *doubtful, *raise_]
         if not cmds:
             return
         now_s = self.clock.now_s()
         ids = self.journal.intents(cmds, now_s)
         superseded: list[tuple[int, bool, str]] = []
+        n_shed, n_doubtful = len(shed), len(shed) + len(doubtful)
         for i, (cmd, journal_id) in enumerate(zip(cmds, ids, strict=True)):
-            is_shed = i < len(shed)
+            is_shed = i < n_doubtful
             old = self._pending.get(cmd.rig_id)
             if old is not None:
                 old.superseded = True
                 superseded.append((old.journal_id, False, "superseded"))
-            p = _Pending(cmd, journal_id, is_shed, slow=self._is_slow(cmd.rig_id))
+            slow = n_shed <= i < n_doubtful or self._is_slow(cmd.rig_id)
+            p = _Pending(cmd, journal_id, is_shed, slow=slow)
             self._pending[cmd.rig_id] = p
             self._queue(p).append(cmd.rig_id)
         if superseded:

@@ -261,6 +261,25 @@ class IntentBook:
         self._checked.pop(rig_id, None)
         return cmd
 
+    def sleep_outside_plan(self, rig_id: str, now_s: float, reason: str) -> RigCommand:
+        """A sleep the planner did not order (control.overload: the site over its limit with
+        only unresponsive rigs left). The intent becomes asleep, so verification judges the
+        rig by it and the planner wakes it only through a wake command once it is seen
+        asleep and trusted again; raises wait for it to land like any shed."""
+        model = self.models[rig_id]
+        it = self._intents.get(rig_id)
+        if it is None:
+            switched = now_s
+            profile = None
+        else:
+            switched = now_s if it.awake else it.switched_at_s
+            profile = it.profile
+        self._intents[rig_id] = Intent(False, model.sleep_power_w, profile, now_s, switched)
+        self._landing[rig_id] = now_s + model.sleep_time_s
+        self._unseen.discard(rig_id)  # counted at nominal already: nothing to distrust
+        self._checked.pop(rig_id, None)
+        return RigCommand(rig_id, RigAction.SLEEP, reason=reason)
+
     def acknowledged(self, rig_id: str, at_s: float) -> float | None:
         """The rig answered the command: a shed should show from now on (not from when it
         was queued: a busy executor is no disobedience). Returns, for a shed, how soon a

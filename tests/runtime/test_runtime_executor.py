@@ -313,6 +313,30 @@ async def test_slow_stock_rigs_never_hold_up_a_luxos_shed(concurrency: int) -> N
         assert all(f"within {STOCK_LIMIT_S:g}s" in e for _, e in b.failed)
 
 
+@pytest.mark.parametrize("concurrency", [1, 2, 4, 64])
+@pytest.mark.asyncio
+async def test_doubtful_sheds_never_hold_up_a_shed_to_a_rig_that_answers(
+    concurrency: int,
+) -> None:
+    """Sheds to unresponsive rigs (control.overload) take the slow lane even when their
+    family is as fast as the rest: more hung ones than workers, and the next shed to a rig
+    that answers still leaves at once."""
+    hung = [f"h{n}" for n in range(concurrency + 2)]
+    routes = {r: CommandRoute("127.0.0.1:4028", LUXOS_LIMIT_S) for r in [*hung, "lux"]}
+    async with bench(
+        {r: ["hang"] for r in hung}, concurrency=concurrency, routes=routes, max_attempts=1
+    ) as b:
+        b.executor.submit([], [], [cmd(r, SLEEP) for r in hung])
+        await b.settle()
+        assert len(b.journal.intents_log) == len(hung)  # journaled before any send
+        b.executor.submit(shed=[cmd("lux", SLEEP)], raise_=[])
+        await b.settle()
+        assert [t for c, t in b.sent if c.rig_id == "lux"] == [b.clock.now_s()]
+        for _ in range(len(hung)):  # every doubtful shed is still sent, in its turn
+            await b.advance(LUXOS_LIMIT_S)
+        assert {rig for rig, _ in b.failed} == set(hung)
+
+
 @pytest.mark.asyncio
 async def test_one_rig_has_one_command_in_flight() -> None:
     """A newer command for a rig still answering waits in the queue, not in a worker."""

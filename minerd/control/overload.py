@@ -1,0 +1,68 @@
+"""Shedding past the plan: the site over its limit with nothing left the planner may move.
+
+The planner moves only rigs it trusts (a fresh reading, obeying commands). Rigs it cannot
+read or that have not obeyed are counted at nominal power and left alone, which is right
+while the rest can carry the cut. When they cannot (the plan's floor is over the budget:
+Plan.shortfall_w > 0) and the grid meter says over (or is blind), those rigs are the only
+power left to shed, and many of them would obey: on a starved controller (a loaded host,
+a flooded network) it is our reads that time out, not their firmware. So they are told to
+sleep anyway, the most power first, enough to cover the shortfall. Each is told again only
+after resend_s, and what was told within it still counts against the shortfall (its shed
+is on its way), so a long overload does not sleep the whole fleet one cycle at a time.
+
+Pure: the cycle passes the rigs, the shortfall, and when each rig was last told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from minerd.control.counting import counted_power_w
+from minerd.control.planner import PlanRig
+from minerd.model import ControlMode, RigState
+
+REASON = "site over its limit with only unresponsive rigs left to shed: told to sleep"
+
+
+def sheddable_w(r: PlanRig) -> float:
+    """What sleeping an unresponsive rig would free, as it is counted (0: not such a rig:
+    moved by the planner, pinned by an operator, counted off, or unable to sleep)."""
+    if not r.unresponsive or r.maintenance:
+        return 0.0
+    if r.state in (RigState.OFFLINE, RigState.SLEEPING):
+        return 0.0
+    if ControlMode.SLEEP_WAKE not in r.model.modes:
+        return 0.0
+    return max(0.0, counted_power_w(r) - r.model.sleep_power_w)
+
+
+def overload_sheds(
+    rigs: Sequence[PlanRig],
+    shortfall_w: float,
+    told_at_s: Mapping[str, float],
+    now_s: float,
+    resend_s: float,
+) -> list[str]:
+    """The rigs to tell to sleep now: largest first until the shortfall is covered, after
+    what the rigs told within resend_s still free."""
+    if shortfall_w <= 0.0:
+        return []
+    on_the_way_w = 0.0
+    free: list[tuple[float, str]] = []
+    for r in rigs:
+        w = sheddable_w(r)
+        if w <= 0.0:
+            continue
+        told = told_at_s.get(r.rig_id)
+        if told is not None and now_s - told < resend_s:
+            on_the_way_w += w
+        else:
+            free.append((w, r.rig_id))
+    need_w = shortfall_w - on_the_way_w
+    out: list[str] = []
+    for w, rig_id in sorted(free, key=lambda x: (-x[0], x[1])):
+        if need_w <= 0.0:
+            break
+        out.append(rig_id)
+        need_w -= w
+    return out
