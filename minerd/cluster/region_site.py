@@ -64,6 +64,7 @@ class RegionSiteNode:
         clock: Clock,
         *,
         on_allocation: Callable[[], None] | None = None,
+        on_accepted: Callable[[], None] | None = None,
         audit: AuditFn | None = None,
     ) -> None:
         self.nc = nc
@@ -72,12 +73,13 @@ class RegionSiteNode:
         self.lease = lease
         self.clock = clock
         self.on_allocation = on_allocation
+        self.on_accepted = on_accepted  # each grant taken (the daemon saves the lease)
         self.audit = audit
         self.bad_messages = 0  # malformed, or for another region or site
         self.offers_sent = 0
         self._seq = 0
         self._audited_kw: float | None = None
-        self._was_valid = False
+        self._was_valid = lease.valid(clock.now_s())  # restored at start: its end is audited
         self._sub: Subscription | None = None
         self._log = RepeatedLog(log)
 
@@ -122,6 +124,8 @@ class RegionSiteNode:
             return False
         self._log.clear("refused")
         self._log.clear("bad-allocation")
+        if self.on_accepted is not None:
+            self.on_accepted()
         kw = grant.allocation_kw
         if not self._was_valid or before is None:
             log.warning(

@@ -10,10 +10,15 @@ falls to its own fail-safe limit, the existing mechanism.
 A grant is refused (and counted) when it is fenced (an older coordinator revision than the
 newest accepted), a replay (same coordinator and revision, seq not rising), or stale (its
 lease already over when it arrives).
+
+Across a restart the lease is saved (SavedLease.to_state, written by the daemon) and taken
+back (restore): in force until its saved end, or already over and so fail-safe with the
+expiry reason, as if the site had never stopped; its revision goes on fencing.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from minerd.model import EffectiveLimit
@@ -33,6 +38,64 @@ class RegionalGrant:
     issued_at_s: float
     lease_s: float
     allocation_kw: float
+
+
+@dataclass(frozen=True)
+class SavedLease:
+    """What a restart needs of the lease: the last grant taken and when it ends (site time)."""
+
+    grant: RegionalGrant
+    expires_at_s: float
+
+    def to_state(self) -> dict[str, float | int | str]:
+        g = self.grant
+        return {
+            "coordinator_id": g.coordinator_id,
+            "lease_revision": g.lease_revision,
+            "seq": g.seq,
+            "issued_at_s": g.issued_at_s,
+            "lease_s": g.lease_s,
+            "allocation_kw": g.allocation_kw,
+            "expires_at_s": self.expires_at_s,
+        }
+
+    @classmethod
+    def from_state(cls, value: object) -> SavedLease:
+        """Read back what to_state wrote (other keys ignored); ValueError naming what is wrong."""
+        if not isinstance(value, dict):
+            raise ValueError(f"saved regional lease is not a table: {value!r}")
+        coordinator_id = value.get("coordinator_id")
+        if not isinstance(coordinator_id, str) or not coordinator_id:
+            raise ValueError(f"saved regional lease: coordinator_id is {coordinator_id!r}")
+        revision, seq = _count(value, "lease_revision"), _count(value, "seq")
+        issued_at_s, lease_s = _number(value, "issued_at_s"), _number(value, "lease_s")
+        allocation_kw, expires_at_s = (
+            _number(value, "allocation_kw"),
+            _number(value, "expires_at_s"),
+        )
+        if lease_s <= 0.0 or allocation_kw < 0.0:
+            raise ValueError(f"saved regional lease: lease_s {lease_s}, allocation {allocation_kw}")
+        if expires_at_s > issued_at_s + lease_s:  # accept() never ends a lease later
+            raise ValueError(
+                f"saved regional lease ends at {expires_at_s}, after its grant's "
+                f"{issued_at_s} + {lease_s} s"
+            )
+        grant = RegionalGrant(coordinator_id, revision, seq, issued_at_s, lease_s, allocation_kw)
+        return cls(grant, expires_at_s)
+
+
+def _count(value: dict[object, object], key: str) -> int:
+    v = value.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"saved regional lease: {key} is {v!r}")
+    return v
+
+
+def _number(value: dict[object, object], key: str) -> float:
+    v = value.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise ValueError(f"saved regional lease: {key} is {v!r}")
+    return float(v)
 
 
 class RegionalLease:
@@ -69,6 +132,23 @@ class RegionalLease:
         if g.issued_at_s + g.lease_s <= now_s:
             return f"stale: its lease ended {now_s - g.issued_at_s - g.lease_s:.1f}s ago"
         return ""
+
+    def saved(self) -> SavedLease | None:
+        """The lease to save (None: no grant taken yet)."""
+        return None if self.last is None else SavedLease(self.last, self.expires_at_s)
+
+    def restore(self, saved: SavedLease, now_s: float) -> None:
+        """Take back the lease saved before a restart, into an empty lease only (a grant
+        taken since is newer). Its end stays as saved, but never more than lease_s from now
+        (a wall clock set back while the site was down must not stretch it). An ended one
+        is kept too: the site is in fail-safe with the expiry reason, and its revision
+        fences older coordinators, exactly as if it had ended while the site ran."""
+        if self.last is not None:
+            return
+        g = saved.grant
+        self.newest_revision = g.lease_revision
+        self.last = g
+        self.expires_at_s = min(saved.expires_at_s, now_s + g.lease_s)
 
     def valid(self, now_s: float) -> bool:
         return self.last is not None and now_s < self.expires_at_s

@@ -8,6 +8,13 @@ The site's offer is read off its cycle every offer_interval_s: the curve of its 
 single process: the planner's rigs; a site controller: its live shards' curves merged), its
 import beyond the rigs, its own limit (quota, operator cap, contract) and fail-safe limit.
 Allocations and the lease's end go to the site's audit log.
+
+Across a restart: the lease is saved in the site's state (key "region.allocation") after
+every grant it takes, off the loop, and taken back at build time, before the first cycle
+(restore_lease): in force until its saved end, or over and so fail-safe with the expiry
+reason. An offer, which confirms the allocation held to the coordinator, waits (bounded)
+until that allocation is saved, so a restart never brings back one the region has moved on
+from. A saved value that cannot be read is logged and ignored: no allocation yet.
 """
 
 from __future__ import annotations
@@ -31,18 +38,22 @@ from minerd.cluster.region_site import RegionSiteNode, SiteState
 from minerd.control.counting import counted_power_w
 from minerd.control.planner import PlanRig
 from minerd.control.quota import effective_limit
-from minerd.control.region_lease import RegionalLease
+from minerd.control.region_lease import RegionalLease, SavedLease
 from minerd.daemon.components import Components
+from minerd.repeated_log import RepeatedLog
 from minerd.runtime.cycle import ControlCycle, CycleResult
 from minerd.runtime.site import Site
 from minerd.settings import Settings
 from minerd.sinks.region_metrics import RegionMetricsCollector, RegionStatus
+from minerd.storage.state import JsonValue, StateStore
 
 log = logging.getLogger("minerd.daemon.region")
 
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 _CONNECT_TIMEOUT_S = 2.0
 _AUDIT_QUEUE = 1000
+STATE_LEASE = "region.allocation"  # {"region", "site", **SavedLease.to_state()}
+_SAVE_WAIT_S = 5.0  # an offer waits at most this long for the allocation to be saved
 
 
 def merged_curve(curves: list[ShardCurve]) -> ShardCurve:
@@ -70,6 +81,12 @@ class RegionRole:
         default_factory=lambda: asyncio.Queue(maxsize=_AUDIT_QUEUE)
     )
     _rigs_at_s: float = float("-inf")
+    # Grants taken and grants saved (or given up on): an offer waits for the second.
+    _taken: int = 0
+    _saved: int = 0
+    _save_due: asyncio.Event = field(default_factory=asyncio.Event)
+    _save_done: asyncio.Event = field(default_factory=asyncio.Event)
+    _log: RepeatedLog = field(default_factory=lambda: RepeatedLog(log))
 
     @property
     def cycle(self) -> ControlCycle:
@@ -143,12 +160,66 @@ class RegionRole:
             except Exception as e:  # a failing disk degrades the audit, never control
                 log.warning("region audit %s not recorded: %r", action, e)
 
+    def _lease_taken(self) -> None:
+        """A grant taken (on the loop): the writer saves the lease as it now stands."""
+        self._taken += 1
+        self._save_due.set()
+
+    async def _save_lease(self) -> None:
+        """Write the lease after the grants it takes, off the loop; the newest one wins."""
+        state = self.site.stores.state
+        saved_kw: float | None = None
+        while True:
+            await self._save_due.wait()
+            self._save_due.clear()
+            upto = self._taken
+            saved = self.lease.saved()
+            if saved is not None:
+                kw = saved.grant.allocation_kw
+                value: dict[str, JsonValue] = {
+                    "region": self.node.region,
+                    "site": self.site_token,
+                    **saved.to_state(),
+                }
+                # A new allocation is worth an fsync. A renewal of the same one survives a
+                # crash of the process (WAL); after a power cut an older renewal only ends
+                # sooner, the safe side.
+                durable = kw != saved_kw
+                try:
+                    await asyncio.to_thread(state.set_many, {STATE_LEASE: value}, durable=durable)
+                    saved_kw = kw
+                    self._log.clear("save")
+                except Exception as e:  # a failing disk degrades the restart, never control
+                    saved_kw = None
+                    self._log.warning(
+                        "save", "site %s: regional allocation not saved: %r", self.site_token, e
+                    )
+            self._saved = upto
+            self._save_done.set()
+
+    async def _until_saved(self) -> None:
+        """Before an offer confirms the allocation held: wait (bounded) until it is saved."""
+        if self._saved >= self._taken:
+            return
+        try:
+            async with self.clock.timeout(_SAVE_WAIT_S):
+                while self._saved < self._taken:
+                    self._save_done.clear()
+                    await self._save_done.wait()
+        except TimeoutError:
+            log.warning(
+                "site %s: regional allocation not saved within %.0f s: offering all the same",
+                self.site_token,
+                _SAVE_WAIT_S,
+            )
+
     async def _offers(self) -> None:
         every_s = self.settings.region.offer_interval_s
         while True:
             self.node.watch()
             st = await self.state()
             if st is not None:
+                await self._until_saved()
                 await self.node.publish(st)
             await self.clock.sleep(every_s)
 
@@ -169,6 +240,7 @@ class RegionRole:
             log.info("site %s in region %s on %s", self.site_token, r.name, r.nats_url)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._write_audits(), name="region-audit")
+                tg.create_task(self._save_lease(), name="region-save")
                 tg.create_task(self._offers(), name="region-offers")
         finally:
             with contextlib.suppress(Exception):
@@ -206,6 +278,7 @@ def build_region_role(
     assert r.name is not None
     token = r.site or settings.cluster.site or settings.site.name
     lease = RegionalLease()
+    restored = restore_lease(lease, site.stores.state, r.name, token, clock.now_s())
     cycle = site.cycle
     cycle.region = lease
     node = RegionSiteNode(
@@ -215,5 +288,68 @@ def build_region_role(
     if controller is None:
         cycle.listeners.append(role.on_cycle)
     node.audit = role._audit
+    node.on_accepted = role._lease_taken
+    if restored is not None:
+        role._audit("region.restored", restored)
     role._tasks.append(("region", role._serve))
     return role
+
+
+def restore_lease(
+    lease: RegionalLease, state: StateStore, region: str, site: str, now_s: float
+) -> dict[str, object] | None:
+    """The allocation saved before a restart, back into `lease` (at build, before the first
+    cycle); what was restored, for the audit, or None. A saved value that cannot be read,
+    or that is another region's or site's, is logged and ignored: the site starts as with
+    none saved (no allocation yet: fail-safe until the coordinator sends one)."""
+    try:
+        value = state.get(STATE_LEASE)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError(f"not a table: {value!r}")
+        if value.get("region") != region or value.get("site") != site:
+            log.warning(
+                "saved regional allocation is for region %s site %s, not region %s site %s: "
+                "ignored",
+                value.get("region"),
+                value.get("site"),
+                region,
+                site,
+            )
+            return None
+        saved = SavedLease.from_state(value)
+    except Exception as e:  # a corrupt value must never stop the site from starting
+        log.warning("saved regional allocation unreadable, ignored: %r", e)
+        return None
+    lease.restore(saved, now_s)
+    g = saved.grant
+    valid = lease.valid(now_s)
+    if valid:
+        log.info(
+            "site %s: regional allocation %.1f kW restored (coordinator %s, revision %d): "
+            "in force for %.0f s more",
+            site,
+            g.allocation_kw,
+            g.coordinator_id,
+            g.lease_revision,
+            lease.expires_at_s - now_s,
+        )
+    else:
+        log.warning(
+            "site %s: saved regional allocation %.1f kW ended %.0f s ago: %s: to the "
+            "fail-safe limit until the coordinator allocates",
+            site,
+            g.allocation_kw,
+            now_s - lease.expires_at_s,
+            lease.failsafe_reason(now_s),
+        )
+    return {
+        "actor": "system",
+        "allocation_kw": g.allocation_kw,
+        "lease_revision": g.lease_revision,
+        "seq": g.seq,
+        "coordinator": g.coordinator_id,
+        "expires_at_s": lease.expires_at_s,
+        "in_force": valid,
+    }
