@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -289,19 +289,26 @@ class ControllerNode:
                 )
         return True
 
-    def failsafe_shares_w(self) -> dict[str, float]:
+    def failsafe_shares_w(self, silent: Collection[str] = ()) -> dict[str, float]:
         """Each shard's share of the site's fail-safe limit, by its share of nominal power.
 
         A shard never heard from keeps its starting share (the limit over the shard count),
-        the one it plans to on its own; the others share the rest, so the shares never add
-        up to more than the limit."""
+        the one it plans to on its own. A silent shard (heard before, not now: dead, or cut
+        off) gets no budget and its rigs hold their last plan, so it is reserved at its
+        nominal power, and the live shards share what is left (0 if nothing is): should
+        the controller be lost next, the live shards' fail-safe shares plus the dead shard
+        at nominal still fit the limit. The shares never add up to more than the limit."""
         start_w = self.failsafe_limit_w / len(self.shard_ids)
         known = {s: w for s, w in self._nominal_w.items() if s in self.shard_ids}
         shares = {s: start_w for s in self.shard_ids if s not in known}
-        rest_w = self.failsafe_limit_w - sum(shares.values())
-        total_w = sum(known.values())
-        for s, w in known.items():
-            shares[s] = rest_w * w / total_w if total_w > 0 else rest_w / len(known)
+        dead = {s: w for s, w in known.items() if s in silent}
+        live = {s: w for s, w in known.items() if s not in silent}
+        reserved_w = sum(dead.values())
+        shares.update({s: 0.0 for s in dead})  # never sent: a silent shard gets no budget
+        rest_w = max(0.0, self.failsafe_limit_w - sum(shares.values()) - reserved_w)
+        total_w = sum(live.values())
+        for s, w in live.items():
+            shares[s] = rest_w * w / total_w if total_w > 0 else rest_w / len(live)
         return shares
 
     async def cycle(self, rig_budget_w: float, max_wakes: int | None = None) -> ControllerCycle:
@@ -315,7 +322,7 @@ class ControllerNode:
         silent = tuple(s for s in self.shard_ids if s not in live)
         # A silent shard's rigs may run at nominal: count them so. One never heard from
         # plans to its starting fail-safe share (the limit over the shard count) at most.
-        shares_w = self.failsafe_shares_w()
+        shares_w = self.failsafe_shares_w(silent)
         unknown_w = self.failsafe_limit_w / len(self.shard_ids)
         reserved_w = sum(self._nominal_w.get(s, unknown_w) for s in silent)
         lease = self.lease

@@ -92,3 +92,20 @@ def test_failsafe_shares_never_add_up_to_more_than_the_site_limit() -> None:
     # s3, s4 never heard: their starting 100 W each; s1 and s2 share 200 W by nominal, 3:1.
     assert shares == {"s1": 150.0, "s2": 50.0, "s3": 100.0, "s4": 100.0}
     assert sum(shares.values()) == 400.0
+
+
+def test_a_silent_shard_is_reserved_at_nominal_in_the_failsafe_shares() -> None:
+    """A dead shard's rigs hold their last plan (up to nominal). Should the controller be
+    lost next, the live shards fall to their fail-safe shares: those must leave room for
+    the dead shard at nominal, or the site ends over its fail-safe limit."""
+    shards = ("s1", "s2", "s3", "s4")
+    node = ControllerNode(None, "site1", "c1", None, shards, 400.0, ManualClock())  # type: ignore[arg-type]
+    for s, nominal_w in (("s1", 300.0), ("s2", 100.0), ("s3", 100.0), ("s4", 100.0)):
+        assert node.hear(aggregate(s, nominal_w))
+    shares = node.failsafe_shares_w(silent=("s4",))
+    # s4 reserved at its 100 W nominal; s1-s3 share the other 300 W by nominal, 3:1:1.
+    assert shares == {"s1": 180.0, "s2": 60.0, "s3": 60.0, "s4": 0.0}
+    assert sum(shares.values()) + 100.0 <= 400.0
+    # A dead shard bigger than the limit leaves the live ones nothing.
+    shares = node.failsafe_shares_w(silent=("s1", "s2", "s3"))
+    assert shares == {"s1": 0.0, "s2": 0.0, "s3": 0.0, "s4": 0.0}
