@@ -3,7 +3,7 @@
 The planner moves only rigs it trusts (a fresh reading, obeying commands). Rigs it cannot
 read or that have not obeyed are counted at nominal power and left alone, which is right
 while the rest can carry the cut. When they cannot (the plan's floor is over the budget:
-Plan.shortfall_w > 0) and the grid meter says over (or is blind), those rigs are the only
+Plan.shortfall_w > 0) and a fresh grid meter says over, those rigs are the only
 power left to shed, and many of them would obey: on a starved controller (a loaded host,
 a flooded network) it is our reads that time out, not their firmware. So they are told to
 sleep anyway, the most power first, enough to cover the shortfall. Each is told again only

@@ -582,18 +582,25 @@ class ControlCycle:
     def _shed_past_plan(
         self, sensed: _Sensed, looped: _Looped, the_plan: Plan, dispatch: Dispatch
     ) -> Dispatch:
-        """Over the limit (or blind) with the plan's floor over its budget: sleep the
-        unresponsive rigs that cover the shortfall (control.overload), after the plan's own
-        sheds and on the executor's slow lane, so no shed to a rig that answers waits."""
+        """Over the limit by a fresh grid meter with the plan's floor over its budget: sleep
+        the unresponsive rigs that cover the shortfall (control.overload), after the plan's
+        own sheds and on the executor's slow lane, so no shed to a rig that answers waits.
+        Not on a blind meter: counted at nominal, every unread rig then looks like load,
+        and a loaded host (reads and meter timing out together) slept nearly the whole
+        fleet and kept it asleep (7-48 % of the limit used, measured)."""
         now_s = sensed.now_s
         told = self._overload_told
         resend_s = self.config.overload_resend_s
         for rig_id in [r for r, t in told.items() if now_s - t >= resend_s]:
             del told[rig_id]
-        over = self.loop_state.over_cycles > 0 or not sensed.snap.grid_fresh
-        if not over or the_plan.shortfall_w <= 0.0:
+        if self.loop_state.over_cycles == 0 or the_plan.shortfall_w <= 0.0:
             return dispatch
-        ids = overload_sheds(looped.plan_rigs, the_plan.shortfall_w, told, now_s, resend_s)
+        # No more than the meter says the site is over by: the shortfall counts these rigs
+        # at nominal, which a rig told to sleep (and not read since) no longer draws.
+        decision = looped.decision
+        over_w = (sensed.snap.grid_import_w / 1000.0 - decision.target_import_kw) * 1000.0
+        need_w = min(the_plan.shortfall_w, over_w / (1.0 + self.config.loop.aux_fraction))
+        ids = overload_sheds(looped.plan_rigs, need_w, told, now_s, resend_s)
         if not ids:
             return dispatch
         cmds = tuple(self.book.sleep_outside_plan(r, now_s, OVERLOAD_REASON) for r in ids)
@@ -604,7 +611,7 @@ class ControlCycle:
         log.warning(
             "site over its limit with %.1f kW the planner cannot shed: %d unresponsive "
             "rigs told to sleep",
-            the_plan.shortfall_w / 1000.0,
+            need_w / 1000.0,
             len(cmds),
         )
         return replace(dispatch, shed=dispatch.shed + cmds)
