@@ -63,6 +63,10 @@ class Budget:
     budget_w: float
     failsafe_w: float  # the shard's share of the site's fail-safe limit
     max_wakes: int | None  # rigs it may wake this cycle (None: no limit)
+    # The grid meter says the site is over: this shard's part of the excess (rig W), which
+    # it sheds from rigs counted at nominal when its plan cannot (control.overload). 0: not
+    # over. Absent in an older controller's budget: 0.
+    overload_w: float = 0.0
 
 
 def curve_body(c: ShardCurve) -> dict[str, object]:
@@ -135,6 +139,7 @@ def encode_budget(b: Budget) -> bytes:
         "budget_w": b.budget_w,
         "failsafe_w": b.failsafe_w,
         "max_wakes": b.max_wakes,
+        "overload_w": b.overload_w,
     }
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -310,4 +315,5 @@ def decode_budget(data: bytes, subject: str) -> Budget:
         budget_w=r.num("budget_w"),
         failsafe_w=r.num("failsafe_w"),
         max_wakes=None if wakes is None else r.int_("max_wakes"),
+        overload_w=r.num("overload_w") if "overload_w" in r.obj else 0.0,
     )

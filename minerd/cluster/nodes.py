@@ -35,6 +35,7 @@ from minerd.cluster.messages import (
     encode_aggregate,
     encode_budget,
 )
+from minerd.cluster.overload_split import overload_shares_w
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.cluster.site_shed import sum_commandable, sum_shed
 from minerd.cluster.split import Split, split_budget
@@ -311,8 +312,12 @@ class ControllerNode:
             shares[s] = rest_w * w / total_w if total_w > 0 else rest_w / len(live)
         return shares
 
-    async def cycle(self, rig_budget_w: float, max_wakes: int | None = None) -> ControllerCycle:
-        """Split rig_budget_w (the closed loop's budget for every rig) and send the budgets."""
+    async def cycle(
+        self, rig_budget_w: float, max_wakes: int | None = None, over_w: float = 0.0
+    ) -> ControllerCycle:
+        """Split rig_budget_w (the closed loop's budget for every rig) and send the budgets.
+        over_w: the rig power the grid meter says the site is over by (0: not over), shared
+        among the shards that cannot plan down to their budget (overload_shares_w)."""
         self._cycle += 1
         live = tuple(
             s
@@ -331,6 +336,7 @@ class ControllerNode:
             return self.last
         curves = {s: self._heard[s].aggregate.curve for s in live}
         split = split_budget(max(0.0, rig_budget_w - reserved_w), curves, max_wakes)
+        overload_w = overload_shares_w(over_w, curves, {s: split.shares[s].budget_w for s in live})
         rev = lease.revision
         now_s = self.clock.now_s()
         for s in live:
@@ -346,6 +352,7 @@ class ControllerNode:
                 share.budget_w,
                 shares_w[s],
                 share.wakes,
+                overload_w.get(s, 0.0),
             )
             await self._send(b)
         self.last = ControllerCycle(True, rev, split, live, silent, reserved_w)

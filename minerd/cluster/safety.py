@@ -31,6 +31,9 @@ class GateDecision:
     lease_revision: int  # of the budget planned to (0: none)
     missed_cycles: int
     controller_id: str = ""  # who sent the budget planned to ("": none)
+    # The site over by the meter: this shard's part (Budget.overload_w). Only with a budget
+    # fresh this cycle: a held one is a guess about the past.
+    overload_w: float = 0.0
 
 
 class BudgetGate:
@@ -75,7 +78,13 @@ class BudgetGate:
             self.failsafe_w = self._last.failsafe_w
             b = self._last
             return GateDecision(
-                b.budget_w, b.max_wakes, BudgetSource.BUDGET, b.lease_revision, 0, b.controller_id
+                b.budget_w,
+                b.max_wakes,
+                BudgetSource.BUDGET,
+                b.lease_revision,
+                0,
+                b.controller_id,
+                b.overload_w,
             )
         self._missed += 1
         last = self._last

@@ -45,6 +45,7 @@ from minerd.runtime.cycle import (
     _NO_DISPATCH,
     ControlCycle,
     CycleConfig,
+    CycleResult,
     _Limits,
     _Looped,
     _Rigs,
@@ -149,6 +150,11 @@ class ShardControlCycle(ControlCycle):
         dispatch = _NO_DISPATCH
         if the_plan is not None:
             dispatch = await self._dispatch_async(sensed, looped, the_plan)
+            # The site over by the controller's meter, this shard's plan short of its
+            # budget: its part of the excess comes from rigs counted at nominal.
+            dispatch = self._sleep_unresponsive(
+                now_s, looped, the_plan, decision.overload_w, dispatch
+            )
         judged = await self._off_loop(self.book.verify, snap.rigs, now_s)
         self._verify(snap, now_s, judged)
         measures = await self._off_loop(self._measure, sensed, looped, the_plan)
@@ -356,13 +362,26 @@ class ClusterRole:
             result = await slot.get()
             if result.plan is None or not cycle.measured:
                 continue
-            await self.controller.cycle(result.decision.rig_budget_w, self.max_wakes)
+            await self.controller.cycle(
+                result.decision.rig_budget_w, self.max_wakes, _over_w(result, cycle.config)
+            )
 
     def wire(self, components: Components) -> None:
         """Its tasks to the daemon's supervised parts, its counters to /metrics."""
         components._tasks.extend(self._tasks)
         if components.prometheus is not None:
             components.prometheus.add_collector(ClusterMetricsCollector(self.status))
+
+
+def _over_w(result: CycleResult, config: CycleConfig) -> float:
+    """The rig power a fresh grid meter says the site is over its limit by (0: not over):
+    the shards that cannot plan down to their budgets shed it past their plans."""
+    snap, decision = result.snapshot, result.decision
+    import_kw = snap.grid_import_w / 1000.0
+    if not snap.grid_fresh or import_kw <= decision.limit.limit_kw:
+        return 0.0
+    excess_kw = import_kw - decision.target_import_kw
+    return max(0.0, excess_kw) * 1000.0 / (1.0 + config.loop.aux_fraction)
 
 
 def build_cluster_role(

@@ -588,18 +588,27 @@ class ControlCycle:
         Not on a blind meter: counted at nominal, every unread rig then looks like load,
         and a loaded host (reads and meter timing out together) slept nearly the whole
         fleet and kept it asleep (7-48 % of the limit used, measured)."""
-        now_s = sensed.now_s
+        over_w = 0.0
+        if self.loop_state.over_cycles > 0:
+            import_kw = sensed.snap.grid_import_w / 1000.0
+            excess_kw = import_kw - looped.decision.target_import_kw
+            over_w = excess_kw * 1000.0 / (1.0 + self.config.loop.aux_fraction)
+        return self._sleep_unresponsive(sensed.now_s, looped, the_plan, over_w, dispatch)
+
+    def _sleep_unresponsive(
+        self, now_s: float, looped: _Looped, the_plan: Plan, over_w: float, dispatch: Dispatch
+    ) -> Dispatch:
+        """Sleep unresponsive rigs for the lesser of the plan's shortfall and over_w, the rig
+        power the site is over by (0: not over). No more than the meter says: the shortfall
+        counts these rigs at nominal, which a rig told to sleep (and not read since) no
+        longer draws. A poller shard gets over_w with its budget (its share of the site's)."""
         told = self._overload_told
         resend_s = self.config.overload_resend_s
         for rig_id in [r for r, t in told.items() if now_s - t >= resend_s]:
             del told[rig_id]
-        if self.loop_state.over_cycles == 0 or the_plan.shortfall_w <= 0.0:
+        need_w = min(the_plan.shortfall_w, over_w)
+        if need_w <= 0.0:
             return dispatch
-        # No more than the meter says the site is over by: the shortfall counts these rigs
-        # at nominal, which a rig told to sleep (and not read since) no longer draws.
-        decision = looped.decision
-        over_w = (sensed.snap.grid_import_w / 1000.0 - decision.target_import_kw) * 1000.0
-        need_w = min(the_plan.shortfall_w, over_w / (1.0 + self.config.loop.aux_fraction))
         ids = overload_sheds(looped.plan_rigs, need_w, told, now_s, resend_s)
         if not ids:
             return dispatch

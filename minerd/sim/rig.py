@@ -14,6 +14,9 @@ RIG_FAULTS = frozenset(
     {
         "offline",  # no listener: connection refused (the rig keeps drawing power)
         "hung",  # accepts, never answers
+        # LuxOS: read commands hang (a miner process too busy to report), while sessions and
+        # control commands (curtail, profileset) answer and act: unread, yet obeying.
+        "reads_hang",
         "slow",  # answers after SLOW_REPLY_S of wall time
         "broken_json",  # trailing commas, glued objects, inf, truncated replies in turn
         "overheat",  # chip above its protection limit; firmware throttles to min power

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 SLOW_REPLY_S = 2.0  # wall seconds a "slow" rig waits before answering
 HUNG_HOLD_S = 300.0  # a hung rig drops the connection after this many wall seconds
 MAX_REQUEST_BYTES = 65_536
+# What a "reads_hang" rig still answers: LuxOS's session and control commands. Everything
+# else (summary, stats, power, profileget... and their "+" batches) hangs.
+CONTROL_COMMANDS = frozenset({"logon", "logoff", "session", "curtail", "profileset"})
 LISTEN_BACKLOG = 64
 
 
@@ -45,8 +48,13 @@ class CgminerConnection(asyncio.Protocol):
             transport.abort()
             return
         if "hung" in self._rig.faults:
-            self._done = True
-            self._timer = asyncio.get_running_loop().call_later(HUNG_HOLD_S, transport.close)
+            self._hang()
+
+    def _hang(self) -> None:
+        """Never answer; drop the connection after HUNG_HOLD_S."""
+        assert self._transport is not None
+        self._done = True
+        self._timer = asyncio.get_running_loop().call_later(HUNG_HOLD_S, self._transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
@@ -87,6 +95,9 @@ class CgminerConnection(asyncio.Protocol):
             return
         if not isinstance(request, dict) or not isinstance(request.get("command"), str):
             self._finish_error(cgminer.CODE_INVALID_JSON, "Missing JSON 'command'")
+            return
+        if "reads_hang" in self._rig.faults and request["command"].strip() not in CONTROL_COMMANDS:
+            self._hang()
             return
         parameter = request.get("parameter", "")
         now_s = self._clock.now_s()

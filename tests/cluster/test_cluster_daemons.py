@@ -14,7 +14,7 @@ import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import nats
@@ -26,6 +26,7 @@ from waiting import wait_until
 from minerd.cluster.messages import Budget, encode_budget
 from minerd.cluster.nodes import ControllerNode, ShardNode
 from minerd.cluster.subjects import budget_subject
+from minerd.control.overload import REASON as OVERLOAD_REASON
 from minerd.daemon.app import Daemon
 from minerd.daemon.cluster_role import ShardControlCycle
 from minerd.model import Quota, QuotaSource, RigAction
@@ -486,3 +487,62 @@ async def test_the_controller_reports_its_live_shards_shed_capacity(
         one_kw = shed_kw(seen["controller"])
         s1_kw = shed_kw(seen["s1"])[2]
         assert one_kw[2] > 0 and not near(one_kw[2], s1_kw + s2_kw), (one_kw, s1_kw, s2_kw)
+
+
+@pytest.mark.asyncio
+async def test_a_shard_sleeps_unread_rigs_when_the_controller_says_the_site_is_over(
+    site: tuple[SimSite, dict[str, Running]],
+) -> None:
+    """Every rig of s1 gets "reads_hang" (read commands never answer, control commands
+    act: unread and counted at nominal, yet obeying). A cut below what they draw alone can
+    only be met by sleeping some of them: s1 must do it on the controller's word that the
+    site is over (Budget.overload_w), since it has no meter of its own."""
+    sim, runs = site
+    ctl = runs["controller"]
+    node = controller_node(ctl)
+    unread = [p.rig_id for p in sim.plans if owner(p.rig_id) == "s1"]
+    await wait_until(
+        lambda: node.last is not None and node.last.leader and len(node.last.live_shards) == 2,
+        WAIT_S,
+        "the controller holds the lease and hears both shards",
+    )
+    for rig_id in unread:
+        await sim.inject(rig_id, "reads_hang")
+    s1 = runs["s1"]
+    await wait_until(
+        lambda: bool(s1.results) and s1.results[-1].plan is not None
+        and all(not st.fresh for st in s1.results[-1].snapshot.rigs),
+        WAIT_S,
+        "s1 to read none of its rigs",
+    )  # fmt: skip
+    truth = await sim.truth(include_rigs=True)
+    rigs = cast(list[dict[str, object]], truth["rigs"])
+    power = {str(r["id"]): float(cast(float, r["power_w"])) for r in rigs}
+    unread_kw = sum(power[r] for r in unread) / 1000.0
+    full_kw = float(truth["site"]["power_w"]) / 1000.0  # type: ignore[index]
+    quota_kw = round(0.5 * unread_kw, 1)  # under what s1's unread rigs draw on their own
+    post_quota(ctl, quota_kw)
+
+    async def site_kw() -> float:
+        t = await sim.truth(include_rigs=False)
+        return float(t["site"]["power_w"]) / 1000.0  # type: ignore[index]
+
+    async with asyncio.timeout(WAIT_S):
+        while await site_kw() > quota_kw:
+            alive(runs)
+            await asyncio.sleep(0.2)
+    n0 = ctl.site.cycle.cycles
+    samples: list[float] = []
+    async with asyncio.timeout(WAIT_S):
+        while ctl.site.cycle.cycles < n0 + 8:
+            alive(runs)
+            samples.append(await site_kw())
+            await asyncio.sleep(0.1)
+    assert max(samples) <= quota_kw, (full_kw, unread_kw, quota_kw, samples)
+    told = {
+        c.rig_id
+        for r in s1.results
+        for c in r.dispatch.shed
+        if c.action is RigAction.SLEEP and c.reason == OVERLOAD_REASON
+    }
+    assert told and told <= set(unread), told

@@ -52,6 +52,15 @@ def test_budget_round_trips(wakes: int | None) -> None:
     assert decode_budget(encode_budget(b), "minerd.site1.shard.s1.budget") == b
 
 
+def test_budget_carries_the_sites_overload_and_an_older_one_means_none() -> None:
+    b = budget(overload_w=3_300.0)
+    assert decode_budget(encode_budget(b), "minerd.site1.shard.s1.budget") == b
+    older = json.loads(encode_budget(budget()))
+    del older["overload_w"]  # a controller from before overload sheds
+    got = decode_budget(json.dumps(older).encode(), "minerd.site1.shard.s1.budget")
+    assert got.overload_w == 0.0
+
+
 def test_aggregate_stays_small_whatever_the_shard_size() -> None:
     # The curve has one row per class, not per rig: 10x the rigs, about the same bytes.
     small, large = len(encode_aggregate(aggregate(2000))), len(encode_aggregate(aggregate(20000)))
@@ -76,6 +85,8 @@ def mutate(raw: bytes, **changes: object) -> bytes:
         ({"lease_revision": True}, "lease_revision"),
         ({"max_wakes": -3}, "max_wakes"),
         ({"shard": ""}, "shard"),
+        ({"overload_w": -1.0}, "overload_w"),
+        ({"overload_w": float("inf")}, "overload_w"),
     ],
 )
 def test_bad_budget_is_refused_naming_sender_and_subject(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from minerd.clock import ManualClock
 from minerd.cluster.curve import ShardCurve
 from minerd.cluster.messages import Budget, ShardAggregate
 from minerd.cluster.nodes import ControllerNode
+from minerd.cluster.overload_split import overload_shares_w
 from minerd.cluster.safety import BudgetGate, BudgetSource
 
 
@@ -109,3 +112,23 @@ def test_a_silent_shard_is_reserved_at_nominal_in_the_failsafe_shares() -> None:
     # A dead shard bigger than the limit leaves the live ones nothing.
     shares = node.failsafe_shares_w(silent=("s1", "s2", "s3"))
     assert shares == {"s1": 0.0, "s2": 0.0, "s3": 0.0, "s4": 0.0}
+
+
+def test_the_sites_overload_reaches_the_shard_only_with_a_fresh_budget() -> None:
+    gate = BudgetGate("s1", failsafe_w=250.0)
+    b = dataclasses.replace(budget(5, 1, 600.0), overload_w=90.0)
+    assert gate.offer(b)
+    assert gate.next_cycle().overload_w == 90.0
+    # Held (no budget this cycle): the excess was the meter's a cycle ago, not now.
+    held = gate.next_cycle()
+    assert held.source is BudgetSource.HELD and held.overload_w == 0.0
+
+
+def test_the_excess_goes_to_the_shards_that_cannot_plan_down_to_their_budget() -> None:
+    # min_w = fixed_w (no classes): s1 is 300 W above its budget, s2 100 W, s3 below it.
+    curves = {s: ShardCurve(w, 0.0, ()) for s, w in (("s1", 900.0), ("s2", 500.0), ("s3", 50.0))}
+    budgets = {"s1": 600.0, "s2": 400.0, "s3": 200.0}
+    assert overload_shares_w(200.0, curves, budgets) == {"s1": 150.0, "s2": 50.0}
+    assert overload_shares_w(0.0, curves, budgets) == {}  # not over
+    able = {"s1": 1000.0, "s2": 600.0, "s3": 200.0}  # every shard can meet its budget
+    assert overload_shares_w(200.0, curves, able) == {}

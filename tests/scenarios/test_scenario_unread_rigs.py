@@ -1,12 +1,12 @@
 """A cut the rigs minerd can read cannot carry: the rest are told to sleep (control.overload).
 
 The real daemon on a simulated site of 20 LuxOS S19j Pro rigs at 10x speed. Twelve rigs
-turn "slow": they act on every request at once but answer 2 s of wall time later (20 sim
-s), past the daemon's read and command limits. So their readings time out (state
-unknown, counted at nominal, never planned) while they obey whatever they are told: a
-starved controller or a congested network, not broken rigs. The cut to 30 % of full load
+get the simulator's "reads_hang" fault: their read commands never answer while sessions
+and control commands (curtail, profileset) answer and act. So their readings time out
+(state unknown, counted at nominal, never planned) while they obey whatever they are
+told: what a starved controller sees, not broken rigs. The cut to 30 % of full load
 is below what those 12 draw on their own. Before overload sheds the site stayed over its
-limit for as long as the replies stayed slow; now it must get under and stay there. The
+limit for as long as the reads failed; now it must get under and stay there. The
 import judged is the simulator's truth.
 """
 
@@ -19,7 +19,7 @@ from scenario_kit import Tuning, running_site, site_spec
 
 SPEED = 10.0
 RIGS = 20
-SLOW = [f"c001-r{i:03d}" for i in range(1, 13)]
+UNREAD = [f"c001-r{i:03d}" for i in range(1, 13)]
 
 
 @pytest.mark.asyncio
@@ -29,26 +29,26 @@ async def test_a_cut_only_unread_rigs_can_carry_is_met(tmp_path: Path) -> None:
         await run.sleep_sim(5.0)
         full_kw = await run.truth_kw()
         assert full_kw > 0.9 * RIGS * 3.068, "the site is not at full load before the cut"
-        for rig_id in SLOW:
-            await run.sim.inject(rig_id, "slow")
+        for rig_id in UNREAD:
+            await run.sim.inject(rig_id, "reads_hang")
         # Their readings go stale (stale_after_s) and they are counted at nominal.
         await run.sleep_sim(15.0)
-        slow_kw = sum(run.sim.fleet.rig(r).view(run.now_s()).power_w for r in SLOW) / 1000.0
+        unread_kw = sum(run.sim.fleet.rig(r).view(run.now_s()).power_w for r in UNREAD) / 1000.0
         limit_kw = round(0.3 * full_kw, 1)
-        assert slow_kw > limit_kw, "the slow rigs alone must be over the cut"
+        assert unread_kw > limit_kw, "the unread rigs alone must be over the cut"
         t_cut = run.post_quota(limit_kw).issued_at_s
         await run.sleep_sim(60.0)
 
         under_s = run.recorder.first_under(limit_kw, t_cut) - t_cut
         last_kw = run.recorder.mean_kw(t_cut + 45.0, t_cut + 60.0)
-        asleep = [r for r in SLOW if not run.sim.fleet.rig(r).view(run.now_s()).awake]
+        asleep = [r for r in UNREAD if not run.sim.fleet.rig(r).view(run.now_s()).awake]
         print(
-            f"\ncut {full_kw:.1f} -> {limit_kw} kW with {len(SLOW)} rigs unread "
-            f"({slow_kw:.1f} kW): under after {under_s:.1f} s, last 15 s {last_kw:.2f} kW, "
+            f"\ncut {full_kw:.1f} -> {limit_kw} kW with {len(UNREAD)} rigs unread "
+            f"({unread_kw:.1f} kW): under after {under_s:.1f} s, last 15 s {last_kw:.2f} kW, "
             f"{len(asleep)} unread rigs asleep"
         )
         assert asleep, "no unread rig was told to sleep"
-        assert len(asleep) < len(SLOW), "every unread rig slept: more than the cut needed"
+        assert len(asleep) < len(UNREAD), "every unread rig slept: more than the cut needed"
         # Under well within the minute and never over again once under (the cut itself
         # first waits for the readable rigs' sheds and the meter to show the excess).
         assert under_s <= 30.0, run.trace(t_cut - 1, t_cut + 40)

@@ -1,0 +1,29 @@
+"""The site over its limit by the grid meter: each shard's part of the excess.
+
+The controller knows the meter, the shards know their rigs. When the site is over and a
+shard cannot plan down to its budget (its least plan, min_w, is above it: rigs counted at
+nominal that it may not move), the excess must come from such rigs (control.overload),
+and only the shards that have them can shed it. So the excess is shared among them in
+proportion to how far each is above its budget; a shard that can meet its budget gets 0.
+Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from minerd.cluster.curve import ShardCurve
+
+
+def overload_shares_w(
+    over_w: float, curves: Mapping[str, ShardCurve], budgets_w: Mapping[str, float]
+) -> dict[str, float]:
+    """shard -> rig W it should shed past its plan (absent: 0)."""
+    if over_w <= 0.0:
+        return {}
+    above = {s: curves[s].min_w - budgets_w[s] for s in budgets_w if s in curves}
+    above = {s: w for s, w in above.items() if w > 0.0}
+    total_w = sum(above.values())
+    if total_w <= 0.0:
+        return {}
+    return {s: over_w * w / total_w for s, w in sorted(above.items())}
