@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from sim_fleet import manual_fleet
-from simtest_helpers import cgminer
+from simtest_helpers import cgminer, cgminer_raw
 
 from minerd.clock import ManualClock
 from minerd.model import RigProtocol
@@ -174,3 +174,18 @@ async def test_atmset_changes_what_atm_reports(rig: Rig) -> None:
     assert (await rig("config"))["CONFIG"][0]["IsAtmEnabled"] is False
     await rig("atmset", f"{sid},enabled=true")
     assert (await rig("atm"))["ATM"][0]["Enabled"] is True
+
+
+@pytest.mark.asyncio
+async def test_fault_reads_hang_leaves_sessions_and_control_commands_working(rig: Rig) -> None:
+    rig.sim.set_fault("reads_hang", True, rig.clock.now_s())
+    for read in ("summary", "stats", "power", "config", "summary+stats+power+profileget"):
+        with pytest.raises(TimeoutError):
+            await cgminer_raw(rig.host, rig.port, read, timeout_s=0.5)
+    sid = (await rig("logon"))["SESSION"][0]["SessionID"]
+    assert (await rig("session"))["SESSION"][0]["SessionID"] == sid
+    assert st(await rig("curtail", f"{sid},sleep")) == ("S", 335, "Curtailment command sent")
+    rig.clock.advance(rig.sim.model.sleep_time_s + 1)
+    assert rig.sim.view(rig.clock.now_s()).awake is False  # it obeyed, unread
+    rig.sim.set_fault("reads_hang", False, rig.clock.now_s())
+    assert (await rig("config"))["CONFIG"][0]["CurtailMode"] != "None"
