@@ -24,6 +24,12 @@ from minerd.model import ControlMode, RigState
 REASON = "site over its limit with only unresponsive rigs left to shed: told to sleep"
 
 
+def meter_excess_w(import_kw: float, target_kw: float, aux_fraction: float) -> float:
+    """The rig power a meter reading over the target asks to shed: the excess import less
+    the auxiliary load that falls with rig power (0 when not over)."""
+    return max(0.0, import_kw - target_kw) * 1000.0 / (1.0 + aux_fraction)
+
+
 def sheddable_w(r: PlanRig) -> float:
     """What sleeping an unresponsive rig would free, as it is counted (0: not such a rig:
     moved by the planner, pinned by an operator, counted off, or unable to sleep)."""

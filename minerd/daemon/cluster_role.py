@@ -36,6 +36,7 @@ from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.nodes import ControllerNode, ShardMeasures, ShardNode, ShardSnapshot
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.control.loop import LoopDecision, budget_for_import_kw
+from minerd.control.overload import meter_excess_w
 from minerd.control.planner import Plan
 from minerd.control.utilization import Gap
 from minerd.daemon.components import Components, LatestSlot
@@ -380,8 +381,7 @@ def _over_w(result: CycleResult, config: CycleConfig) -> float:
     import_kw = snap.grid_import_w / 1000.0
     if not snap.grid_fresh or import_kw <= decision.limit.limit_kw:
         return 0.0
-    excess_kw = import_kw - decision.target_import_kw
-    return max(0.0, excess_kw) * 1000.0 / (1.0 + config.loop.aux_fraction)
+    return meter_excess_w(import_kw, decision.target_import_kw, config.loop.aux_fraction)
 
 
 def build_cluster_role(

@@ -45,7 +45,7 @@ from minerd.control.loop import (
 )
 from minerd.control.options import awake_points
 from minerd.control.overload import REASON as OVERLOAD_REASON
-from minerd.control.overload import overload_sheds
+from minerd.control.overload import meter_excess_w, overload_sheds
 from minerd.control.planner import MIN_OFF_REASON, Plan, PlanConstraints, PlanRig, plan
 from minerd.control.quota import effective_limit
 from minerd.control.region_lease import RegionalLease
@@ -590,9 +590,11 @@ class ControlCycle:
         fleet and kept it asleep (7-48 % of the limit used, measured)."""
         over_w = 0.0
         if self.loop_state.over_cycles > 0:
-            import_kw = sensed.snap.grid_import_w / 1000.0
-            excess_kw = import_kw - looped.decision.target_import_kw
-            over_w = excess_kw * 1000.0 / (1.0 + self.config.loop.aux_fraction)
+            over_w = meter_excess_w(
+                sensed.snap.grid_import_w / 1000.0,
+                looped.decision.target_import_kw,
+                self.config.loop.aux_fraction,
+            )
         return self._sleep_unresponsive(sensed.now_s, looped, the_plan, over_w, dispatch)
 
     def _sleep_unresponsive(
