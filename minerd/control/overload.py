@@ -6,10 +6,14 @@ while the rest can carry the cut. When they cannot (the plan's floor is over the
 Plan.shortfall_w > 0) and a fresh grid meter says over, those rigs are the only
 power left to shed, and many of them would obey: on a starved controller (a loaded host,
 a flooded network) it is our reads that time out, not their firmware. So they are told to
-sleep anyway, the most power first, enough to cover the shortfall. Each is told again only
-after resend_s, and what was told within it still counts against the shortfall (its shed
-is on its way), so a long overload does not sleep the whole fleet one cycle at a time.
+sleep anyway, the most power first, enough to cover the excess.
 
+A rig told is on its way down for its sleep time plus landing_s (readings and the meter
+lag a cycle or two): meanwhile its power counts against the excess, so the next cycles do
+not tell more rigs for the same excess. After that the meter shows what it did, and an
+excess still there is covered by rigs not told yet; a rig told before (it may be asleep,
+or may have missed the command) is told again only once those run out, or resend_s after
+it was told.
 Pure: the cycle passes the rigs, the shortfall, and when each rig was last told.
 """
 
@@ -44,31 +48,34 @@ def sheddable_w(r: PlanRig) -> float:
 
 def overload_sheds(
     rigs: Sequence[PlanRig],
-    shortfall_w: float,
+    need_w: float,
     told_at_s: Mapping[str, float],
     now_s: float,
     resend_s: float,
+    landing_s: float,
 ) -> list[str]:
-    """The rigs to tell to sleep now: largest first until the shortfall is covered, after
-    what the rigs told within resend_s still free."""
-    if shortfall_w <= 0.0:
+    """The rigs to tell to sleep now for need_w: after what the rigs still landing free,
+    rigs not told yet (most power first), then those told longest ago."""
+    if need_w <= 0.0:
         return []
     on_the_way_w = 0.0
-    free: list[tuple[float, str]] = []
+    free: list[tuple[int, float, float, str]] = []
     for r in rigs:
         w = sheddable_w(r)
         if w <= 0.0:
             continue
         told = told_at_s.get(r.rig_id)
-        if told is not None and now_s - told < resend_s:
+        if told is not None and now_s - told < r.model.sleep_time_s + landing_s:
             on_the_way_w += w
+        elif told is None or now_s - told >= resend_s:
+            free.append((0, -w, 0.0, r.rig_id))
         else:
-            free.append((w, r.rig_id))
-    need_w = shortfall_w - on_the_way_w
+            free.append((1, -w, told, r.rig_id))
+    left_w = need_w - on_the_way_w
     out: list[str] = []
-    for w, rig_id in sorted(free, key=lambda x: (-x[0], x[1])):
-        if need_w <= 0.0:
+    for _, neg_w, _, rig_id in sorted(free):
+        if left_w <= 0.0:
             break
         out.append(rig_id)
-        need_w -= w
+        left_w += neg_w
     return out

@@ -88,9 +88,9 @@ class CycleConfig:
     quota_heartbeat_s: float | None = None  # None: the grid authority need not check in
     warmup_s: float = 30.0  # longest wait for first readings before dispatching anyway
     retry_unresponsive_s: float = 120.0
-    # Over the limit with only unresponsive rigs left to shed (control.overload): each is
-    # told to sleep at most this often.
-    overload_resend_s: float = 30.0
+    # Over the limit with only unresponsive rigs left to shed (control.overload): a rig
+    # told to sleep is told again only after this, unless no other is left to tell.
+    overload_resend_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -605,13 +605,16 @@ class ControlCycle:
         counts these rigs at nominal, which a rig told to sleep (and not read since) no
         longer draws. A poller shard gets over_w with its budget (its share of the site's)."""
         told = self._overload_told
-        resend_s = self.config.overload_resend_s
-        for rig_id in [r for r, t in told.items() if now_s - t >= resend_s]:
+        cfg = self.config
+        for rig_id in [r for r, t in told.items() if now_s - t >= cfg.overload_resend_s]:
             del told[rig_id]
         need_w = min(the_plan.shortfall_w, over_w)
         if need_w <= 0.0:
             return dispatch
-        ids = overload_sheds(looped.plan_rigs, need_w, told, now_s, resend_s)
+        landing_s = 2.0 * cfg.loop.interval_s  # the readings and the meter a cycle behind
+        ids = overload_sheds(
+            looped.plan_rigs, need_w, told, now_s, cfg.overload_resend_s, landing_s
+        )
         if not ids:
             return dispatch
         cmds = tuple(self.book.sleep_outside_plan(r, now_s, OVERLOAD_REASON) for r in ids)

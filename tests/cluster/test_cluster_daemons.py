@@ -527,10 +527,34 @@ async def test_a_shard_sleeps_unread_rigs_when_the_controller_says_the_site_is_o
         t = await sim.truth(include_rigs=False)
         return float(t["site"]["power_w"]) / 1000.0  # type: ignore[index]
 
-    async with asyncio.timeout(WAIT_S):
-        while await site_kw() > quota_kw:
-            alive(runs)
-            await asyncio.sleep(0.2)
+    def told_by_s1() -> list[str]:
+        return [
+            c.rig_id
+            for r in s1.results
+            for c in r.dispatch.shed
+            if c.action is RigAction.SLEEP and c.reason == OVERLOAD_REASON
+        ]
+
+    def seen() -> str:
+        """What the shards and the controller saw, for a failure message."""
+        last = {n: runs[n].results[-1] for n in (*SHARDS, "controller") if runs[n].results}
+        return (
+            "; ".join(
+                f"{n}: budget {r.decision.rig_budget_w:.0f} W, planned "
+                f"{r.plan.planned_power_w if r.plan else None}, shortfall "
+                f"{r.plan.shortfall_w if r.plan else None}, import {r.snapshot.grid_import_w:.0f} W"
+                for n, r in last.items()
+            )
+            + f"; s1 told {told_by_s1()}"
+        )
+
+    kw = await site_kw()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(WAIT_S):
+            while (kw := await site_kw()) > quota_kw:
+                alive(runs)
+                await asyncio.sleep(0.2)
+    assert kw <= quota_kw, f"never under {quota_kw} kW (last {kw:.2f} kW): {seen()}"
     n0 = ctl.site.cycle.cycles
     samples: list[float] = []
     async with asyncio.timeout(WAIT_S):
@@ -539,10 +563,5 @@ async def test_a_shard_sleeps_unread_rigs_when_the_controller_says_the_site_is_o
             samples.append(await site_kw())
             await asyncio.sleep(0.1)
     assert max(samples) <= quota_kw, (full_kw, unread_kw, quota_kw, samples)
-    told = {
-        c.rig_id
-        for r in s1.results
-        for c in r.dispatch.shed
-        if c.action is RigAction.SLEEP and c.reason == OVERLOAD_REASON
-    }
+    told = set(told_by_s1())
     assert told and told <= set(unread), told

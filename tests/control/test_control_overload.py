@@ -29,18 +29,27 @@ def test_only_unresponsive_awake_rigs_that_can_sleep_count() -> None:
     assert sheddable_w(rig("f", model=no_sleep)) == 0.0
 
 
-def test_largest_first_until_the_shortfall_is_covered() -> None:
+def test_largest_first_until_the_need_is_covered() -> None:
     rigs = [rig("a", 3000.0), rig("b", 3500.0), rig("c", 3000.0), rig("d", 3200.0)]
     # b frees 3480 W, d 3180 W: 6,000 W needs both, 7,000 W a third (a, by name).
-    assert overload_sheds(rigs, 6_000.0, {}, NOW_S, 30.0) == ["b", "d"]
-    assert overload_sheds(rigs, 7_000.0, {}, NOW_S, 30.0) == ["b", "d", "a"]
-    assert overload_sheds(rigs, 0.0, {}, NOW_S, 30.0) == []
+    assert overload_sheds(rigs, 6_000.0, {}, NOW_S, 120.0, 2.0) == ["b", "d"]
+    assert overload_sheds(rigs, 7_000.0, {}, NOW_S, 120.0, 2.0) == ["b", "d", "a"]
+    assert overload_sheds(rigs, 0.0, {}, NOW_S, 120.0, 2.0) == []
 
 
-def test_rigs_told_within_resend_s_count_as_on_their_way() -> None:
+def test_a_rig_still_landing_counts_as_on_its_way() -> None:
     rigs = [rig("a"), rig("b"), rig("c")]
-    told = {"a": NOW_S - 10.0}
-    # a's sleep is on its way (2980 W): 5,000 W needs one more, never a again.
-    assert overload_sheds(rigs, 5_000.0, told, NOW_S, 30.0) == ["b"]
-    # Past resend_s, a may be told again.
-    assert overload_sheds(rigs, 5_000.0, told, NOW_S + 25.0, 30.0) == ["a", "b"]
+    # a was told 5 s ago: its sleep (5 s) plus 2 s of landing is not over, so its 2980 W
+    # count against the need; 5,000 W needs one more rig, never a again.
+    assert overload_sheds(rigs, 5_000.0, {"a": NOW_S - 5.0}, NOW_S, 120.0, 2.0) == ["b"]
+
+
+def test_once_landed_the_meter_has_the_last_word_and_untold_rigs_go_first() -> None:
+    rigs = [rig("a", 3500.0), rig("b"), rig("c")]
+    told = {"a": NOW_S - 10.0}  # landed: if the site is still over, a did not do it all
+    # 5,000 W still needed: from b and c, not a again (biggest, but told already).
+    assert overload_sheds(rigs, 5_000.0, told, NOW_S, 120.0, 2.0) == ["b", "c"]
+    # More than the untold rigs free: then a is told again (it may have missed it).
+    assert overload_sheds(rigs, 7_000.0, told, NOW_S, 120.0, 2.0) == ["b", "c", "a"]
+    # resend_s after it was told, a is a rig like any other again.
+    assert overload_sheds(rigs, 3_000.0, told, NOW_S + 115.0, 120.0, 2.0) == ["a"]

@@ -78,3 +78,23 @@ def test_rigs_slept_past_the_plan_are_woken_once_they_can_be_read(tmp_path: Path
     plant.run(120)
     assert all(r.awake for r in plant.rigs.values())
     assert plant.history[-1][1] >= 0.97 * plant.full_kw
+
+
+def test_a_deeper_cut_sleeps_more_unread_rigs_not_the_same_again(tmp_path: Path) -> None:
+    # The first cut sleeps 6 of the 12 unread rigs; they stay unread (counted at nominal).
+    # A deeper cut 20 s later needs more: the meter says over, so rigs not told yet go,
+    # not the 6 already asleep (telling those again would change nothing, and crediting
+    # them as "on their way" long after they landed would leave the site over).
+    plant = _plant(tmp_path)
+    plant.set_limit(0.4 * plant.full_kw)
+    plant.run(20)
+    first = set(_overload_sleeps(plant))
+    assert first
+    limit_kw = 0.2 * plant.full_kw  # 13.6 kW: at most 2 of the 12 awake
+    plant.set_limit(limit_kw)
+    plant.run(40)
+    second = _overload_sleeps(plant)[len(first) :]
+    assert second and not set(second) & first, (first, second)
+    cut_at = plant.history[-40][0]
+    late = [kw for t, kw, _ in plant.history if t >= cut_at + 15]
+    assert max(late) <= limit_kw
