@@ -182,7 +182,10 @@ class BosClient:
     def _error(self, path: str, e: grpc.aio.AioRpcError) -> DeviceError:
         code = e.code()
         detail = f"{_rpc_name(path)}: {code.name} {e.details() or ''}".rstrip()
-        if code is grpc.StatusCode.UNAVAILABLE:
+        # CANCELLED here is the server's: one we cancel ourselves raises CancelledError. A
+        # server going down (bosminer restarting, the rig powering off) cancels every call
+        # on its connection with its GOAWAY: the rig went away, as UNAVAILABLE says.
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
             return DeviceUnreachable(self.device, self.endpoint, detail)
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeviceTimeout(self.device, self.endpoint, detail)
