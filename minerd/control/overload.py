@@ -11,9 +11,9 @@ sleep anyway, the most power first, enough to cover the excess.
 A rig told is on its way down for its sleep time plus landing_s (readings and the meter
 lag a cycle or two): meanwhile its power counts against the excess, so the next cycles do
 not tell more rigs for the same excess. After that the meter shows what it did, and an
-excess still there is covered by rigs not told yet; a rig told before (it may be asleep,
-or may have missed the command) is told again only once those run out, or resend_s after
-it was told.
+excess still there is covered by rigs not told yet. A rig told (probably asleep; the
+executor retries a command that failed) is told again only resend_s after, so a limit
+below what the site can reach (its auxiliary load) does not send a sleep every cycle.
 Pure: the cycle passes the rigs, the shortfall, and when each rig was last told.
 """
 
@@ -54,26 +54,24 @@ def overload_sheds(
     resend_s: float,
     landing_s: float,
 ) -> list[str]:
-    """The rigs to tell to sleep now for need_w: after what the rigs still landing free,
-    rigs not told yet (most power first), then those told longest ago."""
+    """The rigs to tell to sleep now for need_w, most power first: after what the rigs
+    still landing free, from rigs not told within resend_s."""
     if need_w <= 0.0:
         return []
     on_the_way_w = 0.0
-    free: list[tuple[int, float, float, str]] = []
+    free: list[tuple[float, str]] = []
     for r in rigs:
         w = sheddable_w(r)
         if w <= 0.0:
             continue
         told = told_at_s.get(r.rig_id)
-        if told is not None and now_s - told < r.model.sleep_time_s + landing_s:
+        if told is None or now_s - told >= resend_s:
+            free.append((-w, r.rig_id))
+        elif now_s - told < r.model.sleep_time_s + landing_s:
             on_the_way_w += w
-        elif told is None or now_s - told >= resend_s:
-            free.append((0, -w, 0.0, r.rig_id))
-        else:
-            free.append((1, -w, told, r.rig_id))
     left_w = need_w - on_the_way_w
     out: list[str] = []
-    for _, neg_w, _, rig_id in sorted(free):
+    for neg_w, rig_id in sorted(free):
         if left_w <= 0.0:
             break
         out.append(rig_id)

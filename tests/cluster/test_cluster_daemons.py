@@ -506,6 +506,19 @@ async def test_a_shard_sleeps_unread_rigs_when_the_controller_says_the_site_is_o
         WAIT_S,
         "the controller holds the lease and hears both shards",
     )
+
+    # Every rig back at full power first: a cold shard may have slept some to its starting
+    # fail-safe share, and a cut computed from rigs asleep would be under the site's own
+    # auxiliary load (a fresh-clone run met that: "never under 2.4 kW").
+    async def all_awake() -> bool:
+        rigs = cast(list[dict[str, object]], (await sim.truth(include_rigs=True))["rigs"])
+        return len(rigs) == RIGS and all(r["awake"] is True for r in rigs)
+
+    async with asyncio.timeout(WAIT_S):
+        while not await all_awake():
+            alive(runs)
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(12.0 / SPEED)  # past the wake time: at power, not ramping
     for rig_id in unread:
         await sim.inject(rig_id, "reads_hang")
     s1 = runs["s1"]
