@@ -589,12 +589,21 @@ class ControlCycle:
         and a loaded host (reads and meter timing out together) slept nearly the whole
         fleet and kept it asleep (7-48 % of the limit used, measured)."""
         over_w = 0.0
-        if self.loop_state.over_cycles > 0:
+        if self.loop_state.over_cycles > 0 and the_plan.shortfall_w > 0.0:
             over_w = meter_excess_w(
                 sensed.snap.grid_import_w / 1000.0,
                 looped.decision.target_import_kw,
                 self.config.loop.aux_fraction,
             )
+            # Of the excess, the plan's own sheds (rigs it moves, falling to their
+            # setpoints) take this much: only the rest is for the unresponsive rigs, or a
+            # cut from full load sleeps all of them on top of the readable ones.
+            falling_w = sum(
+                max(0.0, pr.power_w - sp.power_w)
+                for pr, sp in zip(looped.plan_rigs, the_plan.setpoints, strict=True)
+                if dispatched(pr)
+            )
+            over_w = max(0.0, over_w - falling_w)
         return self._sleep_unresponsive(sensed.now_s, looped, the_plan, over_w, dispatch)
 
     def _sleep_unresponsive(
