@@ -11,7 +11,7 @@ import contextlib
 import tomllib
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -88,6 +88,20 @@ def alive(runs: dict[str, Running]) -> None:
     for run in runs.values():
         if run.task.done() and not run.task.cancelled():
             raise AssertionError(f"{run.name} stopped: {run.task.exception()!r}")
+
+
+async def over_cycles(
+    ctl: Running, runs: dict[str, Running], cycles: int, sample: Callable[[], Awaitable[float]]
+) -> list[float]:
+    """sample() every 0.1 s until the controller has run `cycles` more cycles."""
+    n0 = ctl.site.cycle.cycles
+    samples: list[float] = []
+    async with asyncio.timeout(WAIT_S):
+        while ctl.site.cycle.cycles < n0 + cycles:
+            alive(runs)
+            samples.append(await sample())
+            await asyncio.sleep(0.1)
+    return samples
 
 
 def owner(rig_id: str) -> str:
@@ -205,13 +219,7 @@ async def test_controller_and_shards_meet_a_quota_then_fall_to_failsafe_shares(
             alive(runs)
             await asyncio.sleep(0.2)
     # Stays under for the next 8 controller cycles (the loop raises only what fits).
-    n0 = ctl.site.cycle.cycles
-    samples: list[float] = []
-    async with asyncio.timeout(WAIT_S):
-        while ctl.site.cycle.cycles < n0 + 8:
-            alive(runs)
-            samples.append(await site_w())
-            await asyncio.sleep(0.1)
+    samples = await over_cycles(ctl, runs, 8, site_w)
     assert max(samples) <= quota_kw * 1000.0, (quota_kw, samples)
 
     # Each shard commanded only its own rigs, and both did command (the cut was shared).
@@ -568,13 +576,7 @@ async def test_a_shard_sleeps_unread_rigs_when_the_controller_says_the_site_is_o
                 alive(runs)
                 await asyncio.sleep(0.2)
     assert kw <= quota_kw, f"never under {quota_kw} kW (last {kw:.2f} kW): {seen()}"
-    n0 = ctl.site.cycle.cycles
-    samples: list[float] = []
-    async with asyncio.timeout(WAIT_S):
-        while ctl.site.cycle.cycles < n0 + 8:
-            alive(runs)
-            samples.append(await site_kw())
-            await asyncio.sleep(0.1)
+    samples = await over_cycles(ctl, runs, 8, site_kw)
     assert max(samples) <= quota_kw, (full_kw, unread_kw, quota_kw, samples)
     told = set(told_by_s1())
     assert told and told <= set(unread), told
