@@ -5,7 +5,9 @@ inside it (control.planner), hands the plan to its fleet (executor: shedding fir
 publishes its aggregate. ControllerNode: every cycle, if it holds the lease, it splits the
 site's rig budget over the shards whose aggregates are fresh and sends each its budget,
 stamped with the lease revision. A shard silent for `stale_cycles` cycles is counted at its
-nominal power (its rigs may be running flat out) and the others get the rest.
+nominal power (its rigs may be running flat out) and the others get the rest. A live shard
+not heard this cycle (late: maybe dead, not yet silent) is not cut: while the split would
+lower its share, it is held and the shards heard this cycle take the cut (late_split).
 
 Cycles are driven by the caller (the daemon's cycle timer, or a test): staleness is counted
 in cycles, never in wall time.
@@ -26,6 +28,7 @@ from nats.aio.subscription import Subscription
 
 from minerd.clock import Clock
 from minerd.cluster.curve import ShardCurve, build_curve
+from minerd.cluster.late_split import LateShard, split_with_late
 from minerd.cluster.lease import ControllerLease
 from minerd.cluster.messages import (
     Budget,
@@ -38,7 +41,7 @@ from minerd.cluster.messages import (
 from minerd.cluster.overload_split import overload_shares_w
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.cluster.site_shed import sum_commandable, sum_shed
-from minerd.cluster.split import Split, split_budget
+from minerd.cluster.split import Split
 from minerd.cluster.subjects import aggregate_subject, aggregates_wildcard, budget_subject
 from minerd.control.counting import counted_power_w
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
@@ -216,6 +219,9 @@ class ControllerCycle:
     live_shards: tuple[str, ...]
     silent_shards: tuple[str, ...]  # counted at nominal
     reserved_w: float  # the silent shards' nominal power, taken off the budget
+    late_shards: tuple[str, ...] = ()  # live, but not heard this cycle
+    held_shards: tuple[str, ...] = ()  # late ones whose falling share was held (late_split)
+    held_w: float = 0.0  # what the held shards are counted at, taken off the others' budget
 
 
 class ControllerNode:
@@ -243,6 +249,7 @@ class ControllerNode:
         self.last: ControllerCycle | None = None
         self._heard: dict[str, _Heard] = {}
         self._nominal_w: dict[str, float] = {}  # last known, kept after a shard goes silent
+        self._given_w: dict[str, float] = {}  # the last budget that went out to each shard
         self._cycle = 0
         self._seq = 0
         self._sub: Subscription | None = None
@@ -325,6 +332,8 @@ class ControllerNode:
             if (h := self._heard.get(s)) is not None and self._cycle - h.cycle <= self.stale_cycles
         )
         silent = tuple(s for s in self.shard_ids if s not in live)
+        # Heard this cycle: an aggregate came after the last cycle began (stamped with it).
+        late = tuple(s for s in live if self._cycle - self._heard[s].cycle > 1)
         # A silent shard's rigs may run at nominal: count them so. One never heard from
         # plans to its starting fail-safe share (the limit over the shard count) at most.
         shares_w = self.failsafe_shares_w(silent)
@@ -332,11 +341,26 @@ class ControllerNode:
         reserved_w = sum(self._nominal_w.get(s, unknown_w) for s in silent)
         lease = self.lease
         if lease is None or not lease.held():
-            self.last = ControllerCycle(False, 0, None, live, silent, reserved_w)
+            self.last = ControllerCycle(False, 0, None, live, silent, reserved_w, late)
             return self.last
         curves = {s: self._heard[s].aggregate.curve for s in live}
-        split = split_budget(max(0.0, rig_budget_w - reserved_w), curves, max_wakes)
-        overload_w = overload_shares_w(over_w, curves, {s: split.shares[s].budget_w for s in live})
+        ls = split_with_late(
+            max(0.0, rig_budget_w - reserved_w), curves, self._late(late), max_wakes
+        )
+        split = ls.split
+        if ls.held:
+            self._log.warning(
+                "late-hold",
+                "controller %s: shard(s) %s not heard this cycle during a cut: held at "
+                "%.0f W, the shards heard take the cut",
+                self.controller_id,
+                ",".join(ls.held),
+                ls.held_w,
+            )
+        else:
+            self._log.clear("late-hold")
+        budgets_w = {s: split.shares[s].budget_w for s in live}
+        overload_w = overload_shares_w(over_w, curves, budgets_w, late)
         rev = lease.revision
         now_s = self.clock.now_s()
         for s in live:
@@ -355,8 +379,20 @@ class ControllerNode:
                 overload_w.get(s, 0.0),
             )
             await self._send(b)
-        self.last = ControllerCycle(True, rev, split, live, silent, reserved_w)
+        self.last = ControllerCycle(
+            True, rev, split, live, silent, reserved_w, late, ls.held, ls.held_w
+        )
         return self.last
+
+    def _late(self, late: Sequence[str]) -> dict[str, LateShard]:
+        """What a late shard may still run to and draw, from its last budget and aggregate."""
+        out = {}
+        for s in late:
+            a = self._heard[s].aggregate
+            given_w = self._given_w.get(s, a.planned_power_w)
+            drawing_w = max(a.power_w, a.counted_power_w)
+            out[s] = LateShard(given_w, a.planned_power_w, drawing_w, a.hashrate_ths)
+        return out
 
     def live_aggregates(self) -> list[ShardAggregate]:
         """The latest aggregate of each shard heard within stale_cycles cycles."""
@@ -403,6 +439,7 @@ class ControllerNode:
             async with asyncio.timeout(_IO_TIMEOUT_S):
                 await self.nc.publish(budget_subject(self.site, b.shard_id), encode_budget(b))
             self.budgets_sent += 1
+            self._given_w[b.shard_id] = b.budget_w
             self._log.clear(f"send:{b.shard_id}")
         except Exception as e:  # the shard holds, then falls to its fail-safe share
             self._log.warning(
