@@ -20,6 +20,9 @@ class ClusterStatus:
     lease_held: bool = False
     lease_terms: int = 0
     shards_failsafe: tuple[str, ...] = ()  # live shards reporting their fail-safe share
+    shards_late: tuple[str, ...] = ()  # live, not heard at the last cycle (not yet silent)
+    shards_held: tuple[str, ...] = ()  # late ones whose falling share was held (late_split)
+    held_w: float = 0.0  # what the held shards are counted at, off the heard shards' budget
     # shard
     shard_id: str = ""
     in_failsafe: bool = False
@@ -66,6 +69,23 @@ class ClusterMetricsCollector(Collector):
                 "minerd_cluster_shards_failsafe",
                 "Live shards planning to their fail-safe share (no budget for 3 cycles)",
                 value=len(s.shards_failsafe),
+            )
+            # Late shards are also counted as fresh above: they are live, not yet silent.
+            yield GaugeMetricFamily(
+                "minerd_cluster_shards_late",
+                "Live shards not heard at the last controller cycle (not yet silent)",
+                value=len(s.shards_late),
+            )
+            yield GaugeMetricFamily(
+                "minerd_cluster_shards_held",
+                "Late shards whose falling share was held at the last controller cycle "
+                "(the shards heard took the cut)",
+                value=len(s.shards_held),
+            )
+            yield GaugeMetricFamily(
+                "minerd_cluster_held_watts",
+                "What the held shards are counted at, taken off the heard shards' budget",
+                value=s.held_w,
             )
             return
         yield GaugeMetricFamily(
