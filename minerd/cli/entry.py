@@ -1,5 +1,5 @@
 """The minerd command line: check, run, demo, sim, discover, quota, status, backup,
-coordinator.
+coordinator, region.
 
 Commands other than check import their modules only when chosen, so `minerd check` stays
 fast and does not need the daemon's or the simulator's dependencies to import.
@@ -33,6 +33,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "coordinator": (
         "minerd.cli.coordinator",
         "split a regional limit over sites as allocations with leases (NATS)",
+    ),
+    "region": (
+        "minerd.cli.region_cli",
+        "this site's saved regional allocation: forget it (daemon stopped)",
     ),
 }
 

@@ -26,6 +26,10 @@ from minerd.model import EffectiveLimit
 ORIGIN_REGION = "region"
 _ORIGIN_FAILSAFE = "failsafe"  # control.quota.ORIGIN_FAILSAFE (kept import-free of quota)
 
+# The site's state key of the saved lease (daemon.region_role writes it, `minerd region
+# forget` deletes it): {"region", "site", **SavedLease.to_state()}.
+STATE_KEY = "region.allocation"
+
 REASON_NONE_YET = "no regional allocation yet"
 REASON_EXPIRED = "regional allocation lease expired"
 
@@ -120,7 +124,10 @@ class RegionalLease:
 
     def _refusal(self, g: RegionalGrant, now_s: float) -> str:
         if g.lease_revision < self.newest_revision:
-            return f"fenced: revision {g.lease_revision} is older than {self.newest_revision}"
+            return (
+                f"fenced: revision {g.lease_revision} is older than {self.newest_revision} "
+                "(if this persists, the coordinator's store was wiped: `minerd region forget`)"
+            )
         last = self.last
         if (
             last is not None

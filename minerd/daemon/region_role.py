@@ -38,7 +38,7 @@ from minerd.cluster.region_site import RegionSiteNode, SiteState
 from minerd.control.counting import counted_power_w
 from minerd.control.planner import PlanRig
 from minerd.control.quota import effective_limit
-from minerd.control.region_lease import RegionalLease, SavedLease
+from minerd.control.region_lease import STATE_KEY, RegionalLease, SavedLease
 from minerd.daemon.components import Components
 from minerd.repeated_log import RepeatedLog
 from minerd.runtime.cycle import ControlCycle, CycleResult
@@ -52,7 +52,7 @@ log = logging.getLogger("minerd.daemon.region")
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
 _CONNECT_TIMEOUT_S = 2.0
 _AUDIT_QUEUE = 1000
-STATE_LEASE = "region.allocation"  # {"region", "site", **SavedLease.to_state()}
+STATE_LEASE = STATE_KEY  # {"region", "site", **SavedLease.to_state()}
 _SAVE_WAIT_S = 5.0  # an offer waits at most this long for the allocation to be saved
 
 
