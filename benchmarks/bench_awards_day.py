@@ -57,7 +57,7 @@ def main() -> int:
             at_most(f"{name}.limited_pct", 100 * r.share, 100.0, " %")
             continue
         if not r.blind_at_start:  # blind at the edge: counted high on purpose (awards_kit)
-            at_least(f"{name}.pct", 100 * r.share, 99.0, " %")
+            at_least(f"{name}.pct", 100 * r.share, 100 * r.floor_share, " %")
         at_most(f"{name}.pct", 100 * r.share, 100.2, " %")
     judged = sum(1 for r in result.intervals if not r.limited and not r.blind_at_start)
     at_least("awards.intervals_judged_at_99pct", judged, len(result.intervals) / 2)

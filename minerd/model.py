@@ -272,6 +272,9 @@ class MeterReading:
     current_l3_a: float | None = None
     energy_import_kwh: float | None = None
     energy_export_kwh: float | None = None
+    # The read took this long: the meter sampled its values somewhere within taken_at_s
+    # plus or minus half of it (the energy pace counts the register on the safe side).
+    read_window_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,18 @@ class MeterSample:
     energy_kwh: float | None
     fresh: bool
     read: bool = True  # False: no reading at all yet (the other fields mean nothing)
+    # The meter sampled the register somewhere in [earliest_s, latest_s] (None: taken_at_s):
+    # a read held by a busy loop or link. Edges and carrying on are judged on the safe side.
+    earliest_s: float | None = None
+    latest_s: float | None = None
+
+    @property
+    def first_s(self) -> float:
+        return self.taken_at_s if self.earliest_s is None else self.earliest_s
+
+    @property
+    def final_s(self) -> float:
+        return self.taken_at_s if self.latest_s is None else self.latest_s
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,10 @@ class EnergyCount:
     # The interval's start, when the last reading was taken before it: the next reading's
     # step is split there (see _before_edge), the part before it being the last interval's.
     edge_s: float | None = None
+    # The last reading's register was sampled within [last_first_s, last_final_s] (None:
+    # last_s); see MeterSample.
+    last_first_s: float | None = None
+    last_final_s: float | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -90,10 +106,20 @@ class EnergyCount:
 
     def energy_at_kwh(self, now_s: float) -> float:
         """energy_kwh carried on to now_s at the last power read: a reading is a second or
-        more old when a cycle sees it, and the pace must not take that as energy missing."""
-        if self.pending_to_s is not None or self.last_s is None or now_s <= self.last_s:
+        more old when a cycle sees it, and the pace must not take that as energy missing.
+        Carried on from the earliest moment the register may have been sampled, so a read
+        held by a busy loop counts high, never low."""
+        if self.pending_to_s is not None or self.last_s is None:
             return self.energy_kwh
-        return self.energy_kwh + max(0.0, self.last_power_kw) * (now_s - self.last_s) / S_PER_H
+        from_s = self.last_s if self.last_first_s is None else self.last_first_s
+        if now_s <= from_s:
+            return self.energy_kwh
+        return self.energy_kwh + max(0.0, self.last_power_kw) * (now_s - from_s) / S_PER_H
+
+    @property
+    def final_s(self) -> float | None:
+        """The latest moment the last reading's register may have been sampled."""
+        return self.last_s if self.last_final_s is None else self.last_final_s
 
     @property
     def settled_kwh(self) -> float:
@@ -116,6 +142,8 @@ def start_count(
         last_s=at_s,
         last_power_kw=sample.power_kw,
         last_register_kwh=sample.energy_kwh,
+        last_first_s=sample.earliest_s,
+        last_final_s=sample.latest_s,
     )
 
 
@@ -141,14 +169,17 @@ def _before_edge(
     its share by time (the power moves little in between). Further apart (a blind meter),
     the power may have done anything in between: only what the site cannot have drawn
     after the edge at max_kw, so the new interval is counted high rather than low (an
-    interval counted low would draw over its award)."""
-    assert c.last_s is not None
-    t_s = sample.taken_at_s
-    if t_s <= edge_s:
+    interval counted low would draw over its award). Either way each register is taken as
+    sampled as late as its read allows (MeterSample.latest_s): that too counts high."""
+    a_s, b_s = c.final_s, sample.final_s
+    assert a_s is not None and c.last_s is not None
+    if b_s <= edge_s:
         return step_kwh  # all of it before the edge
-    if t_s - c.last_s > config.edge_split_s:
-        return max(0.0, step_kwh - config.max_kw * (t_s - edge_s) / S_PER_H)
-    share = (edge_s - c.last_s) / (t_s - c.last_s)
+    if sample.taken_at_s - c.last_s > config.edge_split_s:
+        return max(0.0, step_kwh - config.max_kw * (b_s - edge_s) / S_PER_H)
+    if a_s >= edge_s or b_s <= a_s:
+        return 0.0
+    share = (edge_s - a_s) / (b_s - a_s)
     return max(0.0, step_kwh * share)
 
 
@@ -182,6 +213,8 @@ def count(
             last_register_kwh=sample.energy_kwh,
             pending_kwh=0.0,
             pending_to_s=None,
+            last_first_s=sample.earliest_s,
+            last_final_s=sample.latest_s,
         )
     if t_s <= c.last_s:
         return c  # the same reading again: nothing new
@@ -220,7 +253,9 @@ def count(
         last_power_kw=sample.power_kw,
         last_register_kwh=sample.energy_kwh,
         fault=fault,
-        edge_s=c.edge_s if c.edge_s is not None and t_s <= c.edge_s else None,
+        edge_s=c.edge_s if c.edge_s is not None and sample.final_s <= c.edge_s else None,
+        last_first_s=sample.earliest_s,
+        last_final_s=sample.latest_s,
     )
 
 

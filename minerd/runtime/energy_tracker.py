@@ -107,6 +107,8 @@ def meter_sample(snap: FleetSnapshot) -> MeterSample:
         power_kw=sum(r.power_w for r in readings) / 1000.0,
         energy_kwh=energy,
         fresh=snap.grid_fresh,
+        earliest_s=min(r.taken_at_s - r.read_window_s / 2.0 for r in readings),
+        latest_s=max(r.taken_at_s + r.read_window_s / 2.0 for r in readings),
     )
 
 
@@ -252,6 +254,8 @@ class EnergyTracker:
                 last_power_kw=last.power_kw,
                 last_register_kwh=last.energy_kwh,
                 pending_to_s=None if last.fresh else last.taken_at_s,
+                last_first_s=last.earliest_s,
+                last_final_s=last.latest_s,
             )
             carried = _carry(seen, award.start_s)
             if carried is not None:
@@ -306,6 +310,8 @@ class EnergyTracker:
             pending_to_s=now_s,
             fault=c.fault,
             edge_s=c.edge_s,
+            last_first_s=c.last_first_s,
+            last_final_s=c.last_final_s,
         )
 
     def _close(self, now_s: float) -> None:
@@ -367,7 +373,8 @@ def _carry(c: EnergyCount, start_s: float) -> EnergyCount | None:
     """The next interval's count, going on from the last one's last reading: the next
     reading's step is split at the edge (control.energy_pace.count), so the register counts
     from the edge however late the cycle is or however blind the meter was."""
-    if c.last_s is None:
+    final_s = c.final_s
+    if c.last_s is None or final_s is None:
         return None
     return EnergyCount(
         start_s=start_s,
@@ -378,7 +385,11 @@ def _carry(c: EnergyCount, start_s: float) -> EnergyCount | None:
         last_register_kwh=c.last_register_kwh,
         # Blind at the edge: the worst case counts from the edge on.
         pending_to_s=start_s if c.pending_to_s is not None else None,
-        edge_s=start_s if c.last_s < start_s else None,
+        # A reading that may have been sampled after the edge: all of the next step is
+        # the new interval's (counted high, never low).
+        edge_s=start_s if final_s < start_s else None,
+        last_first_s=c.last_first_s,
+        last_final_s=c.last_final_s,
     )
 
 
@@ -410,4 +421,6 @@ def _count_from_json(d: dict[str, JsonValue]) -> EnergyCount:
         pending_to_s=_opt_float(d.get("pending_to_s")),
         fault=fault if isinstance(fault, str) else "",
         edge_s=_opt_float(d.get("edge_s")),
+        last_first_s=_opt_float(d.get("last_first_s")),
+        last_final_s=_opt_float(d.get("last_final_s")),
     )

@@ -173,4 +173,4 @@ class FleetState:
 
 
 def _same_values(a: MeterReading, b: MeterReading) -> bool:
-    return replace(a, taken_at_s=b.taken_at_s) == b
+    return replace(a, taken_at_s=b.taken_at_s, read_window_s=b.read_window_s) == b

@@ -240,7 +240,12 @@ class Poller:
                 # Stamped halfway through the read: the meter answers with values of a moment
                 # after it was asked, and a busy link or loop can hold a read for a good part
                 # of its timeout (the energy pace counts the register on these stamps).
-                reading = replace(reading, taken_at_s=(asked_s + self.clock.now_s()) / 2.0)
+                answered_s = self.clock.now_s()
+                reading = replace(
+                    reading,
+                    taken_at_s=(asked_s + answered_s) / 2.0,
+                    read_window_s=max(0.0, answered_s - asked_s),
+                )
             except (TimeoutError, DeviceError) as e:
                 err = (
                     e

@@ -291,3 +291,60 @@ def test_the_step_across_an_edge_is_split_counting_the_new_interval_high(
     c = count(edge_count(*last), fresh(*reading), reading[0], 400.0, CFG)
     assert c.energy_kwh == pytest.approx(expected_kwh, abs=1e-6), case
     assert (c.edge_s is None) == (reading[0] > 100.0)
+
+
+def held(t_s: float, power_kw: float, energy_kwh: float, window_s: float) -> MeterSample:
+    """A reading stamped halfway through a read that took window_s (a busy loop or link):
+    the meter sampled its register somewhere in that window."""
+    return MeterSample(
+        t_s,
+        power_kw,
+        energy_kwh,
+        fresh=True,
+        earliest_s=t_s - window_s / 2.0,
+        latest_s=t_s + window_s / 2.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "last", "reading", "window_s", "true_after_kwh"),
+    [
+        # Blind 60 s across the edge at 450 kW, and the read answered 10 s after its stamp
+        # with the register of that moment: 70 s of energy (8.75 kWh), 5 kWh of it after the
+        # edge. Taken at its stamp, 500 kW for 30 s (4.17 kWh) would count it low; taken at
+        # the latest the register may have been sampled (140 s), 500 kW for 40 s.
+        ("blind, read held", (70.0, 450.0, 1000.0), (130.0, 450.0, 1008.75), 20.0, 5.0),
+        # Readings 2 s apart by their stamps, the second's register sampled 1 s later: 3 s
+        # of 360 kW in its step, 2 s of it after the edge; split on the latest moments.
+        ("short, read held", (99.0, 360.0, 1000.0), (101.0, 360.0, 1000.3), 2.0, 0.2),
+    ],
+)
+def test_a_held_read_across_an_edge_counts_the_new_interval_high(
+    case: str,
+    last: tuple[float, float, float],
+    reading: tuple[float, float, float],
+    window_s: float,
+    true_after_kwh: float,
+) -> None:
+    c = count(edge_count(*last), held(*reading, window_s), reading[0], 400.0, CFG)
+    assert c.energy_kwh >= true_after_kwh - 1e-9, case
+    # And not by more than the read's window at the most the site may draw.
+    assert c.energy_kwh <= true_after_kwh + CFG.max_kw * window_s / 3600.0, case
+    assert c.edge_s is None
+
+
+def test_a_read_stamped_before_the_edge_but_held_past_it_is_split_there() -> None:
+    """Stamped before the edge, but it may have sampled the register after it: its step is
+    not all the last interval's."""
+    c = count(edge_count(97.0, 360.0, 1000.0), held(99.5, 360.0, 1000.25, 2.0), 99.5, 400.0, CFG)
+    assert c.edge_s is None  # latest 100.5 s: past the edge, so this step was split
+    assert c.energy_kwh > 0.0  # part of it counted in the new interval
+
+
+def test_energy_is_carried_on_from_the_earliest_moment_of_a_held_read() -> None:
+    """The register may have been sampled when the read was asked: carrying on from its
+    stamp would leave the time between uncounted (the pace would draw it again)."""
+    c = run([(0.0, fresh(0.0, 360.0, 1000.0)), (10.0, held(10.0, 360.0, 1001.0, 4.0))])
+    assert c.energy_kwh == pytest.approx(1.0)
+    assert c.energy_at_kwh(12.0) == pytest.approx(1.0 + 360.0 * 4.0 / 3600.0)
+    assert c.energy_at_kwh(8.0) == pytest.approx(1.0)  # never before the earliest moment
