@@ -94,6 +94,7 @@ class QuotaSource(StrEnum):
     IEC104 = "iec104"  # a setpoint from the dispatcher's SCADA (IEC 60870-5-104)
     OPENADR = "openadr"  # an OpenADR 2.0b event from a VTN
     FILE = "file"  # a file dropped in the awards inbox folder
+    REGION = "region"  # the regional coordinator's share of a regional energy award
 
 
 class Severity(StrEnum):

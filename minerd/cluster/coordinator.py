@@ -7,6 +7,11 @@ its lease ends, then their fail-safe limit), stages raises behind confirmed cuts
 each site its allocation with a lease. The limit is changed at runtime by a request on
 `minerd.region.<name>.limit` carrying the control token; every change and every new
 allocation goes to the audit callback (the daemon keeps it in SQLite).
+
+Energy awards for the region come the same way, on `minerd.region.<name>.award`; each is
+split over the sites at the first round in its interval (region_award: in proportion to
+that round's power targets, silent sites set aside first), the split is fixed for the
+interval, and each site's part rides in its allocations while the interval runs.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -29,19 +34,29 @@ from minerd.cluster.region import (
     Allocation,
     SiteOffer,
     allocation_subject,
+    award_subject,
     decode_offer,
     encode_allocation,
     limit_subject,
     offers_wildcard,
 )
+from minerd.cluster.region_award import (
+    RegionalAward,
+    SiteAward,
+    read_awards,
+    rescale,
+    site_award_id,
+    split_award,
+)
 from minerd.cluster.region_split import SiteBid, split_region, stage_raises
-from minerd.errors import ClusterError
+from minerd.errors import ClusterError, QuotaError
 from minerd.repeated_log import RepeatedLog
 
 log = logging.getLogger("minerd.cluster.coordinator")
 
 _IO_TIMEOUT_S = 2.0
 _AUDIT_CHANGE = 0.005  # an allocation is audited when it moves by more than this fraction
+_AWARDS_KEPT_S = 86_400.0  # an award is forgotten this long after its interval ended
 
 # (action, subject, detail) -> None; detail is JSON-able
 AuditFn = Callable[[str, str, dict[str, object]], None]
@@ -53,6 +68,8 @@ class Round:
     targets: dict[str, float]  # W, the split before staging raises
     reserved_w: float  # for silent sites
     limit_w: float
+    # What each silent site may draw (W): its energy is set aside first in an award's split.
+    silent_max_w: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +110,15 @@ class Coordinator:
         self._sent: dict[str, Allocation] = {}
         self._audited_w: dict[str, float] = {}
         self._seq = 0
+        # Regional energy awards: every one heard (replays are told by id), those in force
+        # (the latest for an interval wins), and each one's split, fixed when its interval
+        # began (site -> kWh).
+        self.awards: dict[str, RegionalAward] = {}
+        self.awards_in_force: dict[str, RegionalAward] = {}
+        self.award_splits: dict[str, dict[str, float]] = {}
+        # A split waits until every live site has had time to offer (site_silent_s): a site
+        # not heard yet would be left out of the interval, not set aside.
+        self._started_mono_s = clock.monotonic_s()
         self._subs: list[Subscription] = []
         self._log = RepeatedLog(log)
 
@@ -100,6 +126,7 @@ class Coordinator:
         self._subs = [
             await self.nc.subscribe(offers_wildcard(self.region), cb=self._on_offer),
             await self.nc.subscribe(limit_subject(self.region), cb=self._on_limit),
+            await self.nc.subscribe(award_subject(self.region), cb=self._on_award),
         ]
 
     async def stop(self) -> None:
@@ -128,13 +155,18 @@ class Coordinator:
         self._heard[o.site] = _Heard(o, self.clock.monotonic_s())
 
     async def _on_limit(self, msg: Msg) -> None:
-        answer = self.set_limit_request(msg.data)
+        await self._answer(msg, "limit", self.set_limit_request(msg.data))
+
+    async def _on_award(self, msg: Msg) -> None:
+        await self._answer(msg, "award", self.set_awards_request(msg.data))
+
+    async def _answer(self, msg: Msg, what: str, answer: dict[str, object]) -> None:
         if msg.reply:
             try:
                 async with asyncio.timeout(_IO_TIMEOUT_S):
                     await msg.respond(json.dumps(answer).encode())
             except Exception as e:  # the change stands; only the answer is lost
-                log.warning("coordinator %s: limit answer not sent: %r", self.coordinator_id, e)
+                log.warning("coordinator %s: %s answer not sent: %r", self.coordinator_id, what, e)
 
     def set_limit_request(self, data: bytes) -> dict[str, object]:
         """{"limit_kw": x, "actor": name, "token": t} -> {"ok": ..., ...}; audited."""
@@ -166,6 +198,146 @@ class Coordinator:
         self.wake.set()  # a cut is sent at once, not at the next round
         return {"ok": True, "limit_kw": float(kw), "coordinator": self.coordinator_id}
 
+    def set_awards_request(self, data: bytes) -> dict[str, object]:
+        """{"awards": [{"id", "start_s", "end_s", "energy_kwh", "issued_by"}, ...], "actor",
+        "token"} -> {"ok": ..., "awards": [{"id", "created"}]}; audited. A batch is taken
+        whole or not at all. An id heard before is a replay with the same interval and
+        energy, refused with other content; a new award replaces any in force that overlaps
+        it (a revision of a running interval rescales its fixed split)."""
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return {"ok": False, "error": "not JSON"}
+        if not isinstance(body, dict):
+            return {"ok": False, "error": "not a JSON object"}
+        token, actor = body.get("token"), body.get("actor")
+        if self.control_token is None:
+            return {"ok": False, "error": "no control token configured on this coordinator"}
+        if not isinstance(token, str) or not hmac.compare_digest(
+            token.encode(), self.control_token.encode()
+        ):
+            log.warning("coordinator %s: awards refused: bad token", self.coordinator_id)
+            self._audit("region.award.refused", "", {"actor": str(actor), "why": "bad token"})
+            return {"ok": False, "error": "bad token"}
+        if not isinstance(actor, str) or not actor:
+            return {"ok": False, "error": "actor must be a non-empty string"}
+        now_s = self.clock.now_s()
+        try:
+            asked = read_awards(body, actor, now_s)
+            for a in asked:
+                old = self.awards.get(a.award_id)
+                if old is not None and not old.same_content(a):
+                    raise QuotaError(
+                        "awards.id",
+                        f"{a.award_id} was heard with other content (start {old.start_s}, "
+                        f"end {old.end_s}, {old.energy_kwh} kWh): send a new id to revise",
+                    )
+        except QuotaError as e:
+            return {"ok": False, "error": str(e), "field": e.field}
+        created: list[dict[str, object]] = []
+        for a in asked:
+            new = a.award_id not in self.awards
+            created.append({"id": a.award_id, "created": new})
+            if new:
+                self._take_award(a)
+        if any(c["created"] for c in created):
+            log.warning(
+                "regional awards %s: %s by %s",
+                self.region,
+                ", ".join(f"{a.award_id} {a.energy_kwh:g} kWh" for a in asked),
+                actor,
+            )
+            self._audit(
+                "region.award.set",
+                "",
+                {
+                    "actor": actor,
+                    "awards": [
+                        {
+                            "id": a.award_id,
+                            "start_s": a.start_s,
+                            "end_s": a.end_s,
+                            "energy_kwh": a.energy_kwh,
+                            "issued_by": a.issued_by,
+                        }
+                        for a, c in zip(asked, created, strict=True)
+                        if c["created"]
+                    ],
+                },
+            )
+            self.wake.set()  # an interval already running is split at once
+        return {"ok": True, "coordinator": self.coordinator_id, "awards": created}
+
+    def _take_award(self, a: RegionalAward) -> None:
+        """A new award in force; those it overlaps are replaced (a revision of the same
+        interval keeps the running interval's split, rescaled)."""
+        self.awards[a.award_id] = a
+        for old in list(self.awards_in_force.values()):
+            if old.start_s < a.end_s and a.start_s < old.end_s:
+                del self.awards_in_force[old.award_id]
+                split = self.award_splits.get(old.award_id)
+                if split is not None and (old.start_s, old.end_s) == (a.start_s, a.end_s):
+                    self.award_splits[a.award_id] = rescale(split, old.energy_kwh, a.energy_kwh)
+        self.awards_in_force[a.award_id] = a
+
+    def _split_awards(self, r: Round, now_s: float, revision: int) -> None:
+        """Fix the split of every award whose interval has begun and has none yet; forget
+        awards long over."""
+        for award_id, a in list(self.awards.items()):
+            if a.end_s + _AWARDS_KEPT_S < now_s:
+                del self.awards[award_id]
+                self.awards_in_force.pop(award_id, None)
+                self.award_splits.pop(award_id, None)
+        if self.clock.monotonic_s() - self._started_mono_s < self.site_silent_s:
+            return
+        for a in self.awards_in_force.values():
+            if not a.covers(now_s) or a.award_id in self.award_splits:
+                continue
+            max_w = {s: self._heard[s].offer.max_import_w for s in r.targets if s in self._heard}
+            split = split_award(a.energy_kwh, a.interval_h, r.targets, max_w, r.silent_max_w)
+            self.award_splits[a.award_id] = split
+            log.info(
+                "regional award %s (%g kWh) split: %s",
+                a.award_id,
+                a.energy_kwh,
+                ", ".join(f"{s} {kwh:.3f} kWh" for s, kwh in sorted(split.items())),
+            )
+            self._audit(
+                "region.award.split",
+                "",
+                {
+                    "award_id": a.award_id,
+                    "energy_kwh": a.energy_kwh,
+                    "start_s": a.start_s,
+                    "end_s": a.end_s,
+                    "sites_kwh": split,
+                    "targets_kw": {s: w / 1000.0 for s, w in r.targets.items()},
+                    "silent_max_kw": {s: w / 1000.0 for s, w in r.silent_max_w.items()},
+                    "lease_revision": revision,
+                },
+            )
+
+    def site_awards(self, site: str, now_s: float) -> tuple[SiteAward, ...]:
+        """The site's parts of the awards in force whose interval runs now and is split."""
+        out = []
+        for a in sorted(self.awards_in_force.values(), key=lambda x: x.start_s):
+            split = self.award_splits.get(a.award_id)
+            if not a.covers(now_s) or split is None or site not in split:
+                continue
+            kwh = split[site]
+            out.append(
+                SiteAward(
+                    site_award_id(a.award_id, site, a.start_s, a.end_s, kwh),
+                    a.award_id,
+                    a.start_s,
+                    a.end_s,
+                    kwh,
+                    a.energy_kwh,
+                    a.issued_by,
+                )
+            )
+        return tuple(out)
+
     # ------------------------------------------------------------ a round
 
     def _audit(self, action: str, subject: str, detail: dict[str, object]) -> None:
@@ -183,15 +355,20 @@ class Coordinator:
         limit_w = self.limit_kw * 1000.0
         fresh: dict[str, SiteOffer] = {}
         reserved_w = 0.0
+        silent_max_w: dict[str, float] = {}
         for s, h in self._heard.items():
             sent = self._sent.get(s)
             lease_on = sent is not None and now_s < sent.issued_at_s + sent.lease_s
             if mono_s - h.at_mono_s <= self.site_silent_s:
                 fresh[s] = h.offer
-            elif lease_on and sent is not None:
+                continue
+            if lease_on and sent is not None:
                 reserved_w += max(sent.allocation_w, h.offer.held_w)
             else:
                 reserved_w += h.offer.failsafe_w  # what it falls to when its lease ends
+            # Over an award's interval it may draw its allocation, then its fail-safe limit.
+            sent_w = sent.allocation_w if lease_on and sent is not None else 0.0
+            silent_max_w[s] = max(sent_w, h.offer.held_w, h.offer.failsafe_w)
         avail_w = max(0.0, limit_w - reserved_w)
         bids = {s: SiteBid(o.curve, o.overhead_w, o.max_import_w) for s, o in fresh.items()}
         targets = split_region(avail_w, bids)
@@ -203,7 +380,7 @@ class Coordinator:
                 may_w = max(may_w, sent.allocation_w)  # sent, not yet confirmed: it may hold it
             held[s] = may_w
         allocations = stage_raises(targets, held, avail_w)
-        return Round(allocations, targets, reserved_w, limit_w)
+        return Round(allocations, targets, reserved_w, limit_w, silent_max_w)
 
     async def round(self) -> Round | None:
         """Split and send, if leader. None when not leading."""
@@ -212,6 +389,7 @@ class Coordinator:
             return None
         r = self.plan_round()
         now_s = self.clock.now_s()
+        self._split_awards(r, now_s, lease.revision)
         for site, alloc_w in sorted(r.allocations.items()):
             self._seq += 1
             a = Allocation(
@@ -224,6 +402,7 @@ class Coordinator:
                 self.lease_s,
                 alloc_w,
                 r.limit_w,
+                self.site_awards(site, now_s),
             )
             if await self._send(a):
                 self._sent[site] = a

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from minerd.cluster.curve import ShardCurve
 from minerd.cluster.messages import VERSION, FieldReader, curve_body, read_curve
+from minerd.cluster.region_award import SiteAward
 from minerd.errors import ClusterError
 
 
@@ -32,6 +33,11 @@ def allocation_subject(region: str, site: str) -> str:
 def limit_subject(region: str) -> str:
     """Request subject: set the regional limit at runtime (token checked, audited)."""
     return f"minerd.region.{region}.limit"
+
+
+def award_subject(region: str) -> str:
+    """Request subject: energy awards for the region (token checked, audited)."""
+    return f"minerd.region.{region}.award"
 
 
 def lease_token(region: str) -> str:
@@ -67,6 +73,9 @@ class Allocation:
     )
     allocation_w: float  # the site's import limit
     regional_limit_w: float  # for the record
+    # The site's parts of the regional energy awards whose interval runs now (region_award);
+    # absent on the wire when none (an older site ignores the key).
+    awards: tuple[SiteAward, ...] = ()
 
 
 def encode_offer(o: SiteOffer) -> bytes:
@@ -102,6 +111,19 @@ def encode_allocation(a: Allocation) -> bytes:
         "allocation_w": a.allocation_w,
         "regional_limit_w": a.regional_limit_w,
     }
+    if a.awards:
+        body["awards"] = [
+            {
+                "id": w.award_id,
+                "regional_id": w.regional_award_id,
+                "start_s": w.start_s,
+                "end_s": w.end_s,
+                "energy_kwh": w.energy_kwh,
+                "regional_energy_kwh": w.regional_energy_kwh,
+                "issued_by": w.issued_by,
+            }
+            for w in a.awards
+        ]
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -137,6 +159,7 @@ def decode_allocation(data: bytes, subject: str) -> Allocation:
         lease_s=r.num("lease_s"),
         allocation_w=r.num("allocation_w"),
         regional_limit_w=r.num("regional_limit_w"),
+        awards=_read_awards(r) if "awards" in r.obj else (),
     )
     if a.lease_s <= 0:
         raise r.fail("lease_s must be > 0")
@@ -145,6 +168,28 @@ def decode_allocation(data: bytes, subject: str) -> Allocation:
     if subject != allocation_subject(a.region, a.site):
         raise r.fail(f"says region {a.region!r} site {a.site!r}, not this subject's")
     return a
+
+
+def _read_awards(r: FieldReader) -> tuple[SiteAward, ...]:
+    out = []
+    for item in r.list_("awards"):
+        if not isinstance(item, dict):
+            raise r.fail("an award must be an object")
+        w = SiteAward(
+            award_id=r.str_("awards.id", item.get("id")),
+            regional_award_id=r.str_("awards.regional_id", item.get("regional_id")),
+            start_s=r.num("awards.start_s", item.get("start_s")),
+            end_s=r.num("awards.end_s", item.get("end_s")),
+            energy_kwh=r.num("awards.energy_kwh", item.get("energy_kwh")),
+            regional_energy_kwh=r.num(
+                "awards.regional_energy_kwh", item.get("regional_energy_kwh")
+            ),
+            issued_by=r.str_("awards.issued_by", item.get("issued_by")),
+        )
+        if w.end_s <= w.start_s:
+            raise r.fail(f"award {w.award_id}: end_s must be after start_s")
+        out.append(w)
+    return tuple(out)
 
 
 def refused(a: Allocation, subject: str, reason: str) -> ClusterError:

@@ -7,6 +7,8 @@ control cycle reads as one more limit. A malformed, stale, fenced or replayed al
 refused with a ClusterError naming sender and subject, and counted. A new allocation wakes
 the cycle at once (a cut is obeyed now, never at the next interval). Each change of
 allocation, and the lease's expiry, goes to the audit callback (the site's audit log).
+The site's parts of regional energy awards ride in allocations: only an accepted (fenced,
+not replayed, not stale) allocation's awards go to `on_awards` (the daemon stores them).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from nats.aio.subscription import Subscription
 from minerd.clock import Clock
 from minerd.cluster.curve import ShardCurve
 from minerd.cluster.region import (
+    Allocation,
     SiteOffer,
     allocation_subject,
     decode_allocation,
@@ -66,6 +69,7 @@ class RegionSiteNode:
         on_allocation: Callable[[], None] | None = None,
         on_accepted: Callable[[], None] | None = None,
         audit: AuditFn | None = None,
+        on_awards: Callable[[Allocation], None] | None = None,
     ) -> None:
         self.nc = nc
         self.region = region
@@ -75,6 +79,7 @@ class RegionSiteNode:
         self.on_allocation = on_allocation
         self.on_accepted = on_accepted  # each grant taken (the daemon saves the lease)
         self.audit = audit
+        self.on_awards = on_awards  # an accepted allocation that carries awards
         self.bad_messages = 0  # malformed, or for another region or site
         self.offers_sent = 0
         self._seq = 0
@@ -126,6 +131,8 @@ class RegionSiteNode:
         self._log.clear("bad-allocation")
         if self.on_accepted is not None:
             self.on_accepted()
+        if a.awards and self.on_awards is not None:
+            self.on_awards(a)
         kw = grant.allocation_kw
         if not self._was_valid or before is None:
             log.warning(

@@ -15,6 +15,13 @@ every grant it takes, off the loop, and taken back at build time, before the fir
 reason. An offer, which confirms the allocation held to the coordinator, waits (bounded)
 until that allocation is saved, so a restart never brings back one the region has moved on
 from. A saved value that cannot be read is logged and ignored: no allocation yet.
+
+Regional energy awards: the site's part of each rides in its allocations while the
+interval runs; each new one is stored in the site's own award store through the command
+layer (PutAwards, source "region", issued by "region <r> coordinator <id>", the regional
+award named in its reference), off the loop, so the EnergyTracker paces it like an award
+from the quota API. A lost lease withdraws nothing: awards already stored are the site's
+energy budgets for their intervals; none is ever sent ahead of its interval.
 """
 
 from __future__ import annotations
@@ -34,13 +41,19 @@ from nats.aio.client import Client
 from minerd.clock import Clock
 from minerd.cluster.curve import ShardCurve, build_curve
 from minerd.cluster.nodes import ControllerNode
+from minerd.cluster.region import Allocation
+from minerd.cluster.region_award import SiteAward
 from minerd.cluster.region_site import RegionSiteNode, SiteState
 from minerd.control.counting import counted_power_w
 from minerd.control.planner import PlanRig
 from minerd.control.quota import effective_limit
 from minerd.control.region_lease import STATE_KEY, RegionalLease, SavedLease
 from minerd.daemon.components import Components
+from minerd.errors import QuotaError, StorageError
+from minerd.model import QuotaSource
 from minerd.repeated_log import RepeatedLog
+from minerd.runtime.award_input import AwardBatch, AwardLine
+from minerd.runtime.commands import PutAwards, execute
 from minerd.runtime.cycle import ControlCycle, CycleResult
 from minerd.runtime.site import Site
 from minerd.settings import Settings
@@ -54,6 +67,7 @@ _CONNECT_TIMEOUT_S = 2.0
 _AUDIT_QUEUE = 1000
 STATE_LEASE = STATE_KEY  # {"region", "site", **SavedLease.to_state()}
 _SAVE_WAIT_S = 5.0  # an offer waits at most this long for the allocation to be saved
+_AWARDS_REMEMBERED = 1000  # stored award ids kept to skip re-sends (ended ones pruned)
 
 
 def merged_curve(curves: list[ShardCurve]) -> ShardCurve:
@@ -86,6 +100,11 @@ class RegionRole:
     _saved: int = 0
     _save_due: asyncio.Event = field(default_factory=asyncio.Event)
     _save_done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Regional awards heard and not yet stored (id -> award, coordinator), and those stored
+    # (id -> kWh, end): an allocation re-sends them every round; only new ones are written.
+    _awards_pending: dict[str, tuple[SiteAward, str]] = field(default_factory=dict)
+    _awards_stored: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _awards_due: asyncio.Event = field(default_factory=asyncio.Event)
     _log: RepeatedLog = field(default_factory=lambda: RepeatedLog(log))
 
     @property
@@ -213,6 +232,79 @@ class RegionRole:
                 _SAVE_WAIT_S,
             )
 
+    def _awards_heard(self, a: Allocation) -> None:
+        """An accepted allocation's awards (on the loop): the new ones to the writer."""
+        for w in a.awards:
+            stored = self._awards_stored.get(w.award_id)
+            if stored is None or stored[0] != w.energy_kwh:
+                self._awards_pending[w.award_id] = (w, a.coordinator_id)
+        if self._awards_pending:
+            self._awards_due.set()
+
+    async def _store_awards(self) -> None:
+        while True:
+            await self._awards_due.wait()
+            self._awards_due.clear()
+            pending, self._awards_pending = self._awards_pending, {}
+            for w, coordinator in pending.values():
+                await self.store_award(w, coordinator)
+
+    async def store_award(self, w: SiteAward, coordinator: str) -> bool:
+        """One regional award part into the site's award store: True when stored (or a
+        repeat of one stored). A store that cannot write leaves it for the next allocation,
+        which carries it again."""
+        actor = f"region {self.node.region} coordinator {coordinator}"
+        line = AwardLine(
+            w.start_s,
+            w.end_s,
+            w.energy_kwh,
+            w.award_id,
+            reference=(
+                f"regional award {w.regional_award_id} "
+                f"({w.regional_energy_kwh:g} kWh, issued by {w.issued_by})"
+            ),
+        )
+        try:
+            out = await execute(
+                self.site, PutAwards(AwardBatch((line,)), actor, QuotaSource.REGION)
+            )
+        except StorageError as e:  # not stored: tried again when the award comes again
+            self._log.warning(
+                "award", "site %s: regional award %s not stored: %s", self.site_token, w.award_id, e
+            )
+            return False
+        except QuotaError as e:  # its id stored with other energy: never ours to overwrite
+            log.warning("site %s: regional award %s refused: %s", self.site_token, w.award_id, e)
+            self._remember(w)
+            return False
+        except Exception as e:  # the award is lost for now, never the region role
+            self._log.warning(
+                "award", "site %s: regional award %s failed: %r", self.site_token, w.award_id, e
+            )
+            return False
+        self._log.clear("award")
+        self._remember(w)
+        if any(out.created):
+            log.info(
+                "site %s: regional award %s: %.3f kWh in [%.0f, %.0f) (%s)",
+                self.site_token,
+                w.award_id,
+                w.energy_kwh,
+                w.start_s,
+                w.end_s,
+                actor,
+            )
+        return True
+
+    def _remember(self, w: SiteAward) -> None:
+        stored = self._awards_stored
+        stored[w.award_id] = (w.energy_kwh, w.end_s)
+        if len(stored) > _AWARDS_REMEMBERED:
+            now_s = self.clock.now_s()
+            for award_id, (_, end_s) in list(stored.items()):
+                if end_s < now_s:
+                    del stored[award_id]
+
     async def _offers(self) -> None:
         every_s = self.settings.region.offer_interval_s
         while True:
@@ -241,6 +333,7 @@ class RegionRole:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._write_audits(), name="region-audit")
                 tg.create_task(self._save_lease(), name="region-save")
+                tg.create_task(self._store_awards(), name="region-awards")
                 tg.create_task(self._offers(), name="region-offers")
         finally:
             with contextlib.suppress(Exception):
@@ -289,6 +382,7 @@ def build_region_role(
         cycle.listeners.append(role.on_cycle)
     node.audit = role._audit
     node.on_accepted = role._lease_taken
+    node.on_awards = role._awards_heard
     if restored is not None:
         role._audit("region.restored", restored)
     role._tasks.append(("region", role._serve))
