@@ -11,7 +11,9 @@ allocation goes to the audit callback (the daemon keeps it in SQLite).
 Energy awards for the region come the same way, on `minerd.region.<name>.award`; each is
 split over the sites at the first round in its interval (region_award: in proportion to
 that round's power targets, silent sites set aside first), the split is fixed for the
-interval, and each site's part rides in its allocations while the interval runs.
+interval, and each site's part rides in its allocations while the interval runs. A standby
+takes the same requests and splits from the same offers, so a leader that takes over mid-
+interval sends (nearly) the same parts, not a fresh split of energy already spent.
 """
 
 from __future__ import annotations
@@ -386,6 +388,8 @@ class Coordinator:
         """Split and send, if leader. None when not leading."""
         lease = self.lease
         if lease is None or not lease.held():
+            if lease is not None:  # a standby splits awards as well: a takeover keeps them
+                self._split_awards(self.plan_round(), self.clock.now_s(), 0)
             return None
         r = self.plan_round()
         now_s = self.clock.now_s()

@@ -365,3 +365,34 @@ async def test_a_regional_award_ends_in_each_sites_award_store_and_is_paced(
             run.plant.stores.db.close()
         await coord.stop()
         await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_a_standby_splits_the_same_so_a_takeover_keeps_the_sites_parts(
+    region: Region,
+) -> None:
+    r = region
+    standby = Coordinator(
+        r.nc, r.name, "coord-2", 40.0, r.clock, lease_s=20.0, site_silent_s=6.0,
+        control_token=TOKEN,
+    )  # fmt: skip
+    kv = await lease_store(r.nc.jetstream(), lease_token(r.name), 60.0)
+    standby.lease = ControllerLease(kv, "coord-2", 60.0, r.clock)
+    assert not await standby.lease.tick()  # coord-1 leads
+    await standby.start()
+    try:
+        await settle(r)  # 8 s: both past site_silent_s, both hearing every offer
+        ok = await send_awards(
+            r.nc, r.name, [{"id": "k-9", "start_s": T0, "end_s": T0 + HOUR_S, "energy_kwh": 20.0}]
+        )
+        assert ok["ok"] is True
+        await wait_until(lambda: "k-9" in standby.awards, WAIT_S, "the standby took it too")
+        got = await awards_round(r)
+        assert await standby.round() is None  # it sends nothing...
+        assert standby.award_splits["k-9"] == pytest.approx(r.coord.award_splits["k-9"])
+        now = r.clock.now_s()
+        for s in OFFERS:  # ...but would send the very same parts (same ids) on taking over
+            assert standby.site_awards(s, now) == r.coord.site_awards(s, now)
+        assert sum(got.values()) == pytest.approx(20.0)
+    finally:
+        await standby.stop()

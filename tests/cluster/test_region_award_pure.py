@@ -26,7 +26,9 @@ from minerd.cluster.region_award import (
     site_award_id,
     split_award,
 )
+from minerd.cluster.region_site import RegionSiteNode
 from minerd.cluster.region_split import SiteBid, split_region
+from minerd.control.region_lease import RegionalLease
 from minerd.errors import ClusterError, QuotaError
 
 T0 = 1_800_000_000.0
@@ -234,3 +236,17 @@ def test_a_revision_of_a_running_interval_rescales_its_split_and_overlaps_are_re
     # Another span overlapping it replaces it; its split waits for its own interval.
     ask(c, [award(id="k-30", start_s=T0 + 1800, end_s=T0 + 2700, energy_kwh=10.0)])
     assert set(c.awards_in_force) == {"k-30"} and "k-30" not in c.award_splits
+
+
+def test_only_an_accepted_allocation_hands_its_awards_to_the_site() -> None:
+    heard: list[Allocation] = []
+    clock = ManualClock(T0)
+    node = RegionSiteNode(Client(), "north", "eff", RegionalLease(), clock, on_awards=heard.append)
+    w = SiteAward("k-01.eff.0a1b2c3d", "k-01", T0, T0 + 3600, 12.5, 50.0, "korem")
+    subject = allocation_subject("north", "eff")
+    assert node.take(encode_allocation(allocation((w,))), subject)
+    assert [a.awards for a in heard] == [(w,)]
+    fenced = Allocation("north", "eff", "c0", 2, 99, T0, 30.0, 20_000.0, 90_000.0, (w,))
+    assert not node.take(encode_allocation(fenced), subject)  # an older revision
+    assert not node.take(encode_allocation(allocation((w,))), subject)  # a replay of seq 7
+    assert len(heard) == 1
