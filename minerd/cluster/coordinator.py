@@ -23,7 +23,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
@@ -59,6 +59,8 @@ log = logging.getLogger("minerd.cluster.coordinator")
 _IO_TIMEOUT_S = 2.0
 _AUDIT_CHANGE = 0.005  # an allocation is audited when it moves by more than this fraction
 _AWARDS_KEPT_S = 86_400.0  # an award is forgotten this long after its interval ended
+ACTION_AWARD_SET = "region.award.set"
+ACTION_AWARD_SPLIT = "region.award.split"
 
 # (action, subject, detail) -> None; detail is JSON-able
 AuditFn = Callable[[str, str, dict[str, object]], None]
@@ -250,7 +252,7 @@ class Coordinator:
                 actor,
             )
             self._audit(
-                "region.award.set",
+                ACTION_AWARD_SET,
                 "",
                 {
                     "actor": actor,
@@ -305,7 +307,7 @@ class Coordinator:
                 ", ".join(f"{s} {kwh:.3f} kWh" for s, kwh in sorted(split.items())),
             )
             self._audit(
-                "region.award.split",
+                ACTION_AWARD_SPLIT,
                 "",
                 {
                     "award_id": a.award_id,
@@ -318,6 +320,45 @@ class Coordinator:
                     "lease_revision": revision,
                 },
             )
+
+    def restore_awards(self, entries: Iterable[tuple[str, str]]) -> int:
+        """Awards and splits back from this coordinator's audit after a restart: (action,
+        detail JSON) oldest first, as set_awards_request and _split_awards wrote them; the
+        number of awards taken back. A running interval keeps the split its sites have
+        (a fresh split would hand out energy already spent). An entry that cannot be read
+        is logged and skipped."""
+        now_s = self.clock.now_s()
+        taken = 0
+        for action, text in entries:
+            try:
+                detail = json.loads(text)
+                if action == ACTION_AWARD_SET:
+                    for d in detail["awards"]:
+                        a = RegionalAward(
+                            str(d["id"]),
+                            float(d["start_s"]),
+                            float(d["end_s"]),
+                            float(d["energy_kwh"]),
+                            str(d["issued_by"]),
+                        )
+                        if a.award_id not in self.awards and a.end_s + _AWARDS_KEPT_S >= now_s:
+                            self._take_award(a)
+                            taken += 1
+                elif action == ACTION_AWARD_SPLIT and detail["award_id"] in self.awards:
+                    split = {str(s): float(kwh) for s, kwh in detail["sites_kwh"].items()}
+                    self.award_splits[str(detail["award_id"])] = split
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                log.warning(
+                    "coordinator %s: audit entry %s unreadable: %r", self.coordinator_id, action, e
+                )
+        if taken:
+            log.warning(
+                "coordinator %s: %d regional awards restored (%d split)",
+                self.coordinator_id,
+                taken,
+                sum(1 for a in self.awards if a in self.award_splits),
+            )
+        return taken
 
     def site_awards(self, site: str, now_s: float) -> tuple[SiteAward, ...]:
         """The site's parts of the awards in force whose interval runs now and is split."""

@@ -4,7 +4,8 @@ Builds the Coordinator (minerd.cluster.coordinator) from region.toml, its audit 
 storage layer's AuditLog in its own SQLite file), and its leadership lease (the same
 JetStream KV lease as a site controller's, bucket `minerd-region-<name>-lease`), and runs
 them until cancelled. A runtime limit change is kept in the audit log and restored on a
-restart, unless region.toml's limit_kw was edited since (the file then wins).
+restart, unless region.toml's limit_kw was edited since (the file then wins). Regional
+energy awards and their splits are taken back from the audit log too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import nats
 from nats.aio.client import Client
 
 from minerd.clock import Clock
-from minerd.cluster.coordinator import Coordinator
+from minerd.cluster.coordinator import ACTION_AWARD_SET, ACTION_AWARD_SPLIT, Coordinator
 from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.region import lease_token
 from minerd.settings.region import CoordinatorSettings
@@ -30,6 +31,7 @@ log = logging.getLogger("minerd.coordinator")
 _CONNECT_TIMEOUT_S = 2.0
 _RETRY_S = 2.0
 ACTION_LIMIT = "region.limit.set"
+_AWARD_ENTRIES = 100_000  # audit entries read back for awards (old ones are dropped)
 
 
 def restored_limit_kw(audit: AuditLog, config_kw: float) -> float:
@@ -68,6 +70,13 @@ class CoordinatorService:
             control_token=settings.control_token,
             audit=self._audit,
         )
+        found = [
+            e
+            for action in (ACTION_AWARD_SET, ACTION_AWARD_SPLIT)
+            for e in self.audit_log.query(limit=_AWARD_ENTRIES, action=action)
+        ]
+        found.sort(key=lambda e: (e.at_s, e.entry_id))
+        self.node.restore_awards((e.action, e.detail) for e in found)
 
     def _audit(self, action: str, subject: str, detail: dict[str, object]) -> None:
         if action == ACTION_LIMIT:
