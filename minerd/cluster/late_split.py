@@ -57,12 +57,15 @@ def split_with_late(
     curves: Mapping[str, ShardCurve],
     late: Mapping[str, LateShard],
     max_wakes: int | None = None,
+    plain: Split | None = None,
 ) -> LateSplit:
     """split_budget over curves, with every late shard whose share would fall held (late:
-    the shards of curves not heard this cycle)."""
+    the shards of curves not heard this cycle). plain: the split of budget_w to hold against
+    and send when nothing is held (the caller's steady split), else split_budget's."""
     if not budget_w >= 0.0:  # NaN or negative: the minimum, as split_budget
         budget_w = 0.0
-    plain = split_budget(budget_w, curves, max_wakes)
+    if plain is None:
+        plain = split_budget(budget_w, curves, max_wakes)
     split = plain
     counted: dict[str, float] = {}  # held shard -> what it is counted at
     sent: dict[str, float] = {}  # held shard -> what it is sent

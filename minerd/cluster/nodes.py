@@ -41,9 +41,9 @@ from minerd.cluster.messages import (
 from minerd.cluster.overload_split import overload_shares_w
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.cluster.site_shed import sum_commandable, sum_shed
-from minerd.cluster.split import Split
+from minerd.cluster.split import Split, split_budget, steady_split
 from minerd.cluster.subjects import aggregate_subject, aggregates_wildcard, budget_subject
-from minerd.control.counting import counted_power_w
+from minerd.control.counting import counted_power_w, dispatched
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
 from minerd.errors import ClusterError
 from minerd.model import RigState, ShedCapacity
@@ -69,6 +69,7 @@ class ShardMeasures:
 
     shed: ShedCapacity
     commandable: Commandable
+    dispatched: bool = True  # the plan went to the executor (False: rigs kept as told)
 
 
 class ShardFleet(Protocol):
@@ -137,11 +138,18 @@ class ShardNode:
         """One control cycle: plan to the gate's budget, apply, publish the aggregate."""
         decision = self.gate.next_cycle()
         snap = await self.fleet.snapshot()
+        rigs = tuple(snap.rigs)
         # 12,500 rigs cost ~0.15 s of planning and classing: off the event loop (the rigs
         # are frozen, the snapshot a tuple).
-        p, curve = await asyncio.to_thread(self._plan_and_curve, decision, tuple(snap.rigs))
+        p = await asyncio.to_thread(self._plan, decision, rigs)
         # Shedding first: the plan goes out before anything is published.
         measures = await self.fleet.apply(p, decision)
+        # The curve of the rigs as this plan leaves them (the controller splits for the
+        # cycle to come): a curve of the rigs before it lags the shard by a cycle more, and
+        # the split chases moves the shards have already made (issue 16).
+        if measures is None or measures.dispatched:
+            rigs = projected_rigs(rigs, p)
+        curve = await asyncio.to_thread(build_curve, rigs, self.constraints)
         agg = self._aggregate(snap, decision, curve, p, measures)
         try:
             if not self.nc.is_connected:
@@ -156,11 +164,9 @@ class ShardNode:
         self.last = ShardCycle(decision, p, agg)
         return self.last
 
-    def _plan_and_curve(
-        self, decision: GateDecision, rigs: tuple[PlanRig, ...]
-    ) -> tuple[Plan, ShardCurve]:
+    def _plan(self, decision: GateDecision, rigs: tuple[PlanRig, ...]) -> Plan:
         constraints = dataclasses.replace(self.constraints, max_wakes_per_cycle=decision.max_wakes)
-        return plan(decision.budget_w, rigs, constraints), build_curve(rigs, self.constraints)
+        return plan(decision.budget_w, rigs, constraints)
 
     def _aggregate(
         self,
@@ -192,6 +198,24 @@ class ShardNode:
             shed=measures.shed if measures is not None else None,
             commandable=measures.commandable if measures is not None else None,
         )
+
+
+def projected_rigs(rigs: tuple[PlanRig, ...], p: Plan) -> tuple[PlanRig, ...]:
+    """The rigs as the shard's next cycle will see them once the plan is carried out: each
+    moved rig told what the plan gave it (a switch starts its min-on or min-off window), as
+    the shard plans from what its rigs were told. Rigs the plan does not move stay as read."""
+    out = list(rigs)
+    for i, (r, sp) in enumerate(zip(rigs, p.setpoints, strict=True)):
+        if not dispatched(r) or (not r.awake and not sp.awake):
+            continue
+        power_w = sp.power_w if sp.awake else None
+        if sp.awake == r.awake and power_w == r.setpoint_power_w:
+            continue
+        since_s = 0.0 if sp.awake != r.awake else r.since_switch_s
+        out[i] = dataclasses.replace(
+            r, awake=sp.awake, setpoint_power_w=power_w, since_switch_s=since_s
+        )
+    return tuple(out)
 
 
 @dataclass
@@ -250,6 +274,7 @@ class ControllerNode:
         self._heard: dict[str, _Heard] = {}
         self._nominal_w: dict[str, float] = {}  # last known, kept after a shard goes silent
         self._given_w: dict[str, float] = {}  # the last budget that went out to each shard
+        self._last_split: Split | None = None  # the last split sent with no shard late
         self._cycle = 0
         self._seq = 0
         self._sub: Subscription | None = None
@@ -341,13 +366,18 @@ class ControllerNode:
         reserved_w = sum(self._nominal_w.get(s, unknown_w) for s in silent)
         lease = self.lease
         if lease is None or not lease.held():
+            self._last_split = None
             self.last = ControllerCycle(False, 0, None, live, silent, reserved_w, late)
             return self.last
         curves = {s: self._heard[s].aggregate.curve for s in live}
-        ls = split_with_late(
-            max(0.0, rig_budget_w - reserved_w), curves, self._late(late), max_wakes
-        )
+        budget_w = max(0.0, rig_budget_w - reserved_w)
+        # A steady budget keeps its split while that buys as much (the curves lag the shards:
+        # a tie re-decided every cycle swaps rigs between shards); a late shard is held
+        # against it, so a late message at a steady budget still sheds no one.
+        plain = steady_split(self._last_split, split_budget(budget_w, curves, max_wakes), curves)
+        ls = split_with_late(budget_w, curves, self._late(late), max_wakes, plain)
         split = ls.split
+        self._last_split = None if ls.held else split
         if ls.held:
             self._log.warning(
                 "late-hold",

@@ -48,17 +48,20 @@ def split_budget(
     spend = dict(floors)
     gained = {s: sum(c.count * c.base_ths for c in curves[s].classes) for s in ids}
     wakes = dict.fromkeys(ids, 0)
-    # Best slope first; ties: awake rigs before sleepers (as plan()), then stable.
-    segs: list[tuple[float, bool, int, int, int]] = []
+    # Best slope first; ties by shard id, then (within a shard, as plan()) awake rigs before
+    # sleepers. Never awake-first across shards: the curves are a cycle or two old, so a tie
+    # decided by which rigs are awake makes the split follow the shards' last moves and swap
+    # a rig between two shards every cycle at a constant budget (issue 16).
+    segs: list[tuple[float, int, bool, int, int]] = []
     for si, s in enumerate(ids):
         for ci, c in enumerate(curves[s].classes):
-            segs.extend((-u.slope_ths_per_w, c.asleep, si, ci, k) for k, u in enumerate(c.upgrades))
+            segs.extend((-u.slope_ths_per_w, si, c.asleep, ci, k) for k, u in enumerate(c.upgrades))
     segs.sort()
     taken: dict[tuple[int, int], list[float]] = {}
     remaining_w = budget_w - total_floor
     tokens = math.inf if max_wakes is None else float(max(0, max_wakes))
     skipped: str | None = None  # the first shard that could not afford a whole step
-    for _, _, si, ci, k in segs:
+    for _, si, _, ci, k in segs:
         if remaining_w <= _EPS_W:
             break
         s = ids[si]
@@ -123,3 +126,46 @@ def _below_floor(
     # Released rigs sleep: the hashrate is a bound, the shards' plans say what they keep.
     shares = {s: ShardShare(budgets[s], base[s], 0) for s in ids}
     return Split(budget_w, shares, sum(base.values()), shortfall)
+
+
+# A site budget that moved by less than this is the same budget (float noise).
+_STEADY_W = 1e-3
+# The held split may buy this much less hashrate (relative) than the new one: float noise.
+_STEADY_THS_REL = 1e-9
+
+
+def steady_split(prev: Split | None, new: Split, curves: Mapping[str, ShardCurve]) -> Split:
+    """`new`, or `prev` again when the site budget is the same and `prev` still buys as much
+    hashrate with the shards' curves as they are now.
+
+    The curves are a cycle or two old and change as the shards carry out their plans (a rig
+    woken enters min-on, one put to sleep min-off; windows expire): at a tie the split can
+    move budget between shards that would only swap rigs of equal worth. Holding the last
+    split then keeps a steady budget's split steady. Never held: a budget that moved (a cut
+    is split anew at once), a different set of shards, a split below the floors, a share
+    below its shard's floor now (it could not plan to it), or a change in the wake limit."""
+    if prev is None or abs(new.budget_w - prev.budget_w) > _STEADY_W:
+        return new
+    if set(prev.shares) != set(new.shares) or new.shortfall_w > 0.0 or prev.shortfall_w > 0.0:
+        return new
+    if _wake_total(prev) != _wake_total(new):
+        return new
+    if any(prev.shares[s].budget_w < curves[s].floor_w - _EPS_W for s in prev.shares):
+        return new
+    shares = {
+        s: ShardShare(
+            sh.budget_w,
+            split_budget(sh.budget_w, {s: curves[s]}, sh.wakes).hashrate_ths,
+            sh.wakes,
+        )
+        for s, sh in prev.shares.items()
+    }
+    ths = sum(sh.hashrate_ths for sh in shares.values())
+    if ths < new.hashrate_ths * (1.0 - _STEADY_THS_REL) - _EPS_W:
+        return new
+    return Split(new.budget_w, shares, ths, 0.0)
+
+
+def _wake_total(split: Split) -> int | None:
+    wakes = [sh.wakes for sh in split.shares.values()]
+    return None if any(w is None for w in wakes) else sum(w for w in wakes if w is not None)

@@ -162,7 +162,7 @@ class ShardControlCycle(ControlCycle):
         able = await self._off_loop(commandable, snap.rigs, self.models)
         result = self._publish(sensed, looped, the_plan, dispatch, measures)
         assert result.shed is not None  # every cycle measures it
-        return ShardMeasures(result.shed, able)
+        return ShardMeasures(result.shed, able, dispatched=the_plan is not None)
 
     def _rigs_read_since_start(self, snap: FleetSnapshot) -> bool:
         """Raising waits until every rig of the shard was read by this process."""

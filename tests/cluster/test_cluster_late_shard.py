@@ -8,7 +8,6 @@ A "dead" shard is simply never cycled again: its rigs keep their last plan.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import cast
 
 import pytest
@@ -22,10 +21,10 @@ from minerd.cluster.curve import ShardCurve
 from minerd.cluster.lease import ControllerLease
 from minerd.cluster.messages import Budget, decode_aggregate, decode_budget
 from minerd.cluster.nodes import ControllerCycle, ControllerNode, ShardNode
-from minerd.cluster.safety import BudgetGate, GateDecision
-from minerd.cluster.split import split_budget
+from minerd.cluster.safety import BudgetGate
+from minerd.cluster.split import split_budget, steady_split
 from minerd.cluster.subjects import aggregate_subject, budget_subject
-from minerd.control.planner import Plan, PlanConstraints
+from minerd.control.planner import PlanConstraints
 
 SITE = "latesite"
 LATE = "s4"
@@ -70,21 +69,6 @@ class Bus:
             self.deliver(subject, payload)
 
 
-class SwitchingFleet(MemoryFleet):
-    """Rigs that obey at once and count the time since they last woke or slept (min-on and
-    min-off then hold, as on a real site)."""
-
-    async def apply(self, plan: Plan, decision: GateDecision) -> None:
-        was = [r.awake for r in self.rigs]
-        await super().apply(plan, decision)
-        self.rigs = [
-            dataclasses.replace(
-                r, since_switch_s=0.0 if r.awake != w else r.since_switch_s + CYCLE_S
-            )
-            for r, w in zip(self.rigs, was, strict=True)
-        ]
-
-
 class MemoryNats:
     is_connected = True
 
@@ -111,10 +95,16 @@ class MemoryKv:
 
 
 class Site:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        constraints: PlanConstraints = CONSTRAINTS,
+        n_rigs: int = N_RIGS,
+        cycle_s: float = CYCLE_S,
+    ) -> None:
         self.clock = ManualClock()
+        self.cycle_s = cycle_s
         self.bus = Bus()
-        self.all_rigs = mixed_fleet(N_RIGS, seed=3)
+        self.all_rigs = mixed_fleet(n_rigs, seed=3)
         fleets = by_shard(self.all_rigs)
         self.nominal_w = {
             s: sum(r.model.nominal_power_w for r in rigs) for s, rigs in fleets.items()
@@ -122,13 +112,13 @@ class Site:
         self.step_w = max(r.model.nominal_power_w for r in self.all_rigs)  # a rig's largest
         # Shards start at their share of nominal: no rig is slept before the first budget.
         self.failsafe_limit_w = sum(self.nominal_w.values())
-        self.fleets = {s: SwitchingFleet(rigs) for s, rigs in fleets.items()}
+        self.fleets = {s: MemoryFleet(rigs, cycle_s) for s, rigs in fleets.items()}
         self.shards: dict[str, ShardNode] = {}
         for s in SHARDS:
             gate = BudgetGate(s, self.failsafe_limit_w / len(SHARDS))
             self.bus.gates[s] = gate
             nc = cast(Client, MemoryNats(self.bus))
-            self.shards[s] = ShardNode(nc, SITE, s, self.fleets[s], gate, CONSTRAINTS, self.clock)
+            self.shards[s] = ShardNode(nc, SITE, s, self.fleets[s], gate, constraints, self.clock)
         self.lease = ControllerLease(cast(KeyValue, MemoryKv()), "ctrl-a", 60.0, self.clock)
         self.ctrl = ControllerNode(
             cast(Client, MemoryNats(self.bus)),
@@ -161,7 +151,7 @@ class Site:
 
     async def round_(self, budget_w: float) -> ControllerCycle:
         """The shards that run plan and report, then the controller splits."""
-        self.clock.advance(CYCLE_S)
+        self.clock.advance(self.cycle_s)
         assert await self.lease.tick()
         await self.shards_cycle()
         out = await self.ctrl.cycle(budget_w)
@@ -196,12 +186,13 @@ async def test_a_cut_while_a_shard_is_late_is_taken_by_the_heard_shards(cut_at: 
     site = Site()
     high_w = 0.7 * site.total_nominal_w
     low_w = 0.5 * site.total_nominal_w
-    await warm(site, high_w)
+    prev_split = (await warm(site, high_w)).split
     heard = [s for s in SHARDS if s != LATE]
     outs: list[ControllerCycle] = []
     truths: list[float] = []  # after each round's shard cycles
     given: list[float] = []  # the budget last sent to LATE before each round's split
     plains: list[dict[str, float]] = []  # what the plain split would have given
+    steadies: list[dict[str, float]] = []  # the same, or the last split kept at a steady budget
     wires: list[dict[str, Budget]] = []  # what each round's split sent
     for r in range(5):
         given.append(next(b.budget_w for b in reversed(site.bus.budgets) if b.shard_id == LATE))
@@ -216,6 +207,9 @@ async def test_a_cut_while_a_shard_is_late_is_taken_by_the_heard_shards(cut_at: 
         assert out.split is not None
         plain = split_budget(out.split.budget_w, site.curves())
         plains.append({s: sh.budget_w for s, sh in plain.shares.items()})
+        steady = steady_split(prev_split, plain, site.curves())
+        steadies.append({s: sh.budget_w for s, sh in steady.shares.items()})
+        prev_split = out.split
 
     # The site's truth (the dead shard's rigs at their last plan, the heard shards' plans to
     # the last round's budgets) is under the budget from the first round whose budgets came
@@ -247,10 +241,10 @@ async def test_a_cut_while_a_shard_is_late_is_taken_by_the_heard_shards(cut_at: 
         assert out.late_shards == (LATE,) and out.held_shards == (LATE,)
         assert out.held_w == pytest.approx(held_w)
         assert out.silent_shards == () and out.reserved_w == 0.0
-    if cut_at == 2:  # late at an unchanged budget: the plain split, nothing held
+    if cut_at == 2:  # late at an unchanged budget: the steady split, nothing held
         assert outs[1].late_shards == (LATE,) and outs[1].held_shards == ()
         assert outs[1].split is not None
-        assert {s: sh.budget_w for s, sh in outs[1].split.shares.items()} == plains[1]
+        assert {s: sh.budget_w for s, sh in outs[1].split.shares.items()} == steadies[1]
     for out, wire in zip(outs[3:], wires[3:], strict=True):  # silent: as before
         assert out.silent_shards == (LATE,) and out.late_shards == ()
         assert out.reserved_w == pytest.approx(site.nominal_w[LATE])

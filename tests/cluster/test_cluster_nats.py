@@ -40,10 +40,13 @@ FAILSAFE_LIMIT_W = 400_000.0
 
 
 class MemoryFleet:
-    """A shard's rigs that obey at once: the plan becomes the next snapshot."""
+    """A shard's rigs that obey at once: the plan becomes the next snapshot. Each apply is a
+    cycle of cycle_s: a rig that wakes or sleeps restarts its since_switch_s, the others' age
+    (so min-on and min-off windows open and expire, as the daemon's intent book times them)."""
 
-    def __init__(self, rigs: Sequence[PlanRig]) -> None:
+    def __init__(self, rigs: Sequence[PlanRig], cycle_s: float = 1.0) -> None:
         self.rigs = list(rigs)
+        self.cycle_s = cycle_s
         self.applied: list[Plan] = []
 
     async def snapshot(self) -> ShardSnapshot:
@@ -54,7 +57,17 @@ class MemoryFleet:
         out = []
         for r, sp in zip(self.rigs, plan.setpoints, strict=True):
             state = RigState.HASHING if sp.awake else RigState.SLEEPING
-            out.append(dataclasses.replace(r, awake=sp.awake, power_w=sp.power_w, state=state))
+            since_s = 0.0 if sp.awake != r.awake else r.since_switch_s + self.cycle_s
+            out.append(
+                dataclasses.replace(
+                    r,
+                    awake=sp.awake,
+                    power_w=sp.power_w,
+                    state=state,
+                    setpoint_power_w=sp.power_w if sp.awake else None,
+                    since_switch_s=since_s,
+                )
+            )
         self.rigs = out
 
     @property
