@@ -147,9 +147,8 @@ class ShardNode:
         # The curve of the rigs as this plan leaves them (the controller splits for the
         # cycle to come): a curve of the rigs before it lags the shard by a cycle more, and
         # the split chases moves the shards have already made (issue 16).
-        if measures is None or measures.dispatched:
-            rigs = projected_rigs(rigs, p)
-        curve = await asyncio.to_thread(build_curve, rigs, self.constraints)
+        moved = measures is None or measures.dispatched
+        curve = await asyncio.to_thread(self._curve, rigs, p if moved else None)
         agg = self._aggregate(snap, decision, curve, p, measures)
         try:
             if not self.nc.is_connected:
@@ -167,6 +166,10 @@ class ShardNode:
     def _plan(self, decision: GateDecision, rigs: tuple[PlanRig, ...]) -> Plan:
         constraints = dataclasses.replace(self.constraints, max_wakes_per_cycle=decision.max_wakes)
         return plan(decision.budget_w, rigs, constraints)
+
+    def _curve(self, rigs: tuple[PlanRig, ...], p: Plan | None) -> ShardCurve:
+        """The curve of the rigs as plan p leaves them (None: not dispatched, as they are)."""
+        return build_curve(rigs if p is None else projected_rigs(rigs, p), self.constraints)
 
     def _aggregate(
         self,

@@ -15,6 +15,7 @@ from cluster_fleet import SHARDS, mixed_fleet
 from test_cluster_late_shard import Site
 
 from minerd.cluster.curve import build_curve
+from minerd.cluster.nodes import projected_rigs
 from minerd.cluster.split import ShardShare, Split, split_budget, steady_split
 from minerd.control.planner import PlanConstraints, PlanRig, plan
 from minerd.model import RigState
@@ -181,3 +182,39 @@ def test_steady_split_keeps_the_last_split_only_at_the_same_budget() -> None:
 def _split_of(like: Split, budgets: dict[str, float]) -> Split:
     shares = {s: ShardShare(budgets[s], sh.hashrate_ths, sh.wakes) for s, sh in like.shares.items()}
     return Split(like.budget_w, shares, like.hashrate_ths, like.shortfall_w)
+
+
+def test_the_curve_is_of_the_rigs_as_the_plan_leaves_them() -> None:
+    """A rig the plan wakes is sent as awake and in its min-on window (no sleep point: its
+    lowest awake point is floor); one it puts to sleep as in min-off (fixed at sleep); a rig
+    not dispatched stays as read."""
+    constraints = PlanConstraints(min_on_s=300.0, min_off_s=120.0)
+    rigs = tuple(
+        r
+        for r in mixed_fleet(200, seed=3)
+        if r.since_switch_s > 300.0 and (r.chip_temp_c is None or r.chip_temp_c < 60.5)
+    )
+    asleep = [i for i, r in enumerate(rigs) if not r.awake and not r.unresponsive]
+    nominal_w = sum(r.model.nominal_power_w for r in rigs)
+    p = plan(nominal_w, rigs, constraints)  # room for all: the sleepers wake
+    after = projected_rigs(rigs, p)
+    woken = [i for i in asleep if p.setpoints[i].awake]
+    assert woken
+    for i in woken:
+        assert after[i].awake and after[i].since_switch_s == 0.0
+        assert after[i].setpoint_power_w == p.setpoints[i].power_w
+    for i, r in enumerate(rigs):
+        if r.unresponsive or r.maintenance:
+            assert after[i] is r
+    before_curve = build_curve(rigs, constraints)
+    after_curve = build_curve(after, constraints)
+    # Woken rigs in min-on raise the floor by their lowest awake point over sleep.
+    assert after_curve.floor_w > before_curve.floor_w
+    assert after_curve.release_w > before_curve.release_w
+    p_low = plan(0.0, after, PlanConstraints())  # everything to sleep
+    slept = projected_rigs(after, p_low)
+    moved = [i for i, r in enumerate(after) if r.awake and not p_low.setpoints[i].awake]
+    assert moved
+    assert all(not slept[i].awake and slept[i].since_switch_s == 0.0 for i in moved)
+    # Asleep in their min-off window: fixed at sleep power, not in any class.
+    assert build_curve(slept, constraints).fixed_w > build_curve(after, constraints).fixed_w
