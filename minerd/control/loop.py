@@ -88,9 +88,14 @@ class LoopInputs:
     # rig_power_w with every rig not yet seen to obey an outstanding command counted at its
     # measured or nominal power, whichever is higher. None: same as rig_power_w.
     distrusted_rig_power_w: float | None = None
-    # No raise in flight: every rig moving heads down, so none draws less than the lower of
-    # its reading and its plan (a rig still rising could, the readings being older).
+    # Every rig moving heads down but the raises counted in rising_w, so no rig draws less
+    # than the lower of its reading and its plan (a rig still rising could, the readings
+    # being older). In-flight sheds only lower the meter.
     falling: bool = False
+    # The power the raises still in flight may add (W): the least rig power the site can be
+    # drawing is taken that much lower, so a few raises in flight on a large fleet do not
+    # stop a correction the meter does not show from being given back, and give nothing away.
+    rising_w: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -247,10 +252,11 @@ def step(
         # the meter bounds it from both sides.
         if inputs.falling and not ramp_limited:
             # At most the meter less the least rig power the site can be drawing: the
-            # readings before and now, and the plan the rigs head to. A correction above that
-            # (learnt from a cut's timing) is given back now, at ki's pace, never below what
-            # the meter justifies; else it sits on the site for a whole reaction time.
-            least_w = min(inputs.rig_power_w, state.rig_power_w, planned)
+            # readings before and now, and the plan the rigs head to, less what raises in
+            # flight may still add. A correction above that (learnt from a cut's timing) is
+            # given back now, at ki's pace, never below what the meter justifies; else it sits
+            # on the site for as long as a large fleet has commands in flight (always).
+            least_w = min(inputs.rig_power_w, state.rig_power_w, planned) - inputs.rising_w
             load_max_kw = inputs.grid_import_kw - predicted_import_kw(least_w, config)
             if integral > load_max_kw:
                 integral -= min(1.0, config.ki * dt_s) * (integral - load_max_kw)

@@ -157,6 +157,15 @@ class _Rigs:
 
 
 @dataclass(frozen=True)
+class _Rise:
+    """A raise sent to one rig: what it may still add to the meter until its reaction time
+    is up."""
+
+    until_s: float
+    rise_w: float
+
+
+@dataclass(frozen=True)
 class _Orders:
     """Phase dispatch: the commands, and the setpoints and statuses they were made from."""
 
@@ -232,7 +241,7 @@ class ControlCycle:
         )
         self.moving_s = slowest_switch_s + self.config.loop.interval_s
         self._moving_until_s = -math.inf
-        self._raising_until_s = -math.inf  # raises sent until then may still be rising
+        self._rising: dict[str, _Rise] = {}  # raises that may still add to the meter
         self._in_flight: list[tuple[float, float]] = []  # (until_s, power step W) per dispatch
         # Read a rig at once (wired to the poller): a shed not yet seen while over the limit.
         self.poll_now: Callable[[str], None] | None = None
@@ -497,7 +506,8 @@ class ControlCycle:
                 max_rig_power_w=fleet_max_w,
                 planned_rig_power_w=planned_w,
                 moving=now_s < self._moving_until_s,
-                falling=now_s >= self._raising_until_s,
+                falling=True,  # the raises in flight are known: rising_w
+                rising_w=self._rising_w(now_s),
                 distrusted_rig_power_w=counted_w + sum(extra for _, extra in unseen.values()),
             ),
             self.config.loop,
@@ -696,14 +706,12 @@ class ControlCycle:
         if step_w > 0.0:
             until_s = now_s + self._moving_for_s(dispatch)
             self._in_flight.append((until_s, step_w))
-            if dispatch.raise_:
-                self._raising_until_s = max(self._raising_until_s, until_s)
+        self._note_rising(now_s, orders)
         # The rigs still on their way (each command until its reaction time is up) move
         # the site when together they exceed the loop's settle tolerance.
         self._in_flight = [(u, w) for u, w in self._in_flight if u > now_s]
-        cfg = self.config.loop
-        tolerance_w = max(cfg.settle_tolerance_kw * 1000.0, 0.01 * the_plan.planned_power_w)
-        if sum(w for _, w in self._in_flight) > tolerance_w:
+        self._rising = {r: rise for r, rise in self._rising.items() if rise.until_s > now_s}
+        if sum(w for _, w in self._in_flight) > self._settle_tolerance_w(the_plan.planned_power_w):
             until_s = max(u for u, _ in self._in_flight)
             self._moving_until_s = max(self._moving_until_s, until_s)
 
@@ -821,6 +829,35 @@ class ControlCycle:
             to_w = target.get(cmd.rig_id, now_w)
             step_w += abs(to_w - now_w) if to_w > 0.0 else now_w
         return step_w
+
+    def _settle_tolerance_w(self, planned_w: float | None) -> float:
+        """In-flight power that together still counts as the site at its plan."""
+        tolerance_w = self.config.loop.settle_tolerance_kw * 1000.0
+        return max(tolerance_w, 0.01 * planned_w) if planned_w is not None else tolerance_w
+
+    def _note_rising(self, now_s: float, orders: _Orders) -> None:
+        """Each rig told to rise, at what it may still add until its own reaction time is
+        up. Per rig: a wake after its profile was set counts once, not twice; a rig told to
+        shed since heads down."""
+        for cmd in orders.dispatch.shed:
+            self._rising.pop(cmd.rig_id, None)
+        target = {sp.rig_id: sp.power_w if sp.awake else 0.0 for sp in orders.setpoints}
+        for cmd in orders.dispatch.raise_:
+            st = orders.statuses.get(cmd.rig_id)
+            now_w = st.reading.power_w if st is not None else 0.0
+            to_w = target.get(cmd.rig_id, now_w)
+            # A woken rig starts from asleep whatever an older reading says.
+            rise_w = to_w if cmd.action is RigAction.WAKE else max(0.0, to_w - now_w)
+            until_s = now_s + self._moving_for_s(Dispatch((), (cmd,)))
+            before = self._rising.get(cmd.rig_id)
+            if before is not None:
+                until_s = max(until_s, before.until_s)
+            self._rising[cmd.rig_id] = _Rise(until_s, rise_w)
+
+    def _rising_w(self, now_s: float) -> float:
+        """What the raises sent may still add to the meter: in-flight sheds only lower it,
+        so only these keep the loop from giving back a correction the meter does not show."""
+        return sum(rise.rise_w for rise in self._rising.values() if rise.until_s > now_s)
 
     def _moving_for_s(self, dispatch: Dispatch) -> float:
         """How long the commands just sent keep rigs moving: the slowest of their own
