@@ -76,6 +76,14 @@ class Round:
     silent_max_w: dict[str, float] = field(default_factory=dict)
 
 
+class _Refused(Exception):
+    """A request refused before it is read further: the answer says why."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.answer: dict[str, object] = {"ok": False, "error": error}
+
+
 @dataclass
 class _Heard:
     offer: SiteOffer
@@ -172,25 +180,37 @@ class Coordinator:
             except Exception as e:  # the change stands; only the answer is lost
                 log.warning("coordinator %s: %s answer not sent: %r", self.coordinator_id, what, e)
 
-    def set_limit_request(self, data: bytes) -> dict[str, object]:
-        """{"limit_kw": x, "actor": name, "token": t} -> {"ok": ..., ...}; audited."""
+    def _authorized(
+        self, data: bytes, what: str, refused_action: str
+    ) -> tuple[dict[str, object], str]:
+        """A request's JSON object and its actor, once its token is checked (a bad token is
+        logged and audited as refused_action); else _Refused with the answer to send."""
         try:
             body = json.loads(data)
         except (ValueError, UnicodeDecodeError):
-            return {"ok": False, "error": "not JSON"}
+            raise _Refused("not JSON") from None
         if not isinstance(body, dict):
-            return {"ok": False, "error": "not a JSON object"}
-        token, actor, kw = body.get("token"), body.get("actor"), body.get("limit_kw")
+            raise _Refused("not a JSON object")
+        token, actor = body.get("token"), body.get("actor")
         if self.control_token is None:
-            return {"ok": False, "error": "no control token configured on this coordinator"}
+            raise _Refused("no control token configured on this coordinator")
         if not isinstance(token, str) or not hmac.compare_digest(
             token.encode(), self.control_token.encode()
         ):
-            log.warning("coordinator %s: limit change refused: bad token", self.coordinator_id)
-            self._audit("region.limit.refused", "", {"actor": str(actor), "why": "bad token"})
-            return {"ok": False, "error": "bad token"}
+            log.warning("coordinator %s: %s refused: bad token", self.coordinator_id, what)
+            self._audit(refused_action, "", {"actor": str(actor), "why": "bad token"})
+            raise _Refused("bad token")
         if not isinstance(actor, str) or not actor:
-            return {"ok": False, "error": "actor must be a non-empty string"}
+            raise _Refused("actor must be a non-empty string")
+        return body, actor
+
+    def set_limit_request(self, data: bytes) -> dict[str, object]:
+        """{"limit_kw": x, "actor": name, "token": t} -> {"ok": ..., ...}; audited."""
+        try:
+            body, actor = self._authorized(data, "limit change", "region.limit.refused")
+        except _Refused as e:
+            return e.answer
+        kw = body.get("limit_kw")
         if isinstance(kw, bool) or not isinstance(kw, int | float) or not math.isfinite(kw):
             return {"ok": False, "error": "limit_kw must be a finite number"}
         if kw < 0:
@@ -209,22 +229,9 @@ class Coordinator:
         energy, refused with other content; a new award replaces any in force that overlaps
         it (a revision of a running interval rescales its fixed split)."""
         try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            return {"ok": False, "error": "not JSON"}
-        if not isinstance(body, dict):
-            return {"ok": False, "error": "not a JSON object"}
-        token, actor = body.get("token"), body.get("actor")
-        if self.control_token is None:
-            return {"ok": False, "error": "no control token configured on this coordinator"}
-        if not isinstance(token, str) or not hmac.compare_digest(
-            token.encode(), self.control_token.encode()
-        ):
-            log.warning("coordinator %s: awards refused: bad token", self.coordinator_id)
-            self._audit("region.award.refused", "", {"actor": str(actor), "why": "bad token"})
-            return {"ok": False, "error": "bad token"}
-        if not isinstance(actor, str) or not actor:
-            return {"ok": False, "error": "actor must be a non-empty string"}
+            body, actor = self._authorized(data, "awards", "region.award.refused")
+        except _Refused as e:
+            return e.answer
         now_s = self.clock.now_s()
         try:
             asked = read_awards(body, actor, now_s)
