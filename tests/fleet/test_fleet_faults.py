@@ -169,4 +169,4 @@ def _taken(reading: MeterReading | None) -> float:
 
 
 def _values(reading: MeterReading) -> MeterReading:
-    return replace(reading, taken_at_s=0.0)
+    return replace(reading, taken_at_s=0.0, read_window_s=0.0)  # the values, not the read
