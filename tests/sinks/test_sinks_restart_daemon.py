@@ -37,15 +37,19 @@ def zero_samples(text: str) -> list[str]:
 
 async def run_once(config: Path, sim: SimSite, api: str, scrapes: list[str]) -> None:
     """Start the daemon, scrape /metrics from its first moment until it is ready and a few
-    cycles on, then stop it."""
+    cycles on (counted, not timed: a loaded machine runs fewer cycles per scrape), then stop
+    it."""
     daemon = Daemon(load_settings(config), clock=sim.clock)
-    daemon.build()
+    site = daemon.build()
+    cycles_when_ready: list[bool] = []
+    site.cycle.listeners.append(lambda _: cycles_when_ready.append(daemon.ready.is_set()))
     task = asyncio.create_task(daemon.run(), name="daemon")
     try:
         async with httpx.AsyncClient(base_url=api, timeout=2.0) as http:
             ready_scrapes = 0
             async with asyncio.timeout(60):
-                while ready_scrapes < 40:  # about 2 s of cycles and flushes
+                # About 2 s of scrapes, and at least 4 cycles (site points) once ready.
+                while ready_scrapes < 40 or sum(cycles_when_ready) < 4:
                     assert not task.done(), "the daemon stopped"
                     with contextlib.suppress(httpx.HTTPError):
                         r = await http.get("/metrics")
