@@ -6,6 +6,9 @@ JetStream store is wiped, its leadership revisions restart at 1: the site refuse
 allocation as fenced and stays on its fail-safe limit (the safe side). With the daemon
 stopped, `minerd region forget` deletes the saved allocation; the next start takes the
 coordinator's allocations again (fail-safe until the first one arrives, as on a first start).
+A coordinator that sends its store epoch is taken by itself once the site's lease has expired
+(control.region_lease): the command is then only needed to re-join before that, or when the
+coordinator or the saved allocation predates store epochs.
 
 The daemon must be stopped: its lease lives in memory too and would go on fencing. A running
 daemon holds the database open, so the command takes the database for itself alone (an
@@ -170,7 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f = sub.add_parser(
         "forget",
         help="clear the site's saved regional allocation (after the coordinator's store was "
-        "wiped); the daemon must be stopped",
+        "wiped: only needed to re-join before the current lease expires, or with a coordinator "
+        "that sends no store epoch); the daemon must be stopped",
     )
     src = f.add_mutually_exclusive_group(required=True)
     src.add_argument("-c", "--config", type=Path, help="site config: its [storage] path")

@@ -14,6 +14,10 @@ that round's power targets, silent sites set aside first), the split is fixed fo
 interval, and each site's part rides in its allocations while the interval runs. A standby
 takes the same requests and splits from the same offers, so a leader that takes over mid-
 interval sends (nearly) the same parts, not a fresh split of energy already spent.
+
+Every allocation names the epoch of the store its lease revision counts in (store_epoch),
+read (or created) at the start of each term of leadership, so a coordinator that takes the
+lease again in a wiped and recreated store sends that store's epoch, never its old one.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from minerd.cluster.region import (
     award_subject,
     decode_offer,
     encode_allocation,
+    lease_token,
     limit_subject,
     offers_wildcard,
 )
@@ -51,6 +56,8 @@ from minerd.cluster.region_award import (
     split_award,
 )
 from minerd.cluster.region_split import SiteBid, split_region, stage_raises
+from minerd.cluster.store_epoch import store_epoch
+from minerd.cluster.subjects import lease_bucket
 from minerd.errors import ClusterError, QuotaError
 from minerd.repeated_log import RepeatedLog
 
@@ -122,6 +129,8 @@ class Coordinator:
         self._sent: dict[str, Allocation] = {}
         self._audited_w: dict[str, float] = {}
         self._seq = 0
+        self.store_epoch = ""  # of the lease's store, read at each term's start
+        self._epoch_term = 0  # the lease term store_epoch was read in
         # Regional energy awards: every one heard (replays are told by id), those in force
         # (the latest for an interval wins), and each one's split, fixed when its interval
         # began (site -> kWh).
@@ -439,6 +448,7 @@ class Coordinator:
             if lease is not None:  # a standby splits awards as well: a takeover keeps them
                 self._split_awards(self.plan_round(), self.clock.now_s(), 0)
             return None
+        await self._epoch_of_term(lease)
         r = self.plan_round()
         now_s = self.clock.now_s()
         self._split_awards(r, now_s, lease.revision)
@@ -455,6 +465,7 @@ class Coordinator:
                 alloc_w,
                 r.limit_w,
                 self.site_awards(site, now_s),
+                self.store_epoch,
             )
             if await self._send(a):
                 self._sent[site] = a
@@ -470,12 +481,38 @@ class Coordinator:
                             "regional_limit_kw": r.limit_w / 1000.0,
                             "reserved_kw": r.reserved_w / 1000.0,
                             "lease_revision": lease.revision,
+                            "store_epoch": self.store_epoch,
                             "seq": a.seq,
                             "expires_at_s": now_s + self.lease_s,
                         },
                     )
         self.last = r
         return r
+
+    async def _epoch_of_term(self, lease: ControllerLease) -> None:
+        """The store epoch of this term of leadership, read once per term. Unreadable: ""
+        (revisions alone fence, as before epochs; an older term's epoch may be another
+        store's), tried again next round."""
+        if self._epoch_term == lease.terms and self.store_epoch:
+            return
+        bucket = lease_bucket(lease_token(self.region))
+        try:
+            epoch = await store_epoch(self.nc.jetstream(), bucket)
+        except ClusterError as e:
+            self._log.warning(
+                "epoch", "coordinator %s: %s: allocations without one", self.coordinator_id, e
+            )
+            self.store_epoch = ""
+            return
+        self._log.clear("epoch")
+        if epoch != self.store_epoch:
+            log.warning(
+                "coordinator %s leads in store epoch %s (revision %d)",
+                self.coordinator_id,
+                epoch,
+                lease.revision,
+            )
+        self.store_epoch, self._epoch_term = epoch, lease.terms
 
     async def _send(self, a: Allocation) -> bool:
         try:
@@ -497,6 +534,11 @@ class Coordinator:
         while True:
             self.wake.clear()
             await self.round()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # nats-py's requests (asyncio.wait_for on 3.11) can swallow a cancel that
+                # lands as their reply arrives: a stop must still stop.
+                raise asyncio.CancelledError
             try:
                 async with self.clock.timeout(interval_s):
                     await self.wake.wait()

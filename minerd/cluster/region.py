@@ -3,8 +3,9 @@
 A site publishes an offer (its upgrade curve, what it draws beyond its rigs, its own limit
 and its fail-safe limit, the allocation it obeys now); the coordinator answers each site
 with an allocation: import kW with a lease (issued_at_s + lease_s), stamped with the
-coordinator's leadership revision (fencing) and a rising seq. Decoding checks every field
-and raises ClusterError naming the sender and subject.
+coordinator's leadership revision (fencing), the epoch of the store that revision counts in
+(store_epoch.py; absent from an older coordinator: "") and a rising seq. Decoding checks
+every field and raises ClusterError naming the sender and subject.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class Allocation:
     # The site's parts of the regional energy awards whose interval runs now (region_award);
     # absent on the wire when none (an older site ignores the key).
     awards: tuple[SiteAward, ...] = ()
+    # The epoch of the JetStream store lease_revision counts in ("" from an older coordinator).
+    store_epoch: str = ""
 
 
 def encode_offer(o: SiteOffer) -> bytes:
@@ -111,6 +114,8 @@ def encode_allocation(a: Allocation) -> bytes:
         "allocation_w": a.allocation_w,
         "regional_limit_w": a.regional_limit_w,
     }
+    if a.store_epoch:
+        body["store_epoch"] = a.store_epoch
     if a.awards:
         body["awards"] = [
             {
@@ -160,6 +165,7 @@ def decode_allocation(data: bytes, subject: str) -> Allocation:
         allocation_w=r.num("allocation_w"),
         regional_limit_w=r.num("regional_limit_w"),
         awards=_read_awards(r) if "awards" in r.obj else (),
+        store_epoch=r.str_("store_epoch") if "store_epoch" in r.obj else "",
     )
     if a.lease_s <= 0:
         raise r.fail("lease_s must be > 0")

@@ -9,6 +9,9 @@ the cycle at once (a cut is obeyed now, never at the next interval). Each change
 allocation, and the lease's expiry, goes to the audit callback (the site's audit log).
 The site's parts of regional energy awards ride in allocations: only an accepted (fenced,
 not replayed, not stale) allocation's awards go to `on_awards` (the daemon stores them).
+An allocation of another store epoch (the coordinator's JetStream store was wiped) is taken
+once the site's lease has expired (control.region_lease); the change of store is logged
+once and audited ("region.store_changed", old and new epoch and revision).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ log = logging.getLogger("minerd.cluster.region")
 
 _IO_TIMEOUT_S = 2.0
 _AUDIT_CHANGE = 0.005  # an allocation is audited when it moves by more than this fraction
+ACTION_STORE_CHANGED = "region.store_changed"
 
 
 @dataclass(frozen=True)
@@ -122,13 +126,18 @@ class RegionSiteNode:
             a.issued_at_s,
             a.lease_s,
             a.allocation_w / 1000.0,
+            a.store_epoch,
         )
+        store_changed = self.lease.other_epoch(grant)
+        old_epoch, old_revision = self.lease.newest_epoch, self.lease.newest_revision
         why = self.lease.accept(grant, now_s)
         if why:
             self._log.warning("refused", "site %s: %s", self.site, refused(a, subject, why))
             return False
         self._log.clear("refused")
         self._log.clear("bad-allocation")
+        if store_changed:
+            self._store_changed(a, old_epoch, old_revision)
         if self.on_accepted is not None:
             self.on_accepted()
         if a.awards and self.on_awards is not None:
@@ -161,6 +170,28 @@ class RegionSiteNode:
         if (before is None or kw < before) and self.on_allocation is not None:
             self.on_allocation()  # a cut is obeyed now; a raise waits for the next cycle
         return True
+
+    def _store_changed(self, a: Allocation, old_epoch: str, old_revision: int) -> None:
+        log.warning(
+            "site %s: the coordinator's store changed (epoch %s revision %d -> epoch %s "
+            "revision %d: wiped?); its allocations are taken from now on, revisions anew",
+            self.site,
+            old_epoch,
+            old_revision,
+            a.store_epoch,
+            a.lease_revision,
+        )
+        self._audit(
+            ACTION_STORE_CHANGED,
+            {
+                "actor": f"coordinator {a.coordinator_id}",
+                "from_epoch": old_epoch,
+                "from_revision": old_revision,
+                "to_epoch": a.store_epoch,
+                "to_revision": a.lease_revision,
+                "seq": a.seq,
+            },
+        )
 
     def _audit(self, action: str, detail: dict[str, object]) -> None:
         if self.audit is None:
