@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from minerd.clock import Clock
+from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.lease import ControllerLease
 from minerd.cluster.region import (
     Allocation,
@@ -534,11 +535,7 @@ class Coordinator:
         while True:
             self.wake.clear()
             await self.round()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # nats-py's requests (asyncio.wait_for on 3.11) can swallow a cancel that
-                # lands as their reply arrives: a stop must still stop.
-                raise asyncio.CancelledError
+            raise_if_cancelled()  # a cancel a nats-py call lost still stops the loop
             try:
                 async with self.clock.timeout(interval_s):
                     await self.wake.wait()

@@ -10,6 +10,10 @@ newest it has seen.
 A holder counts itself leader only while its last successful renewal, timed from when the
 request was sent, is younger than `ttl_s - margin_s`: a controller cut off from NATS stops
 sending budgets before a standby can take over, so two never command at once.
+
+A lease given a way to reopen its store (open_lease) re-creates a bucket deleted under it:
+a write answered by no stream (or no bucket) has the next tick open the store again and
+take the lease there, from a new revision 1, as a new term.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import asyncio
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 
 from nats.js.client import JetStreamContext
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
 from minerd.clock import Clock
+from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.subjects import LEASE_KEY, lease_bucket
 from minerd.errors import ClusterError
 from minerd.repeated_log import RepeatedLog
@@ -43,6 +49,18 @@ async def lease_store(js: JetStreamContext, site: str, ttl_s: float) -> KeyValue
         raise ClusterError("nats", bucket, "no answer creating the lease bucket") from e
 
 
+async def open_lease(
+    js: JetStreamContext, site: str, holder_id: str, ttl_s: float, clock: Clock
+) -> ControllerLease:
+    """A lease on the site's bucket (created if missing) that re-creates the bucket if it is
+    deleted while the lease runs."""
+
+    async def reopen() -> KeyValue:
+        return await lease_store(js, site, ttl_s)
+
+    return ControllerLease(await reopen(), holder_id, ttl_s, clock, reopen=reopen)
+
+
 class ControllerLease:
     def __init__(
         self,
@@ -51,8 +69,11 @@ class ControllerLease:
         ttl_s: float,
         clock: Clock,
         margin_s: float | None = None,
+        reopen: Callable[[], Awaitable[KeyValue]] | None = None,
     ) -> None:
         self.kv = kv
+        self._reopen = reopen
+        self._gone = False  # the bucket answered as deleted: reopened before the next write
         self.holder_id = holder_id
         self.ttl_s = ttl_s
         # The holder stops counting itself leader this long before the key can expire.
@@ -72,6 +93,8 @@ class ControllerLease:
 
     async def tick(self) -> bool:
         """Renew the lease if held, else try to take it. Returns held() after."""
+        if self._gone and not await self._reopen_store():
+            return self.held()
         sent_at_s = self.clock.monotonic_s()
         value = json.dumps(
             {"holder": self.holder_id, "nonce": self._nonce, "at_s": self.clock.now_s()}
@@ -91,6 +114,16 @@ class ControllerLease:
                 )
             self.revision = 0
             return False
+        except (NoStreamResponseError, BucketNotFoundError) as e:
+            self._gone = self._reopen is not None
+            self._log.warning(
+                "lease",
+                "controller %s: its lease bucket is gone (%r)%s",
+                self.holder_id,
+                e,
+                "; re-creating it" if self._gone else "",
+            )
+            return self.held()
         except (TimeoutError, OSError, ConnectionError) as e:
             self._log.warning(
                 "lease", "controller %s cannot reach the lease: %s", self.holder_id, e
@@ -106,6 +139,28 @@ class ControllerLease:
         self.revision = int(rev)
         self._renewed_at_s = sent_at_s
         return self.held()
+
+    async def _reopen_store(self) -> bool:
+        """Open (create) the deleted bucket again: True when open. A revision held in the old
+        bucket counts no more: the lease is taken afresh in the new one."""
+        assert self._reopen is not None
+        try:
+            self.kv = await self._reopen()
+        except Exception as e:  # ClusterError or a nats error: tried again next tick
+            self._log.warning(
+                "reopen", "controller %s cannot re-create its lease bucket: %r", self.holder_id, e
+            )
+            return False
+        self._log.clear("reopen")
+        self._gone = False
+        if self.revision > 0:
+            log.warning(
+                "controller %s lost the lease with its bucket (revision %d)",
+                self.holder_id,
+                self.revision,
+            )
+            self.revision = 0
+        return True
 
     async def _adopt(self) -> bool:
         """After a refused write: is the key's last write ours (its reply lost in a timeout)?
@@ -131,6 +186,7 @@ class ControllerLease:
         every_s = self.ttl_s / 4 if interval_s is None else interval_s
         while True:
             await self.tick()
+            raise_if_cancelled()  # a cancel a nats-py request lost still stops the loop
             await self.clock.sleep(every_s)
 
     async def release(self) -> None:

@@ -32,6 +32,7 @@ import nats
 from nats.aio.client import Client
 
 from minerd.clock import Clock
+from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.nodes import ControllerNode, ShardMeasures, ShardNode, ShardSnapshot
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
@@ -176,6 +177,7 @@ class ShardControlCycle(ControlCycle):
             while True:
                 started = self.clock.monotonic_s()
                 await self.node.cycle()
+                raise_if_cancelled()  # a cancel its publish lost still stops the loop
                 elapsed = self.clock.monotonic_s() - started
                 if elapsed > interval_s:
                     self.overruns += 1
@@ -369,6 +371,7 @@ class ClusterRole:
             await self.controller.cycle(
                 result.decision.rig_budget_w, self.max_wakes, _over_w(result, cycle.config)
             )
+            raise_if_cancelled()  # a cancel its publish lost still stops the loop
 
     def wire(self, components: Components) -> None:
         """Its tasks to the daemon's supervised parts, its counters to /metrics."""

@@ -19,8 +19,9 @@ import nats
 from nats.aio.client import Client
 
 from minerd.clock import Clock
+from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.coordinator import ACTION_AWARD_SET, ACTION_AWARD_SPLIT, Coordinator
-from minerd.cluster.lease import ControllerLease, lease_store
+from minerd.cluster.lease import ControllerLease, open_lease
 from minerd.cluster.region import lease_token
 from minerd.settings.region import CoordinatorSettings
 from minerd.storage.audit import AuditLog
@@ -98,7 +99,8 @@ class CoordinatorService:
                 )
             except Exception as e:  # retried: sites hold their leases meanwhile
                 log.warning("coordinator: NATS %s not reachable (%r); retrying", r.nats_url, e)
-                await self.clock.sleep(_RETRY_S)
+            raise_if_cancelled()  # a cancel nats.connect lost still stops the retries
+            await self.clock.sleep(_RETRY_S)
 
     async def run(self) -> None:
         """Until cancelled: lead (or stand by) and send allocations every interval."""
@@ -109,10 +111,13 @@ class CoordinatorService:
         lease: ControllerLease | None = None
         try:
             await node.start()
-            kv = await lease_store(
-                nc.jetstream(), lease_token(self.settings.region.name), c.leader_ttl_s
+            lease = await open_lease(
+                nc.jetstream(),
+                lease_token(self.settings.region.name),
+                c.id,
+                c.leader_ttl_s,
+                self.clock,
             )
-            lease = ControllerLease(kv, c.id, c.leader_ttl_s, self.clock)
             node.lease = lease
             log.info(
                 "coordinator %s of region %s on %s: limit %g kW, lease %g s",
@@ -122,6 +127,7 @@ class CoordinatorService:
                 node.limit_kw,
                 c.lease_s,
             )
+            raise_if_cancelled()  # lost while connecting: its tasks would never hear it
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(lease.keep(), name="coordinator-lease")
                 tg.create_task(node.run(c.interval_s), name="coordinator-rounds")

@@ -39,6 +39,7 @@ import nats
 from nats.aio.client import Client
 
 from minerd.clock import Clock
+from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.curve import ShardCurve, build_curve
 from minerd.cluster.nodes import ControllerNode
 from minerd.cluster.region import Allocation
@@ -313,6 +314,7 @@ class RegionRole:
             if st is not None:
                 await self._until_saved()
                 await self.node.publish(st)
+            raise_if_cancelled()  # a cancel its publish lost still stops the loop
             await self.clock.sleep(every_s)
 
     async def _serve(self) -> None:
