@@ -70,6 +70,9 @@ class Plan:
     shortfall_w: float  # > 0 when even the minimum exceeds the budget
     wakes: int
     classes: int = field(default=0, compare=False)
+    # Rigs the budget would wake were left asleep by max_wakes_per_cycle: a raised limit
+    # is still being followed, wave by wave.
+    wake_limited: bool = False
 
 
 class _Kind(IntEnum):
@@ -244,6 +247,7 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
         shortfall_w=planned_w - budget_w if planned_w > budget_w + _EPS_W else 0.0,
         wakes=wakes,
         classes=len(clist),
+        wake_limited=any(c.wake_limited for c in clist),
     )
 
 

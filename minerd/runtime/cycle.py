@@ -673,15 +673,17 @@ class ControlCycle:
         # counts those rigs as asleep, and waking others on that belief could overshoot.
         # Nothing rises before the loop has measured the site against the limit.
         # ...and once the sheds sent have fallen to their setpoints (or their sleep
-        # time is up): raises land faster than sheds fall.
-        landing = self.book.sheds_landing(
-            now_s, lambda rig_id: snap.rigs[self.fleet.rig_index(rig_id)]
-        )
+        # time is up): raises land faster than sheds fall. The IntentBook holds them
+        # while sheds land (sheds_landing forgets those that have); while the wake limit
+        # holds rigs back (a raised limit followed wave by wave) it lets a wake go that
+        # cannot draw before they have fallen.
+        self.book.sheds_landing(now_s, lambda rig_id: snap.rigs[self.fleet.rig_index(rig_id)])
         dispatch = self.book.diff(
             orders,
             statuses,
             now_s,
-            allow_raise=looped.measured and not executor_shedding and not landing,
+            allow_raise=looped.measured and not executor_shedding,
+            wakes_with_sheds=the_plan.wake_limited,
         )
         for rig_id in dispatch.held:
             last.pop(rig_id, None)  # planned anew, and sent, once shedding has landed

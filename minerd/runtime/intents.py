@@ -113,16 +113,23 @@ class IntentBook:
         statuses: Mapping[str, RigStatus],
         now_s: float,
         allow_raise: bool = True,
+        wakes_with_sheds: bool = False,
     ) -> Dispatch:
         """Commands for the setpoints that differ from what each rig was last told.
 
         With allow_raise=False only shedding commands are made; the raising ones are left
-        out (and their intents untouched), listed in Dispatch.held for a later cycle."""
+        out (and their intents untouched), listed in Dispatch.held for a later cycle.
+        Sheds go first: while one is in this diff or still landing (sheds_landing, called
+        before), raises are held too. With wakes_with_sheds (a raised limit followed wave
+        by wave), a wake that cannot draw before every such shed has fallen (its wake time
+        ends after their sleep times) goes with them."""
         shed: list[RigCommand] = []
         raise_: list[RigCommand] = []
         held: list[str] = []
-        if allow_raise and self._any_shed(setpoints, statuses):
-            allow_raise = False  # sheds first; the raises follow once they have fallen
+        fall_by_s: float | None = None  # sheds first: when the last of them has fallen
+        if allow_raise:
+            fall_by_s = self._sheds_fall_by_s(setpoints, statuses, now_s)
+            allow_raise = fall_by_s is None
         for sp in setpoints:
             st = statuses.get(sp.rig_id)
             if st is None or st.maintenance:
@@ -134,8 +141,20 @@ class IntentBook:
             if cmd is None:
                 continue
             if not allow_raise and sp.power_w >= cur_power_w:
-                held.append(sp.rig_id)
-                continue
+                # A wake paid for by lowering others need not wait a sleep time for them:
+                # it draws only once they have fallen. Without that, every wave of wakes
+                # in a raised limit waits for its sheds with the power already dropped.
+                # Only in such waves: in a steady block a swap held back is often planned
+                # away, and one sent costs the woken rig's wake time of hashing.
+                wakes_after = (
+                    wakes_with_sheds
+                    and fall_by_s is not None
+                    and cmd.action is RigAction.WAKE
+                    and now_s + model.wake_time_s >= fall_by_s
+                )
+                if not wakes_after:
+                    held.append(sp.rig_id)
+                    continue
             running = cur_profile if cur_profile is not None else st.reading.profile
             if cmd.action is RigAction.WAKE and cmd.profile not in (None, running):
                 # A LuxOS rig wakes at the profile it slept with, whatever the wake command
@@ -181,9 +200,12 @@ class IntentBook:
             self._intents[sp.rig_id] = new
         return Dispatch(tuple(shed), tuple(raise_), tuple(held))
 
-    def _any_shed(
-        self, setpoints: Sequence[RigSetpoint], statuses: Mapping[str, RigStatus]
-    ) -> bool:
+    def _sheds_fall_by_s(
+        self, setpoints: Sequence[RigSetpoint], statuses: Mapping[str, RigStatus], now_s: float
+    ) -> float | None:
+        """When every shed in these setpoints and every one still landing has fallen (each
+        within its rig's sleep time); None: no shed, raises may go."""
+        fall_by_s = max((u for u in self._landing.values() if u > now_s), default=None)
         for sp in setpoints:
             st = statuses.get(sp.rig_id)
             if st is None or st.maintenance:
@@ -191,8 +213,9 @@ class IntentBook:
             model = self.models[sp.rig_id]
             _, cur_power_w, _ = self._believed(self._intents.get(sp.rig_id), st, model)
             if sp.power_w < cur_power_w:
-                return True
-        return False
+                until_s = now_s + model.sleep_time_s
+                fall_by_s = until_s if fall_by_s is None else max(fall_by_s, until_s)
+        return fall_by_s
 
     @staticmethod
     def _believed(

@@ -4,7 +4,7 @@ tests/control/control_models.py: profile, power-target and sleep-only rigs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from control.control_models import CURVE_RIG, PROFILE_RIG, SLEEP_ONLY_RIG
@@ -107,8 +107,87 @@ def test_raises_are_held_while_shedding_is_outstanding() -> None:
     d = book.diff(setpoints, statuses, clock.now_s(), allow_raise=False)
     assert [c.rig_id for c in d.shed] == ["prof"] and d.raise_ == () and d.held == ("curve",)
     clock.advance(1.0)
-    d = book.diff(setpoints, statuses, clock.now_s())  # the held raise goes out now
+    # The caller no longer holds raises, but the shed is still landing (no reading yet).
+    d = book.diff(setpoints, statuses, clock.now_s())
+    assert d.shed == () and d.raise_ == () and d.held == ("curve",)
+    clock.advance(5.0)  # its sleep time is up: the held raise goes out now
+    d = book.diff(setpoints, statuses, clock.now_s())
     assert d.shed == () and [(c.rig_id, c.power_w) for c in d.raise_] == [("curve", 3000.0)]
+
+
+def test_a_raise_waits_for_the_sheds_still_landing_then_goes() -> None:
+    clock = ManualClock()
+    book = IntentBook(MODELS)
+    statuses = {
+        "prof": status("prof", clock.now_s(), H, 3200.0, "p3200"),
+        "curve": status("curve", clock.now_s(), H, 2000.0),
+    }
+    d = book.diff([RigSetpoint("prof", False, 20.0)], statuses, clock.now_s())
+    assert [c.rig_id for c in d.shed] == ["prof"]
+    clock.advance(1.0)
+    # Its reading still shows it hashing: the shed is landing, the raise waits.
+    assert book.sheds_landing(clock.now_s(), lambda r: statuses[r])
+    raise_curve = [RigSetpoint("curve", True, 3000.0)]
+    d = book.diff(raise_curve, statuses, clock.now_s())
+    assert d.raise_ == () and d.held == ("curve",)
+    # Read asleep: landed, the raise goes.
+    statuses["prof"] = status("prof", clock.now_s(), S, 20.0)
+    assert not book.sheds_landing(clock.now_s(), lambda r: statuses[r])
+    d = book.diff(raise_curve, statuses, clock.now_s())
+    assert [(c.rig_id, c.power_w) for c in d.raise_] == [("curve", 3000.0)]
+
+
+def test_a_wake_paid_by_sheds_goes_with_them_when_it_draws_only_after_they_fall() -> None:
+    """In a wave of wakes (wakes_with_sheds: the wake limit holds rigs back), one rig
+    lowered and another woken with its watts: the woken rig draws after its wake time
+    (10 s), the lowered one has fallen by its sleep time (5 s), so the wake need not wait
+    for the shed; a raise that lands at once (a power target), or a wake faster than the
+    shed falls, still waits."""
+    fast = replace(SLEEP_ONLY_RIG, name="fast-waker", wake_time_s=2.0)
+    models = {**MODELS, "fast": fast}
+    clock = ManualClock()
+    book = IntentBook(models)
+    statuses = {
+        "prof": status("prof", clock.now_s(), H, 3200.0, "p3200"),
+        "curve": status("curve", clock.now_s(), H, 2000.0),
+        "sleeper": status("sleeper", clock.now_s(), S, 20.0),
+    }
+    fast_st = status("sleeper", clock.now_s(), S, 20.0)
+    statuses["fast"] = replace(fast_st, rig_id="fast", model=fast.name)
+    setpoints = [
+        RigSetpoint("prof", True, 2000.0, "p2000"),  # lowered: falls within 5 s
+        RigSetpoint("sleeper", True, 3000.0),  # woken: draws after 10 s
+        RigSetpoint("curve", True, 3000.0),  # raised: lands at once
+        RigSetpoint("fast", True, 3000.0),  # woken: draws after 2 s
+    ]
+    d = book.diff(setpoints, statuses, clock.now_s(), wakes_with_sheds=True)
+    assert [c.rig_id for c in d.shed] == ["prof"]
+    assert [(c.rig_id, c.action) for c in d.raise_] == [("sleeper", RigAction.WAKE)]
+    assert set(d.held) == {"curve", "fast"}
+    # Six seconds on, the shed's sleep time is up: the others go.
+    clock.advance(6.0)
+    d = book.diff(setpoints[2:], statuses, clock.now_s())
+    assert {c.rig_id for c in d.raise_} == {"curve", "fast"} and d.held == ()
+
+
+def test_outside_a_wave_of_wakes_a_swap_waits_for_its_shed() -> None:
+    """A steady block (the wake limit holds nothing back): the same swap keeps today's
+    order, the wake held until the lowered rig has fallen."""
+    clock = ManualClock()
+    book = IntentBook(MODELS)
+    statuses = {
+        "prof": status("prof", clock.now_s(), H, 3200.0, "p3200"),
+        "sleeper": status("sleeper", clock.now_s(), S, 20.0),
+    }
+    setpoints = [RigSetpoint("prof", True, 2000.0, "p2000"), RigSetpoint("sleeper", True, 3000.0)]
+    d = book.diff(setpoints, statuses, clock.now_s())
+    assert [c.rig_id for c in d.shed] == ["prof"] and d.raise_ == () and d.held == ("sleeper",)
+    clock.advance(1.0)
+    d = book.diff(setpoints[1:], statuses, clock.now_s())
+    assert d.raise_ == () and d.held == ("sleeper",)  # still landing: no reading at p2000
+    clock.advance(5.0)
+    d = book.diff(setpoints[1:], statuses, clock.now_s())
+    assert [(c.rig_id, c.action) for c in d.raise_] == [("sleeper", RigAction.WAKE)]
 
 
 def test_a_profile_rig_woken_at_a_new_profile_gets_the_profile_first() -> None:
