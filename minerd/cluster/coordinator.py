@@ -56,7 +56,9 @@ from minerd.cluster.region_award import (
     site_award_id,
     split_award,
 )
+from minerd.cluster.region_regive import SentAllocation, SilentSite, regive
 from minerd.cluster.region_split import SiteBid, split_region, stage_raises
+from minerd.cluster.regive_store import get_regive, put_regive, regive_bucket
 from minerd.cluster.store_epoch import store_epoch
 from minerd.cluster.subjects import lease_bucket
 from minerd.errors import ClusterError, QuotaError
@@ -69,6 +71,8 @@ _AUDIT_CHANGE = 0.005  # an allocation is audited when it moves by more than thi
 _AWARDS_KEPT_S = 86_400.0  # an award is forgotten this long after its interval ended
 ACTION_AWARD_SET = "region.award.set"
 ACTION_AWARD_SPLIT = "region.award.split"
+ACTION_AWARD_REGIVE = "region.award.regive"
+_HISTORY_KEPT_S = 2 * 86_400.0  # allocations sent: an interval is at most a day
 
 # (action, subject, detail) -> None; detail is JSON-able
 AuditFn = Callable[[str, str, dict[str, object]], None]
@@ -111,6 +115,7 @@ class Coordinator:
         site_silent_s: float = 15.0,
         control_token: str | None = None,
         audit: AuditFn | None = None,
+        regive_slack_s: float = 10.0,
     ) -> None:
         self.nc = nc
         self.region = region
@@ -138,6 +143,15 @@ class Coordinator:
         self.awards: dict[str, RegionalAward] = {}
         self.awards_in_force: dict[str, RegionalAward] = {}
         self.award_splits: dict[str, dict[str, float]] = {}
+        # Re-giving a silent site's unusable energy (region_regive): every allocation sent,
+        # per site, since history_from_s (this term's start: another coordinator may have
+        # sent before); regive_slack_s bounds the clock skew to a site. Awards whose shared
+        # re-give could not be read this round send no parts (a site keeps what it stored).
+        self.regive_slack_s = regive_slack_s
+        self._history: dict[str, list[SentAllocation]] = {}
+        self._history_from_s = math.inf
+        self._history_term = -1
+        self._regive_unknown: set[str] = set()
         # A split waits until every live site has had time to offer (site_silent_s): a site
         # not heard yet would be left out of the interval, not set aside.
         self._started_mono_s = clock.monotonic_s()
@@ -361,7 +375,10 @@ class Coordinator:
                         if a.award_id not in self.awards and a.end_s + _AWARDS_KEPT_S >= now_s:
                             self._take_award(a)
                             taken += 1
-                elif action == ACTION_AWARD_SPLIT and detail["award_id"] in self.awards:
+                elif (
+                    action in (ACTION_AWARD_SPLIT, ACTION_AWARD_REGIVE)
+                    and detail["award_id"] in self.awards
+                ):
                     split = {str(s): float(kwh) for s, kwh in detail["sites_kwh"].items()}
                     self.award_splits[str(detail["award_id"])] = split
             except (ValueError, TypeError, KeyError, AttributeError) as e:
@@ -383,6 +400,8 @@ class Coordinator:
         for a in sorted(self.awards_in_force.values(), key=lambda x: x.start_s):
             split = self.award_splits.get(a.award_id)
             if not a.covers(now_s) or split is None or site not in split:
+                continue
+            if a.award_id in self._regive_unknown:
                 continue
             kwh = split[site]
             out.append(
@@ -448,11 +467,16 @@ class Coordinator:
         if lease is None or not lease.held():
             if lease is not None:  # a standby splits awards as well: a takeover keeps them
                 self._split_awards(self.plan_round(), self.clock.now_s(), 0)
+                await self._shared_regives(self.clock.now_s())
             return None
         await self._epoch_of_term(lease)
         r = self.plan_round()
         now_s = self.clock.now_s()
+        if lease.terms != self._history_term:  # what was sent before this term is unknown
+            self._history_term, self._history_from_s = lease.terms, now_s
         self._split_awards(r, now_s, lease.revision)
+        await self._shared_regives(now_s)
+        await self._regive(r, now_s, lease.revision)
         for site, alloc_w in sorted(r.allocations.items()):
             self._seq += 1
             a = Allocation(
@@ -468,6 +492,7 @@ class Coordinator:
                 self.site_awards(site, now_s),
                 self.store_epoch,
             )
+            self._sent_to(site, now_s, alloc_w)  # before sending: a failed send may arrive
             if await self._send(a):
                 self._sent[site] = a
                 before = self._audited_w.get(site)
@@ -489,6 +514,105 @@ class Coordinator:
                     )
         self.last = r
         return r
+
+    def _sent_to(self, site: str, now_s: float, alloc_w: float) -> None:
+        """One allocation in the site's history; a renewal of the same one extends it."""
+        hist = self._history.setdefault(site, [])
+        last = hist[-1] if hist else None
+        if last is not None and last.allocation_w == alloc_w and now_s <= last.ends_at_s:
+            hist[-1] = SentAllocation(
+                last.issued_at_s, now_s + self.lease_s - last.issued_at_s, alloc_w
+            )
+        else:
+            hist.append(SentAllocation(now_s, self.lease_s, alloc_w))
+        while hist and hist[0].ends_at_s < now_s - _HISTORY_KEPT_S:
+            hist.pop(0)
+
+    def _regive_store(self) -> str:
+        return regive_bucket(lease_token(self.region))
+
+    async def _shared_regives(self, now_s: float) -> None:
+        """Every running award's re-given split, as whoever re-gave it wrote it: taken as
+        this coordinator's split. Unreadable: that award's parts are not sent this round."""
+        self._regive_unknown.clear()
+        for a in self.awards_in_force.values():
+            if not a.covers(now_s):
+                continue
+            try:
+                shared = await get_regive(self.nc.jetstream(), self._regive_store(), a.award_id)
+            except ClusterError as e:
+                self._regive_unknown.add(a.award_id)
+                self._log.warning("regive-read", "coordinator %s: %s", self.coordinator_id, e)
+                continue
+            self._log.clear("regive-read")
+            if shared and shared != self.award_splits.get(a.award_id):
+                log.warning(
+                    "coordinator %s: award %s re-given by another coordinator: %s",
+                    self.coordinator_id,
+                    a.award_id,
+                    shared,
+                )
+                self.award_splits[a.award_id] = shared
+
+    async def _regive(self, r: Round, now_s: float, revision: int) -> None:
+        """Each running award: what its silent sites provably cannot use goes to the fresh
+        ones (region_regive), shared before it is sent, then audited."""
+        for a in list(self.awards_in_force.values()):
+            split = self.award_splits.get(a.award_id)
+            if not a.covers(now_s) or split is None or a.award_id in self._regive_unknown:
+                continue
+            silent = {
+                s: SilentSite(self._heard[s].offer.failsafe_w, tuple(self._history.get(s, ())))
+                for s in split
+                if s in r.silent_max_w and s in self._heard
+            }
+            if not silent:
+                continue
+            fresh_w = {s: w for s, w in r.targets.items() if s in split}
+            max_w = {s: self._heard[s].offer.max_import_w for s in fresh_w if s in self._heard}
+            got = regive(
+                a.start_s,
+                a.end_s,
+                now_s,
+                split,
+                silent,
+                fresh_w,
+                max_w,
+                slack_s=self.regive_slack_s,
+                history_from_s=self._history_from_s,
+                longest_lease_s=self.lease_s,
+            )
+            if not got.gifts:
+                continue
+            try:
+                await put_regive(
+                    self.nc.jetstream(), self._regive_store(), a.award_id, got.parts_kwh
+                )
+            except ClusterError as e:  # not shared, not given: a standby could not know
+                self._log.warning("regive-write", "coordinator %s: %s", self.coordinator_id, e)
+                continue
+            self._log.clear("regive-write")
+            self.award_splits[a.award_id] = got.parts_kwh
+            log.warning(
+                "regional award %s: re-given %s",
+                a.award_id,
+                ", ".join(f"{g.kwh:.3f} kWh {g.from_site} -> {g.to_site}" for g in got.gifts),
+            )
+            self._audit(
+                ACTION_AWARD_REGIVE,
+                "",
+                {
+                    "award_id": a.award_id,
+                    "energy_kwh": a.energy_kwh,
+                    "start_s": a.start_s,
+                    "end_s": a.end_s,
+                    "at_s": now_s,
+                    "history_from_s": self._history_from_s,
+                    "slack_s": self.regive_slack_s,
+                    "lease_revision": revision,
+                    **got.audit_detail(),
+                },
+            )
 
     async def _epoch_of_term(self, lease: ControllerLease) -> None:
         """The store epoch of this term of leadership, read once per term. Unreadable: ""
