@@ -15,6 +15,15 @@ interval, and each site's part rides in its allocations while the interval runs.
 takes the same requests and splits from the same offers, so a leader that takes over mid-
 interval sends (nearly) the same parts, not a fresh split of energy already spent.
 
+Once a silent site's lease has expired, what it provably cannot use of its part (its
+allocations until then, its fail-safe limit after: region_regive.py) is re-given to the
+fresh sites, from the allocations this coordinator sent in its current term. The revised
+split is written to a shared KV bucket (regive_store.py) before it is sent and read back by
+every coordinator each round, so a standby takes over with it; it is audited as
+region.award.regive and restored from the audit after a restart. A site that gave and comes
+back within the interval gets its lowered part and at most its fail-safe limit until the
+interval ends.
+
 Every allocation names the epoch of the store its lease revision counts in (store_epoch),
 read (or created) at the start of each term of leadership, so a coordinator that takes the
 lease again in a wiped and recreated store sends that store's epoch, never its old one.
@@ -56,9 +65,9 @@ from minerd.cluster.region_award import (
     site_award_id,
     split_award,
 )
-from minerd.cluster.region_regive import SentAllocation, SilentSite, regive
+from minerd.cluster.region_regive import SentAllocation, SilentSite, merge_donors, regive
 from minerd.cluster.region_split import SiteBid, split_region, stage_raises
-from minerd.cluster.regive_store import get_regive, put_regive, regive_bucket
+from minerd.cluster.regive_store import SharedRegive, get_regive, put_regive, regive_bucket
 from minerd.cluster.store_epoch import store_epoch
 from minerd.cluster.subjects import lease_bucket
 from minerd.errors import ClusterError, QuotaError
@@ -152,6 +161,10 @@ class Coordinator:
         self._history_from_s = math.inf
         self._history_term = -1
         self._regive_unknown: set[str] = set()
+        # Sites that gave of an award (award id -> sites): one that comes back while the
+        # interval runs is allocated at most its fail-safe limit, which its lowered part
+        # covers (it is at least failsafe_w to the end), however late it stores that part.
+        self.award_donors: dict[str, dict[str, float]] = {}  # -> site -> fail-safe W
         # A split waits until every live site has had time to offer (site_silent_s): a site
         # not heard yet would be left out of the interval, not set aside.
         self._started_mono_s = clock.monotonic_s()
@@ -323,6 +336,7 @@ class Coordinator:
                 del self.awards[award_id]
                 self.awards_in_force.pop(award_id, None)
                 self.award_splits.pop(award_id, None)
+                self.award_donors.pop(award_id, None)
         if self.clock.monotonic_s() - self._started_mono_s < self.site_silent_s:
             return
         for a in self.awards_in_force.values():
@@ -381,6 +395,12 @@ class Coordinator:
                 ):
                     split = {str(s): float(kwh) for s, kwh in detail["sites_kwh"].items()}
                     self.award_splits[str(detail["award_id"])] = split
+                    if action == ACTION_AWARD_REGIVE:
+                        award_id = str(detail["award_id"])
+                        gave = {str(s): float(b["failsafe_w"]) for s, b in detail["bounds"].items()}
+                        self.award_donors[award_id] = merge_donors(
+                            self.award_donors.get(award_id, {}), gave
+                        )
             except (ValueError, TypeError, KeyError, AttributeError) as e:
                 log.warning(
                     "coordinator %s: audit entry %s unreadable: %r", self.coordinator_id, action, e
@@ -427,6 +447,11 @@ class Coordinator:
         except Exception as e:  # a failing disk degrades the audit, never the allocations
             self._log.warning("audit", "coordinator %s: audit failed: %r", self.coordinator_id, e)
 
+    def donors_at(self, now_s: float) -> dict[str, float]:
+        """Sites that gave of an award running now: allocated at most their fail-safe limit."""
+        running = [a.award_id for a in self.awards_in_force.values() if a.covers(now_s)]
+        return merge_donors(*(self.award_donors.get(i, {}) for i in running))
+
     def plan_round(self) -> Round:
         """The allocations this round would send (pure but for reading the clock)."""
         now_s = self.clock.now_s()
@@ -449,7 +474,15 @@ class Coordinator:
             sent_w = sent.allocation_w if lease_on and sent is not None else 0.0
             silent_max_w[s] = max(sent_w, h.offer.held_w, h.offer.failsafe_w)
         avail_w = max(0.0, limit_w - reserved_w)
-        bids = {s: SiteBid(o.curve, o.overhead_w, o.max_import_w) for s, o in fresh.items()}
+        gave = self.donors_at(now_s)
+        bids = {}
+        for s, o in fresh.items():
+            max_w = o.max_import_w
+            if s in gave:  # the fail-safe limit its bound counted, if it reports more now
+                max_w = min(max_w, o.failsafe_w, gave[s])
+            elif self._regive_unknown:  # any site may have given: none raised past that
+                max_w = min(max_w, max(o.held_w, o.failsafe_w))
+            bids[s] = SiteBid(o.curve, o.overhead_w, max_w)
         targets = split_region(avail_w, bids)
         held: dict[str, float] = {}
         for s, o in fresh.items():
@@ -466,16 +499,16 @@ class Coordinator:
         lease = self.lease
         if lease is None or not lease.held():
             if lease is not None:  # a standby splits awards as well: a takeover keeps them
-                self._split_awards(self.plan_round(), self.clock.now_s(), 0)
                 await self._shared_regives(self.clock.now_s())
+                self._split_awards(self.plan_round(), self.clock.now_s(), 0)
             return None
         await self._epoch_of_term(lease)
+        await self._shared_regives(self.clock.now_s())  # the donors, before they are allocated
         r = self.plan_round()
         now_s = self.clock.now_s()
         if lease.terms != self._history_term:  # what was sent before this term is unknown
             self._history_term, self._history_from_s = lease.terms, now_s
         self._split_awards(r, now_s, lease.revision)
-        await self._shared_regives(now_s)
         await self._regive(r, now_s, lease.revision)
         for site, alloc_w in sorted(r.allocations.items()):
             self._seq += 1
@@ -545,14 +578,17 @@ class Coordinator:
                 self._log.warning("regive-read", "coordinator %s: %s", self.coordinator_id, e)
                 continue
             self._log.clear("regive-read")
-            if shared and shared != self.award_splits.get(a.award_id):
+            if shared.sites_kwh and shared.sites_kwh != self.award_splits.get(a.award_id):
                 log.warning(
                     "coordinator %s: award %s re-given by another coordinator: %s",
                     self.coordinator_id,
                     a.award_id,
-                    shared,
+                    shared.sites_kwh,
                 )
-                self.award_splits[a.award_id] = shared
+                self.award_splits[a.award_id] = shared.sites_kwh
+            self.award_donors[a.award_id] = merge_donors(
+                self.award_donors.get(a.award_id, {}), shared.donors
+            )
 
     async def _regive(self, r: Round, now_s: float, revision: int) -> None:
         """Each running award: what its silent sites provably cannot use goes to the fresh
@@ -569,7 +605,12 @@ class Coordinator:
             if not silent:
                 continue
             fresh_w = {s: w for s, w in r.targets.items() if s in split}
-            max_w = {s: self._heard[s].offer.max_import_w for s in fresh_w if s in self._heard}
+            gave = self.donors_at(now_s)  # held at their fail-safe limit: room by that
+            offers = {s: self._heard[s].offer for s in fresh_w}  # fresh: heard
+            max_w = {
+                s: min(o.max_import_w, o.failsafe_w, gave[s]) if s in gave else o.max_import_w
+                for s, o in offers.items()
+            }
             got = regive(
                 a.start_s,
                 a.end_s,
@@ -584,15 +625,19 @@ class Coordinator:
             )
             if not got.gifts:
                 continue
+            donors = merge_donors(
+                self.award_donors.get(a.award_id, {}),
+                {s: b.failsafe_w for s, b in got.bounds.items()},
+            )
+            shared = SharedRegive(got.parts_kwh, donors)
             try:
-                await put_regive(
-                    self.nc.jetstream(), self._regive_store(), a.award_id, got.parts_kwh
-                )
+                await put_regive(self.nc.jetstream(), self._regive_store(), a.award_id, shared)
             except ClusterError as e:  # not shared, not given: a standby could not know
                 self._log.warning("regive-write", "coordinator %s: %s", self.coordinator_id, e)
                 continue
             self._log.clear("regive-write")
             self.award_splits[a.award_id] = got.parts_kwh
+            self.award_donors[a.award_id] = donors
             log.warning(
                 "regional award %s: re-given %s",
                 a.award_id,

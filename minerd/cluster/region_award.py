@@ -5,9 +5,11 @@ splits it once per interval, at its first round in that interval, in the proport
 round's power split (the targets of region_split: marginal TH/s per W, each site within its
 own limit), and sends each site its own award with its allocation. The split is then fixed
 for the interval: a site's award is an energy budget it owns (it keeps pacing it when it
-loses the coordinator), so the coordinator cannot hand a silent site's energy to another
-without risking the region's total. A revision of the award for the same interval rescales
-the same shares (the region's total follows the revision, no share is moved between sites).
+loses the coordinator), so the coordinator moves energy away from a site only where it can
+prove the site cannot use it: a silent site's part beyond what its allocations and then its
+fail-safe limit let it import (region_regive.py, once its lease has expired). A revision of
+the award for the same interval rescales the same shares (the region's total follows the
+revision, no share is moved between sites).
 
 Silent sites (no fresh offer) are given first what they may draw over the whole interval
 (their largest of allocation, held cap and fail-safe limit): they cannot be told to pace,

@@ -32,6 +32,13 @@ target, each at most its own limit over the rest of the interval and over the in
 the silent site's part is lowered by exactly what was given from it, never below U: if it
 comes back within the interval its part is the lowered one. Parts only move between sites, so
 their sum never grows; it stays at most the regional award.
+
+A site that gave and comes back may store its lowered part late (an allocation is taken at
+once, the part written off the loop, or not at all on a disk fault): so the coordinator
+allocates it at most its fail-safe limit until the interval ends. Its lowered part is at
+least U, which counts its fail-safe limit from its expiry to the end, so what it used while
+silent plus its fail-safe limit to the end stays within it whatever part it paces. The
+history's lease bound assumes the region's coordinators share lease_s.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class UseBound:
     """The most energy a silent site can use in the interval, and its terms."""
 
     part_kwh: float
+    failsafe_w: float  # the fail-safe limit counted after the expiry
     expiry_s: float  # its last lease's end + slack_s: on its fail-safe limit from then
     allocations_kwh: float  # [start_s, expiry_s) at cap(t)
     failsafe_kwh: float  # failsafe_w * (end_s - expiry_s)
@@ -103,6 +111,7 @@ class Regive:
             "bounds": {
                 s: {
                     "part_kwh": b.part_kwh,
+                    "failsafe_w": b.failsafe_w,
                     "expiry_s": b.expiry_s,
                     "allocations_kwh": b.allocations_kwh,
                     "failsafe_kwh": b.failsafe_kwh,
@@ -133,7 +142,17 @@ def use_bound(
         w = max([failsafe_w, *(a for b, e, a in spans if b <= t0 and t0 < e)])
         wh += w * (t1 - t0) / S_PER_H
     failsafe_kwh = failsafe_w * (end_s - expiry_s) / S_PER_H / 1000.0
-    return UseBound(max(0.0, part_kwh), expiry_s, wh / 1000.0, failsafe_kwh)
+    return UseBound(max(0.0, part_kwh), failsafe_w, expiry_s, wh / 1000.0, failsafe_kwh)
+
+
+def merge_donors(*donors: Mapping[str, float]) -> dict[str, float]:
+    """Sites that gave, each with the lowest fail-safe limit a bound counted for it: the most
+    it may be allocated if it comes back while the interval runs."""
+    out: dict[str, float] = {}
+    for d in donors:
+        for s, w in d.items():
+            out[s] = min(w, out.get(s, w))
+    return out
 
 
 def regive(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from dataclasses import dataclass
 
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
@@ -22,6 +23,18 @@ from minerd.errors import ClusterError
 
 _IO_TIMEOUT_S = 2.0
 _KEPT_S = 3 * 86_400.0
+
+
+@dataclass(frozen=True)
+class SharedRegive:
+    """An award's split after its re-gives, and the sites that gave (held at their fail-safe
+    limit if they come back within the interval)."""
+
+    sites_kwh: dict[str, float]
+    donors: dict[str, float]  # site -> the fail-safe limit (W) its bound counted
+
+
+NONE = SharedRegive({}, {})
 
 
 def regive_bucket(region_token: str) -> str:
@@ -42,10 +55,12 @@ def regive_key(award_id: str) -> str:
 
 
 async def put_regive(
-    js: JetStreamContext, bucket: str, award_id: str, sites_kwh: dict[str, float]
+    js: JetStreamContext, bucket: str, award_id: str, shared: SharedRegive
 ) -> None:
     """Write an award's revised split; ClusterError naming the bucket when not written."""
-    body = json.dumps({"award_id": award_id, "sites_kwh": sites_kwh}).encode()
+    body = json.dumps(
+        {"award_id": award_id, "sites_kwh": shared.sites_kwh, "donors": shared.donors}
+    ).encode()
     try:
         async with asyncio.timeout(_IO_TIMEOUT_S):
             kv = await _bucket(js, bucket)
@@ -56,21 +71,24 @@ async def put_regive(
         ) from e
 
 
-async def get_regive(js: JetStreamContext, bucket: str, award_id: str) -> dict[str, float]:
-    """An award's revised split; {} when none was written; ClusterError when unreadable."""
+async def get_regive(js: JetStreamContext, bucket: str, award_id: str) -> SharedRegive:
+    """An award's revised split; NONE when none was written; ClusterError when unreadable."""
     try:
         async with asyncio.timeout(_IO_TIMEOUT_S):
             kv = await _bucket(js, bucket)
             try:
                 entry = await kv.get(regive_key(award_id))
             except KeyNotFoundError:
-                return {}
+                return NONE
     except Exception as e:  # any failure of the client: not connected, no answer, refused
         raise ClusterError("nats", bucket, f"re-given split of {award_id} unreadable: {e!r}") from e
     try:
         body = json.loads(entry.value or b"")
         if body["award_id"] != award_id:
             raise ValueError(f"holds {body['award_id']!r}")
-        return {str(s): float(kwh) for s, kwh in body["sites_kwh"].items()}
+        return SharedRegive(
+            {str(s): float(kwh) for s, kwh in body["sites_kwh"].items()},
+            {str(s): float(w) for s, w in body["donors"].items()},
+        )
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise ClusterError("nats", bucket, f"re-given split of {award_id} unreadable: {e!r}") from e

@@ -17,13 +17,26 @@ from pathlib import Path
 import nats
 import pytest
 from servers import ServerProcess
-from test_region_award_nats import HOUR_S, T0, TOKEN, WAIT_S, SiteRun, send_awards, start_site
+from test_region_award_nats import (
+    HOUR_S,
+    MINIMAL,
+    T0,
+    TOKEN,
+    WAIT_S,
+    PlantSite,
+    SiteRun,
+    send_awards,
+    start_site,
+)
+from test_region_restart import FollowClock
 from waiting import wait_until
 
 from minerd.clock import ManualClock
 from minerd.cluster.coordinator import ACTION_AWARD_REGIVE, Coordinator
 from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.region import lease_token
+from minerd.daemon.region_role import build_region_role
+from minerd.settings import settings_from_dict
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,7 +57,7 @@ async def test_a_silent_sites_unusable_energy_goes_to_the_other_site_after_its_l
 
     def coordinator(cid: str) -> Coordinator:
         return Coordinator(
-            nc, name, cid, 30.0, clock, lease_s=LEASE_S, site_silent_s=10.0,
+            nc, name, cid, 100.0, clock, lease_s=LEASE_S, site_silent_s=10.0,
             control_token=TOKEN, regive_slack_s=SLACK_S,
             audit=(lambda a, _s, d: audited.append((a, json.dumps(d)))) if cid == "c1" else None,
         )  # fmt: skip
@@ -59,12 +72,12 @@ async def test_a_silent_sites_unusable_energy_goes_to_the_other_site_after_its_l
         start_site("big", 10, name, nats_server.url, tmp_path / "big"),
         start_site("small", 5, name, nats_server.url, tmp_path / "small"),
     ]
-    live = list(runs)
+    live = list(runs)  # the sites whose region role runs (every site's cycle runs)
 
     def step(seconds: int) -> None:
         for _ in range(seconds):
             clock.advance(1.0)
-            for run in live:
+            for run in runs:
                 run.plant.step()
 
     async def lead() -> None:
@@ -173,6 +186,29 @@ async def test_a_silent_sites_unusable_energy_goes_to_the_other_site_after_its_l
         restarted = coordinator("c3")
         restarted.restore_awards(audited)
         assert restarted.award_splits["r-1"] == new
+        gave = {"small": bound["failsafe_w"]}
+        assert restarted.award_donors["r-1"] == standby.award_donors["r-1"] == gave
+
+        # The small site comes back within the interval: it gets its lowered part (replacing
+        # the whole one it stored), and at most its fail-safe limit while the interval runs.
+        raw = {**MINIMAL, "region": {"name": name, "nats_url": nats_server.url, "site": "small"}}
+        settings = settings_from_dict(raw, base_dir=tmp_path / "small")
+        site = PlantSite(small.plant)
+        role = build_region_role(settings, site, FollowClock(small.plant.clock), None)  # type: ignore[arg-type]
+        back = SiteRun("small", small.plant, role, asyncio.create_task(role._serve()))
+        runs[runs.index(small)] = back
+        live.append(back)
+        for _ in range(10):
+            step(1)
+            await lead()
+            if stored(back, new["small"]):
+                break
+        await wait_until(lambda: stored(back, new["small"]), WAIT_S, "the lowered part stored")
+        assert part(back) < split["small"]
+        assert coord.award_splits["r-1"] == new
+        last = coord.last
+        assert last is not None and "small" in last.allocations
+        assert last.allocations["small"] <= coord._heard["small"].offer.failsafe_w
     finally:
         for run in runs:
             run.serve.cancel()

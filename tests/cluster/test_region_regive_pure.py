@@ -14,6 +14,7 @@ from minerd.cluster.region_regive import (
     Regive,
     SentAllocation,
     SilentSite,
+    merge_donors,
     regive,
     use_bound,
 )
@@ -65,6 +66,7 @@ def test_the_bound_counts_each_allocation_over_its_whole_lease_then_the_failsafe
     site = quiet((-10.0, 60.0), (10.0, 20.0))
     b = use_bound(T0, END, 50.0, site, slack_s=0.0)
     assert b.expiry_s == T0 + 40.0
+    assert b.failsafe_w == 10.0 * KW
     assert b.allocations_kwh == pytest.approx((60.0 * 20.0 + 20.0 * 20.0) / 3600.0)
     assert b.failsafe_kwh == pytest.approx(10.0 * 3560.0 / 3600.0)
     assert b.bound_kwh == pytest.approx(b.allocations_kwh + b.failsafe_kwh)
@@ -203,3 +205,10 @@ def test_random_histories_never_grow_the_total_nor_lower_a_part_below_its_bound(
                 assert r.parts_kwh[s] >= parts[s]
         gave = sum(g.kwh for g in r.gifts)
         assert gave == pytest.approx(sum(parts[s] - r.parts_kwh[s] for s in silent), abs=1e-6)
+
+
+def test_a_site_that_gave_twice_is_held_at_the_lower_failsafe_limit_either_counted() -> None:
+    assert merge_donors({"q": 9.0 * KW}, {"q": 7.0 * KW, "r": 3.0 * KW}, {}) == {
+        "q": 7.0 * KW,
+        "r": 3.0 * KW,
+    }
