@@ -326,6 +326,11 @@ class Coordinator:
                 split = self.award_splits.get(old.award_id)
                 if split is not None and (old.start_s, old.end_s) == (a.start_s, a.end_s):
                     self.award_splits[a.award_id] = rescale(split, old.energy_kwh, a.energy_kwh)
+                    gave = self.award_donors.get(old.award_id)
+                    if gave:  # a site that gave stays held at its fail-safe limit
+                        self.award_donors[a.award_id] = merge_donors(
+                            self.award_donors.get(a.award_id, {}), gave
+                        )
         self.awards_in_force[a.award_id] = a
 
     def _split_awards(self, r: Round, now_s: float, revision: int) -> None:

@@ -209,6 +209,12 @@ async def test_a_silent_sites_unusable_energy_goes_to_the_other_site_after_its_l
         last = coord.last
         assert last is not None and "small" in last.allocations
         assert last.allocations["small"] <= coord._heard["small"].offer.failsafe_w
+        # A revision of the interval rescales the re-given split and keeps the site held.
+        body = {"awards": [{"id": "r-2", "start_s": START_S, "end_s": START_S + HOUR_S,
+                "energy_kwh": AWARD_KWH / 2}], "actor": "ops", "token": TOKEN}  # fmt: skip
+        assert coord.set_awards_request(json.dumps(body).encode())["ok"] is True
+        assert coord.award_splits["r-2"] == pytest.approx({s: k / 2 for s, k in new.items()})
+        assert coord.award_donors["r-2"] == gave
     finally:
         for run in runs:
             run.serve.cancel()
