@@ -20,7 +20,12 @@ from nats.aio.client import Client
 
 from minerd.clock import Clock
 from minerd.cluster.cancelled import raise_if_cancelled
-from minerd.cluster.coordinator import ACTION_AWARD_SET, ACTION_AWARD_SPLIT, Coordinator
+from minerd.cluster.coordinator import (
+    ACTION_AWARD_REGIVE,
+    ACTION_AWARD_SET,
+    ACTION_AWARD_SPLIT,
+    Coordinator,
+)
 from minerd.cluster.lease import ControllerLease, open_lease
 from minerd.cluster.region import lease_token
 from minerd.settings.region import CoordinatorSettings
@@ -73,7 +78,7 @@ class CoordinatorService:
         )
         found = [
             e
-            for action in (ACTION_AWARD_SET, ACTION_AWARD_SPLIT)
+            for action in (ACTION_AWARD_SET, ACTION_AWARD_SPLIT, ACTION_AWARD_REGIVE)
             for e in self.audit_log.query(limit=_AWARD_ENTRIES, action=action)
         ]
         found.sort(key=lambda e: (e.at_s, e.entry_id))

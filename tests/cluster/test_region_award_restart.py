@@ -1,7 +1,8 @@
 """A restarted coordinator (`minerd coordinator`'s CoordinatorService over the same audit
 file) takes its regional awards and their splits back from its audit log: a running
-interval keeps the parts its sites already have, a revision keeps its rescaled parts, and
-an unreadable entry is logged and skipped. No NATS: the service connects only in run()."""
+interval keeps the parts its sites already have, a revision keeps its rescaled parts, a
+re-give keeps its revised parts and the site that gave, and an unreadable entry is logged
+and skipped. No NATS: the service connects only in run()."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from minerd.clock import ManualClock
-from minerd.cluster.coordinator import ACTION_AWARD_SET, Round
+from minerd.cluster.coordinator import ACTION_AWARD_REGIVE, ACTION_AWARD_SET, Round
+from minerd.cluster.region_regive import SentAllocation, SilentSite, regive
 from minerd.daemon.coordinator import CoordinatorService
 from minerd.settings.region import load_region_config
 
@@ -99,5 +101,34 @@ def test_awards_long_over_are_not_taken_back(tmp_path: Path) -> None:
     second = service(tmp_path, clock)
     try:
         assert second.node.awards == {} and second.node.awards_in_force == {}
+    finally:
+        second.close()
+
+
+def test_a_restarted_coordinator_keeps_a_re_given_split_and_the_site_that_gave(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(T0)
+    first = service(tmp_path, clock)
+    ask(first, [{"id": "k-3", "start_s": T0, "end_s": T0 + HOUR_S, "energy_kwh": 40.0}])
+    clock.advance(10.0)
+    silent = Round({}, {}, 0.0, 90_000.0, {"eff": 30_000.0, "old": 10_000.0})
+    first.node._split_awards(silent, clock.now_s(), 3)  # 30 and 10 kWh
+    split = first.node.award_splits["k-3"]
+    clock.advance(600.0)
+    quiet = SilentSite(2_000.0, (SentAllocation(T0 + 5.0, 30.0, 20_000.0),))
+    got = regive(
+        T0, T0 + HOUR_S, clock.now_s(), split, {"old": quiet}, {"eff": 80_000.0},
+        {"eff": 90_000.0}, slack_s=10.0, history_from_s=T0 - 60.0, longest_lease_s=30.0,
+    )  # fmt: skip
+    assert got.gifts
+    first.node._audit(ACTION_AWARD_REGIVE, "", {"award_id": "k-3", **got.audit_detail()})
+    first.close()
+
+    clock.advance(30.0)
+    second = service(tmp_path, clock)
+    try:
+        assert second.node.award_splits["k-3"] == pytest.approx(got.parts_kwh)
+        assert second.node.award_donors["k-3"] == {"old": 2_000.0}
     finally:
         second.close()
