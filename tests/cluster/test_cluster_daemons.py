@@ -41,6 +41,10 @@ OCTET = 215  # containers 215, 216
 RIGS = 12
 SPEED = 4.0  # sim seconds per real second
 WAIT_S = 150.0  # a bound that turns a hang into a failure, never a measured duration
+# Under the S19j Pro's lowest profile (2,300 W): awake and past its wake ramp. Six rigs at
+# least this make a cut of half their draw (>= 6 kW) above what the site draws with every
+# rig asleep (its auxiliary load, 5.32 kW measured), so the cut can be met.
+AT_POWER_W = 2000.0
 
 
 @dataclass
@@ -522,22 +526,44 @@ async def test_a_shard_sleeps_unread_rigs_when_the_controller_says_the_site_is_o
         rigs = cast(list[dict[str, object]], (await sim.truth(include_rigs=True))["rigs"])
         return len(rigs) == RIGS and all(r["awake"] is True for r in rigs)
 
-    async with asyncio.timeout(WAIT_S):
-        while not await all_awake():
-            alive(runs)
-            await asyncio.sleep(0.2)
-    await asyncio.sleep(12.0 / SPEED)  # past the wake time: at power, not ramping
-    for rig_id in unread:
-        await sim.inject(rig_id, "reads_hang")
+    def at_power(rigs: list[dict[str, object]]) -> bool:
+        by_id = {str(r["id"]): r for r in rigs}
+        return all(
+            by_id[r]["awake"] is True and float(cast(float, by_id[r]["power_w"])) >= AT_POWER_W
+            for r in unread
+        )
+
     s1 = runs["s1"]
-    await wait_until(
-        lambda: bool(s1.results) and s1.results[-1].plan is not None
-        and all(not st.fresh for st in s1.results[-1].snapshot.rigs),
-        WAIT_S,
-        "s1 to read none of its rigs",
-    )  # fmt: skip
-    truth = await sim.truth(include_rigs=True)
-    rigs = cast(list[dict[str, object]], truth["rigs"])
+    seen_unread: list[list[tuple[str, object, object]]] = []
+    # An unread rig is never moved by its shard, so one asleep when its reads stop stays
+    # asleep: the check is made on the truth the cut is computed from. The sim starts every
+    # rig awake, and a cold shard's sleeps to its starting share (sent in its first
+    # cycles) can land after all_awake() saw them awake (loaded runs: 2 or 3 of s1's 6
+    # rigs asleep, a cut of 5.1 kW under the 5.32 kW the site draws with every rig
+    # asleep); then the rigs are read again and the fault is set anew.
+    for _attempt in range(3):
+        async with asyncio.timeout(WAIT_S):
+            while not await all_awake():
+                alive(runs)
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(12.0 / SPEED)  # past the wake time: at power, not ramping
+        for rig_id in unread:
+            await sim.inject(rig_id, "reads_hang")
+        await wait_until(
+            lambda: bool(s1.results) and s1.results[-1].plan is not None
+            and all(not st.fresh for st in s1.results[-1].snapshot.rigs),
+            WAIT_S,
+            "s1 to read none of its rigs",
+        )  # fmt: skip
+        truth = await sim.truth(include_rigs=True)
+        rigs = cast(list[dict[str, object]], truth["rigs"])
+        if at_power(rigs):
+            break
+        seen_unread.append([(str(r["id"]), r["awake"], r["power_w"]) for r in rigs])
+        for rig_id in unread:
+            await sim.clear(rig_id)
+    else:
+        raise AssertionError(f"s1's rigs never all at power once unread: {seen_unread}")
     power = {str(r["id"]): float(cast(float, r["power_w"])) for r in rigs}
     unread_kw = sum(power[r] for r in unread) / 1000.0
     full_kw = float(truth["site"]["power_w"]) / 1000.0  # type: ignore[index]
@@ -577,6 +603,6 @@ async def test_a_shard_sleeps_unread_rigs_when_the_controller_says_the_site_is_o
                 await asyncio.sleep(0.2)
     assert kw <= quota_kw, f"never under {quota_kw} kW (last {kw:.2f} kW): {seen()}"
     samples = await over_cycles(ctl, runs, 8, site_kw)
-    assert max(samples) <= quota_kw, (full_kw, unread_kw, quota_kw, samples)
+    assert max(samples) <= quota_kw, (full_kw, unread_kw, quota_kw, samples, seen())
     told = set(told_by_s1())
     assert told and told <= set(unread), told
