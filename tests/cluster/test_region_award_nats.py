@@ -244,6 +244,15 @@ class SiteRun:
         return False
 
 
+async def stop_sites(runs: list[SiteRun]) -> None:
+    """Stop each site's region role and close its database."""
+    for run in runs:
+        run.serve.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run.serve
+        run.plant.stores.db.close()
+
+
 def start_site(name: str, n: int, region: str, url: str, tmp: Path) -> SiteRun:
     tmp.mkdir()
     raw = {**MINIMAL, "region": {"name": region, "nats_url": url, "site": name}}
@@ -358,11 +367,7 @@ async def test_a_regional_award_ends_in_each_sites_award_store_and_is_paced(
             assert tracker is not None and tracker.award is not None
             assert tracker.award.energy_kwh == pytest.approx(split[run.name])
     finally:
-        for run in runs:
-            run.serve.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run.serve
-            run.plant.stores.db.close()
+        await stop_sites(runs)
         await coord.stop()
         await nc.close()
 

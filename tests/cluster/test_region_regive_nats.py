@@ -27,6 +27,7 @@ from test_region_award_nats import (
     SiteRun,
     send_awards,
     start_site,
+    stop_sites,
 )
 from test_region_restart import FollowClock
 from waiting import wait_until
@@ -216,11 +217,7 @@ async def test_a_silent_sites_unusable_energy_goes_to_the_other_site_after_its_l
         assert coord.award_splits["r-2"] == pytest.approx({s: k / 2 for s, k in new.items()})
         assert coord.award_donors["r-2"] == gave
     finally:
-        for run in runs:
-            run.serve.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run.serve
-            run.plant.stores.db.close()
+        await stop_sites(runs)
         await coord.stop()
         await standby.stop()
         await nc.close()
