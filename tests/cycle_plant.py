@@ -163,6 +163,8 @@ class CyclePlant:
     offline: tuple[str, ...] = ()  # draw power, answer no read and no command
     # Reads time out, commands land: a starved poller, not a broken rig (set at any time).
     hung: set[str] = field(default_factory=set)
+    # Not read at all, neither due nor asked for: a poller fallen behind (set at any time).
+    late: set[str] = field(default_factory=set)
     read_every_s: int = 2
     min_on_s: float = 5.0
     min_off_s: float = 5.0
@@ -252,6 +254,8 @@ class CyclePlant:
 
     def read(self, rig_id: str) -> None:
         """Read a rig now (what Poller.poll_now does, without the network)."""
+        if rig_id in self.late:
+            return
         index = self.fleet.rig_index(rig_id)
         if rig_id in self.offline:
             error = DeviceUnreachable(rig_id, "plant", "connection refused")

@@ -91,6 +91,9 @@ class CycleConfig:
     # Over the limit with only unresponsive rigs left to shed (control.overload): a rig
     # told to sleep is told again only after this, unless no other is left to tell.
     overload_resend_s: float = 120.0
+    # A rig read hashing whose next read is late (control.fleet.late_hashing) is counted at
+    # that reading, not at nominal, until it is this old, and only on a fresh grid meter.
+    late_reading_trust_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -992,8 +995,11 @@ class ControlCycle:
         cache = self._plan_cache
         rigs: list[PlanRig] = []
         append = rigs.append
+        # Late readings count as read only while a fresh grid meter watches the site.
+        late_from_s = now_s - self.config.late_reading_trust_s if snap.grid_fresh else math.inf
         for st in snap.rigs:
             rig_id = st.rig_id
+            late_ok = not st.fresh and st.reading.taken_at_s >= late_from_s
             # The planner only compares the age with min_on_s and min_off_s: pass which side
             # of them it is on, so the cached PlanRig stays valid while nothing else changes.
             since = book.since_switch_s(rig_id, now_s)
@@ -1001,12 +1007,18 @@ class ControlCycle:
             sp = last.get(rig_id)
             it = book.get(rig_id)
             recent = it is not None and now_s - it.sent_at_s < self.moving_s
-            key = (since, it.awake, it.power_w, recent) if it is not None else (since,)
+            key = (
+                (since, late_ok, it.awake, it.power_w, recent)
+                if it is not None
+                else (since, late_ok)
+            )
             hit = cache.get(rig_id)
             if hit is not None and hit[0] is st and hit[1] is sp and hit[2] == key:
                 append(hit[3])
                 continue
-            pr = plan_rig(st, self.models[rig_id], since_switch_s=since, setpoint=sp)
+            pr = plan_rig(
+                st, self.models[rig_id], since_switch_s=since, setpoint=sp, late_as_read=late_ok
+            )
             if (
                 it is not None
                 and pr.state is RigState.FAULT
@@ -1027,6 +1039,9 @@ class ControlCycle:
             elif it is not None and it.awake and pr.state is RigState.UNKNOWN and st.fresh:
                 # Told to wake and still ramping (no hashrate yet): it is heading for its
                 # setpoint, so count that, or its rise lands on top of what others get.
+                pr = replace(pr, power_w=max(pr.power_w, it.power_w))
+            elif it is not None and it.awake and late_ok and not pr.unresponsive:
+                # Late, counted as last read: a raise it was told since may have landed.
                 pr = replace(pr, power_w=max(pr.power_w, it.power_w))
             cache[rig_id] = (st, sp, key, pr)
             append(pr)

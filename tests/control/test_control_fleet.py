@@ -67,3 +67,34 @@ def test_last_setpoint_is_carried() -> None:
     assert (r.setpoint_power_w, r.setpoint_profile, r.setpoint) == (2600.0, "p2600", sp)
     again = plan(2600.0, [r], PlanConstraints())
     assert again.setpoints[0] is sp  # unchanged: the same object comes back
+
+
+def test_a_late_hashing_rig_may_be_counted_at_its_last_reading() -> None:
+    late = status("c-late", RigState.HASHING, 2000.0, fresh=False)
+    as_read = plan_rig(late, PROFILE_RIG, late_as_read=True)
+    # Counted at what it last drew, and not moved on a reading that old.
+    assert not as_read.unresponsive and not as_read.dispatchable
+    sp = plan(0.0, [as_read], PlanConstraints()).setpoints[0]
+    assert (sp.awake, sp.power_w) == (True, 2000.0)
+    assert "not dispatchable" in sp.reason
+    # Not allowed by the caller (no fresh grid meter, or too old): nominal, as before.
+    assert plan(0.0, [plan_rig(late, PROFILE_RIG)], PlanConstraints()).setpoints[0].power_w == (
+        PROFILE_RIG.nominal_power_w
+    )
+
+
+def test_only_late_hashing_rigs_are_counted_as_read() -> None:
+    # A failed read leaves the state unknown; a rig that ignores commands keeps its rule.
+    for st in (
+        status("u", RigState.UNKNOWN, 2000.0, fresh=False),
+        status("i", RigState.HASHING, 2000.0, fresh=False, unresponsive=True),
+        status("f", RigState.FAULT, 2000.0, fresh=False),
+    ):
+        r = plan_rig(st, PROFILE_RIG, late_as_read=True)
+        assert r.unresponsive, st.rig_id
+        counted_w = plan(0.0, [r], PlanConstraints()).setpoints[0].power_w
+        assert counted_w == PROFILE_RIG.nominal_power_w, st.rig_id
+    # Fresh: the planner moves it as always.
+    assert plan_rig(
+        status("h", RigState.HASHING, 2000.0), PROFILE_RIG, late_as_read=True
+    ).dispatchable
