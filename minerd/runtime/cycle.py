@@ -1062,6 +1062,9 @@ class ControlCycle:
                 log.warning("rig %s does not follow its setpoint: counted at nominal", rig_id)
         for rig_id in good:
             self.unresponsive.clear(rig_id)
+        for rig_id in self.book.take_landed():
+            if rig_id in self.unresponsive and rig_id not in bad:
+                self.unresponsive.clear(rig_id)  # seen taking its shed: it obeys
         retries: list[RigCommand] = []
         for rig_id in self.unresponsive.due_for_retry(now_s, self.config.retry_unresponsive_s):
             st = snap.rigs[self.fleet.rig_index(rig_id)]

@@ -69,10 +69,21 @@ class IntentBook:
         self._switched: dict[str, float] = {}  # last sleep/wake per rig, from the journal
         # Sheds still landing: rig -> the time its sleep time is up (sheds_landing).
         self._landing: dict[str, float] = {}
+        # Rigs whose shed a reading has just shown taking effect (take_landed).
+        self._landed: set[str] = set()
 
     def take_redo(self) -> set[str]:
         redo, self._redo = self._redo, set()
         return redo
+
+    def take_landed(self) -> set[str]:
+        """Rigs a reading has shown taking their shed since the last call: they obey, so a
+        rig the grid meter caught early (control cycle, _distrust) is trusted again now,
+        not a settle time later; counted at nominal while asleep, it taught the loop a
+        surplus that was not there (3 kW on 20 rigs, then 0.5 kW over the limit on the next
+        raise, measured on the in-process plant)."""
+        landed, self._landed = self._landed, set()
+        return landed
 
     def get(self, rig_id: str) -> Intent | None:
         return self._intents.get(rig_id)
@@ -345,6 +356,7 @@ class IntentBook:
             it.shed_from_w = None
             it.read_after_show = False
             self._unseen.discard(st.rig_id)
+            self._landed.add(st.rig_id)
         elif it.acked_at_s is not None and r.taken_at_s >= it.acked_at_s + show_time_s(model):
             it.read_after_show = True
 
