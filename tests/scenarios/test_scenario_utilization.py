@@ -64,11 +64,8 @@ async def test_uneven_blocks_with_faulted_rigs_use_97_percent(tmp_path: Path) ->
     check(result, 0.97)
 
 
-# Open in issue 19: the healthy site settles at 98.6-99.4 % per block, close to the 98.5 %
-# target. Before the loop bounded its correction from below while rigs move, 2 runs of 4 went
-# 0.1-0.2 kW over for a second (a raise planned on a correction given back past the load);
-# since, 3 runs of 3 stayed at least 1.0 kW under. Not strict until more runs say so.
-@pytest.mark.xfail(reason="issue 19: healthy-site utilization at the 98.5 % edge", strict=False)
+# Strict since late rig reads are counted as read and a rig caught early by the meter is
+# trusted once seen taking its shed: 3 runs of 3 at 98.70-99.41 % per block (issue 19).
 @pytest.mark.asyncio
 async def test_uneven_blocks_with_healthy_rigs_use_98_5_percent(tmp_path: Path) -> None:
     check(await run_plan(plan(252, faulted=False), tmp_path), 0.985)
