@@ -71,8 +71,9 @@ def truth_shed_kw(run: Running, truth: dict[str, object], horizon_s: float) -> f
 async def every_rig_read(run: Running, offline: str, tries: int = 10) -> None:
     """Wait until the daemon's last cycle saw every rig but `offline` fresh and obeying.
     The truth counts every hashing rig; the daemon rightly counts none it has no fresh
-    reading of, and a loaded machine can leave one read late at any given moment (the one
-    failure seen: 29.5 kW published against 32.2 kW, one rig short)."""
+    reading of, and a loaded machine can leave one read late at any given moment. (Not the
+    cause of the intermittent failure, 29.5 kW published against 32.2 kW in 3 fresh runs:
+    it recurred with this wait in place; open.)"""
     for _ in range(tries):
         snap = run.cycles[-1].snapshot
         if all(st.fresh and not st.unresponsive for st in snap.rigs if st.rig_id != offline):
