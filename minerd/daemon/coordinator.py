@@ -73,6 +73,7 @@ class CoordinatorService:
             clock,
             lease_s=c.lease_s,
             site_silent_s=c.site_silent_s,
+            regive_slack_s=c.regive_slack_s,
             control_token=settings.control_token,
             audit=self._audit,
         )

@@ -17,6 +17,7 @@ Coordinator side, `minerd coordinator --config region.toml`:
     interval_s = 5                  # a round: split and send every allocation
     site_silent_s = 15              # no offer for this long: the site is reserved, not split
     leader_ttl_s = 6                # leadership key TTL (one coordinator sends at a time)
+    regive_slack_s = 10             # a silent site's energy is re-given this long past its lease
     audit_db = "region-audit.sqlite"
     control_token_env = "MINERD_REGION_TOKEN"   # or control_token_file
 """
@@ -67,6 +68,9 @@ class CoordinatorTable(Section):
     interval_s: Annotated[float, Field(ge=0.2, le=600.0, allow_inf_nan=False)] = 5.0
     site_silent_s: Annotated[float, Field(gt=0.0, le=3600.0, allow_inf_nan=False)] = 15.0
     leader_ttl_s: Annotated[float, Field(ge=1.0, le=60.0, allow_inf_nan=False)] = 6.0
+    # Re-giving a silent site's energy waits this long past its last lease: the most a site's
+    # clock may run behind the coordinator's (NTP keeps it to well under a second).
+    regive_slack_s: Annotated[float, Field(ge=0.0, le=600.0, allow_inf_nan=False)] = 10.0
     audit_db: Path = Path("region-audit.sqlite")
     control_token_file: Path | None = None
     control_token_env: str | None = None

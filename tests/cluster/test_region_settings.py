@@ -9,6 +9,8 @@ import pytest
 
 from minerd.cli.check import summary
 from minerd.cli.entry import main
+from minerd.clock import ManualClock
+from minerd.daemon.coordinator import CoordinatorService
 from minerd.errors import ConfigError
 from minerd.settings import settings_from_dict
 from minerd.settings.region import RegionSiteSettings, load_region_config
@@ -35,6 +37,20 @@ def test_a_good_region_config_loads_with_its_token_and_paths(tmp_path: Path) -> 
     assert s.region.name == "alatau" and s.region.limit_kw == 20000.0
     assert s.coordinator.id == "coord-a" and s.control_token == "t0k"
     assert s.coordinator.audit_db == tmp_path.resolve() / "audit/region.sqlite"
+    assert s.coordinator.regive_slack_s == 10.0  # the default
+
+
+def test_the_regive_slack_is_a_key_the_coordinator_gets(tmp_path: Path) -> None:
+    (tmp_path / "audit").mkdir()
+    path = tmp_path / "region.toml"
+    path.write_text(GOOD.replace("interval_s = 5", "interval_s = 5\nregive_slack_s = 2.5"))
+    settings = load_region_config(path, environ={"REGION_TOKEN": "t0k"})
+    assert settings.coordinator.regive_slack_s == 2.5
+    service = CoordinatorService(settings, ManualClock(1_000.0))
+    try:
+        assert service.node.regive_slack_s == 2.5
+    finally:
+        service.db.close()
 
 
 @pytest.mark.parametrize(
@@ -50,6 +66,11 @@ def test_a_good_region_config_loads_with_its_token_and_paths(tmp_path: Path) -> 
         (GOOD, {}, "coordinator.control_token_env"),
         (GOOD.replace("[region]", "[regoin]"), {"REGION_TOKEN": "x"}, "regoin"),
         (GOOD.replace("nats://", "http://"), {"REGION_TOKEN": "x"}, "region.nats_url"),
+        (
+            GOOD.replace("interval_s = 5", "interval_s = 5\nregive_slack_s = -1"),
+            {"REGION_TOKEN": "x"},
+            "coordinator.regive_slack_s",
+        ),
     ],
 )
 def test_every_problem_names_its_key(
