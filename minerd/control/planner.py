@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from minerd.control.counting import counted_power_w, dispatched
@@ -58,6 +58,10 @@ class PlanConstraints:
     # Economics: awake points above this J/TH cost more than they earn and are not offered
     # (sleep still is). None: every point (no price known, or "use every kW").
     max_j_per_th: float | None = None
+    # The budget is rising on its ramp: awake rigs keep at least their current point. Lowering
+    # some to pay for a wake drops power at once while the woken rig arrives a wake time
+    # later; the dip's recovery then counts against the ramp, and a raise takes twice as long.
+    hold_awake: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class _Kind(IntEnum):
     MIN_ON = 1  # awake in its min-on window: lowest awake point is its floor
     ASLEEP = 2  # asleep, may wake (counts against max wakes)
     RELEASED = 3  # min-on overridden by shedding: free, like AWAKE
+    HELD = 4  # awake while the budget rises (hold_awake): its current point is its floor
 
 
 @dataclass
@@ -172,12 +177,14 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
     out: list[RigSetpoint] = [placeholder] * n
     fixed_w = 0.0
     infos: dict[int, _ModelInfo] = {}
-    hulls: dict[tuple[int, bool, float | None], Hull] = {}
+    hulls: dict[tuple[int, bool, float | None, float | None], Hull] = {}
     classes: dict[tuple[int, _Kind, int, int, float], _Class] = {}
     min_on_s = constraints.min_on_s
     min_off_s = constraints.min_off_s
 
     kind_awake, kind_min_on, kind_asleep = _Kind.AWAKE, _Kind.MIN_ON, _Kind.ASLEEP
+    if constraints.hold_awake:
+        kind_awake = kind_min_on = _Kind.HELD
     band_c = constraints.derate_hold_band_c
     # The hot path: one key per rig, a dict lookup, an append. Cool rigs skip derating.
     for i, r in enumerate(rigs):
@@ -220,6 +227,11 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
         key=lambda c: (c.model.name, c.kind, c.regime, c.cap_w or 0.0, c.current_w),
     )
     floor_w = fixed_w + sum(len(c.members) * c.hull.vertices[0].power_w for c in clist)
+    if constraints.hold_awake:
+        _wakes_first(clist, constraints.max_wakes_per_cycle, budget_w - floor_w)
+    if floor_w > budget_w + _EPS_W and constraints.hold_awake:
+        # Held rigs do not fit (a reading above its plan): plan freely; safety first.
+        return plan(budget_w, rigs, replace(constraints, hold_awake=False))
     if floor_w > budget_w + _EPS_W:
         clist, floor_w = _release_min_on(
             clist, hulls, rigs, floor_w, budget_w, constraints.max_j_per_th
@@ -251,12 +263,42 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
     )
 
 
+def _wakes_first(clist: list[_Class], max_wakes: int | None, headroom_w: float) -> None:
+    """A rising budget with rigs to wake: wakes first, each at its first awake point, and
+    awake rigs held where they are. A wake is the slowest move (it draws a wake time
+    later), so it is started as soon as the ramp pays for it; profile raises, which land
+    at once, wait until no rig is left to wake (or the budget stops rising). Without
+    this the ramp's increments go to profile raises and the rigs left asleep are woken
+    only by a reshuffle once the budget settles. When the wakes allowed this cycle cannot
+    take all the headroom, awake rigs may rise with the rest (never fall)."""
+    if max_wakes == 0:
+        return
+    sleepers = [c for c in clist if c.kind is _Kind.ASLEEP and len(c.hull.vertices) > 1]
+    if not sleepers:
+        return
+    for c in sleepers:
+        c.hull = build_hull(c.hull.vertices[:2])
+    tokens = math.inf if max_wakes is None else float(max_wakes)
+    take_w = 0.0
+    for c in sorted(sleepers, key=lambda c: -c.hull.segments[0].slope):
+        n = min(float(len(c.members)), tokens)
+        take_w += n * c.hull.segments[0].dp_w
+        tokens -= n
+        if tokens <= 0:
+            break
+    if headroom_w > take_w:
+        return
+    for c in clist:
+        if c.kind is _Kind.HELD:
+            c.hull = build_hull(c.hull.vertices[:1])
+
+
 def _new_class(
     key: tuple[int, _Kind, int, int, float],
     r: PlanRig,
     cur_w: float,
     infos: dict[int, _ModelInfo],
-    hulls: dict[tuple[int, bool, float | None], Hull],
+    hulls: dict[tuple[int, bool, float | None, float | None], Hull],
     c: PlanConstraints,
 ) -> _Class:
     m = r.model
@@ -265,8 +307,10 @@ def _new_class(
         info = infos[key[0]] = _model_info(m)
     kind, regime = key[1], key[3]
     cap = _derate_cap(info, cur_w, regime, c) if regime else None
-    with_sleep = kind is not _Kind.MIN_ON and (info.has_sleep or not r.awake)
-    hull = _hull(hulls, m, with_sleep, cap, c.max_j_per_th)
+    held = kind is _Kind.HELD
+    with_sleep = kind is not _Kind.MIN_ON and not held and (info.has_sleep or not r.awake)
+    floor = (cur_w if cap is None else min(cur_w, cap)) if held else None
+    hull = _hull(hulls, m, with_sleep, cap, c.max_j_per_th, floor)
     note = _derate_note(info, regime, cap, c.derate_hold_band_c)
     bucket_w = key[2] * _BUCKET_W
     cls = _Class(m, kind, regime, cap, bucket_w, [], hull, note)
@@ -275,24 +319,30 @@ def _new_class(
 
 
 def _hull(
-    cache: dict[tuple[int, bool, float | None], Hull],
+    cache: dict[tuple[int, bool, float | None, float | None], Hull],
     model: RigModel,
     with_sleep: bool,
     cap_w: float | None,
     max_j_per_th: float | None = None,
+    floor_w: float | None = None,
 ) -> Hull:
     # One plan() has one max_j_per_th: the cache lives for one call, so it needs no key.
-    key = (id(model), with_sleep, cap_w)
+    key = (id(model), with_sleep, cap_w, floor_w)
     h = cache.get(key)
     if h is None:
         pts = allowed_points(model, with_sleep=with_sleep, cap_w=cap_w, max_j_per_th=max_j_per_th)
+        if floor_w is not None:
+            # From the highest point at or below the floor (the rig's own point) upward.
+            below = [p.power_w for p in pts if p.power_w <= floor_w + _EPS_W]
+            if below:
+                pts = tuple(p for p in pts if p.power_w >= below[-1] - _EPS_W)
         h = cache[key] = build_hull(pts)
     return h
 
 
 def _release_min_on(
     clist: list[_Class],
-    hulls: dict[tuple[int, bool, float | None], Hull],
+    hulls: dict[tuple[int, bool, float | None, float | None], Hull],
     rigs: Sequence[PlanRig],
     floor_w: float,
     budget_w: float,

@@ -532,6 +532,8 @@ class ControlCycle:
             # guess); it is counted at what it draws and left alone until it is seen to
             # obey or verification judges it. The meter gives back what it does not draw.
             plan_rigs = self._hold_caught(plan_rigs, unseen)
+        if decision.ramp_limited and not decision.shedding:
+            constraints = replace(constraints, hold_awake=True)  # a raise: no reshuffle dips
         measured = self._measured
         if not measured:
             constraints = replace(constraints, max_wakes_per_cycle=0)
