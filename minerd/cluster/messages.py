@@ -6,7 +6,9 @@ answers each shard with a budget that carries the controller's lease revision (f
 the shard's fail-safe share. Decoding checks every field and raises ClusterError naming the
 sender and subject; an unknown version is refused, not guessed at. `shed` and `commandable`
 came after version 1 shipped: an aggregate without them (an older shard) decodes with None
-there (unknown), and a bad one is refused like any other field.
+there (unknown), and a bad one is refused like any other field. A budget's `store_epoch`
+(the lease store its revision counts in, store_epoch.py) came later too: absent (an older
+controller, or one that could not read it) it is "", unknown, and revisions alone fence.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class Budget:
     # it sheds from rigs counted at nominal when its plan cannot (control.overload). 0: not
     # over. Absent in an older controller's budget: 0.
     overload_w: float = 0.0
+    # The epoch of the lease store lease_revision counts in ("": unknown, revisions alone
+    # fence): a wiped or re-created store starts its revisions at 1 again (safety.BudgetGate).
+    store_epoch: str = ""
 
 
 def curve_body(c: ShardCurve) -> dict[str, object]:
@@ -141,6 +146,8 @@ def encode_budget(b: Budget) -> bytes:
         "max_wakes": b.max_wakes,
         "overload_w": b.overload_w,
     }
+    if b.store_epoch:
+        body["store_epoch"] = b.store_epoch
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -316,4 +323,5 @@ def decode_budget(data: bytes, subject: str) -> Budget:
         failsafe_w=r.num("failsafe_w"),
         max_wakes=None if wakes is None else r.int_("max_wakes"),
         overload_w=r.num("overload_w") if "overload_w" in r.obj else 0.0,
+        store_epoch=r.str_("store_epoch") if "store_epoch" in r.obj else "",
     )

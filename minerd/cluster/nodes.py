@@ -4,10 +4,12 @@ ShardNode: every cycle, the budget gate says what to plan to; the shard plans it
 inside it (control.planner), hands the plan to its fleet (executor: shedding first) and
 publishes its aggregate. ControllerNode: every cycle, if it holds the lease, it splits the
 site's rig budget over the shards whose aggregates are fresh and sends each its budget,
-stamped with the lease revision. A shard silent for `stale_cycles` cycles is counted at its
-nominal power (its rigs may be running flat out) and the others get the rest. A live shard
-not heard this cycle (late: maybe dead, not yet silent) is not cut: while the split would
-lower its share, it is held and the shards heard this cycle take the cut (late_split).
+stamped with the lease revision and the lease store's epoch (read at each term's start: a
+re-created lease bucket is a new epoch, safety.BudgetGate). A shard silent for
+`stale_cycles` cycles is counted at its nominal power (its rigs may be running flat out) and
+the others get the rest. A live shard not heard this cycle (late: maybe dead, not yet
+silent) is not cut: while the split would lower its share, it is held and the shards heard
+this cycle take the cut (late_split).
 
 Cycles are driven by the caller (the daemon's cycle timer, or a test): staleness is counted
 in cycles, never in wall time.
@@ -42,7 +44,13 @@ from minerd.cluster.overload_split import overload_shares_w
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.cluster.site_shed import sum_commandable, sum_shed
 from minerd.cluster.split import Split, split_budget, steady_split
-from minerd.cluster.subjects import aggregate_subject, aggregates_wildcard, budget_subject
+from minerd.cluster.store_epoch import store_epoch
+from minerd.cluster.subjects import (
+    aggregate_subject,
+    aggregates_wildcard,
+    budget_subject,
+    lease_bucket,
+)
 from minerd.control.counting import counted_power_w, dispatched
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
 from minerd.errors import ClusterError
@@ -131,8 +139,36 @@ class ShardNode:
             self.bad_messages += 1
             self._log.warning("bad-budget", "shard %s: %s", self.shard_id, e)
             return
-        if b.site == self.site:
-            self.gate.offer(b)
+        if b.site != self.site:
+            return
+        gate = self.gate
+        switches, refused = gate.epoch_switches, gate.other_epoch_refused
+        gate.offer(b)
+        if gate.epoch_switches > switches and gate.last_switch is not None:
+            w = gate.last_switch
+            self._log.clear("other-epoch")
+            log.warning(
+                "shard %s: the controller's lease store changed (epoch %s revision %d -> "
+                "epoch %s revision %d, controller %s): its budgets taken from the fail-safe share",
+                self.shard_id,
+                w.old_epoch,
+                w.old_revision,
+                w.new_epoch,
+                w.new_revision,
+                w.controller_id,
+            )
+        elif gate.other_epoch_refused > refused:
+            self._log.warning(
+                "other-epoch",
+                "shard %s: budget of another lease store epoch %s (revision %d, controller %s) "
+                "refused while epoch %s (revision %d) commands: taken once on the fail-safe share",
+                self.shard_id,
+                b.store_epoch,
+                b.lease_revision,
+                b.controller_id,
+                gate.newest_epoch,
+                gate.newest_revision,
+            )
 
     async def cycle(self) -> ShardCycle:
         """One control cycle: plan to the gate's budget, apply, publish the aggregate."""
@@ -273,6 +309,8 @@ class ControllerNode:
         self.stale_cycles = stale_cycles
         self.bad_messages = 0
         self.budgets_sent = 0
+        self.store_epoch = ""  # of the lease's store, read at each term's start ("": unknown)
+        self._epoch_term = 0  # the lease term store_epoch was read in
         self.last: ControllerCycle | None = None
         self._heard: dict[str, _Heard] = {}
         self._nominal_w: dict[str, float] = {}  # last known, kept after a shard goes silent
@@ -394,7 +432,10 @@ class ControllerNode:
             self._log.clear("late-hold")
         budgets_w = {s: split.shares[s].budget_w for s in live}
         overload_w = overload_shares_w(over_w, curves, budgets_w, late)
+        await self._epoch_of_term(lease)
         rev = lease.revision
+        # A new term begun during the read: its epoch is not known yet (revisions alone).
+        epoch = self.store_epoch if self._epoch_term == lease.terms else ""
         now_s = self.clock.now_s()
         for s in live:
             share = split.shares[s]
@@ -410,12 +451,37 @@ class ControllerNode:
                 shares_w[s],
                 share.wakes,
                 overload_w.get(s, 0.0),
+                epoch,
             )
             await self._send(b)
         self.last = ControllerCycle(
             True, rev, split, live, silent, reserved_w, late, ls.held, ls.held_w
         )
         return self.last
+
+    async def _epoch_of_term(self, lease: ControllerLease) -> None:
+        """The lease store's epoch for this term, read once per term. Unreadable: "" (budgets
+        fenced by revision alone, as before epochs), tried again next cycle."""
+        if self._epoch_term == lease.terms and self.store_epoch:
+            return
+        term = lease.terms
+        try:
+            epoch = await store_epoch(self.nc.jetstream(), lease_bucket(self.site))
+        except Exception as e:  # ClusterError, or a nats error on a dropped connection
+            self._log.warning(
+                "epoch", "controller %s: %s: budgets without a store epoch", self.controller_id, e
+            )
+            self.store_epoch = ""
+            return
+        self._log.clear("epoch")
+        if epoch != self.store_epoch:
+            log.warning(
+                "controller %s leads in lease store epoch %s (revision %d)",
+                self.controller_id,
+                epoch,
+                lease.revision,
+            )
+        self.store_epoch, self._epoch_term = epoch, term
 
     def _late(self, late: Sequence[str]) -> dict[str, LateShard]:
         """What a late shard may still run to and draw, from its last budget and aggregate."""

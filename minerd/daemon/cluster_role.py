@@ -33,7 +33,7 @@ from nats.aio.client import Client
 
 from minerd.clock import Clock
 from minerd.cluster.cancelled import raise_if_cancelled
-from minerd.cluster.lease import ControllerLease, lease_store
+from minerd.cluster.lease import open_lease
 from minerd.cluster.nodes import ControllerNode, ShardMeasures, ShardNode, ShardSnapshot
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.control.loop import LoopDecision, budget_for_import_kw
@@ -343,8 +343,14 @@ class ClusterRole:
             if ctl is None:
                 await asyncio.Event().wait()  # serve budgets until stopped
                 return
-            kv = await lease_store(nc.jetstream(), self.site_token, c.lease_ttl_s)
-            lease = ControllerLease(kv, c.controller_id or "controller", c.lease_ttl_s, self.clock)
+            # Re-creates its bucket if deleted (a new store epoch: nodes.ControllerNode)
+            lease = await open_lease(
+                nc.jetstream(),
+                self.site_token,
+                c.controller_id or "controller",
+                c.lease_ttl_s,
+                self.clock,
+            )
             ctl.lease = lease
             try:
                 await lease.keep()
