@@ -8,6 +8,7 @@ lapses between two ticks, however loaded the machine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -25,6 +26,8 @@ from minerd.cluster.messages import Budget, encode_budget
 from minerd.cluster.nodes import ControllerNode, ShardNode
 from minerd.cluster.safety import BudgetGate, BudgetSource
 from minerd.cluster.subjects import budget_subject, lease_bucket
+from minerd.daemon.cluster_role import ClusterRole
+from minerd.settings.cluster import ClusterSettings
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -128,3 +131,31 @@ async def test_a_controller_recreates_its_deleted_lease_bucket_and_its_shard_fol
     finally:
         for nc in clients:
             await nc.close()
+
+
+@pytest.mark.asyncio
+async def test_the_daemons_controller_role_recreates_its_deleted_lease_bucket(
+    nats_server: ServerProcess,
+) -> None:
+    """The wired controller (ClusterRole._serve, its lease's keep() loop on the system clock)
+    opens its lease so that a deleted bucket is made again and the lease taken in it."""
+    site = f"d{uuid.uuid4().hex[:8]}"
+    settings = ClusterSettings(
+        role="controller", nats_url=nats_server.url, site=site, shards=("s1",), lease_ttl_s=2.0
+    )
+    clock = SystemClock()
+    node = ControllerNode(Client(), site, "ctl", None, ("s1",), FAILSAFE_LIMIT_W, clock)
+    role = ClusterRole(settings, site, clock, controller=node)
+    nc = await nats.connect(nats_server.url, connect_timeout=5)
+    serve = asyncio.create_task(role._serve())
+    try:
+        await wait_until(lambda: node.lease is not None and node.lease.terms == 1, 30, "leading")
+        assert await nc.jetstream().delete_key_value(lease_bucket(site))
+        await wait_until(
+            lambda: node.lease is not None and node.lease.terms == 2, 30, "the lease taken again"
+        )
+        assert await nc.jetstream().key_value(lease_bucket(site))
+    finally:
+        serve.cancel()
+        await asyncio.gather(serve, return_exceptions=True)
+        await nc.close()
