@@ -319,6 +319,7 @@ class ClusterRole:
             in_failsafe=d is None or d.source is BudgetSource.FAILSAFE,
             missed_cycles=d.missed_cycles if d is not None else 0,
             budgets_ignored=shard.gate.ignored,
+            store_switches=shard.gate.epoch_switches,
             bad_messages=shard.bad_messages,
         )
 

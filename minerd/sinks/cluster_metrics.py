@@ -27,7 +27,8 @@ class ClusterStatus:
     shard_id: str = ""
     in_failsafe: bool = False
     missed_cycles: int = 0
-    budgets_ignored: int = 0  # fenced (older lease revision) or replayed
+    budgets_ignored: int = 0  # fenced (older lease revision or another store) or replayed
+    store_switches: int = 0  # budgets of a new lease store taken on the fail-safe share
     # both
     bad_messages: int = 0
 
@@ -100,6 +101,13 @@ class ClusterMetricsCollector(Collector):
         )
         yield CounterMetricFamily(
             "minerd_cluster_budgets_ignored",
-            "Budgets this shard refused: an older lease revision (fenced) or a replay",
+            "Budgets this shard refused: an older lease revision or another lease store "
+            "(fenced), or a replay",
             value=s.budgets_ignored,
+        )
+        yield CounterMetricFamily(
+            "minerd_cluster_store_switches",
+            "Times this shard took a new lease store's budgets (the old store was deleted "
+            "or wiped), each after falling to its fail-safe share",
+            value=s.store_switches,
         )

@@ -10,6 +10,7 @@ import pytest
 from minerd.cluster.messages import Budget, decode_budget, encode_budget
 from minerd.cluster.safety import BudgetGate, BudgetSource, EpochSwitch
 from minerd.errors import ClusterError
+from minerd.sinks.cluster_metrics import ClusterMetricsCollector, ClusterStatus
 
 SUBJECT = "minerd.site1.shard.s1.budget"
 OLD, NEW = "0ld0ld0ld0ld0ld0", "4e114e114e114e11"
@@ -139,3 +140,19 @@ def test_a_bad_store_epoch_is_refused_naming_sender_and_subject(bad: object) -> 
         decode_budget(json.dumps(body).encode(), SUBJECT)
     message = str(err.value)
     assert "store_epoch" in message and SUBJECT in message and "controller c1" in message
+
+
+def test_a_store_switch_reaches_the_shards_metrics() -> None:
+    gate = leading(OLD)
+    to_failsafe(gate)
+    assert gate.offer(budget(1, 1, 700.0, NEW))
+    status = ClusterStatus(
+        role="shard",
+        shard_id="s1",
+        budgets_ignored=gate.ignored,
+        store_switches=gate.epoch_switches,
+    )
+    families = {m.name: m for m in ClusterMetricsCollector(lambda: status).collect()}
+    # prometheus_client drops a counter's _total suffix from the family name.
+    assert families["minerd_cluster_store_switches"].samples[0].value == 1.0
+    assert families["minerd_cluster_budgets_ignored"].samples[0].value == 0.0
