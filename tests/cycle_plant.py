@@ -306,3 +306,13 @@ class CyclePlant:
     def run(self, seconds: int) -> None:
         for _ in range(seconds):
             self.step()
+
+    def stall(self, seconds: int) -> None:
+        """The daemon stalls: rigs go on moving, nothing is read and no cycle runs."""
+        for _ in range(seconds):
+            now = self.clock.now_s() + 1.0
+            for r in self.rigs.values():
+                r.advance(now, 1.0)
+            self.clock.advance(1.0)
+            self._tick += 1
+            self.history.append((now, self.true_import_kw(), self.limit_kw))

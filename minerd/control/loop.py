@@ -20,8 +20,9 @@ of the step before, which the meter may still be seeing. The grid meter has the 
 over the limit for more than two cycles, the cut by the measured excess is made whatever
 the rigs claim, counting every rig not yet seen to obey at its measured or nominal power
 (distrusted_rig_power_w).
-Raising is limited to ramp_up_kw_per_s * dt, less any rig power that arrived late (woken
-rigs reach their power after the wake time, so a raise must not stack on top of them).
+Raising is limited to ramp_up_kw_per_s * dt (dt at most one interval: a stall banks no
+ramp), less any rig power that arrived late (woken rigs reach their power after the wake
+time, so a raise must not stack on top of them).
 A stale grid meter means the fail-safe limit and the worst-case rig power (nominal for
 every rig not known to be asleep).
 Pure: `step(state, inputs, config) -> (state, decision)`; the state is a frozen value.
@@ -197,7 +198,10 @@ def step(
     if prev_w is None:
         prev_w = min(inputs.rig_power_w, wanted_w)  # start from what runs, ramp from there
     prev_w = min(prev_w, inputs.max_rig_power_w)
-    ramp_w = config.ramp_up_kw_per_s * dt_s * 1000.0 / (1.0 + config.aux_fraction)
+    # One interval's ramp at most: a stall's time is not banked. Spent at once after a 4 s
+    # pause it lands 4 s of ramp in one step, and the import climbs faster than the ramp.
+    ramp_s = min(dt_s, config.interval_s)
+    ramp_w = config.ramp_up_kw_per_s * ramp_s * 1000.0 / (1.0 + config.aux_fraction)
     if state.rig_power_w is not None:
         # Rigs woken earlier arrive late (wake time) while profile steps arrive at once: power
         # that rose more than the budget did last step is taken off this step's ramp.

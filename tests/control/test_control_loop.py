@@ -137,6 +137,19 @@ def test_step_is_pure_and_ramps_from_running_power() -> None:
     assert d2.rig_budget_w == pytest.approx((47.0 - 10.0 + 1.5) / 1.05 * 1000)
 
 
+def test_a_stall_banks_no_ramp() -> None:
+    """A cycle 4 s after the last (the daemon stalled) raises one interval's ramp, not 4 s
+    of it at once: nothing rose during the stall, and the import must not climb faster."""
+    limit = EffectiveLimit(500.0, "quota", "q")
+    first = LoopInputs(100.0, limit, True, 110.0, 100_000.0, 200_000.0)
+    s1, d1 = step(LoopState(), first, CONFIG)
+    late = replace(first, t_s=104.0, rig_power_w=d1.rig_budget_w)
+    _, d2 = step(s1, late, CONFIG)
+    assert d2.ramp_limited
+    one_interval_w = CONFIG.ramp_up_kw_per_s * CONFIG.interval_s * 1000 / 1.05
+    assert d2.rig_budget_w - d1.rig_budget_w == pytest.approx(one_interval_w)
+
+
 def test_integral_is_clamped() -> None:
     state = LoopState()
     for k in range(200):
