@@ -68,7 +68,7 @@ from minerd.cluster.region_award import (
 from minerd.cluster.region_regive import SentAllocation, SilentSite, merge_donors, regive
 from minerd.cluster.region_split import SiteBid, split_region, stage_raises
 from minerd.cluster.regive_store import SharedRegive, get_regive, put_regive, regive_bucket
-from minerd.cluster.store_epoch import store_epoch
+from minerd.cluster.store_epoch import TermEpoch
 from minerd.cluster.subjects import lease_bucket
 from minerd.errors import ClusterError, QuotaError
 from minerd.repeated_log import RepeatedLog
@@ -144,8 +144,8 @@ class Coordinator:
         self._sent: dict[str, Allocation] = {}
         self._audited_w: dict[str, float] = {}
         self._seq = 0
-        self.store_epoch = ""  # of the lease's store, read at each term's start
-        self._epoch_term = 0  # the lease term store_epoch was read in
+        # The lease store's epoch, read at each term's start ("": unknown).
+        self.epoch = TermEpoch(f"coordinator {coordinator_id}", lease_bucket(lease_token(region)))
         # Regional energy awards: every one heard (replays are told by id), those in force
         # (the latest for an interval wins), and each one's split, fixed when its interval
         # began (site -> kWh).
@@ -507,7 +507,7 @@ class Coordinator:
                 await self._shared_regives(self.clock.now_s())
                 self._split_awards(self.plan_round(), self.clock.now_s(), 0)
             return None
-        await self._epoch_of_term(lease)
+        await self.epoch.refresh(self.nc, lease.terms, lease.revision)
         await self._shared_regives(self.clock.now_s())  # the donors, before they are allocated
         r = self.plan_round()
         now_s = self.clock.now_s()
@@ -664,30 +664,10 @@ class Coordinator:
                 },
             )
 
-    async def _epoch_of_term(self, lease: ControllerLease) -> None:
-        """The store epoch of this term of leadership, read once per term. Unreadable: ""
-        (revisions alone fence, as before epochs; an older term's epoch may be another
-        store's), tried again next round."""
-        if self._epoch_term == lease.terms and self.store_epoch:
-            return
-        bucket = lease_bucket(lease_token(self.region))
-        try:
-            epoch = await store_epoch(self.nc.jetstream(), bucket)
-        except ClusterError as e:
-            self._log.warning(
-                "epoch", "coordinator %s: %s: allocations without one", self.coordinator_id, e
-            )
-            self.store_epoch = ""
-            return
-        self._log.clear("epoch")
-        if epoch != self.store_epoch:
-            log.warning(
-                "coordinator %s leads in store epoch %s (revision %d)",
-                self.coordinator_id,
-                epoch,
-                lease.revision,
-            )
-        self.store_epoch, self._epoch_term = epoch, lease.terms
+    @property
+    def store_epoch(self) -> str:
+        """The lease store's epoch as last read ("": unknown)."""
+        return self.epoch.epoch
 
     async def _send(self, a: Allocation) -> bool:
         try:

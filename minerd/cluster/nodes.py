@@ -44,7 +44,7 @@ from minerd.cluster.overload_split import overload_shares_w
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.cluster.site_shed import sum_commandable, sum_shed
 from minerd.cluster.split import Split, split_budget, steady_split
-from minerd.cluster.store_epoch import store_epoch
+from minerd.cluster.store_epoch import TermEpoch
 from minerd.cluster.subjects import (
     aggregate_subject,
     aggregates_wildcard,
@@ -309,8 +309,8 @@ class ControllerNode:
         self.stale_cycles = stale_cycles
         self.bad_messages = 0
         self.budgets_sent = 0
-        self.store_epoch = ""  # of the lease's store, read at each term's start ("": unknown)
-        self._epoch_term = 0  # the lease term store_epoch was read in
+        # The lease store's epoch, read at each term's start ("": unknown).
+        self.epoch = TermEpoch(f"controller {controller_id}", lease_bucket(site))
         self.last: ControllerCycle | None = None
         self._heard: dict[str, _Heard] = {}
         self._nominal_w: dict[str, float] = {}  # last known, kept after a shard goes silent
@@ -432,10 +432,10 @@ class ControllerNode:
             self._log.clear("late-hold")
         budgets_w = {s: split.shares[s].budget_w for s in live}
         overload_w = overload_shares_w(over_w, curves, budgets_w, late)
-        await self._epoch_of_term(lease)
+        await self.epoch.refresh(self.nc, lease.terms, lease.revision)
         rev = lease.revision
         # A new term begun during the read: its epoch is not known yet (revisions alone).
-        epoch = self.store_epoch if self._epoch_term == lease.terms else ""
+        epoch = self.epoch.of(lease.terms)
         now_s = self.clock.now_s()
         for s in live:
             share = split.shares[s]
@@ -459,29 +459,10 @@ class ControllerNode:
         )
         return self.last
 
-    async def _epoch_of_term(self, lease: ControllerLease) -> None:
-        """The lease store's epoch for this term, read once per term. Unreadable: "" (budgets
-        fenced by revision alone, as before epochs), tried again next cycle."""
-        if self._epoch_term == lease.terms and self.store_epoch:
-            return
-        term = lease.terms
-        try:
-            epoch = await store_epoch(self.nc.jetstream(), lease_bucket(self.site))
-        except Exception as e:  # ClusterError, or a nats error on a dropped connection
-            self._log.warning(
-                "epoch", "controller %s: %s: budgets without a store epoch", self.controller_id, e
-            )
-            self.store_epoch = ""
-            return
-        self._log.clear("epoch")
-        if epoch != self.store_epoch:
-            log.warning(
-                "controller %s leads in lease store epoch %s (revision %d)",
-                self.controller_id,
-                epoch,
-                lease.revision,
-            )
-        self.store_epoch, self._epoch_term = epoch, term
+    @property
+    def store_epoch(self) -> str:
+        """The lease store's epoch as last read ("": unknown)."""
+        return self.epoch.epoch
 
     def _late(self, late: Sequence[str]) -> dict[str, LateShard]:
         """What a late shard may still run to and draw, from its last budget and aggregate."""

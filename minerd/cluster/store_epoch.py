@@ -15,10 +15,12 @@ import asyncio
 import logging
 import secrets
 
+from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError
 
 from minerd.errors import ClusterError
+from minerd.repeated_log import RepeatedLog
 
 log = logging.getLogger("minerd.cluster.store_epoch")
 
@@ -73,3 +75,37 @@ async def _create(js: JetStreamContext, bucket: str, value: str) -> bool:
             return False
         raise
     return True
+
+
+class TermEpoch:
+    """A leader's store epoch, read once per term of its lease (store_epoch). "" while it
+    cannot be read: what the leader sends is then fenced by revision alone, as before
+    epochs, and the read is tried again at the next refresh."""
+
+    def __init__(self, leader: str, bucket: str) -> None:
+        self.leader = leader  # "controller c1", "coordinator coord-a": for the log
+        self.bucket = bucket
+        self.epoch = ""
+        self._term = 0  # the lease term `epoch` was read in
+        self._log = RepeatedLog(log)
+
+    def of(self, term: int) -> str:
+        """The epoch if it was read in lease term `term`, else "" (a term begun since)."""
+        return self.epoch if self._term == term else ""
+
+    async def refresh(self, nc: Client, term: int, revision: int) -> None:
+        """Read the epoch unless it was read in this term already."""
+        if self._term == term and self.epoch:
+            return
+        try:
+            epoch = await store_epoch(nc.jetstream(), self.bucket)
+        except Exception as e:  # ClusterError, or a nats error on a dropped connection
+            self._log.warning("epoch", "%s: %s: sent without a store epoch", self.leader, e)
+            self.epoch = ""
+            return
+        self._log.clear("epoch")
+        if epoch != self.epoch:
+            log.warning(
+                "%s leads in lease store epoch %s (revision %d)", self.leader, epoch, revision
+            )
+        self.epoch, self._term = epoch, term
