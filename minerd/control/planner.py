@@ -77,6 +77,9 @@ class Plan:
     # Rigs the budget would wake were left asleep by max_wakes_per_cycle: a raised limit
     # is still being followed, wave by wave.
     wake_limited: bool = False
+    # The rising hold applied (hold_awake asked and the held rigs fit the budget). False
+    # when not asked, or when they did not fit and the plan was made freely (it may cut).
+    held_awake: bool = field(default=False, compare=False)
 
 
 class _Kind(IntEnum):
@@ -260,6 +263,7 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
         wakes=wakes,
         classes=len(clist),
         wake_limited=any(c.wake_limited for c in clist),
+        held_awake=constraints.hold_awake,
     )
 
 

@@ -91,6 +91,15 @@ def test_a_budget_below_the_current_points_still_cuts() -> None:
     held = plan(8000.0, rigs, RISING)
     assert held.planned_power_w <= 8000.0 and held.shortfall_w == 0.0
     assert lowered(held, rigs)
+    # The plan says the hold was let go (the scenarios' traces show it).
+    assert not held.held_awake
+
+
+def test_the_plan_says_whether_the_hold_applied() -> None:
+    rigs = [awake(f"a{i}", 2600.0) for i in range(4)] + [asleep("s0")]
+    budget_w = 4 * 2600 + 20 + 500.0
+    assert plan(budget_w, rigs, RISING).held_awake
+    assert not plan(budget_w, rigs, FREE).held_awake
 
 
 def test_a_hot_rig_still_steps_down_on_a_rising_budget() -> None:

@@ -263,7 +263,9 @@ class Running:
                 f"budget={d.rig_budget_w / 1000:6.1f} corr={d.correction_kw:5.1f} "
                 f"plan={(c.plan.planned_power_w / 1000) if c.plan else -1:6.1f} "
                 f"shed={len(c.dispatch.shed)} raise={len(c.dispatch.raise_)} "
+                f"fixed={(c.plan.fixed_power_w / 1000) if c.plan else -1:5.1f} "
                 f"{'SHEDDING' if d.shedding else ''}{' RAMP' if d.ramp_limited else ''}"
+                f"{' HELD' if c.plan and c.plan.held_awake else ''}"
                 f"{' FAILSAFE ' + c.failsafe_reason if c.failsafe_reason else ''}"
             )
         return "\n".join(lines)
