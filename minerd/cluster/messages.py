@@ -72,6 +72,10 @@ class Budget:
     # The epoch of the lease store lease_revision counts in ("": unknown, revisions alone
     # fence): a wiped or re-created store starts its revisions at 1 again (safety.BudgetGate).
     store_epoch: str = ""
+    # Price-aware dispatch ([economics] at the controller): awake points above this J/TH are
+    # not planned (PlanConstraints.max_j_per_th). None: every point (no price, or an older
+    # controller).
+    max_j_per_th: float | None = None
 
 
 def curve_body(c: ShardCurve) -> dict[str, object]:
@@ -148,6 +152,8 @@ def encode_budget(b: Budget) -> bytes:
     }
     if b.store_epoch:
         body["store_epoch"] = b.store_epoch
+    if b.max_j_per_th is not None:
+        body["max_j_per_th"] = b.max_j_per_th
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -324,4 +330,15 @@ def decode_budget(data: bytes, subject: str) -> Budget:
         max_wakes=None if wakes is None else r.int_("max_wakes"),
         overload_w=r.num("overload_w") if "overload_w" in r.obj else 0.0,
         store_epoch=r.str_("store_epoch") if "store_epoch" in r.obj else "",
+        max_j_per_th=_j_per_th(r),
     )
+
+
+def _j_per_th(r: FieldReader) -> float | None:
+    """A budget's economics filter: absent or null is none; else a positive J/TH."""
+    if r.obj.get("max_j_per_th") is None:
+        return None
+    v = r.num("max_j_per_th")
+    if not v > 0.0:
+        raise r.fail(f"max_j_per_th: {v!r} is not a positive J/TH")
+    return v

@@ -184,7 +184,7 @@ class ShardNode:
         # cycle to come): a curve of the rigs before it lags the shard by a cycle more, and
         # the split chases moves the shards have already made (issue 16).
         moved = measures is None or measures.dispatched
-        curve = await asyncio.to_thread(self._curve, rigs, p if moved else None)
+        curve = await asyncio.to_thread(self._curve, decision, rigs, p if moved else None)
         agg = self._aggregate(snap, decision, curve, p, measures)
         try:
             if not self.nc.is_connected:
@@ -200,12 +200,21 @@ class ShardNode:
         return self.last
 
     def _plan(self, decision: GateDecision, rigs: tuple[PlanRig, ...]) -> Plan:
-        constraints = dataclasses.replace(self.constraints, max_wakes_per_cycle=decision.max_wakes)
+        constraints = dataclasses.replace(
+            self.constraints,
+            max_wakes_per_cycle=decision.max_wakes,
+            max_j_per_th=decision.max_j_per_th,
+        )
         return plan(decision.budget_w, rigs, constraints)
 
-    def _curve(self, rigs: tuple[PlanRig, ...], p: Plan | None) -> ShardCurve:
-        """The curve of the rigs as plan p leaves them (None: not dispatched, as they are)."""
-        return build_curve(rigs if p is None else projected_rigs(rigs, p), self.constraints)
+    def _curve(
+        self, decision: GateDecision, rigs: tuple[PlanRig, ...], p: Plan | None
+    ) -> ShardCurve:
+        """The curve of the rigs as plan p leaves them (None: not dispatched, as they are),
+        with the points the controller's economics filter allows: it splits over what the
+        shard will plan."""
+        constraints = dataclasses.replace(self.constraints, max_j_per_th=decision.max_j_per_th)
+        return build_curve(rigs if p is None else projected_rigs(rigs, p), constraints)
 
     def _aggregate(
         self,
@@ -386,11 +395,16 @@ class ControllerNode:
         return shares
 
     async def cycle(
-        self, rig_budget_w: float, max_wakes: int | None = None, over_w: float = 0.0
+        self,
+        rig_budget_w: float,
+        max_wakes: int | None = None,
+        over_w: float = 0.0,
+        max_j_per_th: float | None = None,
     ) -> ControllerCycle:
         """Split rig_budget_w (the closed loop's budget for every rig) and send the budgets.
         over_w: the rig power the grid meter says the site is over by (0: not over), shared
-        among the shards that cannot plan down to their budget (overload_shares_w)."""
+        among the shards that cannot plan down to their budget (overload_shares_w).
+        max_j_per_th: the site's economics filter (None: none), sent to every shard."""
         self._cycle += 1
         live = tuple(
             s
@@ -452,6 +466,7 @@ class ControllerNode:
                 share.wakes,
                 overload_w.get(s, 0.0),
                 epoch,
+                max_j_per_th,
             )
             await self._send(b)
         self.last = ControllerCycle(

@@ -46,6 +46,9 @@ class GateDecision:
     # The site over by the meter: this shard's part (Budget.overload_w). Only with a budget
     # fresh this cycle: a held one is a guess about the past.
     overload_w: float = 0.0
+    # The controller's economics filter (Budget.max_j_per_th), kept while a budget is held;
+    # None on the fail-safe share (no price heard: every point, as one process without one).
+    max_j_per_th: float | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class BudgetGate:
                 0,
                 b.controller_id,
                 b.overload_w,
+                b.max_j_per_th,
             )
         self._missed += 1
         last = self._last
@@ -158,6 +162,7 @@ class BudgetGate:
                 last.lease_revision,
                 self._missed,
                 last.controller_id,
+                max_j_per_th=last.max_j_per_th,
             )
         if last is None:
             return GateDecision(self.failsafe_w, 0, BudgetSource.FAILSAFE, 0, self._missed)

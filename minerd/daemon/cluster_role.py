@@ -196,6 +196,9 @@ class ControllerControlCycle(ControlCycle):
 
     node: ControllerNode
     _site_planned_w: float | None = None  # what the shards last planned (site_rigs)
+    # The economics filter of the last cycle ([economics]; None: none): the shards plan by
+    # it, sent in their budgets.
+    max_j_per_th: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -217,6 +220,7 @@ class ControllerControlCycle(ControlCycle):
         """No rigs to plan here: the shards plan; what they last planned is the loop's
         'planned' (readings still moving to it are a transient, not load)."""
         b = looped.decision.rig_budget_w
+        self.max_j_per_th = looped.constraints.max_j_per_th
         planned_w = b if self._site_planned_w is None else self._site_planned_w
         return Plan((), b, planned_w, 0.0, 0.0, 0.0, 0)
 
@@ -376,7 +380,10 @@ class ClusterRole:
             if result.plan is None or not cycle.measured:
                 continue
             await self.controller.cycle(
-                result.decision.rig_budget_w, self.max_wakes, _over_w(result, cycle.config)
+                result.decision.rig_budget_w,
+                self.max_wakes,
+                _over_w(result, cycle.config),
+                cycle.max_j_per_th,
             )
             raise_if_cancelled()  # a cancel its publish lost still stops the loop
 

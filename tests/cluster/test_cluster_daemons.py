@@ -28,7 +28,7 @@ from minerd.cluster.nodes import ControllerNode, ShardNode
 from minerd.cluster.subjects import budget_subject
 from minerd.control.overload import REASON as OVERLOAD_REASON
 from minerd.daemon.app import Daemon
-from minerd.daemon.cluster_role import ShardControlCycle
+from minerd.daemon.cluster_role import ControllerControlCycle, ShardControlCycle
 from minerd.model import Quota, QuotaSource, RigAction
 from minerd.runtime.cycle import CycleResult
 from minerd.settings import Settings, settings_from_dict
@@ -61,8 +61,14 @@ class Running:
         return self.daemon.site
 
 
-def config(base: dict[str, Any], tmp: Path, name: str, cluster: dict[str, Any]) -> Settings:
-    raw = dict(base)
+def config(
+    base: dict[str, Any],
+    tmp: Path,
+    name: str,
+    cluster: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Settings:
+    raw = {**base, **(extra or {})}
     raw["rigs"] = [{**g, "interval_s": 2.0, "timeout_s": 1.0} for g in base["rigs"]]
     port = free_port()
     raw["api"] = {**base["api"], "listen": f"127.0.0.1:{port}"}
@@ -115,9 +121,13 @@ def owner(rig_id: str) -> str:
 
 @contextlib.asynccontextmanager
 async def split_site(
-    nats_server: ServerProcess, tmp_path: Path, controllers: tuple[str, ...]
+    nats_server: ServerProcess,
+    tmp_path: Path,
+    controllers: tuple[str, ...],
+    controller_extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[SimSite, dict[str, Running]]]:
-    """The simulated site, two shards and the controllers named (the first started first)."""
+    """The simulated site, two shards and the controllers named (the first started first);
+    controller_extra: config sections only the controllers get (e.g. [economics])."""
     spec = SiteSpec(
         groups=(RigGroupSpec("bitmain-s19jpro", RIGS),),
         rigs_per_container=RIGS // 2,
@@ -140,7 +150,11 @@ async def split_site(
                 runs[s] = await start(s, cfg, sim)
             for c in controllers:
                 cfg = config(
-                    base, tmp_path, c, {**common, "role": "controller", "controller_id": c}
+                    base,
+                    tmp_path,
+                    c,
+                    {**common, "role": "controller", "controller_id": c},
+                    controller_extra,
                 )
                 runs[c] = await start(c, cfg, sim)
             yield sim, runs
@@ -266,6 +280,60 @@ async def test_controller_and_shards_meet_a_quota_then_fall_to_failsafe_shares(
     async with asyncio.timeout(WAIT_S):
         while await site_w() > failsafe_w:  # noqa: ASYNC110 - polls the simulator's truth
             await asyncio.sleep(0.2)
+
+
+# A breakeven of 2,083.3 / 75 = 27.78 J/TH: of the S19j Pro's profiles only "-2" (2,300 W for
+# 87 TH/s, 26.4 J/TH) pays for itself; "-1" is 27.8, "default" (3,068 W) 29.5.
+ECONOMICS = {
+    "enabled": True,
+    "price_per_mwh": 75.0,
+    "hashprice": {"usd_per_th_day": 0.05},
+}
+BREAKEVEN_J_PER_TH = 0.05 / (75.0 * 0.000024)
+
+
+@pytest.mark.asyncio
+async def test_the_controllers_economics_reach_the_shards_rigs(
+    nats_server: ServerProcess, tmp_path: Path
+) -> None:
+    """[economics] is configured where the price is known, at the controller (the shards
+    have none): each shard plans its rigs within the controller's J/TH filter, sent in its
+    budgets, and the rigs (at their default 3,068 W profile, 29.5 J/TH) go to "-2"."""
+    extra = {"economics": ECONOMICS}
+    async with split_site(nats_server, tmp_path, ("controller",), extra) as (sim, runs):
+        ctl = runs["controller"]
+        cycle = ctl.site.cycle
+        assert isinstance(cycle, ControllerControlCycle)
+        shard_nodes = [shard_node(runs[s]) for s in SHARDS]
+        await wait_until(
+            lambda: all(
+                n.last is not None and n.last.decision.max_j_per_th is not None for n in shard_nodes
+            ),
+            WAIT_S,
+            "every shard plans to a budget with the controller's filter",
+        )
+        assert cycle.max_j_per_th == pytest.approx(BREAKEVEN_J_PER_TH)
+        for n in shard_nodes:
+            assert n.last is not None
+            assert n.last.decision.max_j_per_th == pytest.approx(BREAKEVEN_J_PER_TH)
+
+        def rigs_w() -> list[float]:
+            return [float(r["power_w"]) for r in last_truth["rigs"]]  # type: ignore[index]
+
+        last_truth: dict[str, object] = {}
+
+        async def all_at_minus_2() -> bool:
+            alive(runs)
+            last_truth.update(await sim.truth(include_rigs=True))
+            return all(2200.0 <= w <= 2310.0 for w in rigs_w())
+
+        async with asyncio.timeout(WAIT_S):
+            while not await all_at_minus_2():  # noqa: ASYNC110 - polls the simulator
+                await asyncio.sleep(0.2)
+        for n in shard_nodes:
+            assert n.last is not None
+            awake = [s for s in n.last.plan.setpoints if s.awake]
+            assert awake and all(s.profile == "-2" for s in awake), n.last.plan.setpoints
 
 
 def controller_node(run: Running) -> ControllerNode:

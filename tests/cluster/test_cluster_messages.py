@@ -61,6 +61,18 @@ def test_budget_carries_the_sites_overload_and_an_older_one_means_none() -> None
     assert got.overload_w == 0.0
 
 
+def test_budget_carries_the_economics_filter_and_an_older_one_means_none() -> None:
+    b = budget(max_j_per_th=24.5)
+    assert decode_budget(encode_budget(b), "minerd.site1.shard.s1.budget") == b
+    assert "max_j_per_th" not in json.loads(encode_budget(budget()))  # none: not sent
+    older = json.loads(encode_budget(budget()))  # a controller from before shard economics
+    got = decode_budget(json.dumps(older).encode(), "minerd.site1.shard.s1.budget")
+    assert got.max_j_per_th is None
+    older["max_j_per_th"] = None
+    got = decode_budget(json.dumps(older).encode(), "minerd.site1.shard.s1.budget")
+    assert got.max_j_per_th is None
+
+
 def test_aggregate_stays_small_whatever_the_shard_size() -> None:
     # The curve has one row per class, not per rig: 10x the rigs, about the same bytes.
     small, large = len(encode_aggregate(aggregate(2000))), len(encode_aggregate(aggregate(20000)))
@@ -87,6 +99,9 @@ def mutate(raw: bytes, **changes: object) -> bytes:
         ({"shard": ""}, "shard"),
         ({"overload_w": -1.0}, "overload_w"),
         ({"overload_w": float("inf")}, "overload_w"),
+        ({"max_j_per_th": 0.0}, "max_j_per_th"),
+        ({"max_j_per_th": -20.0}, "max_j_per_th"),
+        ({"max_j_per_th": "30"}, "max_j_per_th"),
     ],
 )
 def test_bad_budget_is_refused_naming_sender_and_subject(

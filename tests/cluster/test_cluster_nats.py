@@ -27,6 +27,7 @@ from minerd.cluster.messages import Budget, encode_budget
 from minerd.cluster.nodes import ControllerNode, ShardNode, ShardSnapshot
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision
 from minerd.cluster.subjects import budget_subject
+from minerd.control.counting import dispatched
 from minerd.control.planner import Plan, PlanConstraints, PlanRig
 from minerd.model import RigState
 
@@ -417,6 +418,65 @@ async def test_a_cut_to_30_percent_is_met_by_every_shard_within_two_cycles(
         await n.cycle()
     assert sum(f.power_w for _, f in nodes.values()) <= 0.3 * nominal_w + 1e-6
     assert all(f.applied[-1].shortfall_w == 0.0 for _, f in nodes.values())
+
+
+@pytest.mark.asyncio
+async def test_the_controllers_economics_filter_reaches_every_shards_plan_and_curve(
+    nats_server: ServerProcess, connect: list[Client]
+) -> None:
+    """[economics] runs at the controller (the shards have no price): its J/TH filter goes
+    in every budget, and each shard plans and reports its curve within it. The sleep-only
+    rigs (3,250 W for 95 TH/s: 34.2 J/TH) run at a budget of 90 % of nominal without a
+    filter and all sleep under 30 J/TH at the same budget."""
+    site = "econ1"
+    ctrl, lease = await controller(nats_server, connect, "ctrl-a", site=site)
+    nodes = await shards(nats_server, connect, n_rigs=800, site=site)
+    shard_nodes = [n for n, _ in nodes.values()]
+    assert await lease.tick()
+    nominal_w = sum(sum(r.model.nominal_power_w for r in f.rigs) for _, f in nodes.values())
+
+    async def round_trip(max_j_per_th: float | None) -> None:
+        for n in shard_nodes:
+            await n.cycle()
+        await flush(shard_nodes)
+        await wait_until(
+            lambda: all(ctrl.heard_seq(n.shard_id) == n.seq for n in shard_nodes), 20, "heard"
+        )
+        await ctrl.cycle(0.9 * nominal_w, max_j_per_th=max_j_per_th)
+        await flush([ctrl])
+        await wait_until(lambda: all(n.gate.has_pending for n in shard_nodes), 20, "budgets")
+
+    def sleep_only_awake() -> int:
+        return sum(
+            1
+            for _, f in nodes.values()
+            for r, sp in zip(f.rigs, f.applied[-1].setpoints, strict=True)
+            if r.model.name == "test-sleep-only" and dispatched(r) and sp.awake
+        )
+
+    def curve_top_w() -> float:
+        """The most the shards' curves say their rigs could be raised to."""
+        return sum(
+            k.count * (k.base_w + sum(u.dp_w for u in k.upgrades))
+            for n in shard_nodes
+            for k in n.last.aggregate.curve.classes
+        )
+
+    for _ in range(2):
+        await round_trip(None)
+    for n in shard_nodes:
+        await n.cycle()
+    free_awake, free_top_w = sleep_only_awake(), curve_top_w()
+    assert free_awake > 20
+
+    for _ in range(2):
+        await round_trip(30.0)
+    for n in shard_nodes:
+        await n.cycle()
+    assert all(n.last.decision.max_j_per_th == 30.0 for n in shard_nodes)
+    assert sleep_only_awake() == 0
+    # The curves the controller splits over leave the priced-out points out too.
+    assert curve_top_w() < free_top_w - 20 * 3_000.0
 
 
 class LossyKV:

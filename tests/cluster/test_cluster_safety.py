@@ -38,6 +38,16 @@ def test_budget_held_two_cycles_then_failsafe_share_on_the_third() -> None:
     assert gate.next_cycle().source is BudgetSource.FAILSAFE  # and stays there
 
 
+def test_the_economics_filter_is_kept_while_held_and_dropped_on_the_failsafe_share() -> None:
+    gate = BudgetGate("s1", failsafe_w=250.0)
+    gate.offer(dataclasses.replace(budget(5, 1, 1000.0), max_j_per_th=26.0))
+    got = [gate.next_cycle() for _ in range(4)]
+    held, failsafe = BudgetSource.HELD, BudgetSource.FAILSAFE
+    assert [d.source for d in got] == [BudgetSource.BUDGET, held, held, failsafe]
+    # No price heard on the fail-safe share: every point, as one process without a price.
+    assert [d.max_j_per_th for d in got] == [26.0, 26.0, 26.0, None]
+
+
 def test_losing_the_controller_never_raises_a_shard() -> None:
     gate = BudgetGate("s1", failsafe_w=250.0)
     gate.offer(budget(5, 1, 100.0, failsafe_w=400.0))  # a deep cut: 100 W, below the share
