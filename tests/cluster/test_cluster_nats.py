@@ -384,6 +384,24 @@ async def test_kill_9_of_the_leading_controller_process_the_standby_takes_over_s
             proc.wait(timeout=10)
 
 
+async def shards_round_trip(
+    ctrl: ControllerNode,
+    shard_nodes: Sequence[ShardNode],
+    rig_budget_w: float,
+    max_j_per_th: float | None = None,
+) -> None:
+    """Shards plan and report; the controller splits; the budgets reach the shards."""
+    for n in shard_nodes:
+        await n.cycle()
+    await flush(shard_nodes)
+    await wait_until(
+        lambda: all(ctrl.heard_seq(n.shard_id) == n.seq for n in shard_nodes), 20, "heard"
+    )
+    await ctrl.cycle(rig_budget_w, max_j_per_th=max_j_per_th)
+    await flush([ctrl])
+    await wait_until(lambda: all(n.gate.has_pending for n in shard_nodes), 20, "budgets")
+
+
 @pytest.mark.asyncio
 async def test_a_cut_to_30_percent_is_met_by_every_shard_within_two_cycles(
     nats_server: ServerProcess, connect: list[Client]
@@ -396,16 +414,7 @@ async def test_a_cut_to_30_percent_is_met_by_every_shard_within_two_cycles(
     nominal_w = sum(sum(r.model.nominal_power_w for r in f.rigs) for _, f in nodes.values())
 
     async def round_trip(rig_budget_w: float) -> None:
-        """Shards plan and report; the controller splits; the budgets reach the shards."""
-        for n in shard_nodes:
-            await n.cycle()
-        await flush(shard_nodes)
-        await wait_until(
-            lambda: all(ctrl.heard_seq(n.shard_id) == n.seq for n in shard_nodes), 20, "heard"
-        )
-        await ctrl.cycle(rig_budget_w)
-        await flush([ctrl])
-        await wait_until(lambda: all(n.gate.has_pending for n in shard_nodes), 20, "budgets")
+        await shards_round_trip(ctrl, shard_nodes, rig_budget_w)
 
     for _ in range(2):
         await round_trip(0.9 * nominal_w)
@@ -436,15 +445,7 @@ async def test_the_controllers_economics_filter_reaches_every_shards_plan_and_cu
     nominal_w = sum(sum(r.model.nominal_power_w for r in f.rigs) for _, f in nodes.values())
 
     async def round_trip(max_j_per_th: float | None) -> None:
-        for n in shard_nodes:
-            await n.cycle()
-        await flush(shard_nodes)
-        await wait_until(
-            lambda: all(ctrl.heard_seq(n.shard_id) == n.seq for n in shard_nodes), 20, "heard"
-        )
-        await ctrl.cycle(0.9 * nominal_w, max_j_per_th=max_j_per_th)
-        await flush([ctrl])
-        await wait_until(lambda: all(n.gate.has_pending for n in shard_nodes), 20, "budgets")
+        await shards_round_trip(ctrl, shard_nodes, 0.9 * nominal_w, max_j_per_th)
 
     def sleep_only_awake() -> int:
         return sum(
