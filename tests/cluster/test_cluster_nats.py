@@ -22,6 +22,7 @@ from servers import ServerProcess
 from waiting import wait_until
 
 from minerd.clock import system_clock
+from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.messages import Budget, encode_budget
 from minerd.cluster.nodes import ControllerNode, ShardNode, ShardSnapshot
@@ -338,16 +339,21 @@ async def test_kill_9_of_the_leading_controller_process_the_standby_takes_over_s
         b_node, b = await controller(nats_server, connect, "ctrl-b", site=site)
         decisions: list[GateDecision] = []
 
+        # Each round ends with raise_if_cancelled(): nats-py can lose a cancel that lands
+        # with a reply (cluster/cancelled.py), and a loop that ran on would hang the
+        # TaskGroup below until the test's timeout (seen once in a fresh-clone run).
         async def shards_run() -> None:
             while True:
                 for n in shard_nodes:
                     decisions.append((await n.cycle()).decision)
+                raise_if_cancelled()
                 await asyncio.sleep(0.2)
 
         async def standby_run() -> None:
             while True:
                 await b.tick()
                 await b_node.cycle(b_budget_w)
+                raise_if_cancelled()
                 await asyncio.sleep(0.2)
 
         def last_round_from(name: str) -> bool:
