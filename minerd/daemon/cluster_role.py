@@ -138,7 +138,7 @@ class ShardControlCycle(ControlCycle):
             and decision.missed_cycles < self.node.gate.hold_cycles
         )
         looped = _Looped(
-            limits=_Limits(limit, limit),
+            limits=_Limits(limit, limit, limit),
             decision=loop_decision,
             plan_rigs=tuple(rigs.plan_rigs),
             constraints=constraints,

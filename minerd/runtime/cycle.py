@@ -65,7 +65,7 @@ from minerd.model import (
     ShedCapacity,
 )
 from minerd.runtime.cycle_persist import STATE_GRID_CONTACT, STATE_INTEGRAL, CyclePersister
-from minerd.runtime.energy_tracker import EnergyTracker
+from minerd.runtime.energy_tracker import ORIGIN_AWARD, EnergyTracker
 from minerd.runtime.executor import Executor
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.intents import Dispatch, IntentBook
@@ -146,6 +146,9 @@ class _Limits:
 
     ahead: EffectiveLimit  # the lowest within the look-ahead (or the one in force now)
     now: EffectiveLimit  # in force now
+    # ahead without the award's pace: the power the site may draw (safety), not the energy
+    # it should (money). Over it, shedding is never delayed; over only the pace, warm-up is.
+    power: EffectiveLimit
 
 
 @dataclass(frozen=True)
@@ -469,11 +472,13 @@ class ControlCycle:
         limit = min(ahead, key=lambda lim: lim.limit_kw)
         if limit.limit_kw >= limit_now.limit_kw:
             limit = limit_now  # nothing lower is coming within the look-ahead
+        power = limit
         if self.energy is not None:
             limit = self.energy.cap(limit, sensed.snap, now_s)  # the award's pace, when lower
         if self.region is not None:  # the regional allocation, when lower
             limit, limit_now = self.region.cap(limit, now_s), self.region.cap(limit_now, now_s)
-        return _Limits(limit, limit_now)
+            power = self.region.cap(power, now_s)
+        return _Limits(limit, limit_now, power)
 
     def _rigs(self, snap: FleetSnapshot, now_s: float) -> _Rigs:
         """The rigs as the planner sees them, the sheds not yet seen to land, and the fleet
@@ -538,7 +543,11 @@ class ControlCycle:
         if not measured:
             constraints = replace(constraints, max_wakes_per_cycle=0)
         warm = self._warm(snap, sensed.t0_mono_s)
-        if not warm and not decision.shedding:
+        shed_now = decision.shedding and (
+            limits.ahead.origin != ORIGIN_AWARD
+            or (snap.grid_fresh and snap.grid_import_w / 1000.0 > limits.power.limit_kw)
+        )
+        if not warm and not shed_now:
             # Nothing dispatched: this cycle's budget (in warm-up usually the fail-safe one,
             # the meter not read yet) must not become the first plan's starting point, or a
             # site restarted at full load is shed to it and ramped back up.
@@ -551,7 +560,10 @@ class ControlCycle:
             fleet_max_w=fleet_max_w,
             budget_before_w=budget_before_w,
             measured=measured,
-            dispatching=warm or decision.shedding,
+            # In warm-up most rigs are unread and counted at nominal: a plan made on that
+            # sheds many times the excess. Over a power limit it goes out all the same
+            # (safety); over only the award's pace, the energy count absorbs a few seconds.
+            dispatching=warm or shed_now,
         )
 
     @staticmethod
