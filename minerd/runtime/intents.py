@@ -105,7 +105,7 @@ class IntentBook:
                 continue
             model = self.models[cmd.rig_id]
             awake = cmd.action is not RigAction.SLEEP
-            power_w = model.sleep_power_w if not awake else (cmd.power_w or model.nominal_power_w)
+            power_w = model.sleep_power_w if not awake else _told_power_w(cmd, model)
             switched = self._switched.get(cmd.rig_id, at_s)
             self._intents[cmd.rig_id] = Intent(awake, power_w, cmd.profile, at_s, switched)
 
@@ -424,6 +424,17 @@ class IntentBook:
         it.profile = r.profile
         it.power_w = running.power_w
         self._redo.add(st.rig_id)
+
+
+def _told_power_w(cmd: RigCommand, model: RigModel) -> float:
+    """The power an awake rig was told to draw: a profile's, else the command's, else its
+    nominal. A profile command carries no power: counting it at nominal after a restart
+    made raising a rig to a higher (but sub-nominal) profile look like a shed, sent before
+    the loop had measured the site."""
+    if cmd.power_w:
+        return cmd.power_w
+    profile = model.profile(cmd.profile) if cmd.profile is not None else None
+    return profile.power_w if profile is not None else model.nominal_power_w
 
 
 def _command_for(

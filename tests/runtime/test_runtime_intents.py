@@ -279,3 +279,19 @@ def test_restored_intents_are_not_sent_again() -> None:
     d = book.diff([RigSetpoint("prof", False, 20.0)], {"prof": st}, clock.now_s())
     assert [c.action for c in d.shed] == [RigAction.SLEEP]
     assert book.since_switch_s("prof", clock.now_s()) == 0.0  # told to switch just now
+
+
+def test_a_restored_profile_command_counts_at_its_profile_not_at_nominal() -> None:
+    """After a restart a rig last told p2000 is believed at 2000 W: raising it to p2600
+    is a raise, held until the loop has measured the site (it was taken for a shed from
+    nominal 3200 W and sent at once)."""
+    clock = ManualClock()
+    book = IntentBook(MODELS)
+    told_at = clock.now_s() - 60.0
+    book.restore([(RigCommand("prof", RigAction.SET_PROFILE, profile="p2000"), told_at)])
+    st = status("prof", clock.now_s(), H, 2000.0, "p2000")
+    up = [RigSetpoint("prof", True, 2600.0, profile="p2600")]
+    d = book.diff(up, {"prof": st}, clock.now_s(), allow_raise=False)
+    assert d.shed == () and d.raise_ == () and d.held == ("prof",)
+    d = book.diff(up, {"prof": st}, clock.now_s(), allow_raise=True)
+    assert [c.profile for c in d.raise_] == ["p2600"] and d.shed == ()
