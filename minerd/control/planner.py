@@ -15,7 +15,14 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from minerd.control.counting import counted_power_w, dispatched
-from minerd.control.options import Hull, OpPoint, allowed_points, awake_points, build_hull
+from minerd.control.options import (
+    Hull,
+    OpPoint,
+    allowed_points,
+    awake_points,
+    build_hull,
+    worth_running,
+)
 from minerd.model import ControlMode, RigModel, RigSetpoint, RigState
 
 _EPS_W = 1e-6
@@ -186,6 +193,7 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
     min_off_s = constraints.min_off_s
 
     kind_awake, kind_min_on, kind_asleep = _Kind.AWAKE, _Kind.MIN_ON, _Kind.ASLEEP
+    priced_out: dict[int, bool] = {}  # id(model) -> no awake point pays (economics)
     if constraints.hold_awake:
         kind_awake = kind_min_on = _Kind.HELD
     band_c = constraints.derate_hold_band_c
@@ -202,6 +210,10 @@ def plan(budget_w: float, rigs: Sequence[PlanRig], constraints: PlanConstraints)
             if cur is None:
                 cur = r.power_w
             kind = kind_min_on if r.since_switch_s < min_on_s else kind_awake
+            if kind is _Kind.HELD and _priced_out(m, constraints.max_j_per_th, priced_out):
+                # Nothing it can run pays for itself: held, it would stay awake at its lowest
+                # point. The price decides for it as if not held.
+                kind = _Kind.MIN_ON if r.since_switch_s < min_on_s else _Kind.AWAKE
         elif r.since_switch_s < min_off_s:
             fixed_w += m.sleep_power_w
             prev = r.setpoint
@@ -295,6 +307,15 @@ def _wakes_first(clist: list[_Class], max_wakes: int | None, headroom_w: float) 
     for c in clist:
         if c.kind is _Kind.HELD:
             c.hull = build_hull(c.hull.vertices[:1])
+
+
+def _priced_out(model: RigModel, max_j_per_th: float | None, cache: dict[int, bool]) -> bool:
+    if max_j_per_th is None:
+        return False
+    out = cache.get(id(model))
+    if out is None:
+        out = cache[id(model)] = not worth_running(awake_points(model), max_j_per_th)
+    return out
 
 
 def _new_class(

@@ -107,3 +107,15 @@ def test_a_hot_rig_still_steps_down_on_a_rising_budget() -> None:
     held = plan(3200 + 2600 + 20 + 500.0, rigs, RISING)
     assert powers(held)["hot"] < 3200.0
     assert powers(held)["a1"] == 2600.0
+
+
+def test_a_held_rig_that_no_point_pays_for_may_still_sleep() -> None:
+    """Economics on a rising budget: at 20 J/TH none of PROFILE_RIG's points (25-30 J/TH) pays,
+    so held rigs are not kept awake at their lowest point; the price sleeps them."""
+    rigs = [awake(f"a{i}", 2600.0) for i in range(4)]
+    priced = PlanConstraints(hold_awake=True, max_j_per_th=20.0)
+    p = plan(4 * 3200.0, rigs, priced)
+    assert all(not s.awake for s in p.setpoints)
+    # Where a point pays (26 J/TH: p2000 only), a held rig above it steps down to it.
+    p = plan(4 * 3200.0, rigs, PlanConstraints(hold_awake=True, max_j_per_th=26.0))
+    assert [s.profile for s in p.setpoints] == ["p2000"] * 4
