@@ -427,7 +427,7 @@ class IntentBook:
 
 
 def _told_power_w(cmd: RigCommand, model: RigModel) -> float:
-    """The power an awake rig was told to draw: a profile's, else the command's, else its
+    """The power an awake rig was told to draw: the command's, else its profile's, else its
     nominal. A profile command carries no power: counting it at nominal after a restart
     made raising a rig to a higher (but sub-nominal) profile look like a shed, sent before
     the loop had measured the site."""
