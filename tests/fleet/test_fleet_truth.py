@@ -7,6 +7,7 @@ reference is the simulator's GET /truth: rig physics, not a daemon view.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -54,7 +55,12 @@ def mixed_spec(mqtt_url: str) -> SiteSpec:
 @pytest.mark.timeout(180)
 async def test_one_poll_round_matches_truth(mosquitto: ServerProcess, tmp_path: Path) -> None:
     spec = mixed_spec(f"mqtt://127.0.0.1:{mosquitto.port}")
-    async with polled_site(spec, tmp_path, rig_interval_s=2.0, rig_timeout_s=1.0) as run:
+    # It takes 2 s. It hung once to the 180 s timeout in a fresh-clone run, with the event
+    # loop idle and no task named: bounded here, a hang fails with the await it hung in.
+    async with (
+        asyncio.timeout(120.0),
+        polled_site(spec, tmp_path, rig_interval_s=2.0, rig_timeout_s=1.0) as run,
+    ):
         start_s = run.site.clock.now_s()
         # one round: every rig's first poll falls within min(interval, 5 s) of start
         await run.wait_for(lambda s: all_read_since(s, start_s), 60.0, "one poll round")
