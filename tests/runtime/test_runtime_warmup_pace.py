@@ -38,7 +38,7 @@ def plant_with_award(tmp_path: Path, pace_share: float) -> CyclePlant:
     return p
 
 
-def commanded_down(p: CyclePlant) -> list[str]:
+def commands_but_wakes(p: CyclePlant) -> list[str]:
     return [c.rig_id for _, c in p.executor.sent if c.action is not RigAction.WAKE]
 
 
@@ -49,14 +49,14 @@ async def test_over_only_the_pace_in_warm_up_nothing_is_shed(tmp_path: Path) -> 
     assert result.decision.limit.origin == ORIGIN_AWARD
     assert result.decision.shedding, "the meter is over the pace: the loop cuts its budget"
     assert result.plan is None, "planned in warm-up on a pace excess"
-    assert commanded_down(p) == []
+    assert commands_but_wakes(p) == []
     # Once read (warm), the excess over the pace is cut as usual.
     for rig_id in p.rigs:
         p.read(rig_id)
     p.clock.advance(1.0)
     p.read_meter()
     assert p.cycle.run_once().plan is not None
-    assert commanded_down(p), "warm and over the pace: nothing was cut"
+    assert commands_but_wakes(p), "warm and over the pace: nothing was cut"
 
 
 @pytest.mark.asyncio
@@ -66,4 +66,4 @@ async def test_over_a_power_limit_in_warm_up_the_shed_goes_out_at_once(tmp_path:
     result = p.cycle.run_once()
     assert result.decision.limit.origin == ORIGIN_AWARD  # the pace is lower: it is steered to
     assert result.plan is not None, "over a power limit, the shed waited for warm-up"
-    assert commanded_down(p)
+    assert commands_but_wakes(p)
