@@ -48,7 +48,8 @@ layers: $(STAMP)
 # simulated site in real time, marked slow) run after the rest, not beside a headless
 # browser or a database server starting up: a starved scenario judges the machine, not
 # minerd. The scenarios marked `alone` (energy judged over two-minute intervals at 20x
-# speed, where a one-second stall is 20 sim seconds) then run with nothing beside them.
+# speed, where a one-second stall is 20 sim seconds; a ramp judged over 5 sim s at 10x; the
+# healthy site's 98.5 % of its limit) then run with nothing beside them.
 test: $(STAMP) deps lint typecheck layers
 	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow"
 	$(BIN)/pytest -q -n 2 --dist loadfile -m "slow and not alone"

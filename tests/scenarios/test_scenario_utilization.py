@@ -7,9 +7,10 @@ healthy; never over the limit once settled, and energy over the limit <= 0.1 % i
 SHORTENED: blocks of BLOCK_S = 50 sim s at 2.5x (benchmarks/bench_utilization.py runs
 1,000 rigs). A block is judged from SETTLE_S after its start until it ends, or, before a
 lower block, until the daemon starts meeting that cut (its look-ahead, a sleep time plus
-two cycles). The margin is 1 kW (1.5 kW with faults), about 1 % of the lowest block: the
-sim's default (1 % of the nominal power) alone is 3 % of a 30 % block. The minute
-compliance records carry the utilization and, under 97 %, the reason.
+two cycles). The margin is about 1 % of the lowest block (the sim's default, 1 % of the
+nominal power, alone is 3 % of a 30 % block): 1.5 kW on 100 rigs with faults, 2 kW on 200
+healthy rigs. The minute compliance records carry the utilization and, under 97 %, the
+reason.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ import pytest
 from scenario_kit import Tuning
 from utilization_kit import Plan, RunResult, run_plan
 
-RIGS = 100
+FAULTED_RIGS = 100
+# The healthy site's target leaves 1.5 % of the limit: the margin takes 1 % and a rig's
+# profile step (about 400 W, what the planner cannot split) is 0.4 % of a 100-rig 30 %
+# block, 0.2 % of a 200-rig one. A site has hundreds or thousands of rigs per block.
+HEALTHY_RIGS = 200
 TUNING = Tuning(
-    ramp_up_kw_per_s=500.0, min_on_s=30.0, min_off_s=30.0, max_wakes_per_cycle=50, margin_kw=1.0
+    ramp_up_kw_per_s=500.0, min_on_s=30.0, min_off_s=30.0, max_wakes_per_cycle=50, margin_kw=2.0
 )
 # With faults the loop carries 16 kW of unseen offline draw: a wider margin keeps its
 # residual under the limit, and 97 % leaves room for it.
@@ -34,7 +39,7 @@ def plan(base_octet: int, faulted: bool) -> Plan:
     share = 0.05 if faulted else 0.0
     tuning = replace(TUNING, margin_kw=FAULTED_MARGIN_KW) if faulted else TUNING
     return Plan(
-        rigs=RIGS,
+        rigs=FAULTED_RIGS if faulted else HEALTHY_RIGS,
         speed=2.5,
         block_s=50.0,
         settle_s=20.0,
@@ -64,11 +69,12 @@ async def test_uneven_blocks_with_faulted_rigs_use_97_percent(tmp_path: Path) ->
     check(result, 0.97)
 
 
-# Open in issue 19: the healthy site settles close to the 98.5 % target. Alone, 3 runs of 3
-# at 98.70-99.41 % per block; beside another scenario in `make test`, 1 fresh run of 3 had
-# its 30 % block at 98.18 % (the others 99.21-99.52 %), never over. Not strict until the
-# 30 % block holds under load.
-@pytest.mark.xfail(reason="issue 19: healthy-site utilization at the 98.5 % edge", strict=False)
+# On 100 rigs (1 kW margin) the 30 % block settled at 98.68-99.10 %, once 98.18 % beside
+# another scenario: the profile step left up to 0.4 kW of its 104 kW unplanned. On 200
+# rigs: 98.89-99.49 % per block in 3 runs, one beside two CPU-bound processes. Run alone,
+# like the energy scenarios: 0.5 % above the margin leaves little room to judge a starved
+# machine rather than minerd.
+@pytest.mark.alone
 @pytest.mark.asyncio
 async def test_uneven_blocks_with_healthy_rigs_use_98_5_percent(tmp_path: Path) -> None:
     check(await run_plan(plan(252, faulted=False), tmp_path), 0.985)
