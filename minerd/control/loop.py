@@ -9,10 +9,7 @@ or the ramp holds the budget, but never upward while the site is over the limit;
 while rigs move, kept between the least and the most load the meter allows, see step),
 correction = integral + kp * innovation; from below (settled, meter under the prediction
 for BELOW_CYCLES_TO_GIVE steps in a row) the integral itself follows at the kp pace, so
-power counted but not drawn is given back within a few settled cycles. A target that rises
-by more than the margin is a new operating point: a negative correction learnt at the old one
-is dropped (the model's error moves with the load) and given back from below once settled
-at the new one. The rig budget is
+power counted but not drawn is given back within a few settled cycles. The rig budget is
 what the model allows once the correction is taken off:
 budget = (target - aux_base - correction) / (1 + aux_fraction).
 Shedding is immediate: the budget may fall at once, and measured import over the limit cuts
@@ -71,7 +68,6 @@ class LoopState:
     raised_w: float = 0.0  # how much the budget rose last step
     over_cycles: int = 0  # consecutive steps with a fresh meter over the limit
     below_cycles: int = 0  # consecutive settled steps with the meter under the prediction
-    target_kw: float | None = None  # the import target of the last step
 
 
 @dataclass(frozen=True)
@@ -148,14 +144,6 @@ def step(
         limit = EffectiveLimit(limit.limit_kw, "failsafe", limit.quota_id)
     target_kw = limit.limit_kw - config.margin_kw
     integral = state.integral_kw
-    # The target rose by more than the margin: a new operating point. A negative correction
-    # (the meter read less than the model) learnt at the old one is not lent to the raise:
-    # the model's error moves with the load (a -1.8 kW correction learnt at a 30 % block
-    # was +1.3 kW at 75 %, and the raise went over). Settled at the new level, the meter
-    # gives it back from below within a few cycles.
-    new_level = state.target_kw is not None and target_kw > state.target_kw + config.margin_kw
-    if new_level and integral < 0.0:
-        integral = 0.0
     shedding = False
     jumped = False
     planned = inputs.planned_rig_power_w
@@ -182,8 +170,6 @@ def step(
         innovation = error - integral
         # Rigs still moving to their plan: their readings lag, the error is not load.
         correction = integral + (config.kp * innovation if settled else 0.0)
-        if new_level:
-            correction = max(correction, 0.0)  # nor its proportional part
         if over and (consistent or distrust):
             # Over the limit: the budget is cut by the measured excess below.
             shedding = True
@@ -238,9 +224,7 @@ def step(
     # later). Anti-windup holds a raise, never a shed: over the limit the integral follows
     # a larger error at its rate even while rigs are moving.
     below = inputs.grid_fresh and settled and not over and innovation < 0.0
-    if new_level:
-        below_cycles = 0  # what was below was the old level
-    elif below:
+    if below:
         below_cycles = state.below_cycles + 1
     elif inputs.grid_fresh and not settled and not over:
         below_cycles = state.below_cycles  # rigs moving tell nothing either way: keep count
@@ -249,7 +233,6 @@ def step(
     if (
         inputs.grid_fresh
         and not jumped
-        and not (new_level and innovation < 0.0)  # the old level's error, held back above
         and (settled or (over and innovation > 0.0))
         and not (ramp_limited and innovation < 0.0)
     ):
@@ -313,6 +296,5 @@ def step(
         raised_w=max(0.0, budget_w - prev_w),
         over_cycles=over_cycles,
         below_cycles=below_cycles,
-        target_kw=target_kw,
     )
     return new_state, decision
