@@ -43,8 +43,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import Clock
-from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.lease import ControllerLease
 from minerd.cluster.region import (
     Allocation,

@@ -28,8 +28,8 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import Clock
-from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.subjects import LEASE_KEY, lease_bucket
 from minerd.errors import ClusterError
 from minerd.repeated_log import RepeatedLog

@@ -31,8 +31,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import Clock
-from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.lease import open_lease
 from minerd.cluster.nodes import ControllerNode, ShardMeasures, ShardNode, ShardSnapshot
 from minerd.cluster.safety import BudgetGate, BudgetSource, GateDecision

@@ -18,8 +18,8 @@ import logging
 import nats
 from nats.aio.client import Client
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import Clock
-from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.coordinator import (
     ACTION_AWARD_REGIVE,
     ACTION_AWARD_SET,

@@ -38,8 +38,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import Clock
-from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.curve import ShardCurve, build_curve
 from minerd.cluster.nodes import ControllerNode
 from minerd.cluster.region import Allocation

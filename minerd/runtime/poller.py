@@ -19,6 +19,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import Clock
 from minerd.devices.rig import driver_fault
 from minerd.errors import DeviceError, DeviceTimeout
@@ -162,7 +163,7 @@ class Poller:
                 ok = await self._poll_rig(i, info)
             finally:
                 self._reading[i] = False
-            raise_if_cancelling()
+            raise_if_cancelled()
             if ok:
                 self._failures[i] = 0
                 next_in = info.interval_s
@@ -267,17 +268,8 @@ class Poller:
                 if warned:
                     log.info("meter readable again: %s", info.name)
                 failures, warned = 0, False
-            raise_if_cancelling()
+            raise_if_cancelled()
             # Meters keep a short capped backoff: the grid meter is the safety input.
             wait_s = info.interval_s if failures == 0 else min(5.0, info.interval_s * failures)
             elapsed = self.clock.monotonic_s() - started
             await self.clock.sleep(max(0.0, wait_s - elapsed))
-
-
-def raise_if_cancelling() -> None:
-    """Re-raise a cancellation a library swallowed (pymodbus awaits asyncio.wait_for, which on
-    Python 3.11 returns the result instead of raising when the reply and the cancel arrive
-    together); without this a cancelled poller could loop on and stall shutdown."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

@@ -12,6 +12,7 @@ import logging
 
 import aiomqtt
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import Clock
 from minerd.sim.cgminer import break_json
 from minerd.sim.rig import RigSim
@@ -91,6 +92,7 @@ class MqttRigs:
             self.host, self.port, identifier=f"minerd-sim-{id(self):x}", timeout=CONNECT_TIMEOUT_S
         ) as client:
             await client.subscribe(f"{self.prefix}/+/cmd", qos=1)
+            raise_if_cancelled()  # aiomqtt's wait_for can lose a cancel (minerd/cancelling.py)
             ready.set()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._publish_loop(client), name="sim-mqtt-telemetry")
@@ -107,6 +109,8 @@ class MqttRigs:
                     self._counter += 1
                     payload = break_json(payload, self._counter).rstrip(b"\x00")
                 await client.publish(f"{self.prefix}/{rig.rig_id}/telemetry", payload)
+            # A cancel a publish lost would keep this loop, and the site's close, going forever.
+            raise_if_cancelled()
             await asyncio.sleep(TELEMETRY_INTERVAL_S)
 
     async def _command_loop(self, client: aiomqtt.Client) -> None:

@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 from types import TracebackType
 
+from minerd.cancelling import TasksDidNotStop, stop_tasks
 from minerd.clock import ScaledClock
 from minerd.model import MeterRole, RigProtocol
 from minerd.sim.catalog import meter_map, rig_model, rig_register_map
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 TICK_S = 0.2  # wall seconds between meter energy integration steps...
 TICK_SIM_S = 1.0  # ...at most this many sim seconds apart, so the counter stays close at speed
 GRID_METER = "grid"
+TASKS_STOP_S = 10.0  # the MQTT rigs disconnect within aiomqtt's 5 s timeout
 
 
 class SimSite:
@@ -189,10 +191,13 @@ class SimSite:
             raise TimeoutError(f"MQTT broker {self.spec.mqtt_url} did not accept the simulator")
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        # their errors are returned, not raised; a cancel of close() itself still is
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Their errors are retrieved, not raised; a cancel of close() itself still is. A task
+        # that never stops is named (TasksDidNotStop) once the servers below are closed.
+        stuck: TasksDidNotStop | None = None
+        try:
+            await stop_tasks(self._tasks, grace_s=TASKS_STOP_S)
+        except TasksDidNotStop as exc:
+            stuck = exc
         self._tasks.clear()
         await self.control.close()
         for gw in [*self.gateways, *self.plc_gateways.values()]:
@@ -200,6 +205,8 @@ class SimSite:
         await self.fleet.close()
         if self.pool is not None:
             await self.pool.close()
+        if stuck is not None:
+            raise stuck
 
     # ------------------------------------------------------------ physics aggregate
 

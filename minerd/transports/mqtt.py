@@ -28,6 +28,7 @@ from types import TracebackType
 
 import aiomqtt
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.errors import DeviceTimeout, DeviceUnreachable
 from minerd.transports.mqtt_url import MqttUrl, parse_mqtt_url
 
@@ -308,6 +309,9 @@ class MqttSession:
             self._client = client
             for pattern, qos in list(self._subs.items()):
                 await client.subscribe(pattern, qos, timeout=self.timeout_s)
+            # aiomqtt's wait_for can lose a cancel (minerd/cancelling.py): a stop told while
+            # subscribing would otherwise leave this session dispatching until the broker goes.
+            raise_if_cancelled()
             self._connected.set()
             self.connects += 1
             if self._failing:
@@ -322,6 +326,7 @@ class MqttSession:
                         await hook()
                     except Exception:
                         log.exception("%s: on-connect hook failed", self.name)
+                raise_if_cancelled()  # a hook's publish can lose a cancel as well
                 async for message in client.messages:
                     self._dispatch(message.topic.value, _as_bytes(message.payload))
             except asyncio.CancelledError:

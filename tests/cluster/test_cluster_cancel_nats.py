@@ -22,8 +22,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from servers import ServerProcess
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import ManualClock
-from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.coordinator import Coordinator, Round
 from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.region import lease_token

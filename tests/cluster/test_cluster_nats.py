@@ -21,8 +21,8 @@ from nats_server import start_nats_server
 from servers import ServerProcess
 from waiting import wait_until
 
+from minerd.cancelling import raise_if_cancelled
 from minerd.clock import system_clock
-from minerd.cluster.cancelled import raise_if_cancelled
 from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.messages import Budget, encode_budget
 from minerd.cluster.nodes import ControllerNode, ShardNode, ShardSnapshot
@@ -340,7 +340,7 @@ async def test_kill_9_of_the_leading_controller_process_the_standby_takes_over_s
         decisions: list[GateDecision] = []
 
         # Each round ends with raise_if_cancelled(): nats-py can lose a cancel that lands
-        # with a reply (cluster/cancelled.py), and a loop that ran on would hang the
+        # with a reply (minerd/cancelling.py), and a loop that ran on would hang the
         # TaskGroup below until the test's timeout (seen once in a fresh-clone run).
         async def shards_run() -> None:
             while True:
