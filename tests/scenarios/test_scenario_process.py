@@ -4,12 +4,13 @@ site (served by this test process, real time).
 - kill -9 right after a quota cut is posted over the HTTP API, while commands are still in
   flight (five rigs answer only after 2 s); a restart restores the quota and the rigs'
   acknowledged intents from SQLite before its first command, holds the quota's limit, and
-  wakes no rig: it only sheds, and the import is under the limit within the rigs' sleep
-  time plus two cycles. LuxOS allows one session per rig and refuses other logons while it
-  is alive (60 s idle): the restarted daemon reuses the sessions its predecessor stored in
-  SQLite. Only a rig whose logon reply was still in flight at the kill holds a session
-  nobody knows; it refuses commands for that minute, is counted at nominal power, and
-  other rigs are shed instead (no raise while any shed is outstanding).
+  wakes no rig (min-off holds every slept rig for the whole test): it only sheds, and the
+  import is under the limit within the rigs' sleep time plus two cycles. LuxOS allows one
+  session per rig and refuses other logons while it is alive (60 s idle): the restarted
+  daemon reuses the sessions its predecessor stored in SQLite. Only a rig whose logon reply
+  was still in flight at the kill holds a session nobody knows; it refuses commands for
+  that minute, is counted at nominal power, and other rigs are shed instead (no raise while
+  any shed is outstanding).
 - SIGTERM: the daemon stops in order within 5 s.
 """
 
@@ -37,6 +38,11 @@ RIGS = 20
 SLOW_RIGS = ("c001-r016", "c001-r017", "c001-r018", "c001-r019", "c001-r020")
 SLEEP_S = load_rig_model(MODEL).sleep_time_s
 CYCLE_S = 1.0
+# Every rig slept stays asleep for the whole test: a wake can then only mean the restart lost
+# a min-off hold (the journal keeps each rig's last sleep, answered or not). With a short
+# hold, a wake once the import settles below the limit is the loop using the limit (issue 19)
+# and was seen in 2 of about 40 runs: a right wake this test could not tell from a wrong one.
+MIN_OFF_S = 600.0
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +54,7 @@ async def site_and_config(
         config = tmp_path / "site.toml"
         listen = f"127.0.0.1:{free_port()}"
         tokens = sim.write_config(config, api_listen=listen)
-        tune_config(config, Tuning(rig_interval_s=1.0))
+        tune_config(config, Tuning(rig_interval_s=1.0, min_off_s=MIN_OFF_S))
         recorder = Recorder(sim, period_s=0.05)
         task = asyncio.create_task(recorder.run())
         try:
