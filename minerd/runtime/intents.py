@@ -196,6 +196,10 @@ class IntentBook:
                 new.profile_misses = it.profile_misses  # a re-send: the misses add up
             r = st.reading
             from_w = r.power_w if st.fresh and r.power_w > 0 else cur_power_w
+            if it is not None and r.taken_at_s < it.sent_at_s and cur_power_w > from_w:
+                # The reading predates the last command, a raise: the rig may draw that by
+                # now. Tracked from the reading, a shed from there looked like none at all.
+                from_w = cur_power_w
             if is_shed:
                 self._landing[sp.rig_id] = now_s + model.sleep_time_s
             else:

@@ -295,3 +295,30 @@ def test_a_restored_profile_command_counts_at_its_profile_not_at_nominal() -> No
     assert d.shed == () and d.raise_ == () and d.held == ("prof",)
     d = book.diff(up, {"prof": st}, clock.now_s(), allow_raise=True)
     assert [c.profile for c in d.raise_] == ["p2600"] and d.shed == ()
+
+
+def test_a_shed_after_a_raise_its_reading_predates_is_tracked_from_the_raise() -> None:
+    """Raised p2000 -> p3200, then lowered to p2600 before a reading shows the raise: the
+    shed is tracked from 3200 W, what the rig may draw by now. From the old 2000 W reading
+    it looked like no shed at all, and a rig that took the raise and ignored the cut was
+    never caught."""
+    clock = ManualClock()
+    book = IntentBook(MODELS)
+    t0 = clock.now_s()
+    before_raise = status("prof", t0, H, 2000.0, "p2000")
+    clock.advance(1.0)
+    up = book.diff([RigSetpoint("prof", True, 3200.0, "p3200")], {"prof": before_raise}, t0 + 1)
+    assert [c.profile for c in up.raise_] == ["p3200"]
+    clock.advance(1.0)
+    down = book.diff([RigSetpoint("prof", True, 2600.0, "p2600")], {"prof": before_raise}, t0 + 2)
+    assert [c.profile for c in down.shed] == ["p2600"]
+    clock.advance(0.5)
+    show_s = book.acknowledged("prof", clock.now_s())
+    assert show_s is not None
+    acked = clock.now_s()
+    took_the_raise = status("prof", acked + show_s + 0.5, H, 3200.0, "p3200")
+    book.observe_sheds(lambda _rig: took_the_raise)
+    assert book.unconfirmed(acked + show_s + 1.0) == (["prof"], [])
+    # A reading that shows the cut confirms it.
+    book.observe_sheds(lambda _rig: status("prof", acked + show_s + 1.5, H, 2600.0, "p2600"))
+    assert book.unconfirmed(acked + show_s + 2.0) == ([], [])
