@@ -11,6 +11,7 @@ await it. The cancel is then lost, but the task still counts it (Task.cancelling
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,18 +39,17 @@ async def stop_tasks(
     Their own errors are retrieved, not raised (they are stopping). Raises TasksDidNotStop
     naming the tasks still running after grace_s; a cancel of the caller still propagates.
     """
-    loop = asyncio.get_running_loop()
-    deadline_s = loop.time() + grace_s
     given = list(tasks)
     pending = {t for t in given if not t.done()}
     finished = [t for t in given if t.done()]
-    while pending:
-        left_s = deadline_s - loop.time()
-        if left_s <= 0:
+    every_s = max(0.0, min(recancel_every_s, grace_s))
+    rounds = max(1, math.ceil(grace_s / every_s)) if every_s > 0 else 1
+    for _ in range(rounds):
+        if not pending:
             break
         for task in pending:
             task.cancel()
-        done, pending = await asyncio.wait(pending, timeout=min(recancel_every_s, left_s))
+        done, pending = await asyncio.wait(pending, timeout=every_s)
         finished.extend(done)
     for task in finished:
         if not task.cancelled():
