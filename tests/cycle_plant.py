@@ -177,6 +177,9 @@ class CyclePlant:
     start_s: float = 1_800_000_000.0
     restore: bool = False  # a restart: state from the database first, as Site.run does
     retry_unresponsive_s: float = 120.0
+    # Transformer copper losses at full load (kW), growing with the load squared: load the
+    # cycle's linear aux model does not have (the simulator's site has them too).
+    loss_kw_at_full: float = 0.0
     history: list[tuple[float, float, float]] = field(default_factory=list)  # t, import, limit
     results: list[CycleResult] = field(default_factory=list)
 
@@ -250,7 +253,9 @@ class CyclePlant:
         return rig_w / 1000.0 * (1.0 + AUX_FRACTION) + AUX_BASE_KW
 
     def true_import_kw(self) -> float:
-        return self.import_kw_for(sum(r.power_w for r in self.rigs.values()))
+        rig_w = sum(r.power_w for r in self.rigs.values())
+        load = rig_w / (self.n * self.model.nominal_power_w)
+        return self.import_kw_for(rig_w) + self.loss_kw_at_full * load * load
 
     def read(self, rig_id: str) -> None:
         """Read a rig now (what Poller.poll_now does, without the network)."""

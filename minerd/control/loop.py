@@ -12,6 +12,9 @@ for BELOW_CYCLES_TO_GIVE steps in a row) the integral itself follows at the kp p
 power counted but not drawn is given back within a few settled cycles. The rig budget is
 what the model allows once the correction is taken off:
 budget = (target - aux_base - correction) / (1 + aux_fraction).
+The correction is the error at the operating point it was learnt at (anchor_w); above it,
+it grows along the slope fitted over settled cycles (control/error_slope.py), and a settled
+point higher up starts from the integral carried up that slope.
 Shedding is immediate: the budget may fall at once, and measured import over the limit cuts
 it at once to the rig power that brings the import back to target. While rigs are still
 moving to their plan, the meter and the rig readings are taken at different moments (a cut
@@ -31,8 +34,9 @@ Pure: `step(state, inputs, config) -> (state, decision)`; the state is a frozen 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from minerd.control.error_slope import ErrorSlope
 from minerd.model import EffectiveLimit
 
 _MAX_DT_FACTOR = 5.0  # a long pause counts as this many cycles, not as one huge step
@@ -68,6 +72,8 @@ class LoopState:
     raised_w: float = 0.0  # how much the budget rose last step
     over_cycles: int = 0  # consecutive steps with a fresh meter over the limit
     below_cycles: int = 0  # consecutive settled steps with the meter under the prediction
+    anchor_w: float | None = None  # rig power at which the integral was last learnt, settled
+    error_slope: ErrorSlope = field(default_factory=ErrorSlope)  # error vs rig power, settled
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,17 @@ def step(
 
     over = inputs.grid_fresh and inputs.grid_import_kw > limit.limit_kw
     over_cycles = state.over_cycles + 1 if over else 0
+    slope = state.error_slope.slope()
+    anchor_w = state.anchor_w
+    at_point = inputs.grid_fresh and settled and not over
+    if at_point:
+        # At an operating point the integral is the error here. Come up from the last one,
+        # it is carried up the learnt slope first: a level learnt lower lends what is not
+        # there. Come down, it is kept (too high: less budget, given back from below).
+        if anchor_w is not None and inputs.rig_power_w > anchor_w:
+            carried_kw = integral + slope * (inputs.rig_power_w - anchor_w) / 1000.0
+            integral = _clamp(carried_kw, config.correction_max_kw)
+        anchor_w = inputs.rig_power_w
     distrust = over_cycles > OVER_CYCLES_TO_DISTRUST
     rig_power_w = inputs.rig_power_w
     if distrust and inputs.distrusted_rig_power_w is not None:
@@ -179,6 +196,7 @@ def step(
             seen_error = inputs.grid_import_kw - predicted_import_kw(seen_w, config)
             integral = _clamp(max(integral, seen_error), config.correction_max_kw)
             correction = max(correction, seen_error)
+            anchor_w = inputs.rig_power_w  # the level now belongs here
     else:
         # Worst case: every rig not known asleep at nominal; keep only a pessimistic correction.
         predicted = predicted_import_kw(inputs.worst_case_rig_power_w, config)
@@ -186,7 +204,14 @@ def step(
         innovation = 0.0
         correction = max(integral, 0.0)
 
-    wanted_w = min(budget_for_import_kw(target_kw, correction, config), inputs.max_rig_power_w)
+    wanted_w = budget_for_import_kw(target_kw, correction, config)
+    if slope > 0.0 and anchor_w is not None and wanted_w > anchor_w:
+        # Above the point the correction was learnt at, it grows along the slope: the rise
+        # is what the model plus the slope allow (the correction reported is the one used).
+        f = 1.0 + config.aux_fraction
+        wanted_w = anchor_w + (wanted_w - anchor_w) * f / (f + slope)
+        correction += slope * (wanted_w - anchor_w) / 1000.0
+    wanted_w = min(wanted_w, inputs.max_rig_power_w)
     if shedding:
         excess_kw = inputs.grid_import_kw - target_kw
         cut_w = seen_w - excess_kw * 1000.0 / (1.0 + config.aux_fraction)
@@ -296,5 +321,11 @@ def step(
         raised_w=max(0.0, budget_w - prev_w),
         over_cycles=over_cycles,
         below_cycles=below_cycles,
+        anchor_w=anchor_w,
+        error_slope=(
+            state.error_slope.add(inputs.rig_power_w / 1000.0, error, dt_s)
+            if at_point
+            else state.error_slope
+        ),
     )
     return new_state, decision
