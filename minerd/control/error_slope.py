@@ -14,7 +14,8 @@ settled cycles span operating points far enough apart to tell a slope from meter
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 
 SLOPE_MEMORY_S = 3600.0  # settled time over which old samples fade (e^-1)
 MIN_SAMPLES = 20.0  # settled cycles (forgotten weight) before any slope is used
@@ -41,6 +42,20 @@ class ErrorSlope:
             sxx=self.sxx * keep + rig_kw * rig_kw,
             sxy=self.sxy * keep + rig_kw * error_kw,
         )
+
+    def to_json(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: object) -> ErrorSlope:
+        """The fit as to_json wrote it; an empty fit for anything else (a restart then
+        learns it again, as on a first start)."""
+        if not isinstance(value, Mapping):
+            return cls()
+        sums = {f.name: value.get(f.name) for f in fields(cls)}
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in sums.values()):
+            return cls()
+        return cls(**{k: float(v) for k, v in sums.items()})  # type: ignore[arg-type]
 
     def slope(self) -> float:
         """kW of error per kW of rig power, 0..MAX_SLOPE; 0 until the samples tell one."""

@@ -29,6 +29,7 @@ from typing import TypeVar
 from minerd.clock import Clock, elapsed_s
 from minerd.control.compliance import Compliance, Sample
 from minerd.control.counting import counted_power_w, dispatched
+from minerd.control.error_slope import ErrorSlope
 from minerd.control.fleet import (
     distrusted_w,
     max_rig_power_w,
@@ -64,7 +65,12 @@ from minerd.model import (
     RigStatus,
     ShedCapacity,
 )
-from minerd.runtime.cycle_persist import STATE_GRID_CONTACT, STATE_INTEGRAL, CyclePersister
+from minerd.runtime.cycle_persist import (
+    STATE_ERROR_FIT,
+    STATE_GRID_CONTACT,
+    STATE_INTEGRAL,
+    CyclePersister,
+)
 from minerd.runtime.energy_tracker import ORIGIN_AWARD, EnergyTracker
 from minerd.runtime.executor import Executor
 from minerd.runtime.fleet import FleetState
@@ -112,6 +118,7 @@ class CycleResult:
     utilization: Gap | None = None  # where the power under the limit went (fresh meter only)
     compliance_minutes: tuple[ComplianceRecord, ...] = ()  # minutes closed this cycle
     loop_integral_kw: float = 0.0  # the loop's integral after this cycle (persisted)
+    loop_error_fit: ErrorSlope = field(default_factory=ErrorSlope)  # its slope fit (persisted)
     grid_last_contact_s: float | None = None  # last heard from the grid authority
     shed: ShedCapacity | None = None  # what could be shed within 5 s / 60 s / 600 s
 
@@ -267,7 +274,8 @@ class ControlCycle:
         cap = self.stores.state.get_float(STATE_OPERATOR_CAP)
         self.operator_cap_kw = cap
         integral = self.stores.state.get_float(STATE_INTEGRAL, 0.0) or 0.0
-        self.loop_state = LoopState(integral_kw=integral)
+        fit = ErrorSlope.from_json(self.stores.state.get(STATE_ERROR_FIT))
+        self.loop_state = LoopState(integral_kw=integral, error_slope=fit)
         self.grid_last_contact_s = self.stores.state.get_float(STATE_GRID_CONTACT)
         for rig_id in self.stores.maintenance.rig_ids():
             if self.fleet.has_rig(rig_id):
@@ -792,6 +800,7 @@ class ControlCycle:
             shed=shed,
             compliance_minutes=tuple(minutes),
             loop_integral_kw=self.loop_state.integral_kw,
+            loop_error_fit=self.loop_state.error_slope,
             grid_last_contact_s=self.grid_last_contact_s,
         )
         self.last = result

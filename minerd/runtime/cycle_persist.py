@@ -1,6 +1,7 @@
 """What a control cycle leaves on disk, written by a listener so the cycle only decides.
 
-- the loop integral, every INTEGRAL_EVERY cycles (a restart resumes the correction);
+- the loop integral and its error-slope fit, every INTEGRAL_EVERY cycles (a restart
+  resumes the correction);
 - the last grid contact, at most every CONTACT_PERSIST_S and off the loop;
 - closed compliance records (minutes, settlement intervals); ones the disk refuses wait in
   memory, bounded, and go out with the next write that works.
@@ -16,10 +17,12 @@ import math
 from typing import Protocol
 
 from minerd.clock import Clock
+from minerd.control.error_slope import ErrorSlope
 from minerd.errors import StorageError
 from minerd.model import ComplianceRecord
 from minerd.storage import Stores
 from minerd.storage.compliance import ComplianceKind
+from minerd.storage.state import JsonValue
 
 
 class PersistedResult(Protocol):
@@ -35,12 +38,15 @@ class PersistedResult(Protocol):
     @property
     def loop_integral_kw(self) -> float: ...
     @property
+    def loop_error_fit(self) -> ErrorSlope: ...
+    @property
     def grid_last_contact_s(self) -> float | None: ...
 
 
 log = logging.getLogger("minerd.control")
 
 STATE_INTEGRAL = "control.loop_integral_kw"
+STATE_ERROR_FIT = "control.loop_error_fit"
 STATE_GRID_CONTACT = "control.grid_last_contact_s"
 INTEGRAL_EVERY = 10  # cycles between writes of the loop integral
 # Grid contact is noted in memory per request and written at most this often, off the loop.
@@ -67,7 +73,10 @@ class CyclePersister:
         if result.cycle % INTEGRAL_EVERY == 0:
             # A failed write is counted by storage health; the integral lives on in memory.
             with contextlib.suppress(StorageError):
-                self._stores.state.set(STATE_INTEGRAL, result.loop_integral_kw)
+                fit: dict[str, JsonValue] = dict(result.loop_error_fit.to_json())
+                self._stores.state.set_many(
+                    {STATE_INTEGRAL: result.loop_integral_kw, STATE_ERROR_FIT: fit}
+                )
         self._persist_contact(result.grid_last_contact_s)
 
     # ------------------------------------------------------------ grid contact

@@ -21,6 +21,7 @@ from cycle_plant import CyclePlant
 from minerd.control.error_slope import ErrorSlope
 from minerd.model import RigProtocol
 from minerd.profiles.loader import load_rig_model
+from minerd.runtime.cycle_persist import STATE_ERROR_FIT
 
 RIGS = 100
 MARGIN_KW = 1.0
@@ -62,6 +63,26 @@ def test_a_raise_after_lower_blocks_stays_under_the_limit_with_losses_the_model_
     assert 0.5 * chord <= learnt <= 1.5 * chord
     assert worst_over_kw <= 0.0
     assert used >= 0.985
+
+
+def test_a_restart_resumes_the_slope_fit_and_a_bad_stored_fit_starts_empty(
+    tmp_path: Path,
+) -> None:
+    model = load_rig_model("bitmain-s19jpro").for_family(RigProtocol.LUXOS)
+    first = CyclePlant(tmp_path, model, n=RIGS, margin_kw=MARGIN_KW, loss_kw_at_full=26.0)
+    first.run(20)
+    for share in (0.60, 0.30):
+        first.set_limit(round(share * first.full_kw, 1))
+        first.run(240)
+    learnt = first.cycle.loop_state.error_slope.slope()
+    assert learnt > 0.0
+    # Written every INTEGRAL_EVERY cycles with the integral; the restart reads it back.
+    second = CyclePlant(tmp_path, model, n=RIGS, start_s=first.clock.now_s() + 2.0, restore=True)
+    assert second.cycle.loop_state.error_slope.slope() == pytest.approx(learnt, rel=0.05)
+
+    second.stores.state.set(STATE_ERROR_FIT, {"n": "many", "sx": 1.0})
+    third = CyclePlant(tmp_path, model, n=RIGS, start_s=first.clock.now_s() + 4.0, restore=True)
+    assert third.cycle.loop_state.error_slope == ErrorSlope()
 
 
 def samples(slope: ErrorSlope, points: list[tuple[float, float]], repeat: int) -> ErrorSlope:
