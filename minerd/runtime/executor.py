@@ -3,11 +3,7 @@
 - Intent is journaled before the command leaves, the outcome after, so a restart knows what
   every rig was told even if the process died mid-dispatch.
 - Shedding commands (sleep, lower power) go first and are never rate-limited: shedding is
-  never delayed by anything. Raising commands pass a token bucket (staggered start), and
-  wait while a shed to a fast rig is on its way: a wake sent with the profile cuts that pay
-  for it (a swap) starts drawing at once, and landing before them it put a 1,000-rig site
-  8.8 kW over its limit. Sheds to slow rigs (a long command limit, or doubtful: control.
-  overload) hold no raise: they may take a minute to answer, or never do.
+  never delayed by anything. Raising commands pass a token bucket (staggered start).
 - A newer command for a rig replaces one still waiting; failures retry with backoff, and
   the first failure already reports the rig, which the controller counts at nominal power
   until a later reading shows it obeys.
@@ -127,7 +123,6 @@ class Executor:
         }
         self._busy: set[str] = set()  # rigs with a command in flight
         self._slow_in_flight = 0
-        self._fast_shed_in_flight = 0  # sheds to fast rigs on their way: raises wait for them
         self._warned: set[str] = set()  # rigs whose failure was logged at WARNING
         self._wake = asyncio.Event()
         self._tokens = 0.0
@@ -233,8 +228,6 @@ class Executor:
                 p = self._takeable(queue.popleft(), True)
                 if p is not None:
                     return self._claim(p)
-        if self._fast_shed_in_flight:
-            return None  # raises after the sheds to fast rigs have landed (see the module)
         for slow in lanes:
             queue = self._queues[(False, slow)]
             while queue and self._take_token():
@@ -285,8 +278,6 @@ class Executor:
             self._in_flight += 1
             self._shed_in_flight += p.shed
             self._slow_in_flight += p.slow
-            fast_shed = p.shed and not p.slow
-            self._fast_shed_in_flight += fast_shed
             self._busy.add(rig_id)
             try:
                 await self._send(p)
@@ -294,14 +285,11 @@ class Executor:
                 self._in_flight -= 1
                 self._shed_in_flight -= p.shed
                 self._slow_in_flight -= p.slow
-                self._fast_shed_in_flight -= fast_shed
                 self._busy.discard(rig_id)
                 newer = self._pending.get(rig_id)
                 if newer is not None:  # came while this one was in flight
                     self._queue(newer).append(rig_id)
                     self._wake.set()
-                elif fast_shed and not self._fast_shed_in_flight:
-                    self._wake.set()  # the raises held for the sheds may go
 
     async def _send(self, p: _Pending) -> None:
         cmd = p.cmd

@@ -40,8 +40,8 @@ class FakeJournal:
 
 @dataclass
 class FakeRig:
-    """Answers each command with the next behaviour: "ok", "fail", "hang", "slow" (after 2 s)
-    or "bug" (a driver bug: an exception that is not a DeviceError)."""
+    """Answers each command with the next behaviour: "ok", "fail", "hang" or "bug" (a
+    driver bug: an exception that is not a DeviceError)."""
 
     rig_id: str
     sent: list[tuple[RigCommand, float]]  # shared by all rigs: the order commands left in
@@ -58,10 +58,6 @@ class FakeRig:
             raise DeviceUnreachable(self.rig_id, "127.0.0.1:4028", "connection refused")
         if what == "hang":
             await asyncio.Event().wait()
-        if what == "slow":  # answers once the test has moved the clock 2 s
-            answered = asyncio.Event()
-            self.clock.call_later(2.0, answered.set)
-            await answered.wait()
         if what == "bug":
             raise RuntimeError("driver bug: unpacked the reply wrong")
 
@@ -358,31 +354,3 @@ async def test_one_rig_has_one_command_in_flight() -> None:
         assert ("r1", SLEEP) in b.actions()
         await b.advance(STOCK_LIMIT_S)  # the first one times out: the newest one goes
         assert b.actions()[-1] == ("s1", SLEEP) and len(b.actions()) == 3
-
-
-@pytest.mark.asyncio
-async def test_raises_wait_for_the_sheds_to_fast_rigs_on_their_way() -> None:
-    """A swap (profile cuts paying for a wake) must not wake first: the woken rig starts
-    drawing at once, the cuts only once they have landed."""
-    routes = {r: CommandRoute("127.0.0.1:4028", LUXOS_LIMIT_S) for r in ("r1", "r2", "r3")}
-    async with bench({"r1": ["slow"], "r2": ["slow"]}, concurrency=8, routes=routes) as b:
-        b.executor.submit(shed=[cmd("r1", SLEEP), cmd("r2", SLEEP)], raise_=[cmd("r3", WAKE)])
-        await b.settle()
-        assert b.actions() == [("r1", SLEEP), ("r2", SLEEP)]  # workers free, the wake waits
-        await b.advance(1.0)
-        assert ("r3", WAKE) not in b.actions()
-        await b.advance(1.0)  # both sheds answered
-        assert b.actions()[-1] == ("r3", WAKE)
-        assert [t for c, t in b.sent if c.rig_id == "r3"] == [b.clock.now_s()]
-
-
-@pytest.mark.asyncio
-async def test_a_shed_to_a_slow_rig_holds_no_raise() -> None:
-    routes = {
-        "s1": CommandRoute("127.0.0.1:80", STOCK_LIMIT_S),
-        "r1": CommandRoute("127.0.0.1:4028", LUXOS_LIMIT_S),
-    }
-    async with bench({"s1": ["hang"]}, concurrency=4, routes=routes, max_attempts=1) as b:
-        b.executor.submit(shed=[cmd("s1", SLEEP)], raise_=[cmd("r1", WAKE)])
-        await b.settle()
-        assert b.actions() == [("s1", SLEEP), ("r1", WAKE)]
