@@ -28,6 +28,7 @@ from minerd.model import (
 )
 from minerd.runtime.cycle import ControlCycle, CycleConfig, CycleResult
 from minerd.runtime.devices import MeterInfo, RigInfo
+from minerd.runtime.executor import ShedGate
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.intents import IntentBook
 from minerd.storage import Database, Stores
@@ -134,6 +135,7 @@ class PlantExecutor:
         shed: tuple[RigCommand, ...],
         raise_: tuple[RigCommand, ...],
         doubtful: tuple[RigCommand, ...] = (),
+        gate: ShedGate | None = None,  # every shed answers at once: a gate never holds
     ) -> None:
         p = self.plant
         now_s = p.clock.now_s()

@@ -72,7 +72,7 @@ from minerd.runtime.cycle_persist import (
     CyclePersister,
 )
 from minerd.runtime.energy_tracker import ORIGIN_AWARD, EnergyTracker
-from minerd.runtime.executor import Executor
+from minerd.runtime.executor import Executor, ShedGate
 from minerd.runtime.fleet import FleetState
 from minerd.runtime.intents import Dispatch, IntentBook
 from minerd.runtime.unresponsive import Unresponsive
@@ -507,7 +507,13 @@ class ControlCycle:
         plan it over (from _rigs), with whom the meter says not to trust."""
         snap, now_s = sensed.snap, sensed.now_s
         plan_rigs, unseen, counted_w = rigs.plan_rigs, rigs.unseen, rigs.counted_w
-        planned_w = self.last.plan.planned_power_w if self.last and self.last.plan else None
+        planned_w = None
+        if self.last is not None and self.last.plan is not None:
+            # What the rigs were told: raises held back for shedding are planned, not sent.
+            # Counted in, the readings never matched the plan (never settled) and the meter's
+            # error was bounded by power not drawn: the loop learnt none of an 80 kW error,
+            # and each held raise, released, put the site 40 kW over (issue 19).
+            planned_w = self.last.plan.planned_power_w - self.last.dispatch.held_rise_w
         fleet_max_w = rigs.fleet_max_w
         budget_before_w = self.loop_state.budget_w
         self.loop_state, decision = step(
@@ -591,7 +597,8 @@ class ControlCycle:
         """Orders for the rigs the planner moved, only what changed; sheds go first."""
         orders = self._diff(sensed, looped, the_plan, self.executor.shedding)
         self._hold(looped, orders.dispatch)
-        self.executor.submit(orders.dispatch.shed, orders.dispatch.raise_)
+        d = orders.dispatch
+        self.executor.submit(d.shed, d.raise_, gate=_swap_gate(d))
         self._note_in_flight(sensed.now_s, orders, the_plan)
         return orders.dispatch
 
@@ -602,13 +609,14 @@ class ControlCycle:
         orders = await self._off_loop(self._diff, sensed, looped, the_plan, self.executor.shedding)
         d = orders.dispatch
         self._hold(looped, d)
+        gate = _swap_gate(d)
         for cmds, is_shed in ((d.shed, True), (d.raise_, False)):
             for i in range(0, len(cmds), SUBMIT_BATCH):
                 batch = cmds[i : i + SUBMIT_BATCH]
                 if is_shed:
-                    self.executor.submit(batch, ())
+                    self.executor.submit(batch, (), gate=gate)
                 else:
-                    self.executor.submit((), batch)
+                    self.executor.submit((), batch, gate=gate)
                 if i + SUBMIT_BATCH < len(cmds) or (is_shed and d.raise_):
                     await asyncio.sleep(0)
         await self._off_loop(self._note_in_flight, sensed.now_s, orders, the_plan)
@@ -1118,6 +1126,12 @@ class ControlCycle:
             Sample(now_s, snap.grid_import_w / 1000.0, limit.limit_kw, terms)
         )
         return minutes, intervals
+
+
+def _swap_gate(dispatch: Dispatch) -> ShedGate | None:
+    """Wakes sent with the sheds that pay for them (a swap) leave once those are done (obeyed
+    or failed for good): a woken rig draws at once, a cut only once it has landed."""
+    return ShedGate() if dispatch.shed and dispatch.raise_ else None
 
 
 def _limit_in_force(looped: _Looped) -> EffectiveLimit:

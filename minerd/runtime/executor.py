@@ -4,6 +4,12 @@
   every rig was told even if the process died mid-dispatch.
 - Shedding commands (sleep, lower power) go first and are never rate-limited: shedding is
   never delayed by anything. Raising commands pass a token bucket (staggered start).
+- A swap (profile cuts paying for wakes, sent together: IntentBook.diff wakes_with_sheds)
+  is submitted with a ShedGate: its raises leave only once every shed to a fast rig then
+  waiting or on its way is done (obeyed, failed for good, or replaced). A woken rig starts
+  drawing at once; sent beside cuts still queued for their LuxOS sessions, or waiting to be
+  retried, it put a 1,000-rig site 8.8 kW over its limit. Other raises never wait for
+  sheds here (the IntentBook already holds them).
 - A newer command for a rig replaces one still waiting; failures retry with backoff, and
   the first failure already reports the rig, which the controller counts at nominal power
   until a later reading shows it obeys.
@@ -24,7 +30,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from minerd.clock import Clock
@@ -56,6 +62,18 @@ class CommandRoute:
     limit_s: float
 
 
+class ShedGate:
+    """The raises of one swap, held until the sheds they wait for have had an answer."""
+
+    def __init__(self) -> None:
+        self.sheds_open = 0
+        self.waiting: list[str] = []  # rig ids of raises held by this gate
+
+    @property
+    def open(self) -> bool:
+        return self.sheds_open == 0
+
+
 @dataclass
 class _Pending:
     cmd: RigCommand
@@ -64,6 +82,8 @@ class _Pending:
     attempt: int = 0
     superseded: bool = False
     slow: bool = False
+    gates: list[ShedGate] = field(default_factory=list)  # gates this shed holds shut
+    retrying: bool = False  # failed, sent again after a backoff
 
 
 @dataclass
@@ -122,6 +142,7 @@ class Executor:
             for k in ((True, False), (True, True), (False, False), (False, True))
         }
         self._busy: set[str] = set()  # rigs with a command in flight
+        self._flying: dict[str, _Pending] = {}  # sheds on their way, by rig (for gates)
         self._slow_in_flight = 0
         self._warned: set[str] = set()  # rigs whose failure was logged at WARNING
         self._wake = asyncio.Event()
@@ -139,11 +160,13 @@ class Executor:
         shed: Sequence[RigCommand],
         raise_: Sequence[RigCommand],
         doubtful: Sequence[RigCommand] = (),
+        gate: ShedGate | None = None,
     ) -> None:
         """Queue commands; never blocks. Intents are journaled here, before any send.
         doubtful: sheds to rigs that may not answer (control.overload), queued on the slow
         lane whatever their family, so they never hold a worker a shed to a rig that does
-        answer needs."""
+        answer needs. gate: a swap's (see the module); its sheds and raises may come in
+        several calls, sheds first."""
         cmds = [*shed, *doubtful, *raise_]
         if not cmds:
             return
@@ -151,6 +174,7 @@ class Executor:
         ids = self.journal.intents(cmds, now_s)
         superseded: list[tuple[int, bool, str]] = []
         n_shed, n_doubtful = len(shed), len(shed) + len(doubtful)
+        gate_shut: bool | None = None
         for i, (cmd, journal_id) in enumerate(zip(cmds, ids, strict=True)):
             is_shed = i < n_doubtful
             old = self._pending.get(cmd.rig_id)
@@ -160,12 +184,42 @@ class Executor:
             slow = n_shed <= i < n_doubtful or self._is_slow(cmd.rig_id)
             p = _Pending(cmd, journal_id, is_shed, slow=slow)
             self._pending[cmd.rig_id] = p
-            self._queue(p).append(cmd.rig_id)
+            if old is not None:
+                self._release(old)  # never sent: it holds no gate
+            if gate is not None and not is_shed and gate_shut is None:
+                gate_shut = self._shut(gate)  # once per call: its sheds are queued by now
+            if gate is not None and gate_shut:
+                gate.waiting.append(cmd.rig_id)
+            else:
+                self._queue(p).append(cmd.rig_id)
         if superseded:
             # One transaction for all: a 50,000-rig cut must not wait on 50,000 fsyncs.
             self.stats.superseded += len(superseded)
             self.journal.outcomes(superseded, now_s)
         self._wake.set()
+
+    def _shut(self, gate: ShedGate) -> bool:
+        """Shut the gate on every shed to a fast rig waiting or on its way (the swap's own
+        and any still going from earlier cycles); False: none, the gate is open."""
+        holding = [*self._pending.values(), *self._flying.values()]
+        for p in holding:
+            if p.shed and not p.slow and not p.superseded and gate not in p.gates:
+                p.gates.append(gate)
+                gate.sheds_open += 1
+        return not gate.open
+
+    def _release(self, p: _Pending) -> None:
+        """p has had its answer (or never goes): the gates it held may open."""
+        gates, p.gates = p.gates, []
+        for gate in gates:
+            gate.sheds_open -= 1
+            if gate.open:
+                for rig_id in gate.waiting:
+                    newer = self._pending.get(rig_id)
+                    if newer is not None and not newer.shed:
+                        self._queue(newer).append(rig_id)
+                gate.waiting.clear()
+                self._wake.set()
 
     def route(self, rig_id: str) -> CommandRoute:
         route = self.routes.get(rig_id)
@@ -279,6 +333,8 @@ class Executor:
             self._shed_in_flight += p.shed
             self._slow_in_flight += p.slow
             self._busy.add(rig_id)
+            if p.shed:
+                self._flying[rig_id] = p
             try:
                 await self._send(p)
             finally:
@@ -286,6 +342,12 @@ class Executor:
                 self._shed_in_flight -= p.shed
                 self._slow_in_flight -= p.slow
                 self._busy.discard(rig_id)
+                self._flying.pop(rig_id, None)
+                if not p.retrying:
+                    # Done (ok, failed for good, or moot). A shed that failed lands only on
+                    # a retry: until then the wakes it pays for wait (issue 19: cuts refused
+                    # a LuxOS session retried 0.5 s later, the wakes went, 12 kW over).
+                    self._release(p)
                 newer = self._pending.get(rig_id)
                 if newer is not None:  # came while this one was in flight
                     self._queue(newer).append(rig_id)
@@ -328,6 +390,7 @@ class Executor:
             self.stats.retried += 1
             delay_s = backoff_s(p.attempt, 0.5, 10.0)
             log.debug("retrying %s for %s in %.1fs: %s", cmd.action, cmd.rig_id, delay_s, error)
+            p.retrying = True
             self.clock.call_later(delay_s, lambda: self._requeue(p))
             return
         self.stats.failed += 1
@@ -341,7 +404,9 @@ class Executor:
         log.log(level, msg, *args, exc_info=exc)
 
     def _requeue(self, p: _Pending) -> None:
+        p.retrying = False
         if p.superseded or p.cmd.rig_id in self._pending:
+            self._release(p)  # never sent again: it holds no gate
             return  # a newer command took its place meanwhile
         self._pending[p.cmd.rig_id] = p
         self._queue(p).append(p.cmd.rig_id)

@@ -54,6 +54,8 @@ class Dispatch:
     shed: tuple[RigCommand, ...]
     raise_: tuple[RigCommand, ...]
     held: tuple[str, ...] = ()  # rigs whose raise waits for outstanding shedding
+    # What those raises would add: the plan counts them, the rigs do not draw it yet.
+    held_rise_w: float = 0.0
 
 
 class IntentBook:
@@ -137,6 +139,7 @@ class IntentBook:
         shed: list[RigCommand] = []
         raise_: list[RigCommand] = []
         held: list[str] = []
+        held_rise_w = 0.0
         fall_by_s: float | None = None  # sheds first: when the last of them has fallen
         if allow_raise:
             fall_by_s = self._sheds_fall_by_s(setpoints, statuses, now_s)
@@ -165,6 +168,7 @@ class IntentBook:
                 )
                 if not wakes_after:
                     held.append(sp.rig_id)
+                    held_rise_w += max(0.0, sp.power_w - cur_power_w)
                     continue
             running = cur_profile if cur_profile is not None else st.reading.profile
             if cmd.action is RigAction.WAKE and cmd.profile not in (None, running):
@@ -213,7 +217,7 @@ class IntentBook:
             else:
                 self._unseen.discard(sp.rig_id)
             self._intents[sp.rig_id] = new
-        return Dispatch(tuple(shed), tuple(raise_), tuple(held))
+        return Dispatch(tuple(shed), tuple(raise_), tuple(held), held_rise_w)
 
     def _sheds_fall_by_s(
         self, setpoints: Sequence[RigSetpoint], statuses: Mapping[str, RigStatus], now_s: float

@@ -61,3 +61,26 @@ def test_raises_in_flight_are_counted_until_they_land_and_sheds_never(
     landed = [i for i in seen if i.t_s > last_s + WAKE_REACTION_S]
     assert landed, "the run ended before the raises landed"
     assert all(i.rising_w == 0.0 for i in landed)
+
+
+def test_raises_held_for_landing_sheds_are_not_counted_as_planned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A raise held while sheds land is in the plan, not on the rigs: counted as planned,
+    the readings never matched the plan, and the loop bounded the meter's error by power
+    no rig drew (a 1,000-rig site learnt none of an 80 kW error and went 40 kW over)."""
+    seen = _spy(monkeypatch)
+    p = CyclePlant(tmp_path, TEST_RIG, n=20, ramp_up_kw_per_s=100.0, min_off_s=0.0)
+    p.run(10)
+    p.set_limit(0.5 * p.full_kw)  # a cut: sheds...
+    p.step()
+    p.set_limit(p.full_kw + 10.0)  # ...and room again while they land: raises held
+    p.run(20)
+    rises = [r.dispatch.held_rise_w for r in p.results[10:] if r.dispatch.held]
+    assert rises and max(rises) >= TEST_RIG.nominal_power_w - TEST_RIG.sleep_power_w
+    by_t = {i.t_s: i for i in seen}
+    for before, after in zip(p.results, p.results[1:], strict=False):
+        if before.plan is None or after.snapshot.taken_at_s not in by_t:
+            continue
+        told_w = before.plan.planned_power_w - before.dispatch.held_rise_w
+        assert by_t[after.snapshot.taken_at_s].planned_rig_power_w == pytest.approx(told_w)

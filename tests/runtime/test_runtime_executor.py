@@ -16,7 +16,7 @@ from minerd.clock import ManualClock
 from minerd.devices.rig import command_limit_s
 from minerd.errors import DeviceUnreachable
 from minerd.model import RigAction, RigCommand, RigReading
-from minerd.runtime.executor import CommandRoute, Executor
+from minerd.runtime.executor import CommandRoute, Executor, ShedGate
 
 SLEEP, WAKE = RigAction.SLEEP, RigAction.WAKE
 
@@ -40,8 +40,8 @@ class FakeJournal:
 
 @dataclass
 class FakeRig:
-    """Answers each command with the next behaviour: "ok", "fail", "hang" or "bug" (a
-    driver bug: an exception that is not a DeviceError)."""
+    """Answers each command with the next behaviour: "ok", "fail", "hang", "slow" (after 2 s)
+    or "bug" (a driver bug: an exception that is not a DeviceError)."""
 
     rig_id: str
     sent: list[tuple[RigCommand, float]]  # shared by all rigs: the order commands left in
@@ -58,6 +58,10 @@ class FakeRig:
             raise DeviceUnreachable(self.rig_id, "127.0.0.1:4028", "connection refused")
         if what == "hang":
             await asyncio.Event().wait()
+        if what == "slow":  # answers once the test has moved the clock 2 s
+            answered = asyncio.Event()
+            self.clock.call_later(2.0, answered.set)
+            await answered.wait()
         if what == "bug":
             raise RuntimeError("driver bug: unpacked the reply wrong")
 
@@ -354,3 +358,57 @@ async def test_one_rig_has_one_command_in_flight() -> None:
         assert ("r1", SLEEP) in b.actions()
         await b.advance(STOCK_LIMIT_S)  # the first one times out: the newest one goes
         assert b.actions()[-1] == ("s1", SLEEP) and len(b.actions()) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_swaps_wakes_wait_for_its_sheds_to_fast_rigs_to_answer() -> None:
+    """Profile cuts paying for a wake: the woken rig draws at once, the cuts only once
+    they have landed, so the wake leaves after every cut has had its answer."""
+    routes = {r: CommandRoute("127.0.0.1:4028", LUXOS_LIMIT_S) for r in ("r1", "r2", "r3")}
+    async with bench({"r1": ["slow"], "r2": ["slow"]}, concurrency=8, routes=routes) as b:
+        gate = ShedGate()
+        b.executor.submit(shed=[cmd("r1", SLEEP), cmd("r2", SLEEP)], raise_=(), gate=gate)
+        b.executor.submit(shed=(), raise_=[cmd("r3", WAKE)], gate=gate)  # a later batch
+        await b.settle()
+        assert b.actions() == [("r1", SLEEP), ("r2", SLEEP)]  # workers free, the wake waits
+        await b.advance(1.0)
+        assert ("r3", WAKE) not in b.actions()
+        await b.advance(1.0)  # both sheds answered
+        assert b.actions()[-1] == ("r3", WAKE)
+        assert [t for c, t in b.sent if c.rig_id == "r3"] == [b.clock.now_s()]
+
+
+@pytest.mark.asyncio
+async def test_a_gate_holds_through_a_sheds_retries_and_raises_without_one_never_wait() -> None:
+    routes = {r: CommandRoute("127.0.0.1:4028", LUXOS_LIMIT_S) for r in ("r1", "r2", "r3")}
+    async with bench({"r1": ["slow"], "r2": ["fail", "ok"]}, concurrency=8, routes=routes) as b:
+        b.executor.submit(shed=[cmd("r1", SLEEP)], raise_=[cmd("r3", WAKE)])  # no gate
+        await b.settle()
+        assert b.actions() == [("r1", SLEEP), ("r3", WAKE)]
+        await b.advance(2.0)
+        b.executor.submit(shed=[cmd("r2", SLEEP)], raise_=[cmd("r1", WAKE)], gate=ShedGate())
+        await b.settle()  # r2's shed failed (a LuxOS session refused): it lands on a retry
+        assert b.actions()[-1] == ("r2", SLEEP) and [r for r, _ in b.failed] == ["r2"]
+        await b.advance(2.0)  # the retry obeys: now the wake goes
+        assert b.actions()[-2:] == [("r2", SLEEP), ("r1", WAKE)]
+
+
+@pytest.mark.asyncio
+async def test_a_shed_that_fails_for_good_opens_its_gate() -> None:
+    routes = {r: CommandRoute("127.0.0.1:4028", LUXOS_LIMIT_S) for r in ("r1", "r2")}
+    async with bench({"r2": ["fail"]}, concurrency=8, routes=routes, max_attempts=1) as b:
+        b.executor.submit(shed=[cmd("r2", SLEEP)], raise_=[cmd("r1", WAKE)], gate=ShedGate())
+        await b.settle()
+        assert b.actions() == [("r2", SLEEP), ("r1", WAKE)]
+
+
+@pytest.mark.asyncio
+async def test_a_gate_with_no_shed_to_a_fast_rig_holds_nothing() -> None:
+    routes = {
+        "s1": CommandRoute("127.0.0.1:80", STOCK_LIMIT_S),
+        "r1": CommandRoute("127.0.0.1:4028", LUXOS_LIMIT_S),
+    }
+    async with bench({"s1": ["hang"]}, concurrency=4, routes=routes, max_attempts=1) as b:
+        b.executor.submit(shed=[cmd("s1", SLEEP)], raise_=[cmd("r1", WAKE)], gate=ShedGate())
+        await b.settle()
+        assert b.actions() == [("s1", SLEEP), ("r1", WAKE)]  # the slow shed holds no raise

@@ -106,13 +106,16 @@ def test_raises_are_held_while_shedding_is_outstanding() -> None:
     setpoints = [RigSetpoint("prof", False, 20.0), RigSetpoint("curve", True, 3000.0)]
     d = book.diff(setpoints, statuses, clock.now_s(), allow_raise=False)
     assert [c.rig_id for c in d.shed] == ["prof"] and d.raise_ == () and d.held == ("curve",)
+    # The plan counts the held raise; the loop must not (the rig still draws 2,000 W).
+    assert d.held_rise_w == 1000.0
     clock.advance(1.0)
     # The caller no longer holds raises, but the shed is still landing (no reading yet).
     d = book.diff(setpoints, statuses, clock.now_s())
-    assert d.shed == () and d.raise_ == () and d.held == ("curve",)
+    assert d.shed == () and d.raise_ == () and d.held == ("curve",) and d.held_rise_w == 1000.0
     clock.advance(5.0)  # its sleep time is up: the held raise goes out now
     d = book.diff(setpoints, statuses, clock.now_s())
     assert d.shed == () and [(c.rig_id, c.power_w) for c in d.raise_] == [("curve", 3000.0)]
+    assert d.held_rise_w == 0.0
 
 
 def test_a_raise_waits_for_the_sheds_still_landing_then_goes() -> None:
