@@ -345,8 +345,7 @@ class Executor:
                 self._flying.pop(rig_id, None)
                 if not p.retrying:
                     # Done (ok, failed for good, or moot). A shed that failed lands only on
-                    # a retry: until then the wakes it pays for wait (issue 19: cuts refused
-                    # a LuxOS session retried 0.5 s later, the wakes went, 12 kW over).
+                    # a retry: until then the wakes it pays for wait.
                     self._release(p)
                 newer = self._pending.get(rig_id)
                 if newer is not None:  # came while this one was in flight

@@ -25,9 +25,9 @@ from minerd.sim.spec import TCP_PROTOCOLS, SiteSpec, plan_rigs
 log = logging.getLogger(__name__)
 
 AGGREGATE_INTERVAL_S = 0.5
-# While rigs ramp the site sums workers' aggregates taken at different moments: 0.5 s apart,
-# a swap (cuts in one worker, wakes in another) read up to 15 kW over a limit the rigs never
-# passed. The grid meter and the truth are those sums.
+# The grid meter and the truth sum the workers' last aggregates, taken at different moments.
+# 0.5 s apart while rigs ramp, a swap (cuts in one worker, wakes in another) read 6.5 kW
+# above a 1,000-rig site that was falling, and swung 30 kW every 0.25 s after it.
 RAMPING_INTERVAL_S = 0.05
 STREAM_LIMIT = 256 * 1024 * 1024  # a truth reply of 25,000 rigs is a few MB on one line
 START_TIMEOUT_S = 180.0
