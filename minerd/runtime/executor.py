@@ -7,9 +7,9 @@
 - A swap (profile cuts paying for wakes, sent together: IntentBook.diff wakes_with_sheds)
   is submitted with a ShedGate: its raises leave only once every shed to a fast rig then
   waiting or on its way is done (obeyed, failed for good, or replaced). A woken rig starts
-  drawing at once; sent beside cuts still queued for their LuxOS sessions, or waiting to be
-  retried, it put a 1,000-rig site 8.8 kW over its limit. Other raises never wait for
-  sheds here (the IntentBook already holds them).
+  drawing at once; sent beside cuts still queued for their LuxOS sessions, it put a
+  1,000-rig site 8.8 kW over its limit. A shed waiting for a retry has not landed either.
+  Other raises never wait for sheds here (the IntentBook already holds them).
 - A newer command for a rig replaces one still waiting; failures retry with backoff, and
   the first failure already reports the rig, which the controller counts at nominal power
   until a later reading shows it obeys.
@@ -63,7 +63,7 @@ class CommandRoute:
 
 
 class ShedGate:
-    """The raises of one swap, held until the sheds they wait for have had an answer."""
+    """The raises of one swap, held until the sheds they wait for are done."""
 
     def __init__(self) -> None:
         self.sheds_open = 0
@@ -209,7 +209,7 @@ class Executor:
         return not gate.open
 
     def _release(self, p: _Pending) -> None:
-        """p has had its answer (or never goes): the gates it held may open."""
+        """p is done (or never goes): the gates it held may open."""
         gates, p.gates = p.gates, []
         for gate in gates:
             gate.sheds_open -= 1
