@@ -265,3 +265,22 @@ def test_a_correction_below_the_load_comes_up_while_rigs_move() -> None:
         )
         state, _ = step(state, inputs, CONFIG)
     assert state.integral_kw == -3.0
+
+
+def test_meter_noise_does_not_pull_the_correction_up_while_rigs_move() -> None:
+    # The correction has learnt the load (-2 kW); rigs keep moving, so only the meter's
+    # lower bound acts. Its noise (+-0.8 kW, inside the 1 kW deadband) once pulled the
+    # correction up at every high sample and never down: it sat above the load and the site
+    # under its limit. A load really higher than the deadband still comes up, to within it.
+    config = replace(CONFIG, deadband_kw=1.0)
+    model_kw = 100.0 * 1.05 + 10.0
+    state = LoopState(t_s=0.0, budget_w=100_000.0, integral_kw=-2.0, rig_power_w=100_000.0)
+    for k in range(1, 41):
+        noise_kw = 0.8 if k % 2 else -0.8
+        inputs = _falling_inputs(float(k), model_kw - 2.0 + noise_kw, falling=False)
+        state, _ = step(state, inputs, config)
+    assert state.integral_kw == -2.0
+    for k in range(41, 81):
+        inputs = _falling_inputs(float(k), model_kw + 2.0, falling=False)  # load now +2 kW
+        state, _ = step(state, inputs, config)
+    assert state.integral_kw == pytest.approx(2.0 - 1.0, abs=0.01)
