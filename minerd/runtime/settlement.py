@@ -1,8 +1,9 @@
 """The settlement accumulator of the running site: a cycle listener that closes each
 settlement interval (control.settlement) and stores it with its award.
 
-Each cycle with a fresh grid meter gives one sample: the grid import, and the meters'
-energy registers when every grid meter has one. Seconds over a power limit are summed from
+Each cycle with a fresh grid meter and a new reading gives one sample, stamped with the
+time the meters were read: the grid import, and the meters' energy registers when every
+grid meter has one. Seconds over a power limit are summed from
 the compliance minutes the cycle closed (the same judgement /api/v1/compliance shows, against
 the limit in force, not the award's pace). A closed interval is stored (storage.awards
 settlement table) with the award in force for it and handed to `on_closed` listeners
@@ -74,6 +75,12 @@ def _register_kwh(snap: FleetSnapshot) -> float | None:
     return sum(v for v in values if v is not None)
 
 
+def _read_at_s(snap: FleetSnapshot) -> float:
+    """When the grid meters' figures were taken (their mean, for several meters)."""
+    times = [m.reading.taken_at_s for m in snap.grid_meters if m.reading is not None]
+    return sum(times) / len(times) if times else snap.taken_at_s
+
+
 class SettlementKeeper:
     def __init__(self, stores: Stores, interval_s: float, tz: ZoneInfo) -> None:
         self.stores = stores
@@ -130,7 +137,13 @@ class SettlementKeeper:
         snap = result.snapshot
         if not snap.grid_fresh:
             return
-        t_s = snap.taken_at_s
+        # Stamped when the meters were read, not when the cycle ran: the register is
+        # carried to each interval boundary by the import held since its reading, and a
+        # reading stamped late carries it short by the import times the delay. At 20x
+        # speed, a 1 s late stamp across a 47 -> 23 kW cut settled 3.5 % high.
+        t_s = _read_at_s(snap)
+        if self._last_t_s is not None and t_s <= self._last_t_s:
+            return  # no new reading since the last sample
         sample = SettlementSample(
             t_s=t_s,
             import_kw=snap.grid_import_w / 1000.0,

@@ -137,3 +137,28 @@ def test_quarter_hour_awards_settle_in_their_hour(stores: Stores) -> None:
     feed(keeper, START_S, START_S + H + 10, 800.0, 5000.0)
     assert (closed[0].awarded_kwh, closed[0].award_id) == (800.0, None)
     assert closed[0].deviation_kwh == pytest.approx(0.0, abs=1e-6)
+
+
+def test_samples_are_stamped_when_the_meter_was_read(stores: Stores) -> None:
+    # The meter is read 2 s before each cycle. The site imports 1,000 kW in the first 60 s
+    # interval, then 500 kW. Stamped at the cycle's time, the register carried to each
+    # boundary fell short by the import over those 2 s: the first interval settled 15.97
+    # of its 16.67 kWh.
+    keeper = SettlementKeeper(stores, 60.0, ALMATY)
+    closed: list[SettlementRecord] = []
+    keeper.on_closed.append(closed.append)
+    register_kwh = 100.0
+    read_s = START_S
+    while read_s <= START_S + 125.0:
+        kw = 1000.0 if read_s < START_S + 60.0 else 500.0
+        reading = MeterReading("grid", read_s, kw * 1000.0, energy_import_kwh=register_kwh)
+        meter = MeterStatus("grid", MeterRole.GRID, "site", reading, True, 2.0)
+        for cycle_s in (read_s + 2.0, read_s + 2.5):  # a second cycle sees the same reading
+            keeper.on_cycle(Result(FleetSnapshot(cycle_s, (), (meter,))))
+        register_kwh += kw * 5.0 / H
+        read_s += 5.0
+    assert [r.interval_start_s for r in closed] == [START_S, START_S + 60.0]
+    assert closed[0].register_kwh == pytest.approx(1000.0 * 60.0 / H)
+    assert closed[1].register_kwh == pytest.approx(500.0 * 60.0 / H)
+    assert closed[1].imported_kwh == pytest.approx(500.0 * 60.0 / H)
+    assert closed[1].samples == 12  # one per reading
