@@ -28,6 +28,7 @@ class Aggregate:
     power_w: dict[int, float]
     nominal_w: float
     rigs: int
+    ramping: bool = False  # some rig is still moving to its setpoint
 
 
 class RigFleet:
@@ -128,11 +129,13 @@ class RigFleet:
         now_s = self.clock.now_s()
         power = self.bank.power_all_w(now_s)
         sums = np.bincount(self._containers, weights=power) if len(power) else np.zeros(0)
+        ramping = self.bank.ramping(power)
         return Aggregate(
             taken_at_s=now_s,
             power_w={c: float(sums[c]) for c in self._present},
             nominal_w=self._nominal_w,
             rigs=len(self.plans),
+            ramping=ramping,
         )
 
     def truth(self) -> list[dict[str, object]]:

@@ -15,6 +15,8 @@ import numpy.typing as npt
 
 # Time constant as a fraction of a model's sleep/wake time: 6 tau reach 99.75% of the step.
 RAMP_TAUS_PER_TIME = 6.0
+# A rig this far from its setpoint is still ramping (a first-order ramp never quite arrives).
+RAMPING_W = 1.0
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -41,6 +43,10 @@ class RampBank:
         dt = np.maximum(0.0, now_s - self.t0)
         result: FloatArray = self.target + (self.p0 - self.target) * np.exp(-dt / self.tau)
         return result
+
+    def ramping(self, power_w: FloatArray) -> bool:
+        """Whether some rig, drawing power_w (power_all_w), is still moving to its target."""
+        return bool(np.any(np.abs(power_w - self.target) > RAMPING_W))
 
     def set_target(self, i: int, now_s: float, target_w: float, ramp_time_s: float) -> None:
         """Start a new ramp from wherever the rig is now."""
