@@ -44,6 +44,10 @@ OVER_CYCLES_TO_DISTRUST = 2  # the meter over the limit longer than this: trust 
 # Settled and under the prediction this many steps in a row: a lasting error, not a transient
 # (readings catching up after a restart), so it is given back at the kp pace.
 BELOW_CYCLES_TO_GIVE = 5
+# A raise the deadband held this many steps in a row is not noise (noise alternates): it
+# goes through. Held for good, it left up to the deadband unused for as long as the site
+# stayed at one limit (issue 19: 0.7 kW of a 206 kW block on average, 98.46 % used).
+DEADBAND_RAISE_CYCLES = 10
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class LoopConfig:
     ki: float = 0.3  # 1/s: how fast the correction follows a lasting error
     correction_max_kw: float = math.inf  # integral clamp (anti-windup), both signs
     # Budget changes smaller than this are ignored unless the import is over the limit, so
-    # meter noise does not move rigs between profiles every cycle. Keep it below margin_kw.
+    # meter noise does not move rigs between profiles every cycle; a raise held
+    # DEADBAND_RAISE_CYCLES steps in a row goes through. Keep it below margin_kw.
     deadband_kw: float = 0.0
     settle_tolerance_kw: float = 2.0  # rigs "at their plan" within this (or 2 %), see inputs
 
@@ -72,6 +77,7 @@ class LoopState:
     raised_w: float = 0.0  # how much the budget rose last step
     over_cycles: int = 0  # consecutive steps with a fresh meter over the limit
     below_cycles: int = 0  # consecutive settled steps with the meter under the prediction
+    held_raise_cycles: int = 0  # consecutive steps the deadband held a raise
     anchor_w: float | None = None  # rig power at which the integral was last learnt, settled
     error_slope: ErrorSlope = field(default_factory=ErrorSlope)  # error vs rig power, settled
 
@@ -235,6 +241,7 @@ def step(
     ramp_limited = wanted_w > prev_w + ramp_w
     budget_w = prev_w + ramp_w if ramp_limited else wanted_w
     deadband_w = config.deadband_kw * 1000.0 / (1.0 + config.aux_fraction)
+    held_raise_cycles = 0
     if (
         state.budget_w is not None
         and not over
@@ -242,7 +249,11 @@ def step(
         and abs(budget_w - prev_w) < deadband_w
         and prev_w <= inputs.max_rig_power_w
     ):
-        budget_w = prev_w
+        if budget_w <= prev_w:
+            budget_w = prev_w
+        elif state.held_raise_cycles + 1 < DEADBAND_RAISE_CYCLES:
+            held_raise_cycles = state.held_raise_cycles + 1
+            budget_w = prev_w
 
     # Conditional integration: only on a fresh meter, with rigs at their plan, not when it
     # jumped, and not upward while the ramp holds the budget (that would store a surge for
@@ -326,6 +337,7 @@ def step(
         raised_w=max(0.0, budget_w - prev_w),
         over_cycles=over_cycles,
         below_cycles=below_cycles,
+        held_raise_cycles=held_raise_cycles,
         anchor_w=anchor_w,
         error_slope=(
             state.error_slope.add(inputs.rig_power_w / 1000.0, error, dt_s)

@@ -10,7 +10,7 @@ import pytest
 from control_models import CURVE_RIG, PROFILE_RIG
 from control_plant import SimRig, Site
 
-from minerd.control.loop import LoopConfig, LoopInputs, LoopState, step
+from minerd.control.loop import DEADBAND_RAISE_CYCLES, LoopConfig, LoopInputs, LoopState, step
 from minerd.control.planner import PlanConstraints
 from minerd.model import EffectiveLimit, RigModel
 
@@ -284,3 +284,38 @@ def test_meter_noise_does_not_pull_the_correction_up_while_rigs_move() -> None:
         inputs = _falling_inputs(float(k), model_kw + 2.0, falling=False)  # load now +2 kW
         state, _ = step(state, inputs, config)
     assert state.integral_kw == pytest.approx(2.0 - 1.0, abs=0.01)
+
+
+def test_a_lasting_raise_gets_through_the_deadband() -> None:
+    # Settled, the budget 0.5 kW under what the target allows: within the 1 kW deadband.
+    # Noise alternates and is held; a raise wanted DEADBAND_RAISE_CYCLES steps in a row is
+    # a lasting offset and goes through (held for good, it was unused power at one limit).
+    config = replace(CONFIG, deadband_kw=1.0)
+    model_kw = 100.0 * 1.05 + 10.0
+    limit_kw = model_kw + config.margin_kw + 0.5  # the target is 0.5 kW above the import
+    state = LoopState(t_s=0.0, budget_w=100_000.0, integral_kw=0.0, rig_power_w=100_000.0)
+
+    def settled(t_s: float, import_kw: float, limit_kw: float = limit_kw) -> LoopInputs:
+        return LoopInputs(
+            t_s=t_s,
+            limit=EffectiveLimit(limit_kw, "quota", "q"),
+            grid_fresh=True,
+            grid_import_kw=import_kw,
+            rig_power_w=100_000.0,
+            worst_case_rig_power_w=150_000.0,
+            planned_rig_power_w=100_000.0,
+        )
+
+    budgets = []
+    for k in range(1, DEADBAND_RAISE_CYCLES + 1):
+        state, d = step(state, settled(float(k), model_kw), config)
+        budgets.append(d.rig_budget_w)
+    assert budgets[:-1] == [100_000.0] * (DEADBAND_RAISE_CYCLES - 1)
+    assert budgets[-1] > 100_000.0
+    # Noise of +-0.6 kW around a budget on target: every other step wants a raise, none lasts.
+    on_target_kw = model_kw + config.margin_kw
+    state = LoopState(t_s=0.0, budget_w=100_000.0, integral_kw=0.0, rig_power_w=100_000.0)
+    for k in range(1, 41):
+        noisy_kw = model_kw + (0.6 if k % 2 else -0.6)
+        state, d = step(state, settled(float(k), noisy_kw, on_target_kw), config)
+        assert d.rig_budget_w == 100_000.0
