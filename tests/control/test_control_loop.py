@@ -319,3 +319,34 @@ def test_a_lasting_raise_gets_through_the_deadband() -> None:
         noisy_kw = model_kw + (0.6 if k % 2 else -0.6)
         state, d = step(state, settled(float(k), noisy_kw, on_target_kw), config)
         assert d.rig_budget_w == 100_000.0
+
+
+def test_a_cut_seen_in_the_readings_first_teaches_the_loop_no_load() -> None:
+    # Over the look-ahead limit while rigs fall: the readings show the cut a cycle before
+    # the meter does. Judged on the readings now, the meter's lag read as 25-35 kW of load
+    # and the integral rose by it; judged on the rig power the meter may still be seeing
+    # (the step before's), there is none. A real surge while rigs move is still learnt.
+    model_kw = 100.0 * 1.05 + 10.0
+    state = LoopState(t_s=0.0, budget_w=100_000.0, integral_kw=-2.0, rig_power_w=100_000.0)
+
+    def cut(t_s: float, import_kw: float, read_w: float) -> LoopInputs:
+        return LoopInputs(
+            t_s=t_s,
+            limit=EffectiveLimit(75.0, "quota", "q"),
+            grid_fresh=True,
+            grid_import_kw=import_kw,
+            rig_power_w=read_w,
+            worst_case_rig_power_w=150_000.0,
+            planned_rig_power_w=55_000.0,
+            moving=True,
+        )
+
+    # Step 1: readings fell to 80 kW, the meter still sees 100 kW of rigs (-2 kW load).
+    state, d = step(state, cut(1.0, model_kw - 2.0, 80_000.0), CONFIG)
+    assert d.shedding is False and state.integral_kw == -2.0
+    # Step 2: readings at 60 kW, the meter sees the 80 kW of the step before.
+    state, _ = step(state, cut(2.0, 80.0 * 1.05 + 10.0 - 2.0, 60_000.0), CONFIG)
+    assert state.integral_kw == -2.0
+    # A surge: 6 kW more than the model on the readings the meter may still see.
+    state, _ = step(state, cut(3.0, 60.0 * 1.05 + 10.0 + 6.0, 60_000.0), CONFIG)
+    assert state.integral_kw == pytest.approx(-2.0 + CONFIG.ki * (6.0 + 2.0))
