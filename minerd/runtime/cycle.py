@@ -42,6 +42,7 @@ from minerd.control.loop import (
     LoopInputs,
     LoopState,
     budget_for_import_kw,
+    hold_raise,
     step,
 )
 from minerd.control.options import awake_points
@@ -723,14 +724,9 @@ class ControlCycle:
         return _Orders(dispatch, orders, statuses)
 
     def _hold(self, looped: _Looped, dispatch: Dispatch) -> None:
-        held_w = self.loop_state.budget_w
         budget_before_w = looped.budget_before_w
-        if dispatch.held and budget_before_w is not None and held_w is not None:
-            # Raises held: the budget must not keep ramping meanwhile, or every raise
-            # held lands at once when released, faster than the ramp allows.
-            self.loop_state = replace(
-                self.loop_state, budget_w=min(held_w, budget_before_w), raised_w=0.0
-            )
+        if dispatch.held and budget_before_w is not None:
+            self.loop_state = hold_raise(self.loop_state, budget_before_w)
 
     def _note_in_flight(self, now_s: float, orders: _Orders, the_plan: Plan) -> None:
         """The power the commands just sent move, until their rigs have reacted: the loop

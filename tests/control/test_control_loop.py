@@ -10,7 +10,14 @@ import pytest
 from control_models import CURVE_RIG, PROFILE_RIG
 from control_plant import SimRig, Site
 
-from minerd.control.loop import DEADBAND_RAISE_CYCLES, LoopConfig, LoopInputs, LoopState, step
+from minerd.control.loop import (
+    DEADBAND_RAISE_CYCLES,
+    LoopConfig,
+    LoopInputs,
+    LoopState,
+    hold_raise,
+    step,
+)
 from minerd.control.planner import PlanConstraints
 from minerd.model import EffectiveLimit, RigModel
 
@@ -319,6 +326,39 @@ def test_a_lasting_raise_gets_through_the_deadband() -> None:
         noisy_kw = model_kw + (0.6 if k % 2 else -0.6)
         state, d = step(state, settled(float(k), noisy_kw, on_target_kw), config)
         assert d.rig_budget_w == 100_000.0
+
+
+def test_a_raise_held_for_sheds_to_land_is_not_held_again_by_the_deadband() -> None:
+    # The raise got through the deadband; its plan sheds a rig first, so the cycle takes
+    # the raise back while the shed lands (hold_raise). Next step it goes through again:
+    # held by the deadband anew, the plan without it undid the shed, every 10 steps.
+    config = replace(CONFIG, deadband_kw=1.0)
+    model_kw = 100.0 * 1.05 + 10.0
+    inputs = LoopInputs(
+        t_s=0.0,
+        limit=EffectiveLimit(model_kw + config.margin_kw + 0.5, "quota", "q"),
+        grid_fresh=True,
+        grid_import_kw=model_kw,
+        rig_power_w=100_000.0,
+        worst_case_rig_power_w=150_000.0,
+        planned_rig_power_w=100_000.0,
+    )
+    state = LoopState(t_s=0.0, budget_w=100_000.0, rig_power_w=100_000.0)
+    for k in range(1, DEADBAND_RAISE_CYCLES + 1):
+        state, d = step(state, replace(inputs, t_s=float(k)), config)
+    raised_w = d.rig_budget_w
+    assert raised_w > 100_000.0
+    for k in range(DEADBAND_RAISE_CYCLES + 1, DEADBAND_RAISE_CYCLES + 4):
+        state = hold_raise(state, budget_before_w=100_000.0)  # raises wait for the shed
+        assert state.budget_w == 100_000.0 and state.raised_w == 0.0
+        state, d = step(state, replace(inputs, t_s=float(k)), config)
+        assert d.rig_budget_w == pytest.approx(raised_w)
+    # Once the shed has landed nothing is held: the budget stays where the raise took it.
+    state, d = step(state, replace(inputs, t_s=float(k + 1)), config)
+    assert d.rig_budget_w == pytest.approx(raised_w)
+    # A fall taken back (no raise this step) leaves the deadband's count alone.
+    lower = replace(state, budget_w=99_000.0, held_raise_cycles=2)
+    assert hold_raise(lower, budget_before_w=100_000.0).held_raise_cycles == 2
 
 
 def test_a_cut_seen_in_the_readings_first_teaches_the_loop_no_load() -> None:
