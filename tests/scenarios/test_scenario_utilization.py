@@ -41,10 +41,10 @@ def plan(base_octet: int, faulted: bool) -> Plan:
     return Plan(
         rigs=FAULTED_RIGS if faulted else HEALTHY_RIGS,
         speed=2.5,
-        # Healthy, judged 0.5 % above its margin: in 50 s blocks the 45 % block was judged
-        # over 30 s and failed two fresh-clone runs at 98.18 % and 98.26 %, the closed loop
-        # 2.6-2.7 kW short of its target (issue 19; not traced further). In 80 s blocks it
-        # is judged over 60 s, as in the benchmark.
+        # Healthy, judged 0.5 % above its margin, over 60 s of each block as in the
+        # benchmark (in 50 s blocks, over 30 s). The 45 % block failed three fresh-clone
+        # runs at 98.09-98.26 %, the loop 2.6-3.3 kW short: the cut before it had taught
+        # the loop load that was the meter lagging the readings (issue 19, fixed).
         block_s=50.0 if faulted else 80.0,
         settle_s=20.0,
         offline_fraction=share,
