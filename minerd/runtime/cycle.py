@@ -168,6 +168,7 @@ class _Rigs:
     counted_w: float  # rig power as the planner counts it
     worst_case_w: float
     fleet_max_w: float
+    uncounted_w: float  # counted at nominal last cycle, now less: LoopInputs.uncounted_w
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,7 @@ class ControlCycle:
         self._setpoints: dict[str, RigSetpoint] = {}  # last planned, per rig
         # rig_id -> (status, setpoint, (hold age, intent awake, power, recent), PlanRig)
         self._plan_cache: dict[str, tuple[RigStatus, RigSetpoint | None, object, PlanRig]] = {}
+        self._at_nominal_w: dict[str, float] = {}  # rigs counted at nominal last cycle
         self._by_name = {m.name: m for m in self.models.values()}
         # A scheduled cut must be met when it starts, not a sleep time later: look ahead by
         # the slowest shed (sleep time) plus two cycles and apply a coming cut that early.
@@ -495,12 +497,26 @@ class ControlCycle:
         and the IntentBook's shed tracking (no other task does): may run in the worker
         thread."""
         plan_rigs = self._plan_rigs(snap, now_s)
+        counted_w = 0.0
+        at_nominal_w: dict[str, float] = {}
+        for r in plan_rigs:
+            w = counted_power_w(r)
+            counted_w += w
+            if r.unresponsive:
+                at_nominal_w[r.rig_id] = w
+        uncounted_w = 0.0
+        for rig_id, was_w in self._at_nominal_w.items():
+            if rig_id not in at_nominal_w:
+                now_w = counted_power_w(plan_rigs[self.fleet.rig_index(rig_id)])
+                uncounted_w += max(0.0, was_w - now_w)
+        self._at_nominal_w = at_nominal_w
         return _Rigs(
             plan_rigs=plan_rigs,
             unseen=self._unseen_sheds(snap, plan_rigs),
-            counted_w=sum(counted_power_w(r) for r in plan_rigs),
+            counted_w=counted_w,
             worst_case_w=worst_case_rig_power_w(snap.rigs, self._by_name),
             fleet_max_w=max_rig_power_w(snap.rigs, self._by_name),
+            uncounted_w=uncounted_w,
         )
 
     def _loop(self, sensed: _Sensed, limits: _Limits, rigs: _Rigs) -> _Looped:
@@ -531,6 +547,7 @@ class ControlCycle:
                 moving=now_s < self._moving_until_s,
                 falling=True,  # the raises in flight are known: rising_w
                 rising_w=self._rising_w(now_s),
+                uncounted_w=rigs.uncounted_w,
                 distrusted_rig_power_w=counted_w + sum(extra for _, extra in unseen.values()),
             ),
             self.config.loop,
