@@ -214,6 +214,9 @@ class ControllerControlCycle(ControlCycle):
             counted_w=v.counted_w,
             worst_case_w=v.nominal_w,
             fleet_max_w=v.nominal_w,
+            # Not in the shards' aggregates yet: a shard's rigs leaving "counted at nominal"
+            # are not taken back at once here (issue 16).
+            uncounted_w=0.0,
         )
 
     def _plan(self, looped: _Looped) -> Plan:  # type: ignore[override]
