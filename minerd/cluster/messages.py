@@ -47,6 +47,12 @@ class ShardAggregate:
     planned_power_w: float = 0.0
     # The power the closed loop counts: unresponsive rigs at nominal, offline ones at 0.
     counted_power_w: float = 0.0
+    # Running total, per shard process, of the power its rigs stopped being counted at when
+    # they answered again after being counted at nominal (control.counting.NominalWatch):
+    # the controller takes the rise since the aggregate it last took (a total, not the
+    # cycle's figure, so an aggregate the controller never saw loses nothing). Absent in an
+    # older shard's aggregate: 0.
+    uncounted_total_w: float = 0.0
     # What its rigs can shed within each horizon (its cycle's figure: rig W per family and
     # model, a row per class, never per rig) and what its commandable rigs draw. None: an
     # aggregate from a shard that does not send them (unknown; the controller counts 0).
@@ -114,6 +120,7 @@ def encode_aggregate(a: ShardAggregate) -> bytes:
         "failsafe": a.failsafe,
         "planned_power_w": a.planned_power_w,
         "counted_power_w": a.counted_power_w,
+        "uncounted_total_w": a.uncounted_total_w,
         "curve": curve_body(c),
     }
     if a.shed is not None:
@@ -269,6 +276,7 @@ def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
         curve=read_curve(r),
         planned_power_w=r.num("planned_power_w"),
         counted_power_w=r.num("counted_power_w"),
+        uncounted_total_w=r.num("uncounted_total_w") if "uncounted_total_w" in r.obj else 0.0,
         shed=_read_shed(r) if "shed" in r.obj else None,
         commandable=_read_commandable(r) if "commandable" in r.obj else None,
     )

@@ -51,7 +51,7 @@ from minerd.cluster.subjects import (
     budget_subject,
     lease_bucket,
 )
-from minerd.control.counting import counted_power_w, dispatched
+from minerd.control.counting import NominalWatch, dispatched
 from minerd.control.planner import Plan, PlanConstraints, PlanRig, plan
 from minerd.errors import ClusterError
 from minerd.model import RigState, ShedCapacity
@@ -118,6 +118,8 @@ class ShardNode:
         self._sub: Subscription | None = None
         self._log = RepeatedLog(log)
         self.last: ShardCycle | None = None
+        self._nominal = NominalWatch()  # its rigs counted at nominal last cycle
+        self._uncounted_total_w = 0.0  # ShardAggregate.uncounted_total_w
 
     @property
     def seq(self) -> int:
@@ -226,6 +228,8 @@ class ShardNode:
     ) -> ShardAggregate:
         self._seq += 1
         rigs = snap.rigs
+        counted = self._nominal.count(rigs)
+        self._uncounted_total_w += counted.uncounted_w
         return ShardAggregate(
             site=self.site,
             shard_id=self.shard_id,
@@ -242,7 +246,8 @@ class ShardNode:
             failsafe=d.source is BudgetSource.FAILSAFE,
             curve=curve,
             planned_power_w=p.planned_power_w,
-            counted_power_w=sum(counted_power_w(r) for r in rigs),
+            counted_power_w=counted.counted_w,
+            uncounted_total_w=self._uncounted_total_w,
             shed=measures.shed if measures is not None else None,
             commandable=measures.commandable if measures is not None else None,
         )
@@ -270,6 +275,16 @@ def projected_rigs(rigs: tuple[PlanRig, ...], p: Plan) -> tuple[PlanRig, ...]:
 class _Heard:
     aggregate: ShardAggregate
     cycle: int  # controller cycle it arrived in
+
+
+@dataclass(frozen=True)
+class _Counting:
+    """How the controller last counted a shard's rigs (ControllerNode.take_uncounted_w)."""
+
+    at_nominal: bool  # silent or never heard: counted at nominal (SiteRigs)
+    counted_w: float
+    seq: int  # of the aggregate taken (0: none)
+    uncounted_total_w: float  # ShardAggregate.uncounted_total_w of that aggregate
 
 
 @dataclass(frozen=True)
@@ -330,6 +345,7 @@ class ControllerNode:
         self._sub: Subscription | None = None
         self._log = RepeatedLog(log)
         self._unmeasured: set[str] = set()  # shards named once for sending no shed figures
+        self._counting: dict[str, _Counting] = {}  # take_uncounted_w's last count per shard
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(aggregates_wildcard(self.site), cb=self._on)
@@ -526,6 +542,30 @@ class ControllerNode:
             nominal_w += a.nominal_power_w
             hashrate_ths += a.hashrate_ths
         return SiteRigs(counted_w, planned_w, nominal_w, hashrate_ths, len(live))
+
+    def take_uncounted_w(self) -> float:
+        """The rig power the site stopped counting at nominal since the last call, for the
+        closed loop (LoopInputs.uncounted_w; call once per cycle): the shards' rigs that
+        answered again (the rise of each shard's running total), and a shard counted at
+        nominal (silent, or never heard) heard again, at what it counts now. The loop gave
+        that difference to other rigs while the meter drew the real power all along."""
+        live = {a.shard_id: a for a in self.live_aggregates()}
+        unknown_w = self.failsafe_limit_w / len(self.shard_ids)
+        out_w = 0.0
+        for s in self.shard_ids:
+            a, was = live.get(s), self._counting.get(s)
+            if a is None:
+                w = self._nominal_w.get(s, unknown_w)
+                self._counting[s] = _Counting(True, w, 0, 0.0)
+                continue
+            if was is not None and was.at_nominal:
+                out_w += max(0.0, was.counted_w - a.counted_power_w)
+            elif was is not None and a.seq >= was.seq:
+                out_w += max(0.0, a.uncounted_total_w - was.uncounted_total_w)
+            elif was is not None:  # a restarted shard process: its total starts again at 0
+                out_w += a.uncounted_total_w
+            self._counting[s] = _Counting(False, a.counted_power_w, a.seq, a.uncounted_total_w)
+        return out_w
 
     async def _send(self, b: Budget) -> None:
         try:

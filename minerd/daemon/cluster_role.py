@@ -214,9 +214,7 @@ class ControllerControlCycle(ControlCycle):
             counted_w=v.counted_w,
             worst_case_w=v.nominal_w,
             fleet_max_w=v.nominal_w,
-            # Not in the shards' aggregates yet: a shard's rigs leaving "counted at nominal"
-            # are not taken back at once here (issue 16).
-            uncounted_w=0.0,
+            uncounted_w=self.node.take_uncounted_w(),
         )
 
     def _plan(self, looped: _Looped) -> Plan:  # type: ignore[override]

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from minerd.clock import Clock, elapsed_s
 from minerd.control.compliance import Compliance, Sample
-from minerd.control.counting import counted_power_w, dispatched
+from minerd.control.counting import NominalWatch, counted_power_w, dispatched
 from minerd.control.error_slope import ErrorSlope
 from minerd.control.fleet import (
     distrusted_w,
@@ -244,7 +244,7 @@ class ControlCycle:
         self._setpoints: dict[str, RigSetpoint] = {}  # last planned, per rig
         # rig_id -> (status, setpoint, (hold age, intent awake, power, recent), PlanRig)
         self._plan_cache: dict[str, tuple[RigStatus, RigSetpoint | None, object, PlanRig]] = {}
-        self._at_nominal_w: dict[str, float] = {}  # rigs counted at nominal last cycle
+        self._nominal = NominalWatch()  # rigs counted at nominal last cycle
         self._by_name = {m.name: m for m in self.models.values()}
         # A scheduled cut must be met when it starts, not a sleep time later: look ahead by
         # the slowest shed (sleep time) plus two cycles and apply a coming cut that early.
@@ -497,26 +497,14 @@ class ControlCycle:
         and the IntentBook's shed tracking (no other task does): may run in the worker
         thread."""
         plan_rigs = self._plan_rigs(snap, now_s)
-        counted_w = 0.0
-        at_nominal_w: dict[str, float] = {}
-        for r in plan_rigs:
-            w = counted_power_w(r)
-            counted_w += w
-            if r.unresponsive:
-                at_nominal_w[r.rig_id] = w
-        uncounted_w = 0.0
-        for rig_id, was_w in self._at_nominal_w.items():
-            if rig_id not in at_nominal_w:
-                now_w = counted_power_w(plan_rigs[self.fleet.rig_index(rig_id)])
-                uncounted_w += max(0.0, was_w - now_w)
-        self._at_nominal_w = at_nominal_w
+        counted = self._nominal.count(plan_rigs)
         return _Rigs(
             plan_rigs=plan_rigs,
             unseen=self._unseen_sheds(snap, plan_rigs),
-            counted_w=counted_w,
+            counted_w=counted.counted_w,
             worst_case_w=worst_case_rig_power_w(snap.rigs, self._by_name),
             fleet_max_w=max_rig_power_w(snap.rigs, self._by_name),
-            uncounted_w=uncounted_w,
+            uncounted_w=counted.uncounted_w,
         )
 
     def _loop(self, sensed: _Sensed, limits: _Limits, rigs: _Rigs) -> _Looped:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -50,6 +51,17 @@ def test_aggregate_round_trips_with_its_curve() -> None:
 def test_budget_round_trips(wakes: int | None) -> None:
     b = budget(max_wakes=wakes)
     assert decode_budget(encode_budget(b), "minerd.site1.shard.s1.budget") == b
+
+
+def test_aggregate_carries_the_uncounted_total_and_an_older_one_means_none() -> None:
+    a = dataclasses.replace(aggregate(200), uncounted_total_w=12_345.5)
+    assert decode_aggregate(encode_aggregate(a), SUBJECT) == a
+    older = json.loads(encode_aggregate(a))
+    del older["uncounted_total_w"]  # a shard from before the running total
+    assert decode_aggregate(json.dumps(older).encode(), SUBJECT).uncounted_total_w == 0.0
+    older["uncounted_total_w"] = -1.0
+    with pytest.raises(ClusterError, match="uncounted_total_w must be a finite number >= 0"):
+        decode_aggregate(json.dumps(older).encode(), SUBJECT)
 
 
 def test_budget_carries_the_sites_overload_and_an_older_one_means_none() -> None:
