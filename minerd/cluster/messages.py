@@ -53,6 +53,14 @@ class ShardAggregate:
     # cycle's figure, so an aggregate the controller never saw loses nothing). Absent in an
     # older shard's aggregate: 0.
     uncounted_total_w: float = 0.0
+    # Its rigs still moving to the commands it sent: seconds of its cycle's window left at
+    # sending (reaction times plus a cycle), and what its raises in flight may still add to
+    # the meter. The controller's closed loop learns no load from the meter meanwhile: the
+    # readings lag the meter by up to a poll interval, and at 20,000 rigs a 2 % mismatch
+    # taken for load moved whole classes of rigs every cycle. Absent in an older
+    # shard's aggregate: 0 (not moving).
+    moving_s: float = 0.0
+    rising_w: float = 0.0
     # What its rigs can shed within each horizon (its cycle's figure: rig W per family and
     # model, a row per class, never per rig) and what its commandable rigs draw. None: an
     # aggregate from a shard that does not send them (unknown; the controller counts 0).
@@ -121,6 +129,8 @@ def encode_aggregate(a: ShardAggregate) -> bytes:
         "planned_power_w": a.planned_power_w,
         "counted_power_w": a.counted_power_w,
         "uncounted_total_w": a.uncounted_total_w,
+        "moving_s": a.moving_s,
+        "rising_w": a.rising_w,
         "curve": curve_body(c),
     }
     if a.shed is not None:
@@ -277,6 +287,8 @@ def decode_aggregate(data: bytes, subject: str) -> ShardAggregate:
         planned_power_w=r.num("planned_power_w"),
         counted_power_w=r.num("counted_power_w"),
         uncounted_total_w=r.num("uncounted_total_w") if "uncounted_total_w" in r.obj else 0.0,
+        moving_s=r.num("moving_s") if "moving_s" in r.obj else 0.0,
+        rising_w=r.num("rising_w") if "rising_w" in r.obj else 0.0,
         shed=_read_shed(r) if "shed" in r.obj else None,
         commandable=_read_commandable(r) if "commandable" in r.obj else None,
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -78,6 +79,10 @@ class ShardMeasures:
     shed: ShedCapacity
     commandable: Commandable
     dispatched: bool = True  # the plan went to the executor (False: rigs kept as told)
+    # Its rigs still moving to the commands sent (seconds of its cycle's window left) and
+    # what its raises in flight may still add to the meter: ShardAggregate.moving_s.
+    moving_s: float = 0.0
+    rising_w: float = 0.0
 
 
 class ShardFleet(Protocol):
@@ -250,6 +255,8 @@ class ShardNode:
             uncounted_total_w=self._uncounted_total_w,
             shed=measures.shed if measures is not None else None,
             commandable=measures.commandable if measures is not None else None,
+            moving_s=measures.moving_s if measures is not None else 0.0,
+            rising_w=measures.rising_w if measures is not None else 0.0,
         )
 
 
@@ -346,6 +353,7 @@ class ControllerNode:
         self._log = RepeatedLog(log)
         self._unmeasured: set[str] = set()  # shards named once for sending no shed figures
         self._counting: dict[str, _Counting] = {}  # take_uncounted_w's last count per shard
+        self._moving_until_s = -math.inf  # a shard's rigs moving to commands, until (clock)
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(aggregates_wildcard(self.site), cb=self._on)
@@ -377,6 +385,9 @@ class ControllerNode:
         old = self._heard.get(a.shard_id)
         if old is None or a.seq > old.aggregate.seq or a.seq == 1:  # seq 1: a restarted shard
             self._heard[a.shard_id] = _Heard(a, self._cycle)
+            if a.moving_s > 0.0:  # counted from hearing it: the shard's clock is its own
+                until_s = self.clock.now_s() + a.moving_s
+                self._moving_until_s = max(self._moving_until_s, until_s)
             self._nominal_w[a.shard_id] = a.nominal_power_w
             if (a.shed is None or a.commandable is None) and a.shard_id not in self._unmeasured:
                 self._unmeasured.add(a.shard_id)
@@ -542,6 +553,16 @@ class ControllerNode:
             nominal_w += a.nominal_power_w
             hashrate_ths += a.hashrate_ths
         return SiteRigs(counted_w, planned_w, nominal_w, hashrate_ths, len(live))
+
+    def moving_until_s(self) -> float:
+        """Until when (this node's clock) some shard's rigs may still be moving to the
+        commands it sent: the closed loop learns no load from the meter meanwhile, as one
+        process does after its own commands (-inf: none heard)."""
+        return self._moving_until_s
+
+    def site_rising_w(self) -> float:
+        """What the live shards' raises in flight may still add to the meter."""
+        return sum(a.rising_w for a in self.live_aggregates())
 
     def take_uncounted_w(self) -> float:
         """The rig power the site stopped counting at nominal since the last call, for the

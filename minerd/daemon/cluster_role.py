@@ -163,7 +163,13 @@ class ShardControlCycle(ControlCycle):
         able = await self._off_loop(commandable, snap.rigs, self.models)
         result = self._publish(sensed, looped, the_plan, dispatch, measures)
         assert result.shed is not None  # every cycle measures it
-        return ShardMeasures(result.shed, able, dispatched=the_plan is not None)
+        return ShardMeasures(
+            result.shed,
+            able,
+            dispatched=the_plan is not None,
+            moving_s=max(0.0, self._moving_until_s - now_s),
+            rising_w=self._rising_w(now_s),
+        )
 
     def _rigs_read_since_start(self, snap: FleetSnapshot) -> bool:
         """Raising waits until every rig of the shard was read by this process."""
@@ -208,6 +214,8 @@ class ControllerControlCycle(ControlCycle):
     def _rigs(self, snap: FleetSnapshot, now_s: float) -> _Rigs:
         v = self.node.site_rigs()
         self._site_planned_w = v.planned_w
+        # The shards command the rigs: their rigs moving is this loop's (ControlCycle._loop).
+        self._moving_until_s = max(self._moving_until_s, self.node.moving_until_s())
         return _Rigs(
             plan_rigs=[],
             unseen={},
@@ -216,6 +224,10 @@ class ControllerControlCycle(ControlCycle):
             fleet_max_w=v.nominal_w,
             uncounted_w=self.node.take_uncounted_w(),
         )
+
+    def _rising_w(self, now_s: float) -> float:
+        """The shards' raises in flight (this process sends none)."""
+        return self.node.site_rising_w()
 
     def _plan(self, looped: _Looped) -> Plan:  # type: ignore[override]
         """No rigs to plan here: the shards plan; what they last planned is the loop's

@@ -219,6 +219,7 @@ async def test_controller_and_shards_meet_a_quota_then_fall_to_failsafe_shares(
     truth = await sim.truth(include_rigs=False)
     full_w = float(truth["site"]["power_w"])  # type: ignore[index]
     quota_kw = round(0.6 * full_w / 1000.0, 1)
+    posted_s = node.clock.now_s()
     post_quota(ctl, quota_kw)
 
     async def site_w() -> float:
@@ -239,6 +240,9 @@ async def test_controller_and_shards_meet_a_quota_then_fall_to_failsafe_shares(
     # Stays under for the next 8 controller cycles (the loop raises only what fits).
     samples = await over_cycles(ctl, runs, 8, site_w)
     assert max(samples) <= quota_kw * 1000.0, (quota_kw, samples)
+    # The shards' sheds moved their rigs and their aggregates said so: the controller's loop
+    # learnt no load from the meter while the readings caught up (ControllerNode).
+    assert node.moving_until_s() > posted_s
 
     # Each shard commanded only its own rigs, and both did command (the cut was shared).
     for s in shards:
