@@ -68,6 +68,7 @@ from minerd.cluster.region_award import (
 from minerd.cluster.region_regive import SentAllocation, SilentSite, merge_donors, regive
 from minerd.cluster.region_split import SiteBid, split_region, stage_raises
 from minerd.cluster.regive_store import SharedRegive, get_regive, put_regive, regive_bucket
+from minerd.cluster.sent_store import SentRecord, bounded, get_sent, merged, put_sent, sent_bucket
 from minerd.cluster.store_epoch import TermEpoch
 from minerd.cluster.subjects import lease_bucket
 from minerd.errors import ClusterError, QuotaError
@@ -82,6 +83,18 @@ ACTION_AWARD_SET = "region.award.set"
 ACTION_AWARD_SPLIT = "region.award.split"
 ACTION_AWARD_REGIVE = "region.award.regive"
 _HISTORY_KEPT_S = 2 * 86_400.0  # allocations sent: an interval is at most a day
+_INTERVAL_MAX_S = 86_400.0
+
+
+def _covers(recorded: SentAllocation, sent: SentAllocation) -> bool:
+    """The recorded allocation stands for the one sent: the same, issued no later, and
+    lasting at least as long."""
+    return (
+        recorded.allocation_w == sent.allocation_w
+        and recorded.issued_at_s <= sent.issued_at_s
+        and recorded.ends_at_s >= sent.ends_at_s
+    )
+
 
 # (action, subject, detail) -> None; detail is JSON-able
 AuditFn = Callable[[str, str, dict[str, object]], None]
@@ -160,6 +173,7 @@ class Coordinator:
         self._history: dict[str, list[SentAllocation]] = {}
         self._history_from_s = math.inf
         self._history_term = -1
+        self._recorded: dict[str, tuple[SentAllocation, ...]] = {}  # last written (sent_store)
         self._regive_unknown: set[str] = set()
         # Sites that gave of an award (award id -> sites): one that comes back while the
         # interval runs is allocated at most its fail-safe limit, which its lowered part
@@ -511,47 +525,126 @@ class Coordinator:
         await self._shared_regives(self.clock.now_s())  # the donors, before they are allocated
         r = self.plan_round()
         now_s = self.clock.now_s()
-        if lease.terms != self._history_term:  # what was sent before this term is unknown
-            self._history_term, self._history_from_s = lease.terms, now_s
+        if lease.terms != self._history_term:  # a new term: what was sent before, recorded
+            self._history_term = lease.terms
+            await self._take_history(now_s)
         self._split_awards(r, now_s, lease.revision)
         await self._regive(r, now_s, lease.revision)
+        sends: list[Allocation] = []
         for site, alloc_w in sorted(r.allocations.items()):
             self._seq += 1
-            a = Allocation(
-                self.region,
-                site,
-                self.coordinator_id,
-                lease.revision,
-                self._seq,
-                now_s,
-                self.lease_s,
-                alloc_w,
-                r.limit_w,
-                self.site_awards(site, now_s),
-                self.store_epoch,
+            sends.append(
+                Allocation(
+                    self.region,
+                    site,
+                    self.coordinator_id,
+                    lease.revision,
+                    self._seq,
+                    now_s,
+                    self.lease_s,
+                    alloc_w,
+                    r.limit_w,
+                    self.site_awards(site, now_s),
+                    self.store_epoch,
+                )
             )
             self._sent_to(site, now_s, alloc_w)  # before sending: a failed send may arrive
-            if await self._send(a):
-                self._sent[site] = a
-                before = self._audited_w.get(site)
-                if before is None or abs(alloc_w - before) > _AUDIT_CHANGE * max(before, 1.0):
-                    self._audited_w[site] = alloc_w
-                    self._audit(
-                        "region.allocation",
-                        site,
-                        {
-                            "allocation_kw": alloc_w / 1000.0,
-                            "target_kw": r.targets.get(site, alloc_w) / 1000.0,
-                            "regional_limit_kw": r.limit_w / 1000.0,
-                            "reserved_kw": r.reserved_w / 1000.0,
-                            "lease_revision": lease.revision,
-                            "store_epoch": self.store_epoch,
-                            "seq": a.seq,
-                            "expires_at_s": now_s + self.lease_s,
-                        },
-                    )
         self.last = r
+        if not await self._record_sent(now_s):
+            return r  # unrecorded, a send would leave a hole in the next leader's history
+        for a in sends:
+            if await self._send(a):
+                self._sent[a.site] = a
+                self._audit_allocation(a, r)
         return r
+
+    def _audit_allocation(self, a: Allocation, r: Round) -> None:
+        """Audit an allocation sent when it moved by more than _AUDIT_CHANGE."""
+        site, alloc_w = a.site, a.allocation_w
+        before = self._audited_w.get(site)
+        if before is None or abs(alloc_w - before) > _AUDIT_CHANGE * max(before, 1.0):
+            self._audited_w[site] = alloc_w
+            self._audit(
+                "region.allocation",
+                site,
+                {
+                    "allocation_kw": alloc_w / 1000.0,
+                    "target_kw": r.targets.get(site, alloc_w) / 1000.0,
+                    "regional_limit_kw": r.limit_w / 1000.0,
+                    "reserved_kw": r.reserved_w / 1000.0,
+                    "lease_revision": a.lease_revision,
+                    "store_epoch": self.store_epoch,
+                    "seq": a.seq,
+                    "expires_at_s": a.issued_at_s + self.lease_s,
+                },
+            )
+
+    def _sent_store(self) -> str:
+        return sent_bucket(lease_token(self.region))
+
+    async def _take_history(self, now_s: float) -> None:
+        """A new term: every allocation sent before it, as the leaders wrote them
+        (sent_store), from the record's start on; none known (from now) when there is no
+        record or it cannot be read."""
+        self._history_from_s = now_s
+        self._recorded = {}
+        try:
+            record = await get_sent(self.nc.jetstream(), self._sent_store())
+        except ClusterError as e:
+            log.warning(
+                "coordinator %s: %s: nothing re-given in an interval begun before this term",
+                self.coordinator_id,
+                e,
+            )
+            return
+        if record is None:
+            return
+        self._history = merged(self._history, record.sites)
+        self._history_from_s = min(now_s, record.from_s)
+        self._recorded = dict(record.sites)
+        log.info(
+            "coordinator %s: allocations sent since %.0f taken from the shared record (%d sites)",
+            self.coordinator_id,
+            self._history_from_s,
+            len(record.sites),
+        )
+
+    async def _record_sent(self, now_s: float) -> bool:
+        """Write the allocations sent, this round's included, before they are sent (False:
+        not written, nothing may be sent). Each site's last allocation is written as lasting
+        two leases from now, so renewals need no write until then (a longer lease only
+        lowers what re-giving finds unusable)."""
+        covered = all(
+            (rec := self._recorded.get(site)) and _covers(rec[-1], hist[-1])
+            for site, hist in self._history.items()
+            if hist
+        )
+        if covered:
+            return True
+        keep_from_s = now_s - _INTERVAL_MAX_S - self.lease_s
+        sites: dict[str, tuple[SentAllocation, ...]] = {}
+        for site, hist in self._history.items():
+            kept = list(bounded(hist, keep_from_s))
+            if kept:
+                last = kept[-1]
+                ahead_s = max(last.ends_at_s, now_s + 2 * self.lease_s) - last.issued_at_s
+                kept[-1] = SentAllocation(last.issued_at_s, ahead_s, last.allocation_w)
+                sites[site] = tuple(kept)
+        try:
+            await put_sent(
+                self.nc.jetstream(), self._sent_store(), SentRecord(self._history_from_s, sites)
+            )
+        except ClusterError as e:
+            self._log.warning(
+                "sent-write",
+                "coordinator %s: %s: this round's allocations are not sent",
+                self.coordinator_id,
+                e,
+            )
+            return False
+        self._log.clear("sent-write")
+        self._recorded = sites
+        return True
 
     def _sent_to(self, site: str, now_s: float, alloc_w: float) -> None:
         """One allocation in the site's history; a renewal of the same one extends it."""
