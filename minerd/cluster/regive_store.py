@@ -41,8 +41,9 @@ def regive_bucket(region_token: str) -> str:
     return f"minerd-{region_token}-regive"
 
 
-async def _bucket(js: JetStreamContext, bucket: str) -> KeyValue:
-    """The bucket, created if missing (a new or wiped store)."""
+async def kept_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+    """A bucket of the region's records that outlive any award still kept (history 1),
+    created if missing (a new or wiped store). The sent allocations' record uses it too."""
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
@@ -63,7 +64,7 @@ async def put_regive(
     ).encode()
     try:
         async with asyncio.timeout(_IO_TIMEOUT_S):
-            kv = await _bucket(js, bucket)
+            kv = await kept_bucket(js, bucket)
             await kv.put(regive_key(award_id), body)
     except Exception as e:  # any failure of the client: not connected, no answer, refused
         raise ClusterError(
@@ -75,7 +76,7 @@ async def get_regive(js: JetStreamContext, bucket: str, award_id: str) -> Shared
     """An award's revised split; NONE when none was written; ClusterError when unreadable."""
     try:
         async with asyncio.timeout(_IO_TIMEOUT_S):
-            kv = await _bucket(js, bucket)
+            kv = await kept_bucket(js, bucket)
             try:
                 entry = await kv.get(regive_key(award_id))
             except KeyNotFoundError:

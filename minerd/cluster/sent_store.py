@@ -26,14 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
-from nats.js.kv import KeyValue
+from nats.js.errors import KeyNotFoundError
 
 from minerd.cluster.region_regive import SentAllocation
+from minerd.cluster.regive_store import kept_bucket
 from minerd.errors import ClusterError
 
 _IO_TIMEOUT_S = 2.0
-_KEPT_S = 3 * 86_400.0  # the bucket's max age: an interval is at most a day
 _KEY = "sent"
 MAX_PER_SITE = 96  # allocations kept per site (older ones merged): a few KB per site
 
@@ -71,14 +70,6 @@ def merged(
         both = {*own.get(site, ()), *shared.get(site, ())}
         out[site] = sorted(both, key=lambda a: (a.issued_at_s, a.lease_s, a.allocation_w))
     return out
-
-
-async def _bucket(js: JetStreamContext, bucket: str) -> KeyValue:
-    """The bucket, created if missing (a new or wiped store)."""
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        return await js.create_key_value(bucket=bucket, ttl=_KEPT_S, history=1)
 
 
 def encode_sent(record: SentRecord) -> bytes:
@@ -120,7 +111,7 @@ async def put_sent(js: JetStreamContext, bucket: str, record: SentRecord) -> Non
     """Write the record; ClusterError naming the bucket when not written."""
     try:
         async with asyncio.timeout(_IO_TIMEOUT_S):
-            kv = await _bucket(js, bucket)
+            kv = await kept_bucket(js, bucket)
             await kv.put(_KEY, encode_sent(record))
     except Exception as e:  # any failure of the client: not connected, no answer, refused
         raise ClusterError("nats", bucket, f"allocations sent not written: {e!r}") from e
@@ -130,7 +121,7 @@ async def get_sent(js: JetStreamContext, bucket: str) -> SentRecord | None:
     """The record; None when none was written; ClusterError when unreadable."""
     try:
         async with asyncio.timeout(_IO_TIMEOUT_S):
-            kv = await _bucket(js, bucket)
+            kv = await kept_bucket(js, bucket)
             try:
                 entry = await kv.get(_KEY)
             except KeyNotFoundError:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nats
 import pytest
+import region_rounds as rounds
 from servers import ServerProcess
 from test_region_award_nats import (
     HOUR_S,
@@ -26,7 +27,6 @@ from test_region_award_nats import (
     PlantSite,
     SiteRun,
     send_awards,
-    start_site,
     stop_sites,
 )
 from test_region_restart import FollowClock
@@ -34,8 +34,6 @@ from waiting import wait_until
 
 from minerd.clock import ManualClock
 from minerd.cluster.coordinator import ACTION_AWARD_REGIVE, Coordinator
-from minerd.cluster.lease import ControllerLease, lease_store
-from minerd.cluster.region import lease_token
 from minerd.daemon.region_role import build_region_role
 from minerd.settings import settings_from_dict
 
@@ -63,42 +61,15 @@ async def test_a_silent_sites_unusable_energy_goes_to_the_other_site_after_its_l
             audit=(lambda a, _s, d: audited.append((a, json.dumps(d)))) if cid == "c1" else None,
         )  # fmt: skip
 
-    coord, standby = coordinator("c1"), coordinator("c2")
-    kv = await lease_store(nc.jetstream(), lease_token(name), 60.0)
-    coord.lease = ControllerLease(kv, "c1", 60.0, clock)
-    standby.lease = ControllerLease(kv, "c2", 60.0, clock)
-    await coord.start()
-    await standby.start()
-    runs = [
-        start_site("big", 10, name, nats_server.url, tmp_path / "big"),
-        start_site("small", 5, name, nats_server.url, tmp_path / "small"),
-    ]
+    coord, standby = await rounds.leased_pair(nc, name, clock, coordinator)
+    runs = rounds.big_and_small(name, nats_server.url, tmp_path)
     live = list(runs)  # the sites whose region role runs (every site's cycle runs)
 
     def step(seconds: int) -> None:
-        for _ in range(seconds):
-            clock.advance(1.0)
-            for run in runs:
-                run.plant.step()
+        rounds.step(clock, runs, seconds)
 
     async def lead() -> None:
-        """A round once every live site has offered since the clock last moved."""
-        mono_s = clock.monotonic_s()
-        await wait_until(
-            lambda: (
-                any(r.failed() for r in live)
-                or all(
-                    r.name in coord._heard and coord._heard[r.name].at_mono_s >= mono_s
-                    for r in live
-                )
-            ),
-            WAIT_S,
-            "fresh offers",
-        )
-        assert await coord.lease.tick()
-        assert await coord.round() is not None
-        assert not await standby.lease.tick()
-        assert await standby.round() is None
+        await rounds.lead(clock, coord, standby, live)
 
     try:
         step(8)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import nats
 import pytest
+import region_rounds as rounds
 from servers import ServerProcess
-from test_region_award_nats import HOUR_S, T0, TOKEN, WAIT_S, send_awards, start_site, stop_sites
+from test_region_award_nats import HOUR_S, T0, TOKEN, WAIT_S, send_awards, stop_sites
 from waiting import wait_until
 
 from minerd.clock import ManualClock
 from minerd.cluster.coordinator import Coordinator
-from minerd.cluster.lease import ControllerLease, lease_store
 from minerd.cluster.region import lease_token
 from minerd.cluster.sent_store import get_sent, sent_bucket
 
@@ -50,45 +50,15 @@ async def test_a_coordinator_taking_over_mid_interval_re_gives_from_the_shared_r
             control_token=TOKEN, regive_slack_s=SLACK_S,
         )  # fmt: skip
 
-    first, second = coordinator("c1"), coordinator("c2")
-    kv = await lease_store(nc.jetstream(), lease_token(name), 60.0)
-    first.lease = ControllerLease(kv, "c1", 60.0, clock)
-    second.lease = ControllerLease(kv, "c2", 60.0, clock)
-    await first.start()
-    await second.start()
-    runs = [
-        start_site("big", 10, name, nats_server.url, tmp_path / "big"),
-        start_site("small", 5, name, nats_server.url, tmp_path / "small"),
-    ]
+    first, second = await rounds.leased_pair(nc, name, clock, coordinator)
+    runs = rounds.big_and_small(name, nats_server.url, tmp_path)
     live = list(runs)
 
     def step(seconds: int) -> None:
-        for _ in range(seconds):
-            clock.advance(1.0)
-            for run in runs:
-                run.plant.step()
+        rounds.step(clock, runs, seconds)
 
     async def lead(leader: Coordinator, standby: Coordinator | None) -> None:
-        """A round once every live site has offered since the clock last moved."""
-        mono_s = clock.monotonic_s()
-        await wait_until(
-            lambda: (
-                any(r.failed() for r in live)
-                or all(
-                    r.name in leader._heard and leader._heard[r.name].at_mono_s >= mono_s
-                    for r in live
-                )
-            ),
-            WAIT_S,
-            "fresh offers",
-        )
-        assert leader.lease is not None
-        assert await leader.lease.tick()
-        assert await leader.round() is not None
-        if standby is not None:
-            assert standby.lease is not None
-            assert not await standby.lease.tick()
-            assert await standby.round() is None
+        await rounds.lead(clock, leader, standby, live)
 
     try:
         step(8)
