@@ -9,9 +9,11 @@ over its limit; a 1,000-rig benchmark, with 21 rigs cleared by verification at o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from cycle_plant import TEST_RIG, CyclePlant
+from test_control_loop import _falling_inputs
 
 from minerd.control.loop import LoopConfig, LoopInputs, LoopState, step
 from minerd.model import EffectiveLimit
@@ -51,15 +53,10 @@ CONFIG = LoopConfig(
 
 
 def _inputs(uncounted_w: float, import_kw: float) -> LoopInputs:
-    return LoopInputs(
-        t_s=1.0,
+    # The loop tests' 100 kW of rigs planned and read, under a 120 kW quota.
+    return replace(
+        _falling_inputs(1.0, import_kw, falling=False),
         limit=EffectiveLimit(120.0, "quota", "q"),
-        grid_fresh=True,
-        grid_import_kw=import_kw,
-        rig_power_w=100_000.0,
-        worst_case_rig_power_w=150_000.0,
-        planned_rig_power_w=100_000.0,
-        moving=True,
         uncounted_w=uncounted_w,
     )
 
